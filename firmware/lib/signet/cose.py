@@ -1,0 +1,82 @@
+# COSE_Sign1 (RFC 9052) for Signet records: tag 18, protected {1: alg},
+# unprotected {4: kid}, payload embedded, signature r || s.
+
+import hashlib
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+ALG_ES256 = const(-7)  # ECDSA P-256 with SHA-256
+ALG_ES256K = const(-47)  # ECDSA secp256k1 with SHA-256 (RFC 8812)
+KID_BYTES = const(16)
+SIGNATURE_BYTES = const(64)
+MAX_RECORD_BYTES = const(1024)
+
+# Protected header bstr contents, in deterministic CBOR: {1: -7} and {1: -47}.
+_PROTECTED = {ALG_ES256: b"\xa1\x01\x26", ALG_ES256K: b"\xa1\x01\x38\x2e"}
+# CBOR of the array head and the "Signature1" context string of Sig_structure.
+_SIG_STRUCTURE_HEAD = b"\x84\x6aSignature1"
+
+
+def protected_header(alg):
+    try:
+        return _PROTECTED[alg]
+    except KeyError:
+        raise ValueError("unsupported COSE alg %r (expected -7 or -47)" % (alg,)) from None
+
+
+def kid_for(compressed_public_key):
+    """Key id: first 16 bytes of SHA-256 over the 33-byte compressed SEC1 key."""
+    if len(compressed_public_key) != 33 or compressed_public_key[0] not in (2, 3):
+        raise ValueError("kid needs a 33-byte compressed SEC1 public key")
+    return hashlib.sha256(compressed_public_key).digest()[:KID_BYTES]
+
+
+def _bstr_head(length):
+    if length < 24:
+        return bytes((0x40 | length,))
+    if length < 0x100:
+        return bytes((0x58, length))
+    return bytes((0x59, length >> 8, length & 0xFF))
+
+
+def to_be_signed_digest(alg, payload):
+    """SHA-256 of Sig_structure ["Signature1", protected, h'', payload].
+
+    Hashed piece by piece so the payload is never copied.
+    """
+    protected = protected_header(alg)
+    h = hashlib.sha256(_SIG_STRUCTURE_HEAD)
+    h.update(_bstr_head(len(protected)))
+    h.update(protected)
+    h.update(b"\x40")
+    h.update(_bstr_head(len(payload)))
+    h.update(payload)
+    return h.digest()
+
+
+def sign1(signer, payload, enc):
+    """Sign payload bytes; returns the tagged COSE_Sign1 bytes.
+
+    signer provides .alg, .kid and .sign_digest(digest32) -> 64-byte r || s
+    (software key or secure element alike). enc is a reusable cbor.Encoder.
+    """
+    signature = signer.sign_digest(to_be_signed_digest(signer.alg, payload))
+    if len(signature) != SIGNATURE_BYTES:
+        raise ValueError("signer returned %d bytes, expected r || s" % len(signature))
+    protected = protected_header(signer.alg)
+    enc.reset()
+    enc.raw(b"\xd2\x84")  # tag 18, array of 4
+    enc.bytes_(protected)
+    enc.raw(b"\xa1\x04\x50")  # {4: bstr .size 16}
+    enc.raw(signer.kid)
+    enc.bytes_(payload)
+    enc.bytes_(signature)
+    if enc.pos > MAX_RECORD_BYTES:
+        raise ValueError("signed record is %d bytes, limit is %d" % (enc.pos, MAX_RECORD_BYTES))
+    return enc.getvalue()

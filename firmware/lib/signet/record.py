@@ -1,0 +1,158 @@
+# Record payloads (protocol v1): validated, then encoded as deterministic CBOR.
+#
+# Every rule here is mirrored by the gateway's payload schema; a record the
+# device refuses to build is one the gateway would refuse to count. Refusing
+# at the source gives the maker a clear error instead of a silent rejection.
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+VERSION = const(1)
+MAX_SAFE_INT = const(9007199254740991)  # 2^53 - 1: exact in JSON/JavaScript too
+_MAX_U32 = const(0xFFFFFFFF)
+_TOKEN_MAX = const(32)
+_TEXT_MAX = const(64)
+_UNIT_MAX = const(16)
+_HASH_BYTES = const(32)
+
+KINDS = ("boot", "hb", "rev", "meter", "evt")
+GENESIS_HASH = bytes(_HASH_BYTES)  # "p" of the first record a key signs
+
+
+class RecordError(ValueError):
+    """A record field is missing, of the wrong type or out of range."""
+
+
+def _fail(field, why):
+    raise RecordError("%s: %s" % (field, why))
+
+
+def _is_int(value):
+    # bool is an int subclass on CPython; True must never pass as 1 unit of money.
+    return isinstance(value, int) and not (value is True or value is False)
+
+
+def _check_uint(field, value, low, high):
+    if not _is_int(value):
+        _fail(field, "must be an integer, got %s" % type(value).__name__)
+    if not low <= value <= high:
+        _fail(field, "must be in %d..%d, got %d" % (low, high, value))
+
+
+def _check_int53(field, value):
+    _check_uint(field, value, -MAX_SAFE_INT, MAX_SAFE_INT)
+
+
+def _check_chars(field, value, max_len, allowed):
+    if not isinstance(value, str):
+        _fail(field, "must be a string, got %s" % type(value).__name__)
+    if not 1 <= len(value) <= max_len:
+        _fail(field, "must be 1..%d characters, got %d" % (max_len, len(value)))
+    for ch in value:
+        if not allowed(ch):
+            _fail(field, "character %r not allowed" % ch)
+
+
+def _token_char(ch):
+    return "a" <= ch <= "z" or "0" <= ch <= "9" or ch in "_.-"
+
+
+def _printable_ascii(ch):
+    return "!" <= ch <= "~"
+
+
+def _unit_char(ch):
+    return "a" <= ch <= "z" or "A" <= ch <= "Z" or "0" <= ch <= "9" or ch in "_/%.^-"
+
+
+def _check_token(field, value):
+    _check_chars(field, value, _TOKEN_MAX, _token_char)
+
+
+def _check_version(field, value):
+    _check_chars(field, value, _TOKEN_MAX, _printable_ascii)
+
+
+def _check_unit(field, value):
+    _check_chars(field, value, _UNIT_MAX, _unit_char)
+
+
+def _check_currency(field, value):
+    if not isinstance(value, str) or len(value) != 3:
+        _fail(field, "must be a 3-letter ISO 4217 code such as 'EUR'")
+    for ch in value:
+        if not "A" <= ch <= "Z":
+            _fail(field, "must be 3 upper-case letters such as 'EUR', got %r" % value)
+
+
+def _check_text(field, value):
+    if not isinstance(value, str):
+        _fail(field, "must be a string, got %s" % type(value).__name__)
+    size = len(value.encode())
+    if not 1 <= size <= _TEXT_MAX:
+        _fail(field, "must be 1..%d bytes of UTF-8, got %d" % (_TEXT_MAX, size))
+
+
+def _check_interval(field, value):
+    _check_uint(field, value, 1, _MAX_U32)
+
+
+def _check_seq(field, value):
+    _check_uint(field, value, 0, MAX_SAFE_INT)
+
+
+# kind -> ((field, validator, required), ...)
+_FIELDS = {
+    "boot": (("rc", _check_token, True), ("fw", _check_version, True), ("ls", _check_seq, True)),
+    "hb": (("iv", _check_interval, True), ("st", _check_token, True)),
+    "rev": (
+        ("am", _check_int53, True),
+        ("cur", _check_currency, True),
+        ("src", _check_token, True),
+        ("ref", _check_text, False),
+    ),
+    "meter": (("q", _check_int53, True), ("unit", _check_unit, True), ("src", _check_token, False)),
+    "evt": (("ev", _check_token, True), ("msg", _check_text, False)),
+}
+
+
+def validate(kind, n, b, u, t, prev, fields):
+    """Check a record's content; returns the payload dict (keys as on the wire)."""
+    spec = _FIELDS.get(kind)
+    if spec is None:
+        _fail("k", "unknown kind %r (expected one of %s)" % (kind, ", ".join(KINDS)))
+    _check_uint("n", n, 1, MAX_SAFE_INT)
+    _check_uint("b", b, 0, _MAX_U32)
+    _check_uint("u", u, 0, MAX_SAFE_INT)
+    if t is not None:
+        _check_uint("t", t, 0, MAX_SAFE_INT)
+    if not isinstance(prev, (bytes, bytearray)) or len(prev) != _HASH_BYTES:
+        _fail("p", "must be the 32-byte SHA-256 of the previous payload")
+    payload = {"v": VERSION, "n": n, "b": b, "u": u, "t": t, "p": bytes(prev), "k": kind}
+    known = 0
+    for name, check, required in spec:
+        if name in fields:
+            check("%s.%s" % (kind, name), fields[name])
+            payload[name] = fields[name]
+            known += 1
+        elif required:
+            _fail("%s.%s" % (kind, name), "is required")
+    if known != len(fields):
+        allowed = [name for name, _, _ in spec]
+        for name in fields:
+            if name not in allowed:
+                _fail("%s.%s" % (kind, name), "unknown field (allowed: %s)" % ", ".join(allowed))
+    return payload
+
+
+def encode_payload(enc, kind, n, b, u, t, prev, fields):
+    """Validated, deterministic CBOR payload bytes. enc is a reusable cbor.Encoder."""
+    payload = validate(kind, n, b, u, t, prev, fields)
+    enc.reset()
+    enc.value(payload)
+    return enc.getvalue()
