@@ -65,7 +65,10 @@ def test_public_key_rfc6979():
 
 
 def test_small_multiples():
-    for curve, table in ((ec.P256, vectors.P256_MULTIPLES), (ec.SECP256K1, vectors.SECP256K1_MULTIPLES)):
+    for curve, table in (
+        (ec.P256, vectors.P256_MULTIPLES),
+        (ec.SECP256K1, vectors.SECP256K1_MULTIPLES),
+    ):
         assert ec.public_point(curve, 1) == (curve.gx, curve.gy)
         for k, x in table:
             assert ec.public_point(curve, k)[0] == x

@@ -1,0 +1,19 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from micropython_port import FIRMWARE, FIRMWARE_TESTS, compile_tree
+
+
+@pytest.fixture(scope="session")
+def mpy_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The firmware package and the firmware test modules, compiled to .mpy.
+
+    Loading .mpy (as a device does) keeps the compiler's own heap use out of
+    the 64 KiB MicroPython runs.
+    """
+    root = tmp_path_factory.mktemp("mpy")
+    compile_tree(FIRMWARE / "lib", root)
+    compile_tree(FIRMWARE_TESTS, root)
+    return root
