@@ -3,7 +3,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from micropython_port import FIRMWARE, FIRMWARE_TESTS, compile_tree
+
+from signet_tools.micropython import FIRMWARE_LIB, compile_tree
+
+FIRMWARE_TESTS = Path(__file__).resolve().parent / "fwtests"
 
 
 @pytest.fixture(scope="session")
@@ -14,6 +17,6 @@ def mpy_tree(tmp_path_factory: pytest.TempPathFactory) -> Path:
     the 64 KiB MicroPython runs.
     """
     root = tmp_path_factory.mktemp("mpy")
-    compile_tree(FIRMWARE / "lib", root)
+    compile_tree(FIRMWARE_LIB, root)
     compile_tree(FIRMWARE_TESTS, root)
     return root

@@ -12,7 +12,9 @@ import re
 from pathlib import Path
 
 import pytest
-from micropython_port import FIRMWARE, FIRMWARE_TESTS, compile_tree, run
+from conftest import FIRMWARE_TESTS
+
+from signet_tools.micropython import FIRMWARE, compile_tree, run
 
 MODULES = sorted(p.stem for p in FIRMWARE_TESTS.glob("test_fw_*.py"))
 

@@ -155,3 +155,20 @@ def test_on_curve():
         assert curve.on_curve(curve.gx, curve.gy)
         assert not curve.on_curve(curve.gx, curve.gy + 1)
         assert not curve.on_curve(curve.gx, curve.gy + curve.p)
+
+
+def test_blinded_inverse():
+    import os
+
+    for m in (ec.P256.p, ec.P256.n, ec.SECP256K1.p, ec.SECP256K1.n):
+        for x in (1, 2, m - 1, int.from_bytes(os.urandom(32), "big") % (m - 1) + 1):
+            inv = ec.inverse(x, m)
+            assert 0 < inv < m
+            assert x * inv % m == 1
+        for zero in (0, m):
+            try:
+                ec.inverse(zero, m)
+            except ValueError:
+                pass
+            else:
+                raise AssertionError("inverse of 0 accepted")

@@ -6,13 +6,17 @@
 #
 # Speed on MicroPython is dominated by the number of bigint operations (each
 # allocates), so points are kept in Jacobian coordinates, additions are mixed
-# (Jacobian + affine) and k*G uses a Lim-Lee comb over a table of affine
-# points packed into one bytearray (built once per curve, on first use).
+# (Jacobian + affine) and k*G uses a signed-digit Lim-Lee comb (the recoding
+# mbedTLS uses): every column digit is odd, so the table holds only odd
+# combinations (negatives are free: -P = (x, -y)) and every column costs
+# exactly one doubling and one addition. The table is built once per curve.
 #
 # Python cannot be made constant-time. We avoid the gross leaks cheaply: the
-# comb always runs the same number of doublings and additions whatever the
-# scalar (a zero digit does a dummy addition), and nothing exits early on a
+# comb runs the same number of doublings and additions for every scalar, no
+# digit is ever zero (no skipped additions), and nothing exits early on a
 # secret value.
+
+from os import urandom
 
 try:
     from micropython import const
@@ -22,10 +26,12 @@ except ImportError:  # CPython
         return x
 
 
-# 6 teeth: 63 table points = 4 KiB per curve, 42 doublings + 43 additions per
-# k*G. 7 teeth saves ~15% of a signature for twice the RAM; 64 KiB heaps win.
-_COMB_TEETH = const(6)
-_COMB_SPACING = const(43)  # ceil(256 / 6)
+# 7 teeth: 2^6 = 64 table points = 4 KiB per curve, 37 doublings + 37
+# additions per k*G. 8 teeth would save ~12% of a signature for twice the RAM.
+_COMB_TEETH = const(7)
+_COMB_SPACING = const(37)  # ceil(256 / 7)
+_COMB_POINTS = const(64)  # 2^(teeth - 1)
+_NEGATIVE = const(0x80)  # sign flag on a recoded digit
 _FIELD_BYTES = const(32)
 _PIECE_POINTS = const(16)  # points per 1 KiB table piece
 _BUILD_POINTS = const(8)  # points normalised per field inversion while building
@@ -90,8 +96,7 @@ def _double(X, Y, Z, p, a):
         be = X * g % p
         al = 3 * (X - d) * (X + d) % p
         X3 = (al * al - 8 * be) % p
-        Z3 = ((Y + Z) * (Y + Z) - g - d) % p
-        return X3, (al * (4 * be - X3) - 8 * g * g) % p, Z3
+        return X3, (al * (4 * be - X3) - 8 * g * g) % p, 2 * Y * Z % p
     aa = X * X % p
     bb = Y * Y % p
     cc = bb * bb % p
@@ -103,9 +108,11 @@ def _double(X, Y, Z, p, a):
 
 
 def _add_affine(X1, Y1, Z1, x2, y2, p, a):
-    # Mixed addition (Jacobian + affine), madd-2004-hmv. Falls back to doubling
-    # when both inputs are the same point; in a comb over a random scalar that
-    # happens with probability ~2^-250, but correctness must not rely on luck.
+    # Mixed addition (Jacobian + affine), madd-2004-hmv. Handles infinity and
+    # equal or opposite inputs; in a comb over a random scalar those happen
+    # with probability ~2^-250, but correctness must not rely on luck.
+    if Z1 == 0:
+        return x2, y2, 1
     t1 = Z1 * Z1 % p
     t2 = t1 * Z1 % p
     h = (t1 * x2 - X1) % p
@@ -122,9 +129,26 @@ def _add_affine(X1, Y1, Z1, x2, y2, p, a):
     return X3, (r * (v - X3) - Y1 * h3) % p, Z3
 
 
-def _inverse(x, m):
-    # Fermat inversion (m prime). Never pow(x, -1, m): MicroPython returns 0.
-    return pow(x, m - 2, m)
+def inverse(x, m):
+    """x^-1 mod m (m prime) by extended Euclid on a blinded input.
+
+    Euclid is ~4x faster than Fermat's pow(x, m-2, m) on MicroPython, but its
+    running time depends on its input, and x here is secret-derived (the nonce
+    k, or the Z of k*G). Inverting x*b for a fresh random b instead makes that
+    input uniformly random; multiplying by b afterwards gives x^-1. (Never
+    pow(x, -1, m): MicroPython silently returns 0.)
+    """
+    b = int.from_bytes(urandom(32), "big") % m or 1
+    y = x * b % m
+    if y == 0:
+        raise ValueError("0 has no inverse")
+    x0, x1 = 1, 0
+    r0, r1 = y, m
+    while r1:
+        q = r0 // r1
+        r0, r1 = r1, r0 - q * r1
+        x0, x1 = x1, x0 - q * x1
+    return x0 * b % m
 
 
 def _to_affine_many(points, p):
@@ -135,7 +159,7 @@ def _to_affine_many(points, p):
     for i in range(count):
         acc = acc * points[i][2] % p
         prefix[i + 1] = acc
-    inv = _inverse(acc, p)
+    inv = inverse(acc, p)
     out = [None] * count
     for i in range(count - 1, -1, -1):
         X, Y, Z = points[i]
@@ -147,54 +171,84 @@ def _to_affine_many(points, p):
 
 
 def comb_table(curve):
-    """Affine table T[j] = sum of 2^(i*43) G over the set bits i of j, j in 1..63.
+    """Affine table T[i] = G + sum of 2^(37*j) G over the set bits j-1 of i, i in 0..63.
 
     Packed as 4 bytearrays of 16 points (x then y, 32 bytes big-endian each):
-    1 KiB pieces still fit a fragmented MicroPython heap where one 8 KiB block
-    would not. Built once per curve, in chunks, so the transient heap stays small.
+    1 KiB pieces still fit a fragmented MicroPython heap where one 4 KiB block
+    may not. Built once per curve, in small chunks, so the transient heap stays
+    a few KiB.
     """
     if curve._comb is not None:
         return curve._comb
     p = curve.p
     a = curve.a
-    size = (1 << _COMB_TEETH) - 1
-    table = [bytearray(_PIECE_POINTS * 2 * _FIELD_BYTES) for _ in range((size + 15) >> 4)]
+    table = [bytearray(_PIECE_POINTS * 2 * _FIELD_BYTES) for _ in range(_COMB_POINTS >> 4)]
+    _put(table, 0, curve.gx, curve.gy)
     X, Y, Z = curve.gx, curve.gy, 1
-    for top in range(_COMB_TEETH):
-        if top:
-            for _ in range(_COMB_SPACING):
-                X, Y, Z = _double(X, Y, Z, p, a)
+    for tooth in range(1, _COMB_TEETH):
+        for _ in range(_COMB_SPACING):
+            X, Y, Z = _double(X, Y, Z, p, a)
         bx, by = to_affine(curve, X, Y, Z)
-        _put(table, 1 << top, bx, by)
-        # T[2^top + rest] = T[rest] + B_top for rest < 2^top, all already in the table.
-        rest = 1
-        while rest < (1 << top):
+        top = 1 << (tooth - 1)
+        # T[top + i] = T[i] + 2^(37*tooth) G for i < top, all already in the table.
+        i = 0
+        while i < top:
             chunk = []
-            first = rest
-            while rest < (1 << top) and len(chunk) < _BUILD_POINTS:
-                rx, ry = _get(table, rest)
+            first = i
+            while i < top and len(chunk) < _BUILD_POINTS:
+                rx, ry = _get(table, i)
                 chunk.append(_add_affine(rx, ry, 1, bx, by, p, a))
-                rest += 1
-            for i, (x, y) in enumerate(_to_affine_many(chunk, p)):
-                _put(table, (1 << top) + first + i, x, y)
+                i += 1
+            for offset, (x, y) in enumerate(_to_affine_many(chunk, p)):
+                _put(table, top + first + offset, x, y)
     curve._comb = table
     return table
 
 
-def _put(table, j, x, y):
-    piece = table[(j - 1) >> 4]
-    off = ((j - 1) & 15) << 6
+def _put(table, i, x, y):
+    piece = table[i >> 4]
+    off = (i & 15) << 6
     piece[off : off + _FIELD_BYTES] = x.to_bytes(_FIELD_BYTES, "big")
     piece[off + _FIELD_BYTES : off + 2 * _FIELD_BYTES] = y.to_bytes(_FIELD_BYTES, "big")
 
 
-def _get(table, j):
-    piece = table[(j - 1) >> 4]
-    off = ((j - 1) & 15) << 6
+def _get(table, i):
+    piece = table[i >> 4]
+    off = (i & 15) << 6
     return (
         int.from_bytes(piece[off : off + _FIELD_BYTES], "big"),
         int.from_bytes(piece[off + _FIELD_BYTES : off + 2 * _FIELD_BYTES], "big"),
     )
+
+
+def _recode(k, digits):
+    """Signed comb digits of an odd scalar k into digits[0..37] (mbedTLS's recoding).
+
+    Plain comb digits first; then, column by column, an even digit borrows the
+    previous column (which becomes negative: v*2^(i-1) = -v*2^(i-1) + v*2^i),
+    so every digit is odd and points at a table entry. Carries run per tooth.
+    """
+    kb = k.to_bytes(_FIELD_BYTES + 1, "big")  # comb spans 7 * 37 = 259 bits
+    last = _FIELD_BYTES  # index of the least significant byte
+    for col in range(_COMB_SPACING):
+        x = 0
+        pos = col + (_COMB_TEETH - 1) * _COMB_SPACING
+        while pos >= 0:
+            x = (x << 1) | ((kb[last - (pos >> 3)] >> (pos & 7)) & 1)
+            pos -= _COMB_SPACING
+        digits[col] = x
+    digits[_COMB_SPACING] = 0
+    carry = 0
+    for i in range(1, _COMB_SPACING + 1):
+        x = digits[i]
+        cc = x & carry
+        x ^= carry
+        carry = cc
+        adjust = 1 - (x & 1)
+        prev = digits[i - 1] * adjust
+        carry |= x & prev
+        digits[i] = x ^ prev
+        digits[i - 1] |= adjust << 7
 
 
 def mul_base(curve, k):
@@ -205,30 +259,27 @@ def mul_base(curve, k):
     table = comb_table(curve)
     p = curve.p
     a = curve.a
-    kb = k.to_bytes(_FIELD_BYTES + 1, "big")  # 33 bytes: comb spans 6*43 = 258 bits
-    last = _FIELD_BYTES  # index of the least significant byte in kb
-    X = Y = Z = 0
-    started = False
-    dX = dY = dZ = 0  # dummy accumulator: keeps the work per column constant
+    # The recoding needs an odd scalar: for even k use n - k (odd, as n is odd)
+    # and negate the result, since (n - k) G = -kG.
+    negate = not k & 1
+    if negate:
+        k = curve.n - k
+    digits = bytearray(_COMB_SPACING + 1)
+    _recode(k, digits)
+    d = digits[_COMB_SPACING]
+    X, Y = _get(table, (d & 0x7F) >> 1)
+    if d & _NEGATIVE:
+        Y = p - Y
+    Z = 1
     for col in range(_COMB_SPACING - 1, -1, -1):
-        if started:
-            X, Y, Z = _double(X, Y, Z, p, a)
-        else:
-            dX, dY, dZ = _double(curve.gx, curve.gy, 1, p, a)
-        j = 0
-        pos = col + (_COMB_TEETH - 1) * _COMB_SPACING
-        while pos >= 0:
-            j = (j << 1) | ((kb[last - (pos >> 3)] >> (pos & 7)) & 1)
-            pos -= _COMB_SPACING
-        tx, ty = _get(table, j if j else 1)
-        if j and started:
-            X, Y, Z = _add_affine(X, Y, Z, tx, ty, p, a)
-        elif j:
-            X, Y, Z = tx, ty, 1
-            started = True
-            dX, dY, dZ = _add_affine(dX, dY, dZ, tx, ty, p, a)
-        else:
-            dX, dY, dZ = _add_affine(dX, dY, dZ, tx, ty, p, a)
+        X, Y, Z = _double(X, Y, Z, p, a)
+        d = digits[col]
+        tx, ty = _get(table, (d & 0x7F) >> 1)
+        if d & _NEGATIVE:
+            ty = p - ty
+        X, Y, Z = _add_affine(X, Y, Z, tx, ty, p, a)
+    if negate:
+        Y = p - Y
     return X, Y, Z
 
 
@@ -236,7 +287,7 @@ def to_affine(curve, X, Y, Z):
     if Z == 0:
         raise ValueError("point at infinity has no affine form")
     p = curve.p
-    zi = _inverse(Z, p)
+    zi = inverse(Z, p)
     zi2 = zi * zi % p
     return X * zi2 % p, Y * zi2 * zi % p
 
@@ -256,6 +307,6 @@ def encode_point(x, y, compressed=True):
 
 
 def release_table(curve):
-    """Free a curve's comb table (8 KiB). A device uses one curve; this is for
+    """Free a curve's comb table (4 KiB). A device uses one curve; this is for
     tools and tests that use both in one small heap."""
     curve._comb = None

@@ -37,7 +37,7 @@ def sign_digest(curve, d, digest):
         r = x % n
         if r == 0:
             continue
-        s = pow(k, n - 2, n) * (e + r * d) % n
+        s = ec.inverse(k, n) * (e + r * d) % n
         if s == 0:
             continue
         if s > curve.half_n:

