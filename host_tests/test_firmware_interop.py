@@ -143,8 +143,9 @@ cbor_values = st.recursive(
     | st.integers(min_value=-(2**64), max_value=2**64 - 1)
     | st.binary(max_size=40)
     | st.text(max_size=20),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    lambda children: (
+        st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5)
+    ),
     max_leaves=20,
 )
 

@@ -10,7 +10,6 @@ def test_bench_runs_and_reports() -> None:
     for field in ("verify_per_s", "raw_ecdsa_per_s", "ratio", "secp256k1_verify_per_s"):
         assert result[field] > 0
     assert result["ratio"] == result["verify_per_s"] / result["raw_ecdsa_per_s"]
-    # Loose bound: a shared CI machine is noisy; the 0.8 target is checked by running the tool.
-    assert result["ratio"] > 0.3
+    # No bound on the ratio here: timing belongs to `signet bench verify`, not to the suite.
     report = format_report(result)
     assert "records/s" in report and "ratio" in report

@@ -39,7 +39,12 @@ def _field(output: str, name: str) -> int:
 def _reference_ms(curve: str, seconds: float) -> float:
     """ecdsa (CPython) deterministic signing of a record-sized Sig_structure."""
     _, record = RecordBuilder(SoftwareSigner(curve, _D)).build(
-        "rev", 1, 1, 0, 1767225600000, bytes(32),
+        "rev",
+        1,
+        1,
+        0,
+        1767225600000,
+        bytes(32),
         {"am": 250, "cur": "EUR", "src": "pulse", "ref": "bench-0001"},
     )
     message = record  # same length class as the Sig_structure
@@ -65,8 +70,11 @@ def run(count: int = 200, heap: str = micropython.DEFAULT_HEAP) -> dict[str, Any
                 raise RuntimeError(f"MicroPython benchmark failed:\n{timed.stdout}{timed.stderr}")
             mp_ms = _field(timed.stdout, "us_per_record") / 1000
             ref_ms = _reference_ms(curve, seconds=1.0)
-            results[curve] = {"micropython_ms": mp_ms, "reference_ms": ref_ms,
-                              "ratio": mp_ms / ref_ms}
+            results[curve] = {
+                "micropython_ms": mp_ms,
+                "reference_ms": ref_ms,
+                "ratio": mp_ms / ref_ms,
+            }
         sized = micropython.run(_SCRIPT, "heap", "p256", "1", tmp, heap="256k")
         if sized.returncode != 0:
             raise RuntimeError(f"MicroPython heap probe failed:\n{sized.stdout}{sized.stderr}")

@@ -1,7 +1,7 @@
 """Benchmark: host decode + verify throughput against bare ECDSA P-256 verification.
 
-Generates N records (mixed kinds, several devices) with the independent test
-signer (``host_tests/independent_signer.py``: cryptography + cbor2 only), then,
+Generates N records (mixed kinds, several devices, hash-chained) with the
+firmware's record builder, then,
 single-threaded and interleaved in short slices so both see the same machine
 state, measures:
 
@@ -15,23 +15,25 @@ state, measures:
   cheap next to the elliptic-curve arithmetic);
 * ``secp256k1_verify_per_s``: the same full verify for ES256K records (coincurve).
 
-Run: ``python tools/bench_verify.py [seconds]``.
+Run: ``signet bench verify [--seconds S]``.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import hashlib
 import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
+from signet.builder import RecordBuilder
+from signet.record import GENESIS_HASH
+from signet.signer import SoftwareSigner
+from signet_gateway.cose_decode import PROTECTED_BY_ALG, sig_structure
 from signet_gateway.pubkeys import DevicePublicKey
 from signet_gateway.verify import Verifier
 
@@ -41,30 +43,34 @@ _KINDS = ("hb", "rev", "meter", "evt", "boot")
 _SLICE_S = 0.1
 
 
-def _load_signer() -> ModuleType:
-    path = Path(__file__).resolve().parent.parent / "host_tests" / "independent_signer.py"
-    if not path.is_file():
-        raise RuntimeError(f"bench_verify needs the source checkout: {path} not found")
-    spec = importlib.util.spec_from_file_location("signet_independent_signer", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up while executing
-    spec.loader.exec_module(module)
-    return module
+_FIELDS = {
+    "boot": {"rc": "power_on", "fw": "0.1.0", "ls": 0},
+    "hb": {"iv": 60000, "st": "ok"},
+    "rev": {"am": 250, "cur": "EUR", "src": "pulse", "ref": "bench-0001"},
+    "meter": {"q": 1234, "unit": "Wh", "src": "uart"},
+    "evt": {"ev": "door_open"},
+}
 
 
 def _make_records(
-    signer: ModuleType, curve: str, count: int, devices: int
-) -> tuple[list[tuple[bytes, bytes]], dict[bytes, DevicePublicKey], list[Any]]:
-    """Records as (raw, kid), the key map, and the signer keys used."""
-    keys = [signer.make_key(curve, seed=i) for i in range(devices)]
-    key_map = {k.kid: DevicePublicKey.from_sec1(k.compressed, curve) for k in keys}
+    curve: str, count: int, devices: int
+) -> tuple[list[tuple[bytes, bytes]], dict[bytes, DevicePublicKey]]:
+    """Records as (raw, kid) signed by the firmware code, and the key map."""
+    builders = [RecordBuilder(SoftwareSigner(curve, 1000 + i)) for i in range(devices)]
+    key_map = {
+        b.signer.kid: DevicePublicKey.from_sec1(b.signer.public_key, curve) for b in builders
+    }
     records = []
+    prev = [GENESIS_HASH] * devices
     for i in range(count):
-        key = keys[i % devices]
-        body = signer.payload(_KINDS[i % len(_KINDS)], n=i + 1, u=1000 * i, t=1_700_000_000_000 + i)
-        records.append((signer.make_record(key, body), key.kid))
-    return records, key_map, keys
+        dev = i % devices
+        kind = _KINDS[i % len(_KINDS)]
+        payload, raw = builders[dev].build(
+            kind, i // devices + 1, 1, 1000 * i, 1_700_000_000_000 + i, prev[dev], _FIELDS[kind]
+        )
+        prev[dev] = hashlib.sha256(payload).digest()
+        records.append((raw, builders[dev].signer.kid))
+    return records, key_map
 
 
 def _rate(step: Callable[[int], None], size: int, budget_s: float, sink: list[float]) -> None:
@@ -86,9 +92,8 @@ def _rate(step: Callable[[int], None], size: int, budget_s: float, sink: list[fl
 
 def run(duration_s: float = 3.0, records: int = 200, devices: int = 8) -> dict[str, Any]:
     """Measure and return the figures (see module docstring); takes about ``duration_s``."""
-    signer = _load_signer()
-    p256, p256_keys, _ = _make_records(signer, "p256", records, devices)
-    k1, k1_keys, _ = _make_records(signer, "secp256k1", records, devices)
+    p256, p256_keys = _make_records("p256", records, devices)
+    k1, k1_keys = _make_records("secp256k1", records, devices)
     verifier = Verifier(p256_keys)
     k1_verifier = Verifier(k1_keys)
 
@@ -97,7 +102,7 @@ def run(duration_s: float = 3.0, records: int = 200, devices: int = 8) -> dict[s
     raw_inputs = []
     for raw, kid in p256:
         rec = verifier.verify(raw, kid)  # also proves every generated record is valid
-        message = signer.sig_structure(signer.protected_for(-7), rec.payload_bytes)
+        message = sig_structure(PROTECTED_BY_ALG[rec.alg], rec.payload_bytes)
         sig = rec.signature
         der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
         public = p256_keys[kid].to_cryptography()

@@ -55,9 +55,7 @@ class MicroPythonRun:
     stderr: str
 
 
-def run(
-    script: Path, *args: str, heap: str = DEFAULT_HEAP, timeout: float = 300
-) -> MicroPythonRun:
+def run(script: Path, *args: str, heap: str = DEFAULT_HEAP, timeout: float = 300) -> MicroPythonRun:
     """Run script with `micropython -X heapsize=heap`; nothing from ~/.micropython on the path."""
     env = dict(os.environ, MICROPYPATH="")
     result = subprocess.run(

@@ -73,9 +73,16 @@ def verify_file(
     for index, item in enumerate(cborseq.split(data)):
         if isinstance(item, cborseq.UnreadableTail):
             verdicts.append(
-                Verdict(index, False, None, None, None, "malformed",
-                        f"{item.size} bytes at offset {item.offset} are not a complete CBOR "
-                        f"item ({item.reason})")
+                Verdict(
+                    index,
+                    False,
+                    None,
+                    None,
+                    None,
+                    "malformed",
+                    f"{item.size} bytes at offset {item.offset} are not a complete CBOR "
+                    f"item ({item.reason})",
+                )
             )
             continue
         try:
