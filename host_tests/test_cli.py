@@ -131,41 +131,13 @@ def test_sign_refuses_bad_fields_with_specific_errors(
 
 def test_sign_to_stdout_hex_and_binary(keyed: tuple[Path, str]) -> None:
     key, _ = keyed
-    hexed = signet(
-        "sign",
-        "--key",
-        key,
-        "--seq",
-        "1",
-        "--kind",
-        "evt",
-        "--field",
-        "ev=door_open",
-        "--time",
-        "null",
-        "--hex",
-    )
+    args = ["sign", "--key", str(key), "--seq", "1", "--kind", "evt", "--field", "ev=door_open"]
+    args += ["--time", "null"]
+    hexed = signet(*args, "--hex")
     assert hexed.returncode == 0
     record = bytes.fromhex(hexed.stdout.strip())
     assert cbor2.loads(record).tag == 18
-    binary = subprocess.run(
-        [
-            SIGNET,
-            "sign",
-            "--key",
-            str(key),
-            "--seq",
-            "1",
-            "--kind",
-            "evt",
-            "--field",
-            "ev=door_open",
-            "--time",
-            "null",
-        ],
-        capture_output=True,
-        timeout=60,
-    )
+    binary = subprocess.run([SIGNET, *args], capture_output=True, timeout=60)
     assert binary.stdout == record  # deterministic signature: same bytes
 
 

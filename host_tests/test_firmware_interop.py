@@ -29,6 +29,8 @@ from signet import ecdsa as fw_ecdsa
 from signet.builder import RecordBuilder
 from signet.record import GENESIS_HASH
 from signet.signer import SoftwareSigner
+from signet_gateway.pubkeys import DevicePublicKey
+from signet_gateway.verify import Verifier
 
 CURVES = {
     "p256": (ec.P256, crypto_ec.SECP256R1(), ecdsa.NIST256p),
@@ -95,6 +97,18 @@ def _pycose_decode(record: bytes) -> Sign1Message:
     assert tag.tag == 18
     protected, unprotected, payload, signature = tag.value
     return Sign1Message.from_cose_obj([protected, dict(unprotected), payload, signature], True)
+
+
+@pytest.mark.parametrize("curve_name", sorted(CURVES))
+def test_host_verifier_accepts_every_firmware_kind(curve_name: str) -> None:
+    signer = SoftwareSigner.generate(curve_name)
+    key = DevicePublicKey.from_sec1(signer.public_key, curve_name)
+    verifier = Verifier({key.kid: key})
+    for n, (payload, record) in enumerate(_sample_records(signer), start=1):
+        rec = verifier.verify(record, expected_kid=signer.kid)
+        assert rec.seq == n and rec.device_id == signer.device_id
+        assert rec.payload_bytes == payload
+        assert rec.payload == cbor2.loads(payload)
 
 
 def test_p256_records_verify_with_pycose() -> None:

@@ -9,25 +9,15 @@ from signet.signer import SoftwareSigner
 
 try:
     from . import reference_ec
+    from .fwassert import hexlify, raises
 except ImportError:  # MicroPython runner: flat import path
     import reference_ec
+    from fwassert import hexlify, raises
 
 # RFC 6979 A.2.5's key: any valid scalar would do; a published one is recognisable.
 PRIVATE = 0xC9AFA9D845BA75166B5C215767B1D6934E50C3DB36E89B127B8A622B120F6721
 
 ZERO = bytes(32)
-
-
-def _hex(b):
-    return "".join("%02x" % x for x in b)
-
-
-def _raises(exc_type, fn, *args, **kwargs):
-    try:
-        fn(*args, **kwargs)
-    except exc_type as e:
-        return str(e)
-    raise AssertionError("%s not raised by %r%r" % (exc_type.__name__, fn, args))
 
 
 def teardown_function(function=None):
@@ -84,7 +74,7 @@ def test_record_validation_errors_are_specific():
         ("pay", {}, "k: unknown kind"),
     )
     for kind, fields, expected in cases:
-        msg = _raises(record.RecordError, record.encode_payload, enc, kind, *base, fields)
+        msg = raises(record.RecordError, record.encode_payload, enc, kind, *base, fields)
         assert expected in msg, (msg, expected)
     common = (
         ((0, 1, 0, None, ZERO), "n: must be in 1.."),
@@ -94,7 +84,7 @@ def test_record_validation_errors_are_specific():
         ((1, 1, 0, None, bytes(31)), "p: must be the 32-byte"),
     )
     for args, expected in common:
-        msg = _raises(
+        msg = raises(
             record.RecordError, record.encode_payload, enc, "hb", *args, {"iv": 1, "st": "ok"}
         )
         assert expected in msg, (msg, expected)
@@ -104,8 +94,8 @@ def test_kid_is_sha256_prefix_of_compressed_key():
     signer = SoftwareSigner("p256", PRIVATE)
     assert signer.kid == hashlib.sha256(signer.public_key).digest()[:16]
     assert len(signer.device_id) == 32
-    assert signer.device_id == _hex(signer.kid)
-    _raises(ValueError, cose.kid_for, signer.public_key_uncompressed)
+    assert signer.device_id == hexlify(signer.kid)
+    raises(ValueError, cose.kid_for, signer.public_key_uncompressed)
 
 
 def _parse_sign1(data):
@@ -143,7 +133,7 @@ def test_sign1_layout_and_signature():
         builder = RecordBuilder(signer)
         payload, rec = builder.build("rev", 1, 1, 10, None, ZERO, _fields("rev"))
         protected, kid, body, sig = _parse_sign1(rec)
-        assert _hex(protected) == protected_hex
+        assert hexlify(protected) == protected_hex
         assert kid == signer.kid
         assert body == payload
         digest = cose.to_be_signed_digest(signer.alg, payload)
@@ -158,6 +148,27 @@ def test_sign1_layout_and_signature():
         assert reference_ec.verify(curve, public, digest, r, s)
         builder = signer = None
         teardown_function()
+
+
+class _HighSSigner:
+    # Stands in for a secure element that does not normalise s.
+    def __init__(self, inner):
+        self.alg = inner.alg
+        self.kid = inner.kid
+        self._inner = inner
+
+    def sign_digest(self, digest):
+        sig = self._inner.sign_digest(digest)
+        n = self._inner.curve.n
+        return sig[:32] + (n - int.from_bytes(sig[32:], "big")).to_bytes(32, "big")
+
+
+def test_sign1_normalises_high_s_from_any_signer():
+    signer = SoftwareSigner("p256", PRIVATE)
+    enc = cbor.Encoder()
+    payload = record.encode_payload(enc, "hb", 1, 1, 0, None, ZERO, {"iv": 1, "st": "ok"})
+    high = cose.sign1(_HighSSigner(signer), payload, enc)
+    assert high == cose.sign1(signer, payload, enc)
 
 
 def test_chain_of_records():
@@ -178,7 +189,7 @@ def test_chain_of_records():
 def test_oversized_record_refused_at_source():
     signer = SoftwareSigner("p256", PRIVATE)
     builder = RecordBuilder(signer, capacity=160)
-    msg = _raises(
+    msg = raises(
         ValueError, builder.build, "evt", 1, 1, 0, None, ZERO, {"ev": "x", "msg": "y" * 64}
     )
     assert "exceeds" in msg or "limit" in msg
@@ -191,8 +202,8 @@ def test_keyfile_round_trip_and_tamper():
     assert again.kid == signer.kid and again.alg == cose.ALG_ES256K
     assert "d" not in repr(again) or "12345" not in repr(again)
     tampered = text.replace(signer.device_id, "0" * 32)
-    assert "does not match" in _raises(keyfile.KeyFileError, keyfile.loads, tampered)
-    _raises(keyfile.KeyFileError, keyfile.loads, "{}")
-    _raises(keyfile.KeyFileError, keyfile.loads, "not json")
-    zero = text.replace(_hex(signer.private_bytes()), "0" * 64)
-    _raises(keyfile.KeyFileError, keyfile.loads, zero)
+    assert "does not match" in raises(keyfile.KeyFileError, keyfile.loads, tampered)
+    raises(keyfile.KeyFileError, keyfile.loads, "{}")
+    raises(keyfile.KeyFileError, keyfile.loads, "not json")
+    zero = text.replace(hexlify(signer.private_bytes()), "0" * 64)
+    raises(keyfile.KeyFileError, keyfile.loads, zero)

@@ -3,6 +3,8 @@
 
 import hashlib
 
+from . import ec
+
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -60,15 +62,28 @@ def to_be_signed_digest(alg, payload):
     return h.digest()
 
 
+def _low_s(alg, signature):
+    # Verifiers refuse s > n/2. Software signing already normalises, but a
+    # secure element may not, so every signer's output is normalised here.
+    if len(signature) != SIGNATURE_BYTES:
+        raise ValueError("signer returned %d bytes, expected r || s" % len(signature))
+    n = (ec.P256 if alg == ALG_ES256 else ec.SECP256K1).n
+    r = int.from_bytes(signature[:32], "big")
+    s = int.from_bytes(signature[32:], "big")
+    if not (0 < r < n and 0 < s < n):
+        raise ValueError("signer returned r or s out of range")
+    if s > n >> 1:
+        return signature[:32] + (n - s).to_bytes(32, "big")
+    return signature
+
+
 def sign1(signer, payload, enc):
     """Sign payload bytes; returns the tagged COSE_Sign1 bytes.
 
     signer provides .alg, .kid and .sign_digest(digest32) -> 64-byte r || s
     (software key or secure element alike). enc is a reusable cbor.Encoder.
     """
-    signature = signer.sign_digest(to_be_signed_digest(signer.alg, payload))
-    if len(signature) != SIGNATURE_BYTES:
-        raise ValueError("signer returned %d bytes, expected r || s" % len(signature))
+    signature = _low_s(signer.alg, signer.sign_digest(to_be_signed_digest(signer.alg, payload)))
     protected = protected_header(signer.alg)
     enc.reset()
     enc.raw(b"\xd2\x84")  # tag 18, array of 4
