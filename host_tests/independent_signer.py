@@ -46,21 +46,22 @@ class SignerKey:
     def n(self) -> int:
         return CURVES[self.curve][2]
 
+    def _public(self, encoding: serialization.Encoding, fmt: serialization.PublicFormat) -> bytes:
+        return self.private.public_key().public_bytes(encoding, fmt)
+
     @property
     def compressed(self) -> bytes:
-        return self.private.public_key().public_bytes(
-            serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
-        )
+        return self._public(serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint)
 
     @property
     def uncompressed(self) -> bytes:
-        return self.private.public_key().public_bytes(
+        return self._public(
             serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
         )
 
     @property
     def pem(self) -> bytes:
-        return self.private.public_key().public_bytes(
+        return self._public(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
 

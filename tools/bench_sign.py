@@ -21,6 +21,7 @@ from signet.builder import RecordBuilder
 from signet.signer import SoftwareSigner
 
 from . import micropython
+from .samples import FIELDS_BY_KIND
 
 _SCRIPT = Path(__file__).with_name("mp_bench_sign.py")
 _D = 0xC9AFA9D845BA75166B5C215767B1D6934E50C3DB36E89B127B8A622B120F6721
@@ -45,7 +46,7 @@ def _reference_ms(curve: str, seconds: float) -> float:
         0,
         1767225600000,
         bytes(32),
-        {"am": 250, "cur": "EUR", "src": "pulse", "ref": "bench-0001"},
+        FIELDS_BY_KIND["rev"],
     )
     message = record  # same length class as the Sig_structure
     key = ecdsa.SigningKey.from_secret_exponent(

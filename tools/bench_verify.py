@@ -37,19 +37,12 @@ from signet_gateway.cose_decode import PROTECTED_BY_ALG, sig_structure
 from signet_gateway.pubkeys import DevicePublicKey
 from signet_gateway.verify import Verifier
 
+from .samples import FIELDS_BY_KIND
+
 __all__ = ["format_report", "run"]
 
 _KINDS = ("hb", "rev", "meter", "evt", "boot")
 _SLICE_S = 0.1
-
-
-_FIELDS = {
-    "boot": {"rc": "power_on", "fw": "0.1.0", "ls": 0},
-    "hb": {"iv": 60000, "st": "ok"},
-    "rev": {"am": 250, "cur": "EUR", "src": "pulse", "ref": "bench-0001"},
-    "meter": {"q": 1234, "unit": "Wh", "src": "uart"},
-    "evt": {"ev": "door_open"},
-}
 
 
 def _make_records(
@@ -66,7 +59,13 @@ def _make_records(
         dev = i % devices
         kind = _KINDS[i % len(_KINDS)]
         payload, raw = builders[dev].build(
-            kind, i // devices + 1, 1, 1000 * i, 1_700_000_000_000 + i, prev[dev], _FIELDS[kind]
+            kind,
+            i // devices + 1,
+            1,
+            1000 * i,
+            1_700_000_000_000 + i,
+            prev[dev],
+            FIELDS_BY_KIND[kind],
         )
         prev[dev] = hashlib.sha256(payload).digest()
         records.append((raw, builders[dev].signer.kid))

@@ -95,11 +95,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     verdicts = verify_cmd.verify_file(data, keys, expected_kid=expected)
     for line in verify_cmd.render(verdicts, as_json=args.json):
         print(line)
-    summary = verify_cmd.summary(verdicts)
     if not verdicts:
         print(f"signet: no records in {args.file}", file=sys.stderr)
         return EXIT_REFUSED
-    print(summary, file=sys.stderr if args.json else sys.stdout)
+    print(verify_cmd.summary(verdicts), file=sys.stderr if args.json else sys.stdout)
     return EXIT_OK if all(v.valid for v in verdicts) else EXIT_REFUSED
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import cbor2
 
-from signet import keyfile
+from signet import ec, keyfile
 from signet.builder import RecordBuilder
 from signet.record import GENESIS_HASH
 
@@ -47,7 +47,7 @@ def _forgeries(genuine: list[bytes], stranger: Path) -> list[tuple[str, bytes]]:
     protected, unprotected, payload, sig = tag.value
     inflated = cbor2.loads(payload)
     inflated["am"] = 25000  # 250.00 EUR instead of 2.50: signature no longer matches
-    n = 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551
+    n = ec.P256.n
     high_s = sig[:32] + (n - int.from_bytes(sig[32:], "big")).to_bytes(32, "big")
     unknown = RecordBuilder(keyfile.load(str(stranger))).build(
         "rev", 3, 1, 180000, _T0 + 180000, GENESIS_HASH, {"am": 250, "cur": "EUR", "src": "pulse"}

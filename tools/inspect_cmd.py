@@ -12,11 +12,10 @@ from typing import Any
 import cbor2
 
 from signet_gateway.cose_decode import decode_envelope
+from signet_gateway.pubkeys import CURVE_BY_ALG
 from signet_gateway.refusals import Refused
 
 from . import cborseq
-
-_ALG_NAMES = {-7: "ES256", -47: "ES256K"}
 
 
 def _jsonable(value: Any) -> Any:
@@ -42,7 +41,7 @@ def describe(index: int, item: bytes) -> dict[str, Any]:
         "index": index,
         "size": len(item),
         "device_id": env.kid.hex(),
-        "alg": _ALG_NAMES.get(env.alg, env.alg),
+        "alg": CURVE_BY_ALG[env.alg].alg_name,
         "headers": {"protected": {"1": env.alg}, "unprotected": {"4": env.kid.hex()}},
     }
     try:
