@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -10,6 +11,11 @@ from pathlib import Path
 EXIT_OK = 0
 EXIT_REFUSED = 1  # ran fine, but something was refused or a target missed
 EXIT_USAGE = 2  # bad arguments, unreadable files, invalid keys
+
+
+# Command groups that live in their own modules. Each has register(sub, bench):
+# `sub` takes top-level commands, `bench` takes `signet bench NAME` benchmarks.
+COMMAND_GROUPS = ("cli_agent", "cli_device", "cli_gateway", "cli_report", "cli_fleet")
 
 
 def _fail(message: str) -> int:
@@ -169,14 +175,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("bench", help="benchmarks that print their figures")
-    p.add_argument("what", choices=("sign", "verify"))
-    p.add_argument("--count", type=int, default=300, help="sign: records per curve")
-    p.add_argument("--seconds", type=float, default=3.0, help="verify: measuring time")
-    p.set_defaults(func=cmd_bench)
+    bench = p.add_subparsers(dest="what", required=True, metavar="BENCHMARK")
+    b = bench.add_parser("sign", help="firmware signing on MicroPython vs ecdsa on CPython")
+    b.add_argument("--count", type=int, default=300, help="records per curve")
+    b.set_defaults(func=cmd_bench)
+    b = bench.add_parser("verify", help="host decode+verify vs bare OpenSSL verify")
+    b.add_argument("--seconds", type=float, default=3.0, help="measuring time")
+    b.set_defaults(func=cmd_bench)
 
     p = sub.add_parser("demo", help="keys, signed records, verification and forgeries, locally")
     p.add_argument("--dir", type=Path, default=Path("out/demo"), help="working directory")
     p.set_defaults(func=cmd_demo)
+
+    for name in COMMAND_GROUPS:
+        importlib.import_module(f"{__package__}.{name}").register(sub, bench)
     return parser
 
 

@@ -1,0 +1,150 @@
+"""A private Mosquitto on a free loopback port, for tests, benchmarks and the demo.
+
+One way to start a broker everywhere: a generated config in a working
+directory, persistence on (so persistent sessions and their queued QoS 1
+messages survive a restart, as on an operator's Pi), no queue limit (a
+gateway that was down must find its whole backlog), and a log file to show
+when something goes wrong.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from types import TracebackType
+
+_CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
+
+
+class BrokerError(RuntimeError):
+    """Mosquitto is missing, or did not start or stop as asked."""
+
+
+def find_mosquitto() -> str:
+    found = shutil.which("mosquitto")
+    if found:
+        return found
+    for path in _CANDIDATES:
+        if os.access(path, os.X_OK):
+            return path
+    raise BrokerError("mosquitto not found: `./run setup` installs it (apt-get install mosquitto)")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def _accepts(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.2):
+            return True
+    except OSError:
+        return False
+
+
+class Mosquitto:
+    """Start with start(); stop(), kill() and start() again keep port and data."""
+
+    def __init__(self, workdir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+        self.workdir = Path(workdir)
+        self.host = host
+        self.port = port or free_port(host)
+        self.config = self.workdir / "mosquitto.conf"
+        self.log = self.workdir / "mosquitto.log"
+        self._proc: subprocess.Popen[bytes] | None = None
+
+    def _write_config(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(
+            f"listener {self.port} {self.host}\n"
+            "allow_anonymous true\n"
+            "persistence true\n"
+            f"persistence_location {self.workdir}/\n"
+            "autosave_interval 60\n"
+            # 0 = unlimited: a stopped gateway's persistent session keeps its backlog.
+            "max_queued_messages 0\n"
+            "max_queued_bytes 0\n"
+            f"log_dest file {self.log}\n"
+            "log_type error\nlog_type warning\nlog_type notice\n"
+            # As root Mosquitto would drop to user "mosquitto", who cannot write here.
+            + ("user root\n" if os.geteuid() == 0 else "")
+        )
+
+    @property
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.poll() is None
+
+    def start(self, timeout: float = 10.0) -> Mosquitto:
+        if self.running:
+            return self
+        self._write_config()
+        self._proc = subprocess.Popen(
+            [find_mosquitto(), "-c", str(self.config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+                raise BrokerError(f"mosquitto exited at start: {err.strip()} {self.log_tail()}")
+            if _accepts(self.host, self.port):
+                return self
+            time.sleep(0.02)
+        self.kill()
+        raise BrokerError(f"mosquitto did not accept connections on port {self.port} in {timeout}s")
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Clean stop: SIGTERM, so Mosquitto saves its persistence file."""
+        if not self.running:
+            return
+        assert self._proc is not None
+        self._proc.send_signal(signal.SIGTERM)
+        try:
+            self._proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+        self._close()
+
+    def kill(self) -> None:
+        """Crash: SIGKILL, messages since the last autosave are gone."""
+        if self._proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            self._proc.kill()
+        self._proc.wait()
+        self._close()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+    def _close(self) -> None:
+        if self._proc is not None and self._proc.stderr is not None:
+            self._proc.stderr.close()
+        self._proc = None
+
+    def log_tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def __enter__(self) -> Mosquitto:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,9 @@
+"""`signet device ...`: flash, provision and read logs of a MicroPython board over mpremote."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
+    """Add this group's commands to `sub` and its benchmarks to `bench`."""

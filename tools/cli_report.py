@@ -1,0 +1,9 @@
+"""`signet report` and `signet export peaq`: MCR inputs from the gateway's store."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
+    """Add this group's commands to `sub` and its benchmarks to `bench`."""
