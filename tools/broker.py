@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -50,23 +51,74 @@ def _accepts(host: str, port: int) -> bool:
         return False
 
 
-class Mosquitto:
-    """Start with start(); stop(), kill() and start() again keep port and data."""
+@dataclass(frozen=True)
+class BrokerTls:
+    """PEM files for a TLS listener; require_certificate asks clients for a certificate."""
 
-    def __init__(self, workdir: Path, port: int | None = None, host: str = "127.0.0.1") -> None:
+    cafile: Path
+    certfile: Path
+    keyfile: Path
+    require_certificate: bool = False
+
+
+class Mosquitto:
+    """Start with start(); stop(), kill() and start() again keep port and data.
+
+    users: {name: password} turns anonymous access off and writes a password file.
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        *,
+        tls: BrokerTls | None = None,
+        users: dict[str, str] | None = None,
+    ) -> None:
         self.workdir = Path(workdir)
         self.host = host
         self.port = port or free_port(host)
+        self.tls = tls
+        self.users = dict(users or {})
         self.config = self.workdir / "mosquitto.conf"
         self.log = self.workdir / "mosquitto.log"
         self._proc: subprocess.Popen[bytes] | None = None
+
+    def _access_lines(self) -> str:
+        if not self.users:
+            return "allow_anonymous true\n"
+        passwd = self.workdir / "passwd"
+        passwd.write_text("")
+        for name, password in self.users.items():
+            subprocess.run(
+                [
+                    shutil.which("mosquitto_passwd") or "mosquitto_passwd",
+                    "-b",
+                    passwd,
+                    name,
+                    password,
+                ],
+                check=True,
+                capture_output=True,
+            )
+        return f"allow_anonymous false\npassword_file {passwd}\n"
+
+    def _tls_lines(self) -> str:
+        if self.tls is None:
+            return ""
+        return (
+            f"cafile {self.tls.cafile}\ncertfile {self.tls.certfile}\nkeyfile {self.tls.keyfile}\n"
+            f"require_certificate {'true' if self.tls.require_certificate else 'false'}\n"
+        )
 
     def _write_config(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config.write_text(
             f"listener {self.port} {self.host}\n"
-            "allow_anonymous true\n"
-            "persistence true\n"
+            + self._tls_lines()
+            + self._access_lines()
+            + "persistence true\n"
             f"persistence_location {self.workdir}/\n"
             "autosave_interval 60\n"
             # 0 = unlimited: a stopped gateway's persistent session keeps its backlog.
@@ -75,7 +127,7 @@ class Mosquitto:
             f"log_dest file {self.log}\n"
             "log_type error\nlog_type warning\nlog_type notice\n"
             # As root Mosquitto would drop to user "mosquitto", who cannot write here.
-            + ("user root\n" if os.geteuid() == 0 else "")
+             + ("user root\n" if os.geteuid() == 0 else "")
         )
 
     @property

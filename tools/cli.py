@@ -124,7 +124,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from . import demo
 
-    return demo.run(args.dir)
+    return demo.run(args.dir, devices=args.devices, duration_s=args.duration, seed=args.seed)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -183,8 +183,15 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seconds", type=float, default=3.0, help="measuring time")
     b.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("demo", help="keys, signed records, verification and forgeries, locally")
+    p = sub.add_parser(
+        "demo",
+        help="the main demo: Mosquitto, the gateway, a virtual fleet with outages and "
+        "attacks, then the MCR report checked against the ground truth",
+    )
     p.add_argument("--dir", type=Path, default=Path("out/demo"), help="working directory")
+    p.add_argument("--devices", type=int, default=12, help="virtual devices (default 12)")
+    p.add_argument("--duration", type=float, default=50.0, help="seconds of trading (default 50)")
+    p.add_argument("--seed", type=int, help="random seed, for a repeatable run")
     p.set_defaults(func=cmd_demo)
 
     for name in COMMAND_GROUPS:

@@ -95,3 +95,28 @@ def sign1(signer, payload, enc):
     if enc.pos > MAX_RECORD_BYTES:
         raise ValueError("signed record is %d bytes, limit is %d" % (enc.pos, MAX_RECORD_BYTES))
     return enc.getvalue()
+
+
+def payload_of(record):
+    """The payload bytes inside a firmware-built COSE_Sign1 (a memoryview, no copy).
+
+    Slices by the fixed v1 layout (docs/PROTOCOL.md section 2.5): the journal
+    uses it to recover the chain hash of its newest record without a CBOR
+    decoder. Anything that does not match the layout exactly is refused.
+    """
+    size = len(record)
+    if size < 9 or record[0] != 0xD2 or record[1] != 0x84:
+        raise ValueError("not a tagged COSE_Sign1 array")
+    prot = record[2] & 0x1F
+    if record[2] & 0xE0 != 0x40 or bytes(record[3 : 3 + prot]) not in _PROTECTED.values():
+        raise ValueError("unexpected protected header")
+    at = 3 + prot
+    if size < at + 23 + SIGNATURE_BYTES:
+        raise ValueError("record too short for the fixed layout")
+    if bytes(record[at : at + 3]) != b"\xa1\x04\x50" or record[at + 19] != 0x58:
+        raise ValueError("unexpected unprotected header or payload head")
+    start = at + 21
+    end = start + record[at + 20]
+    if end + 2 + SIGNATURE_BYTES != size or record[end] != 0x58 or record[end + 1] != 0x40:
+        raise ValueError("record length does not match its fixed layout")
+    return memoryview(record)[start:end]

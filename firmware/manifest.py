@@ -1,0 +1,9 @@
+# Freeze the Signet agent into a custom MicroPython build:
+#   make -C ports/esp32 BOARD=ESP32_GENERIC FROZEN_MANIFEST=/path/to/firmware/manifest.py
+# Frozen bytecode runs from flash, so the agent's code no longer takes heap.
+# main.py and config.json stay on the board's file system (copied by
+# `signet device flash`), so a config change needs no rebuild.
+include("$(PORT_DIR)/boards/manifest.py")
+require("umqtt.simple")
+require("ntptime")
+package("signet", base_path="lib")

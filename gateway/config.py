@@ -1,0 +1,265 @@
+"""gateway.toml: the ONE loader for the gateway's configuration.
+
+Every field has a default, so an empty file is a valid configuration for a
+gateway next to a local Mosquitto. A wrong field is refused with an error that
+names it (``mqtt.port: must be an integer 1..65535, got 'x'``); unknown
+sections and keys are errors too, because a silently ignored typo
+(``recieve_maximum``) is a setting the operator believes is in force.
+
+Sections: [mqtt], [store], [ingest], [quarantine], [time] are the gateway's;
+[aggregate] belongs to the report code (gateway/aggregate.py), which validates
+its own keys: this loader only checks that it is a table and passes it on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TypeVar
+
+import tomllib
+
+__all__ = [
+    "AggregateSection",
+    "ConfigError",
+    "GatewayConfig",
+    "IngestConfig",
+    "MqttConfig",
+    "QuarantineConfig",
+    "StoreConfig",
+    "TimeConfig",
+    "load",
+    "parse",
+]
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """The configuration file is unreadable or a field in it is wrong (the message names it)."""
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    client_id: str = "signet-gateway"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)  # never printed
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    # In-flight QoS 1 messages the broker may send before we PUBACK. PUBACK waits for the
+    # commit, so this bounds the gateway's memory however large the broker's backlog is.
+    receive_maximum: int = 2000
+    # How long the broker keeps our session (subscription + queued messages) while we are
+    # down. One week: a Pi that is off over a long weekend must not lose the backlog.
+    session_expiry_s: int = 7 * 24 * 3600
+    keepalive_s: int = 30
+
+
+@dataclass(frozen=True)
+class StoreConfig:
+    path: Path = Path("signet.db")
+
+
+@dataclass(frozen=True)
+class IngestConfig:
+    verify_threads: int = 2
+    batch_max: int = 500  # records per transaction (one fsync each)
+    batch_ms: int = 50  # longest a record waits for its batch to fill before commit
+    summary_s: int = 60  # periodic summary log line; 0 = none
+    # Acks that advanced are published at most this often per device while records keep
+    # coming (and at once when the pipeline goes idle): during a backlog drain a device's ack
+    # moves every batch, and one retained publish per device per batch costs more broker and
+    # gateway work than the records. A device prunes a little later; nothing else changes.
+    ack_interval_ms: int = 250
+
+
+@dataclass(frozen=True)
+class QuarantineConfig:
+    max_rows: int = 10_000
+    max_bytes_per_row: int = 2048
+
+
+@dataclass(frozen=True)
+class TimeConfig:
+    # A record whose t is further ahead of our receive time than this is marked future.
+    max_future_skew_s: int = 300
+
+
+AggregateSection = Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class GatewayConfig:
+    mqtt: MqttConfig = MqttConfig()
+    store: StoreConfig = StoreConfig()
+    ingest: IngestConfig = IngestConfig()
+    quarantine: QuarantineConfig = QuarantineConfig()
+    time: TimeConfig = TimeConfig()
+    # [aggregate] as written in the file; gateway/aggregate.py interprets it.
+    aggregate: AggregateSection = field(default_factory=lambda: MappingProxyType({}))
+    source: Path | None = None  # the file this came from, if any
+
+
+# -- field checkers: each returns the converted value or raises ConfigError ----------------
+
+
+def _int(lo: int, hi: int) -> Callable[[str, Any], int]:
+    def check(name: str, value: Any) -> int:
+        if type(value) is not int or not lo <= value <= hi:
+            raise ConfigError(f"{name}: must be an integer {lo}..{hi}, got {value!r}")
+        return value
+
+    return check
+
+
+def _text(allow_empty: bool = False) -> Callable[[str, Any], str]:
+    def check(name: str, value: Any) -> str:
+        if not isinstance(value, str) or (not value and not allow_empty):
+            raise ConfigError(f"{name}: must be a non-empty string, got {value!r}")
+        if any(ord(c) < 0x20 for c in value):
+            raise ConfigError(f"{name}: must not contain control characters")
+        return value
+
+    return check
+
+
+def _secret(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        # Never echo the value: it may be a password with a typo in its type.
+        raise ConfigError(f"{name}: must be a non-empty string")
+    return value
+
+
+def _client_id(name: str, value: Any) -> str:
+    value = _text()(name, value)
+    if len(value.encode()) > 128 or any(c in value for c in "+#/ "):
+        raise ConfigError(
+            f"{name}: must be at most 128 bytes without '+', '#', '/' or spaces, got {value!r}"
+        )
+    return value
+
+
+class _PathCheck:
+    def __init__(self, base: Path) -> None:
+        self.base = base
+
+    def __call__(self, name: str, value: Any) -> Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{name}: must be a non-empty path string, got {value!r}")
+        path = Path(value).expanduser()
+        # Relative paths are relative to the config file, not to wherever systemd started us.
+        return path if path.is_absolute() else self.base / path
+
+
+def _section(
+    data: Mapping[str, Any],
+    name: str,
+    default: T,
+    checks: Mapping[str, Callable[[str, Any], Any]],
+) -> T:
+    raw = data.get(name, {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}]: must be a table, got {type(raw).__name__}")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        check = checks.get(key)
+        if check is None:
+            known = ", ".join(sorted(checks))
+            raise ConfigError(f"{name}.{key}: unknown key (known: {known})")
+        values[key] = check(f"{name}.{key}", value)
+    return type(default)(**{**default.__dict__, **values})  # type: ignore[arg-type]
+
+
+_SECTIONS = ("mqtt", "store", "ingest", "quarantine", "time", "aggregate")
+
+
+def parse(data: Mapping[str, Any], base_dir: Path | None = None) -> GatewayConfig:
+    """Build a :class:`GatewayConfig` from the parsed TOML tables; paths relative to base_dir."""
+    base = base_dir if base_dir is not None else Path.cwd()
+    path = _PathCheck(base)
+    for key in data:
+        if key not in _SECTIONS:
+            raise ConfigError(f"[{key}]: unknown section (known: {', '.join(_SECTIONS)})")
+    mqtt = _section(
+        data,
+        "mqtt",
+        MqttConfig(),
+        {
+            "host": _text(),
+            "port": _int(1, 65535),
+            "client_id": _client_id,
+            "username": _text(),
+            "password": _secret,
+            "tls_ca": path,
+            "tls_cert": path,
+            "tls_key": path,
+            "receive_maximum": _int(1, 65535),
+            "session_expiry_s": _int(1, 0xFFFFFFFF),
+            "keepalive_s": _int(5, 65535),
+        },
+    )
+    if (mqtt.tls_cert is None) != (mqtt.tls_key is None):
+        raise ConfigError("mqtt.tls_cert, mqtt.tls_key: give both (client certificate) or neither")
+    if mqtt.password is not None and mqtt.username is None:
+        raise ConfigError("mqtt.password: given without mqtt.username")
+    store = _section(data, "store", StoreConfig(path=base / "signet.db"), {"path": path})
+    ingest = _section(
+        data,
+        "ingest",
+        IngestConfig(),
+        {
+            "verify_threads": _int(1, 64),
+            "batch_max": _int(1, 65535),
+            "batch_ms": _int(1, 10_000),
+            "summary_s": _int(0, 86_400),
+            "ack_interval_ms": _int(0, 60_000),
+        },
+    )
+    if ingest.batch_max > mqtt.receive_maximum:
+        # The broker stops sending at receive_maximum unacked messages and we ack only after
+        # commit: a bigger batch could never fill and every commit would wait for batch_ms.
+        raise ConfigError(
+            f"ingest.batch_max: must be <= mqtt.receive_maximum ({mqtt.receive_maximum}), "
+            f"got {ingest.batch_max}"
+        )
+    quarantine = _section(
+        data,
+        "quarantine",
+        QuarantineConfig(),
+        {"max_rows": _int(1, 10_000_000), "max_bytes_per_row": _int(0, 65536)},
+    )
+    time = _section(data, "time", TimeConfig(), {"max_future_skew_s": _int(0, 10 * 365 * 86400)})
+    aggregate = data.get("aggregate", {})
+    if not isinstance(aggregate, dict):
+        raise ConfigError(f"[aggregate]: must be a table, got {type(aggregate).__name__}")
+    return GatewayConfig(
+        mqtt=mqtt,
+        store=store,
+        ingest=ingest,
+        quarantine=quarantine,
+        time=time,
+        aggregate=MappingProxyType(dict(aggregate)),
+        source=None,
+    )
+
+
+def load(path: Path | str) -> GatewayConfig:
+    """Read and check a gateway.toml; raise :class:`ConfigError` naming what is wrong."""
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(text.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from None
+    config = parse(data, base_dir=path.resolve().parent)
+    return GatewayConfig(**{**config.__dict__, "source": path})

@@ -1,0 +1,224 @@
+"""`signet export peaq`: stored records as peaq MachineEvent JSON for batchSubmitEvents.
+
+Two event types (peaq's EventRegistry):
+
+- 0 revenue: one event per stored ``rev`` record; value = ``am`` (minor units),
+  currency = ``cur``, dataHash = keccak256 of that record's exact signed bytes.
+- 1 activity: one event per *uptime window*: a maximal run of consecutive up
+  intervals (docs/MCR.md uptime rule) of one boot whose closing heartbeats fall
+  on the same UTC day. value = whole seconds up in the window, currency "".
+  dataHash = keccak256 of the window's boot/heartbeat records concatenated in
+  ``n`` order: exactly a CBOR-sequence file that ``signet verify`` reads.
+
+timestamp is Unix *seconds* (peaq's SDK passes ``Math.floor(Date.now() / 1000)``;
+the struct field is a uint256 "when the event occurred"), from the record's
+placed time (docs/MCR.md). trustLevel is 2 only for a hardware-enrolled key that
+is neither revoked nor flagged for equivocation, 0 otherwise: the tier comes from
+enrollment, never from a record. peaq's ``value`` is a uint256, so a refund
+(negative ``am``) cannot be expressed: refunds are left out and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from Crypto.Hash import keccak
+
+from .aggregate import DAY_MS, LONG_INTERVAL_MS, day_of, day_start_ms
+from .report import Period, default_as_of, record_span, resolve_devices
+
+EVENT_REVENUE: Final = 0
+EVENT_ACTIVITY: Final = 1
+TRUST_SELF_REPORTED: Final = 0
+TRUST_HARDWARE: Final = 2
+
+
+def keccak256(data: bytes) -> bytes:
+    """Ethereum's keccak256 (original Keccak padding, not FIPS 202 SHA3-256)."""
+    return keccak.new(digest_bits=256, data=data).digest()
+
+
+def data_hash(data: bytes) -> str:
+    return "0x" + keccak256(data).hex()
+
+
+def trust_level(tier: str, revoked_ms: int | None, flagged: bool) -> int:
+    if tier == "hardware" and revoked_ms is None and not flagged:
+        return TRUST_HARDWARE
+    return TRUST_SELF_REPORTED
+
+
+def encode_metadata(meta: dict[str, Any], fmt: str) -> str | dict[str, Any]:
+    """peaq's metadata is bytes: '0x' + hex of compact sorted JSON; 'json' keeps the object."""
+    if fmt == "json":
+        return meta
+    text = json.dumps(meta, separators=(",", ":"), sort_keys=True)
+    return "0x" + text.encode().hex()
+
+
+def decode_metadata(value: str | dict[str, Any]) -> dict[str, Any]:
+    if isinstance(value, dict):
+        return value
+    decoded: dict[str, Any] = json.loads(bytes.fromhex(value[2:]).decode())
+    return decoded
+
+
+@dataclass
+class PeaqExport:
+    events: list[dict[str, Any]] = field(default_factory=list)
+    refunds_skipped: list[tuple[str, int]] = field(default_factory=list)  # (device, n)
+    revenue_events: int = 0
+    activity_events: int = 0
+
+
+@dataclass
+class _Window:
+    b: int
+    day: str
+    ns: list[int]  # boot/heartbeat records, n order; ns[0] is the point the run starts from
+    up_ms: int
+    start_ms: int
+    end_ms: int
+
+
+def _windows(conn: sqlite3.Connection, kid: str, day_from: str, day_to: str) -> list[_Window]:
+    """Uptime windows whose closing heartbeats fall on days day_from..day_to."""
+    lo, hi = day_start_ms(day_from), day_start_ms(day_to) + DAY_MS
+    row = conn.execute("SELECT max_up_ms FROM agg_devices WHERE kid = ?", (kid,)).fetchone()
+    reach = max(LONG_INTERVAL_MS, 0 if row is None else int(row[0]))
+    # Points placed up to one interval before lo: the predecessor a first window starts from.
+    points = conn.execute(
+        "SELECT b, u, n, at_ms, up, up_start_ms, up_end_ms FROM agg_points"
+        " WHERE kid = ? AND at_ms >= ? AND at_ms < ?",
+        (kid, lo - reach, hi),
+    ).fetchall()
+    points.sort(key=lambda p: (p[0], p[1], p[2]))
+    windows: list[_Window] = []
+    current: _Window | None = None
+    prev: tuple[Any, ...] | None = None
+    for point in points:
+        b, _u, n, at_ms, up, start, end = point
+        same_boot_prev = prev if prev is not None and prev[0] == b else None
+        if up and same_boot_prev is not None and lo <= at_ms < hi:
+            day = day_of(at_ms)
+            if (
+                current is not None
+                and current.b == b
+                and current.day == day
+                and current.ns[-1] == same_boot_prev[2]
+            ):
+                current.ns.append(n)
+                current.up_ms += end - start
+                current.end_ms = end
+            else:
+                if current is not None:
+                    windows.append(current)
+                current = _Window(b, day, [same_boot_prev[2], n], end - start, start, end)
+        elif current is not None:
+            windows.append(current)
+            current = None
+        prev = point
+    if current is not None:
+        windows.append(current)
+    return windows
+
+
+def export_events(
+    conn: sqlite3.Connection,
+    *,
+    device: str | None = None,
+    period: Period | None = None,
+    as_of_ms: int | None = None,
+    machine_ids: Mapping[str, int | str] | None = None,
+    metadata_format: str = "hex",
+) -> PeaqExport:
+    """MachineEvent objects for the devices and period, ordered by timestamp."""
+    result = PeaqExport()
+    period = period or Period()
+    as_of = as_of_ms if as_of_ms is not None else default_as_of(conn)
+    if as_of is None:
+        return result
+    keyed: list[tuple[tuple[int, str, int, int], dict[str, Any]]] = []
+    for kid, _name, tier, revoked_ms, flagged in resolve_devices(conn, device):
+        span = record_span(conn, kid)
+        if span is None:
+            continue
+        day_from, day_to = period.days_for(span[0], span[1], as_of)
+        lo, hi = day_start_ms(day_from), day_start_ms(day_to) + DAY_MS
+        machine = (machine_ids or {}).get(kid, "0x" + kid)
+        trust = trust_level(tier, revoked_ms, bool(flagged))
+        for n, b, at_ms, placed, am, cur, raw in conn.execute(
+            "SELECT a.n, a.b, a.at_ms, a.placed, a.am, a.cur, r.raw FROM agg_records AS a"
+            " JOIN records AS r ON r.kid = a.kid AND r.n = a.n"
+            " WHERE a.kid = ? AND a.kind = 'rev' AND a.at_ms >= ? AND a.at_ms < ?",
+            (kid, lo, hi),
+        ):
+            if am < 0:
+                result.refunds_skipped.append((kid, n))
+                continue
+            meta = {"device": kid, "n": n, "kind": "rev", "b": b, "time": placed}
+            event = {
+                "machineId": machine,
+                "eventType": EVENT_REVENUE,
+                "value": am,
+                "currency": cur,
+                "timestamp": at_ms // 1000,
+                "dataHash": data_hash(bytes(raw)),
+                "trustLevel": trust,
+                "sourceChainId": 0,
+                "sourceTxHash": None,
+                "metadata": encode_metadata(meta, metadata_format),
+            }
+            keyed.append(((at_ms // 1000, kid, EVENT_REVENUE, n), event))
+            result.revenue_events += 1
+        for w in _windows(conn, kid, day_from, day_to):
+            raws = [
+                bytes(r)
+                for (r,) in (
+                    conn.execute(
+                        "SELECT raw FROM records WHERE kid = ? AND n = ?", (kid, n)
+                    ).fetchone()
+                    for n in w.ns
+                )
+            ]
+            placed = conn.execute(
+                "SELECT t_n IS NOT NULL FROM agg_boots WHERE kid = ? AND b = ?", (kid, w.b)
+            ).fetchone()
+            meta = {
+                "device": kid,
+                "kind": "hb",
+                "b": w.b,
+                "first_n": w.ns[0],
+                "last_n": w.ns[-1],
+                "records": len(w.ns),
+                "up_ms": w.up_ms,
+                "start_ms": w.start_ms,
+                "end_ms": w.end_ms,
+                "time": "boot_t" if placed and placed[0] else "received",
+            }
+            event = {
+                "machineId": machine,
+                "eventType": EVENT_ACTIVITY,
+                "value": w.up_ms // 1000,
+                "currency": "",
+                "timestamp": w.end_ms // 1000,
+                "dataHash": data_hash(b"".join(raws)),
+                "trustLevel": trust,
+                "sourceChainId": 0,
+                "sourceTxHash": None,
+                "metadata": encode_metadata(meta, metadata_format),
+            }
+            keyed.append(((w.end_ms // 1000, kid, EVENT_ACTIVITY, w.ns[-1]), event))
+            result.activity_events += 1
+    keyed.sort(key=lambda item: item[0])
+    result.events = [event for _, event in keyed]
+    return result
+
+
+def render(export: PeaqExport) -> str:
+    """One JSON array: the events argument of batchSubmitEvents."""
+    return json.dumps(export.events, indent=1) + "\n"

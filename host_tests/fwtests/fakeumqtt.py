@@ -1,0 +1,303 @@
+# A scripted stand-in for umqtt.simple (same MQTTClient API), playing broker
+# and gateway, for agent tests under CPython and the MicroPython unix port.
+#
+# The module-level `broker` is the world the clients connect to; a test sets
+# it (fakeumqtt.broker = Broker(...)) and scripts it: refuse connects, drop
+# connections, lose PUBACKs, take the gateway offline, inject acks.
+
+try:
+    from . import minicbor
+except ImportError:  # MicroPython runner: flat import path
+    import minicbor
+
+import hashlib
+
+from signet import cose
+
+broker = None
+
+_ECONNRESET = 104
+_ECONNREFUSED = 111
+_ETIMEDOUT = 110
+
+
+class FakeSocket:
+    """Records how umqtt and the transport drive the socket."""
+
+    def __init__(self):
+        self.timeout = None  # seconds, or None
+        self.blocking = True
+        self.closed = False
+        self.dead = False
+        self.modes = []  # "timeout", "blocking", "nonblocking" in call order
+
+    def _mode(self, mode):
+        self.modes.append(mode)
+        if len(self.modes) > 8:
+            self.modes.pop(0)
+
+    def settimeout(self, t):
+        self.timeout = t
+        self.blocking = True
+        self._mode("timeout")
+
+    def setblocking(self, flag):
+        self.blocking = flag
+        self.timeout = None
+        self._mode("blocking" if flag else "nonblocking")
+
+    def read(self, n=-1):
+        return None
+
+    def write(self, data, n=None):
+        if self.dead:
+            raise OSError(_ECONNRESET)
+        return len(data) if n is None else n
+
+    def close(self):
+        self.closed = True
+
+
+class Gateway:
+    """Stores records per device, checks n and chain, publishes the retained ack."""
+
+    def __init__(self, broker):
+        self.broker = broker
+        self.online = True
+        self.acking = True
+        self.records = {}  # n -> payload bytes
+        self.raw = {}  # n -> the record bytes as received
+        self.kinds = {}  # n -> kind
+        self.unused = []  # (lo, hi) ranges declared unused by boot records
+        self.ack = 0
+        self.messages = 0
+        self.batches = 0
+        self.batch_sizes = []
+        self.equivocations = 0
+        self.duplicates = 0
+        self.kid = None
+        self.keep = True  # False: remember only numbers above the ack (soak)
+        self.seen = set()
+
+    def on_message(self, topic, payload):
+        if not self.online:
+            return  # the broker PUBACKed; nobody stored it
+        self.messages += 1
+        self.kid = topic.split("/")[2]
+        if payload[0] == 0xD2:
+            self._store(payload)
+            self._publish_ack()
+            return
+        items = minicbor.loads(payload)
+        assert isinstance(items, list) and items, "batch must be a non-empty array"
+        self.batches += 1
+        if self.keep:
+            self.batch_sizes.append(len(payload))
+        for rec in items:
+            self._store(rec)
+        self._publish_ack()
+
+    def _store(self, rec):
+        payload = bytes(cose.payload_of(rec))
+        fields = minicbor.loads(payload)
+        n = fields["n"]
+        if fields["k"] == "boot" and fields["ls"] + 1 < n:
+            self.unused.append((fields["ls"] + 1, n - 1))
+        if not self.keep:
+            if n > self.ack:
+                self.seen.add(n)
+            return
+        old = self.records.get(n)
+        if old is not None:
+            if old == payload:
+                self.duplicates += 1
+            else:
+                self.equivocations += 1
+            return
+        self.records[n] = payload
+        self.raw[n] = bytes(rec)
+        self.kinds[n] = fields["k"]
+
+    def _is_unused(self, n):
+        return any(lo <= n <= hi for lo, hi in self.unused)
+
+    def _publish_ack(self):
+        while True:
+            n = self.ack + 1
+            if n in self.seen:
+                self.seen.discard(n)
+            elif n not in self.records and not self._is_unused(n):
+                break
+            self.ack = n
+        if self.acking and self.kid:
+            self.broker.publish_retained(
+                "signet/v1/%s/ack" % self.kid, minicbor.dumps_ack(self.ack)
+            )
+
+    def fields(self, n):
+        return minicbor.loads(self.records[n])
+
+    def check_chain(self):
+        """Every stored record links to the stored one before it (p = SHA-256)."""
+        ns = sorted(self.records)
+        for i in range(1, len(ns)):
+            prev, cur = ns[i - 1], ns[i]
+            gap_declared = all(self._is_unused(m) for m in range(prev + 1, cur))
+            if cur == prev + 1 or gap_declared:
+                want = hashlib.sha256(self.records[prev]).digest()
+                assert self.fields(cur)["p"] == want, "chain break between %d and %d" % (prev, cur)
+        return len(ns)
+
+
+class Broker:
+    def __init__(self, clock=None):
+        self.up = True
+        self.refuse = 0  # refuse this many connects even when up
+        self.lose_pubacks = 0  # next publishes block until the socket timeout
+        self.clock = clock  # FakePlatform: a lost PUBACK costs the socket timeout
+        self.retained = {}
+        self.subs = {}  # topic -> [client]
+        self.clients = []
+        self.gateway = Gateway(self)
+        self.connects = 0
+        self.refused = 0
+        self.pings = 0
+        self.published = []  # (topic, retain, len) of device publishes, bounded
+        self.wills = 0
+        self.clean_disconnects = 0
+        self.keep_log = True
+
+    # -- scripting ---------------------------------------------------------------
+
+    def drop_all(self):
+        """The network dies under every client: their next operation fails."""
+        for c in list(self.clients):
+            c.raw.dead = True
+            self._gone(c, clean=False)
+
+    def publish_retained(self, topic, payload):
+        self.retained[topic] = payload
+        for c in self.subs.get(topic, ()):
+            c.inbox.append((topic, payload))
+
+    # -- what clients call ---------------------------------------------------------
+
+    def connect(self, client):
+        if not self.up or self.refuse > 0:
+            if self.refuse > 0:
+                self.refuse -= 1
+            self.refused += 1
+            raise OSError(_ECONNREFUSED)
+        self.connects += 1
+        self.clients.append(client)
+
+    def _gone(self, client, clean):
+        if client in self.clients:
+            self.clients.remove(client)
+            for subs in self.subs.values():
+                if client in subs:
+                    subs.remove(client)
+            if clean:
+                self.clean_disconnects += 1
+            elif client.lw_topic:
+                self.wills += 1
+                self.retained[client.lw_topic] = client.lw_msg
+
+    def publish(self, client, topic, msg, retain):
+        if self.keep_log:
+            self.published.append((topic, retain, len(msg)))
+            if len(self.published) > 64:
+                self.published.pop(0)
+        if retain:
+            self.retained[topic] = msg
+        if topic.endswith("/rec"):
+            self.gateway.on_message(topic, msg)
+        if self.lose_pubacks > 0:
+            self.lose_pubacks -= 1
+            if self.clock is not None:
+                t = client.raw.timeout
+                self.clock.advance(int(t * 1000) if t else 0)
+            raise OSError(_ETIMEDOUT)
+
+    def subscribe(self, client, topic):
+        self.subs.setdefault(topic, []).append(client)
+        if topic in self.retained:
+            client.inbox.append((topic, self.retained[topic]))
+
+
+def _text(s):
+    return s.decode() if isinstance(s, (bytes, bytearray)) else s
+
+
+class MQTTException(Exception):
+    pass
+
+
+class MQTTClient:
+    """umqtt.simple.MQTTClient's API, backed by the module's broker."""
+
+    def __init__(self, client_id, server, port=0, user=None, password=None, keepalive=0, ssl=None):
+        self.client_id = client_id
+        self.server = server
+        self.port = port
+        self.user = user
+        self.pswd = password
+        self.keepalive = keepalive
+        self.ssl = ssl
+        self.sock = None
+        self.raw = None  # the FakeSocket, even after the transport wraps .sock
+        self.cb = None
+        self.lw_topic = None
+        self.lw_msg = None
+        self.lw_retain = False
+        self.lw_qos = 0
+        self.inbox = []
+
+    def set_callback(self, f):
+        self.cb = f
+
+    def set_last_will(self, topic, msg, retain=False, qos=0):
+        self.lw_topic = _text(topic)
+        self.lw_msg = bytes(msg)
+        self.lw_retain = retain
+        self.lw_qos = qos
+
+    def connect(self, clean_session=True):
+        self.sock = self.raw = FakeSocket()
+        broker.connect(self)
+        return 0
+
+    def _alive(self):
+        if self.raw is None or self.raw.dead or self.raw.closed:
+            raise OSError(_ECONNRESET)
+
+    def publish(self, topic, msg, retain=False, qos=0):
+        self._alive()
+        self.sock.write(msg)
+        if qos == 1:
+            self.sock.setblocking(True)  # as umqtt's wait_msg() does
+        broker.publish(self, _text(topic), bytes(msg), retain)
+
+    def subscribe(self, topic, qos=0):
+        assert self.cb is not None, "Subscribe callback is not set"
+        self._alive()
+        broker.subscribe(self, _text(topic))
+
+    def ping(self):
+        self._alive()
+        broker.pings += 1
+
+    def check_msg(self):
+        self.sock.setblocking(False)
+        self._alive()
+        self.sock.setblocking(True)  # umqtt's wait_msg() does this after every read
+        if not self.inbox:
+            return None
+        topic, msg = self.inbox.pop(0)
+        self.cb(topic.encode(), msg)
+        return 0x30
+
+    def disconnect(self):
+        self.sock.write(b"\xe0\0")
+        self.sock.close()
+        broker._gone(self, clean=True)

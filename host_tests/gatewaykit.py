@@ -1,0 +1,240 @@
+"""Helpers for the gateway tests: devices that sign genuine records, a gateway process,
+an MQTT publisher and an ack watcher. Everything polls with deadlines, nothing sleeps
+to synchronise."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from signet.builder import RecordBuilder
+from signet.record import GENESIS_HASH
+from signet.signer import SoftwareSigner
+from signet_gateway.pubkeys import DevicePublicKey
+from signet_gateway.wire import parse_ack
+
+T0 = 1_700_000_000_000
+FIELDS = {
+    "boot": {"rc": "power_on", "fw": "0.1.0", "ls": 0},
+    "hb": {"iv": 60000, "st": "ok"},
+    "rev": {"am": 250, "cur": "EUR", "src": "pulse"},
+    "meter": {"q": 12, "unit": "Wh"},
+    "evt": {"ev": "door_open"},
+}
+
+
+class Dev:
+    """A device key and its chain state; builds genuine signed records with the firmware."""
+
+    def __init__(self, index: int, curve: str = "p256") -> None:
+        self.signer = SoftwareSigner(curve, 0xC0FFEE + 7919 * index)
+        self.builder = RecordBuilder(self.signer)
+        self.key = DevicePublicKey.from_sec1(self.signer.public_key, curve)
+        self.kid = self.key.device_id
+        self.n = 0
+        self.b = 1
+        self.prev = GENESIS_HASH
+        self.payloads: dict[int, bytes] = {}
+
+    @property
+    def topic(self) -> str:
+        return f"signet/v1/{self.kid}/rec"
+
+    def pem(self) -> bytes:
+        return self.key.to_pem()
+
+    def make(
+        self,
+        kind: str = "hb",
+        *,
+        n: int | None = None,
+        prev: bytes | None = None,
+        t: int | None = T0,
+        b: int | None = None,
+        fields: dict[str, Any] | None = None,
+        advance: bool = True,
+    ) -> bytes:
+        """Sign a record; by default the next in the chain (n + 1, p = hash of the last)."""
+        n = self.n + 1 if n is None else n
+        f = dict(FIELDS[kind])
+        if fields:
+            f.update(fields)
+        payload, raw = self.builder.build(
+            kind,
+            n,
+            self.b if b is None else b,
+            1000 * n,
+            None if t is None else t + 1000 * n,
+            self.prev if prev is None else prev,
+            f,
+        )
+        if advance:
+            self.n = n
+            self.prev = hashlib.sha256(payload).digest()
+            self.payloads[n] = bytes(payload)
+        return bytes(raw)
+
+    def boot(self, n: int, ls: int) -> bytes:
+        """A restart: boot record n declaring ls + 1 .. n - 1 unused (p chains to record ls)."""
+        self.b += 1
+        prev = hashlib.sha256(self.payloads[ls]).digest() if ls in self.payloads else GENESIS_HASH
+        return self.make("boot", n=n, prev=prev, fields={"ls": ls})
+
+    def chain(
+        self, count: int, kinds: tuple[str, ...] = ("hb", "rev", "meter", "evt")
+    ) -> list[bytes]:
+        return [self.make(kinds[i % len(kinds)]) for i in range(count)]
+
+
+def write_config(path: Path, port: int, db: Path, **sections: dict[str, Any]) -> Path:
+    base: dict[str, dict[str, Any]] = {
+        "mqtt": {"port": port, "client_id": f"gw-{path.parent.name[-12:]}"},
+        "store": {"path": str(db)},
+        "ingest": {"summary_s": 0, "batch_ms": 20, "ack_interval_ms": 50},
+    }
+    for name, values in sections.items():
+        base.setdefault(name, {}).update(values)
+    lines = []
+    for name, values in base.items():
+        lines.append(f"[{name}]")
+        for k, v in values.items():
+            lines.append(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"')
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)  # polling interval, not synchronisation
+
+
+class GatewayProc:
+    """`signet gateway run` as a separate process; its log goes to a file."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = config
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> GatewayProc:
+        self._offset = self.log.stat().st_size if self.log.exists() else 0
+        out = open(self.log, "ab")  # noqa: SIM115 - handed to the child
+        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "signet_tools.cli", "gateway", "run", "--config",
+             str(self.config)],
+            stdout=out,
+            stderr=out,
+            env=env,
+        )  # fmt: skip
+        out.close()
+        self.wait_log("subscribed to signet/v1/+/rec", 30)
+        return self
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")[self._offset :]
+
+    def wait_log(self, needle: str, timeout: float) -> None:
+        def seen() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None and needle not in self.text():
+                raise AssertionError(f"gateway exited {self.proc.returncode}:\n{self.text()}")
+            return needle in self.text()
+
+        wait_until(seen, timeout, f"gateway log line {needle!r}")
+
+    def terminate(self, timeout: float = 30) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError("gateway did not stop on SIGTERM") from None
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+class Mqtt:
+    """A test client: publishes QoS 1 and follows every retained ack."""
+
+    def __init__(self, port: int, client_id: str = "test-fleet") -> None:
+        self.acks: dict[str, int] = {}
+        self.history: list[tuple[str, int]] = []
+        self.on_ack: Callable[[str, int], None] | None = None
+        self._lock = threading.Lock()
+        self.connected = threading.Event()
+        c = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id=client_id,
+            protocol=mqtt.MQTTv5,
+        )
+        c.max_inflight_messages_set(1000)
+        c.max_queued_messages_set(0)
+        c.reconnect_delay_set(0.2, 1)
+        c.on_connect = self._connect
+        c.on_message = self._message
+        c.connect("127.0.0.1", port)
+        c.loop_start()
+        self.client = c
+        wait_until(self.connected.is_set, 10, "test client connection")
+
+    def _connect(self, c: Any, u: Any, f: Any, rc: Any, p: Any) -> None:
+        c.subscribe("signet/v1/+/ack", qos=1)
+        self.connected.set()
+
+    def _message(self, c: Any, u: Any, msg: Any) -> None:
+        kid = msg.topic.split("/")[2]
+        n = parse_ack(msg.payload)
+        assert n is not None, f"ack payload not canonical: {msg.payload.hex()}"
+        if self.on_ack is not None:
+            self.on_ack(kid, n)
+        with self._lock:
+            self.history.append((kid, n))
+            self.acks[kid] = max(n, self.acks.get(kid, 0))
+
+    def publish(self, topic: str, payload: bytes, wait: bool = True) -> Any:
+        info = self.client.publish(topic, payload, qos=1)
+        if wait:
+            info.wait_for_publish(10)
+        return info
+
+    def publish_all(self, items: list[tuple[str, bytes]]) -> None:
+        infos = [self.client.publish(t, p, qos=1) for t, p in items]
+        for info in infos:
+            info.wait_for_publish(30)
+            assert info.is_published()
+
+    def wait_acks(self, expected: dict[str, int], timeout: float = 30) -> None:
+        def done() -> bool:
+            with self._lock:
+                return all(self.acks.get(k, 0) >= v for k, v in expected.items())
+
+        wait_until(done, timeout, f"acks {expected} (have {self.acks})")
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()

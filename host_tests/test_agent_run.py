@@ -1,0 +1,134 @@
+"""tools/agent_run.py + tools/pi_platform.py: start-up refusals, reset causes, sd_notify."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from signet_tools import keygen
+from signet_tools.agent_run import StartError, build, load_config, load_key
+from signet_tools.cli import main
+from signet_tools.pi_platform import PiPlatform
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def write_config(d: Path, **over: object) -> Path:
+    cfg = {
+        "mqtt": {"host": "127.0.0.1", "port": 1},
+        "key": {"path": "dev.key"},
+        "journal": {"dir": "journal"},
+        "sources": [{"type": "local", "path": "agent.sock"}],
+    }
+    cfg.update(over)
+    path = d / "agent.json"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def test_example_config_loads() -> None:
+    cfg = load_config(REPO / "deploy" / "agent.example.json")
+    assert cfg.sources[0]["path"] == "/run/signet/agent.sock"
+    assert "change-me" not in repr(cfg)  # the password is masked
+
+
+def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
+    cfg = load_config(write_config(tmp_path))
+    assert cfg.key["path"] == str(tmp_path / "dev.key")
+    assert cfg.journal["dir"] == str(tmp_path / "journal")
+    assert cfg.sources[0]["path"] == str(tmp_path / "agent.sock")
+
+
+def test_key_file_must_be_private(tmp_path: Path) -> None:
+    with pytest.raises(StartError, match=r"no key file at .*signet keygen --out"):
+        load_key(str(tmp_path / "dev.key"))
+    keygen.generate("p256", tmp_path / "dev.key")
+    os.chmod(tmp_path / "dev.key", 0o640)
+    with pytest.raises(
+        StartError, match=r"mode 0640\); the private key must be private: chmod 600"
+    ):
+        load_key(str(tmp_path / "dev.key"))
+    os.chmod(tmp_path / "dev.key", 0o600)
+    assert load_key(str(tmp_path / "dev.key")).curve.name == "p256"
+
+
+def test_run_refuses_to_start_with_a_clear_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = write_config(tmp_path, mqtt={"host": "127.0.0.1", "port": "x"})
+    assert main(["agent", "run", "--config", str(path)]) == 2
+    assert (
+        "signet: error: mqtt.port: must be an integer 1..65535, got 'x'" in capsys.readouterr().err
+    )
+    path = write_config(
+        tmp_path, sources=[{"type": "pulse", "pin": 4, "value": 50, "currency": "EUR"}]
+    )
+    assert main(["agent", "run", "--config", str(path)]) == 2
+    assert "sources[0].type: 'pulse' needs a MicroPython board" in capsys.readouterr().err
+    path = write_config(tmp_path)
+    assert main(["agent", "run", "--config", str(path)]) == 2
+    assert "key.path: no key file" in capsys.readouterr().err
+
+
+def test_build_refuses_a_socket_another_agent_serves(tmp_path: Path) -> None:
+    keygen.generate("p256", tmp_path / "dev.key")
+    cfg = load_config(write_config(tmp_path))
+    first = build(cfg)
+    try:
+        with pytest.raises(StartError, match=r"sources\[0\]\.path: .*already serving"):
+            build(load_config(write_config(tmp_path)))
+    finally:
+        first.close_sources()
+
+
+def test_reset_cause_from_marker_and_boot_id(tmp_path: Path) -> None:
+    boot_id = tmp_path / "boot_id"
+    boot_id.write_text("aaaa\n")
+
+    def platform() -> PiPlatform:
+        return PiPlatform(tmp_path / "state", boot_id_path=str(boot_id))
+
+    assert platform().reset_cause() == "power_on"  # first start ever
+    assert platform().reset_cause() == "unknown"  # same system boot, no clean stop: killed
+    p = platform()
+    assert p.reset_cause() == "unknown"
+    p.mark_clean_stop()
+    assert platform().reset_cause() == "soft"
+    assert platform().reset_cause() == "unknown"  # the marker is consumed
+    boot_id.write_text("bbbb\n")
+    assert platform().reset_cause() == "power_on"  # the system rebooted under the agent
+
+
+def test_clock_sync_sources(tmp_path: Path) -> None:
+    p = PiPlatform(tmp_path, clock_check=lambda: False)
+    assert p.sync_clock() is False and p.wall_ms() is None
+    p = PiPlatform(tmp_path, clock_check=lambda: None)  # no timedatectl: judge by the year
+    assert p.sync_clock() is True and p.wall_ms() is not None
+    p = PiPlatform(tmp_path, clock_check=lambda: True)
+    assert p.sync_clock() is True
+
+
+def test_sd_notify_watchdog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "notify"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(path))
+        sock.settimeout(5)
+        monkeypatch.setenv("NOTIFY_SOCKET", str(path))
+        monkeypatch.setenv("WATCHDOG_USEC", "20000000")
+        monkeypatch.setenv("WATCHDOG_PID", str(os.getpid()))
+        p = PiPlatform(tmp_path)
+        assert p.watchdog_enabled
+        assert p.notify_ready("device x")
+        assert sock.recv(100) == b"READY=1\nSTATUS=device x"
+        p.feed_watchdog()
+        p.feed_watchdog()  # within WatchdogSec/4: not sent again
+        assert sock.recv(100) == b"WATCHDOG=1"
+        sock.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            sock.recv(100)
+        monkeypatch.setenv("WATCHDOG_PID", "1")  # pings are expected from another process
+        assert not PiPlatform(tmp_path).watchdog_enabled

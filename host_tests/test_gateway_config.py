@@ -1,0 +1,126 @@
+"""gateway.toml loading: defaults, relative paths, and one specific error per wrong field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from signet_gateway.config import ConfigError, load, parse
+from signet_gateway.refusals import Refused
+from signet_gateway.wire import (
+    BadTopic,
+    ack_payload,
+    device_of_topic,
+    parse_ack,
+    split_message,
+)
+
+
+def test_defaults_and_relative_store_path(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "gateway.toml"
+    cfg_file.write_text('[store]\npath = "data/signet.db"\n')
+    cfg = load(cfg_file)
+    assert cfg.store.path == tmp_path / "data" / "signet.db"
+    assert cfg.mqtt.port == 1883 and cfg.mqtt.receive_maximum >= cfg.ingest.batch_max
+    assert cfg.source == cfg_file
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert load(empty).store.path == tmp_path / "signet.db"
+
+
+def test_example_config_in_deploy_loads() -> None:
+    example = Path(__file__).resolve().parents[1] / "deploy" / "gateway.toml"
+    cfg = load(example)
+    assert cfg.mqtt.client_id == "signet-gateway"
+    assert cfg.store.path.is_absolute()
+
+
+def test_password_is_never_in_repr() -> None:
+    cfg = parse({"mqtt": {"username": "gw", "password": "hunter2"}})
+    assert "hunter2" not in repr(cfg)
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"mqtt": {"port": "x"}}, "mqtt.port: must be an integer 1..65535, got 'x'"),
+        ({"mqtt": {"port": 0}}, "mqtt.port: must be an integer 1..65535, got 0"),
+        ({"mqtt": {"port": True}}, "mqtt.port: must be an integer"),
+        ({"mqtt": {"recieve_maximum": 10}}, "mqtt.recieve_maximum: unknown key"),
+        ({"mqtt": {"client_id": "a/b"}}, "mqtt.client_id: must be at most 128 bytes without"),
+        ({"mqtt": {"host": ""}}, "mqtt.host: must be a non-empty string"),
+        ({"mqtt": {"password": "p"}}, "mqtt.password: given without mqtt.username"),
+        ({"mqtt": {"password": 5, "username": "u"}}, "mqtt.password: must be a non-empty string"),
+        ({"mqtt": {"tls_cert": "c.pem"}}, "mqtt.tls_cert, mqtt.tls_key: give both"),
+        ({"mqtt": {"receive_maximum": 70000}}, "mqtt.receive_maximum: must be an integer 1..65535"),
+        ({"mqtt": 3}, "[mqtt]: must be a table"),
+        ({"stor": {}}, "[stor]: unknown section"),
+        ({"store": {"path": ""}}, "store.path: must be a non-empty path string"),
+        ({"ingest": {"verify_threads": 0}}, "ingest.verify_threads: must be an integer 1..64"),
+        ({"ingest": {"batch_ms": 1.5}}, "ingest.batch_ms: must be an integer 1..10000, got 1.5"),
+        (
+            {"mqtt": {"receive_maximum": 100}, "ingest": {"batch_max": 200}},
+            "ingest.batch_max: must be <= mqtt.receive_maximum (100), got 200",
+        ),
+        ({"quarantine": {"max_rows": -1}}, "quarantine.max_rows: must be an integer"),
+        ({"time": {"max_future_skew_s": "5m"}}, "time.max_future_skew_s: must be an integer"),
+        ({"aggregate": 1}, "[aggregate]: must be a table"),
+    ],
+)
+def test_each_wrong_field_has_its_error(data: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse(data)
+    assert message in str(err.value)
+
+
+def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load(tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[mqtt\nport = 1")
+    with pytest.raises(ConfigError, match="invalid TOML"):
+        load(bad)
+
+
+# -- wire framing (PROTOCOL 7) -----------------------------------------------------------------
+
+
+def test_topic_parsing() -> None:
+    kid = "0123456789abcdef0123456789abcdef"
+    assert device_of_topic(f"signet/v1/{kid}/rec".encode()) == kid
+    for bad in (f"signet/v1/{kid.upper()}/rec", "signet/v1/abc/rec", f"signet/v2/{kid}/rec"):
+        with pytest.raises(BadTopic):
+            device_of_topic(bad.encode())
+
+
+def test_batches_are_split_or_refused_as_a_whole() -> None:
+    rec = b"\xd2" + b"x" * 30
+    assert split_message(rec) == [rec]
+    batch = b"\x82" + b"\x58\x1f" + rec + b"\x41\x00"
+    assert split_message(batch) == [rec, b"\x00"]
+    cases = {
+        b"": "malformed",
+        b"\x80": "malformed",  # empty batch
+        b"\x9f\x41\x00\xff": "malformed",  # indefinite array
+        b"\x81\x5f\x41\x00\xff": "malformed",  # indefinite bstr
+        b"\x82\x41\x00": "malformed",  # cut off
+        b"\x81\x41\x00\x00": "malformed",  # trailing byte
+        b"\x81\x58\x01\x00": "malformed",  # non-shortest length
+        b"\x81\x01": "malformed",  # element not a bstr
+        b"\x81" + b"\x5a" + (70000).to_bytes(4, "big"): "malformed",
+        b"\x99\x01\x00" + b"\x40" * 65536: "too_large",
+    }
+    for payload, reason in cases.items():
+        with pytest.raises(Refused) as err:
+            split_message(payload)
+        assert err.value.reason == reason, payload[:8]
+
+
+def test_ack_payload_is_deterministic_cbor() -> None:
+    assert ack_payload(3).hex() == "a1616e03"
+    assert ack_payload(1000).hex() == "a1616e1903e8"
+    for n in (0, 23, 24, 255, 256, 65535, 65536, 2**32, 2**53 - 1):
+        assert parse_ack(ack_payload(n)) == n
+    assert parse_ack(b"\xa1\x61\x6e\x18\x03") is None  # non-shortest
+    assert parse_ack(b"\xa1\x61\x6d\x03") is None

@@ -1,0 +1,334 @@
+"""tools/local_socket.py: the Pi's Unix-socket interface, served to a real Agent (no broker)."""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import select
+import socket
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import cbor2
+import pytest
+
+from signet import config as config_mod
+from signet.agent import Agent
+from signet.fsio import Files
+from signet.signer import SoftwareSigner
+from signet_tools import local_socket
+from signet_tools.cli import main
+from signet_tools.local_socket import LocalSocketError, LocalSocketSource, request
+from signet_tools.pi_platform import PiPlatform
+
+pytestmark = pytest.mark.timeout(60)
+
+
+class NoBroker:
+    """A transport whose broker is never there: the records stay in the journal."""
+
+    def set_callback(self, cb: Any) -> None:
+        pass
+
+    def connect(self, will_topic: str, will_payload: bytes) -> None:
+        raise OSError("no broker in this test")
+
+    def close(self) -> None:
+        pass
+
+
+def make_agent(tmp: Path, segments: int = 16) -> Agent:
+    cfg = config_mod.parse(
+        {
+            "mqtt": {"host": "127.0.0.1"},
+            "key": {"path": "unused"},
+            "journal": {
+                "dir": str(tmp),
+                "segment_bytes": 2048,
+                "segments": segments,
+                "reserve_segments": 1,
+            },
+        }
+    )
+    platform = PiPlatform(tmp, clock_check=lambda: True)
+    agent = Agent(cfg, platform, SoftwareSigner.generate("p256"), NoBroker(), Files(str(tmp)))
+    agent.start()
+    return agent
+
+
+class Served:
+    """A source polled from a thread, as the agent's loop would (request() blocks)."""
+
+    def __init__(self, source: LocalSocketSource, agent: Agent) -> None:
+        self.source = source
+        self.agent = agent
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.source.poll(self.agent)
+            fds = self.source.fds()
+            select.select(fds, [], [], 0.05)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        self.source.close()
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[Served]:
+    agent = make_agent(tmp_path / "journal")
+    source = LocalSocketSource(tmp_path / "run" / "agent.sock", src="till").open()
+    s = Served(source, agent)
+    yield s
+    s.close()
+
+
+def journaled(agent: Agent) -> dict[int, dict[str, Any]]:
+    """n -> decoded payload of every record in the agent's journal."""
+    out = {}
+    for n, rec in agent.journal.pending(0):
+        envelope = cbor2.loads(bytes(rec))
+        out[n] = cbor2.loads(envelope.value[2])
+    return out
+
+
+def test_records_each_kind_and_journals_it(served: Served) -> None:
+    path = served.source.path
+    a = request(path, {"kind": "rev", "amount": 250, "currency": "EUR", "ref": "R-1"})
+    b = request(path, {"kind": "rev", "amount": -100, "currency": "JPY", "src": "refunds"})
+    c = request(path, {"kind": "meter", "q": 1500, "unit": "Wh", "src": "meter1"})
+    d = request(path, {"kind": "evt", "ev": "door_open", "msg": "service visit"})
+    assert [x["ok"] for x in (a, b, c, d)] == [True] * 4
+    ns = [a["n"], b["n"], c["n"], d["n"]]
+    assert ns == sorted(ns) and len(set(ns)) == 4
+    recs = journaled(served.agent)
+    assert (recs[a["n"]]["am"], recs[a["n"]]["cur"], recs[a["n"]]["ref"]) == (250, "EUR", "R-1")
+    assert recs[a["n"]]["src"] == "till"  # the source's configured src
+    assert (recs[b["n"]]["am"], recs[b["n"]]["src"]) == (-100, "refunds")
+    assert (recs[c["n"]]["k"], recs[c["n"]]["q"], recs[c["n"]]["unit"]) == ("meter", 1500, "Wh")
+    assert (recs[d["n"]]["ev"], recs[d["n"]]["msg"]) == ("door_open", "service visit")
+    stats = request(path, {"kind": "stats"})["stats"]
+    assert stats["last_n"] == d["n"]
+    assert served.source.counts["recorded"] == 4
+
+
+@pytest.mark.parametrize(
+    ("req", "expect"),
+    [
+        ({"kind": "rev", "amount": 2.5, "currency": "EUR"}, "rev.amount: must be an integer"),
+        ({"kind": "rev", "amount": True, "currency": "EUR"}, "rev.amount: must be an integer"),
+        ({"kind": "rev", "amount": "250", "currency": "EUR"}, "rev.amount: must be an integer"),
+        ({"kind": "rev", "currency": "EUR"}, "rev.amount: missing"),
+        ({"kind": "rev", "amount": 1, "currency": "EUR", "tip": 1}, "unknown field 'tip'"),
+        ({"kind": "refund", "amount": 1}, "kind must be one of"),
+        ({"kind": "meter", "q": 1, "unit": 5}, "meter.unit: must be a string"),
+        ([1, 2], "not a JSON object"),
+    ],
+)
+def test_bad_requests_are_refused_without_costing_a_sequence(
+    served: Served, req: Any, expect: str
+) -> None:
+    before = served.agent.stats["last_n"]
+    answer = request(served.source.path, req)
+    assert answer["ok"] is False
+    assert answer["error"].startswith("bad_request: ")
+    assert expect in answer["error"]
+    assert served.agent.stats["last_n"] == before
+    assert served.source.counts["refused:bad_request"] == 1
+
+
+def test_bad_field_value_is_bad_record(served: Served) -> None:
+    before = served.agent.stats["last_n"]
+    answer = request(served.source.path, {"kind": "rev", "amount": 1, "currency": "eur"})
+    assert answer == {
+        "ok": False,
+        "error": "bad_record: rev.cur: must be 3 upper-case letters such as 'EUR', got 'eur'",
+    }
+    assert served.agent.stats["last_n"] == before
+
+
+def test_journal_full_is_refused_at_the_source(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path / "journal", segments=3)  # 4 KiB outside a 2 KiB reserve
+    source = LocalSocketSource(tmp_path / "agent.sock").open()
+    s = Served(source, agent)
+    try:
+        answers = []
+        for i in range(100):
+            answers.append(
+                request(
+                    source.path, {"kind": "rev", "amount": i, "currency": "EUR", "ref": "x" * 60}
+                )
+            )
+            if not answers[-1]["ok"]:
+                break
+        assert answers[0]["ok"] and not answers[-1]["ok"]
+        assert answers[-1]["error"].startswith("journal_full")
+        # every accepted one is in the journal, nothing was overwritten
+        recs = journaled(agent)
+        assert all(recs[a["n"]]["k"] == "rev" for a in answers[:-1])
+        assert source.counts["refused:journal_full"] == 1
+    finally:
+        s.close()
+
+
+def test_pipelined_requests_are_answered_in_order(served: Served) -> None:
+    lines = [
+        {"kind": "rev", "amount": i, "currency": "EUR"} if i % 3 else {"kind": "bogus"}
+        for i in range(30)
+    ]
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(served.source.path))
+        sock.sendall(b"".join(json.dumps(x).encode() + b"\n" for x in lines))
+        sock.shutdown(socket.SHUT_WR)  # half-close: answers must still come
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    answers = [json.loads(x) for x in data.splitlines()]
+    assert len(answers) == 30
+    ok = [a for a in answers if a["ok"]]
+    assert [a["ok"] for a in answers] == [bool(i % 3) for i in range(30)]
+    assert [a["n"] for a in ok] == sorted(a["n"] for a in ok)
+    recs = journaled(served.agent)
+    assert [recs[a["n"]]["am"] for a in ok] == [i for i in range(30) if i % 3]
+
+
+def test_overlong_line_closes_the_connection(served: Served) -> None:
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(10)
+        sock.connect(str(served.source.path))
+        sock.sendall(b"{" + b" " * 5000)
+        data = b""
+        while chunk := sock.recv(4096):
+            data += chunk
+    assert json.loads(data) == {"ok": False, "error": "too_long: over 1024 bytes"}
+    assert served.source.counts["refused:too_long"] == 1
+    # and the server still serves others
+    assert request(served.source.path, {"kind": "evt", "ev": "ok_again"})["ok"]
+
+
+def test_too_many_clients_get_busy(served: Served) -> None:
+    idle = []
+    try:
+        for _ in range(local_socket.MAX_CLIENTS):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(str(served.source.path))
+            idle.append(s)
+        # the idle ones hold every slot; wait until the server accepted them all
+        deadline_answer = request(served.source.path, {"kind": "stats"}, timeout=10)
+        assert deadline_answer == {"ok": False, "error": "busy: too many clients"}
+    finally:
+        for s in idle:
+            s.close()
+    assert served.source.counts["refused:busy"] >= 1
+
+
+def test_partial_line_does_not_block_poll(tmp_path: Path) -> None:
+    agent = make_agent(tmp_path / "journal")
+    source = LocalSocketSource(tmp_path / "agent.sock").open()
+    try:
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.connect(str(source.path))
+            sock.sendall(b'{"kind": "evt", ')  # no newline: poll must return anyway
+            for _ in range(5):
+                source.poll(agent)
+            sock.sendall(b'"ev": "late"}\n')
+            sock.settimeout(10)
+            answer = b""
+            while not answer.endswith(b"\n"):
+                source.poll(agent)
+                r, _, _ = select.select([sock], [], [], 0.05)
+                if r:
+                    answer += sock.recv(4096)
+        assert json.loads(answer)["ok"] is True
+    finally:
+        source.close()
+
+
+def test_socket_file_mode_stale_and_in_use(tmp_path: Path) -> None:
+    path = tmp_path / "agent.sock"
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(path))  # bound, never listening, then closed: a stale file
+    stale.close()
+    first = LocalSocketSource(path).open()
+    try:
+        assert stat.S_IMODE(os.stat(path).st_mode) == 0o660
+        with pytest.raises(OSError) as info:
+            LocalSocketSource(path).open()
+        assert info.value.errno == errno.EADDRINUSE
+        assert "already serving" in str(info.value)
+    finally:
+        first.close()
+    assert not path.exists()  # close() removes the socket file
+    path.write_text("not a socket")
+    with pytest.raises(OSError, match="not a socket"):
+        LocalSocketSource(path).open()
+    assert path.read_text() == "not a socket"
+
+
+def test_client_errors_when_the_agent_is_not_running(tmp_path: Path) -> None:
+    missing = tmp_path / "none.sock"
+    with pytest.raises(LocalSocketError, match="is the agent running"):
+        request(missing, {"kind": "stats"})
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(tmp_path / "stale.sock"))
+    stale.close()
+    with pytest.raises(LocalSocketError, match="the agent is not running"):
+        request(tmp_path / "stale.sock", {"kind": "stats"})
+
+
+def test_cli_record_and_status(served: Served, capsys: pytest.CaptureFixture[str]) -> None:
+    sock = str(served.source.path)
+    code = main(
+        [
+            "agent",
+            "record",
+            "rev",
+            "--amount",
+            "250",
+            "--currency",
+            "EUR",
+            "--ref",
+            "T-9",
+            "--socket",
+            sock,
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0 and out.startswith("recorded rev n=")
+    n = int(out.split("n=")[1])
+    assert journaled(served.agent)[n]["ref"] == "T-9"
+    assert main(["agent", "record", "meter", "--q", "7", "--unit", "L", "--socket", sock]) == 0
+    assert main(["agent", "record", "evt", "--ev", "Bad Token", "--socket", sock]) == 1
+    assert "signet: refused: bad_record: evt.ev" in capsys.readouterr().err
+    assert main(["agent", "status", "--socket", sock]) == 0
+    assert json.loads(capsys.readouterr().out)["last_n"] == n + 1
+    with pytest.raises(SystemExit) as info:  # money is never a float
+        main(["agent", "record", "rev", "--amount", "2.50", "--currency", "EUR"])
+    assert info.value.code == 2
+
+
+def test_cli_record_without_agent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(
+        [
+            "agent",
+            "record",
+            "rev",
+            "--amount",
+            "1",
+            "--currency",
+            "EUR",
+            "--socket",
+            str(tmp_path / "x.sock"),
+        ]
+    )
+    assert code == 2
+    assert "signet: error: no agent socket at" in capsys.readouterr().err
