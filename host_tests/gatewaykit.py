@@ -5,10 +5,6 @@ to synchronise."""
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +19,7 @@ from signet.record import GENESIS_HASH
 from signet.signer import SoftwareSigner
 from signet_gateway.pubkeys import DevicePublicKey
 from signet_gateway.wire import parse_ack
+from signet_tools.gateway_process import write_gateway_config
 
 T0 = 1_700_000_000_000
 FIELDS = {
@@ -98,20 +95,9 @@ class Dev:
 
 
 def write_config(path: Path, port: int, db: Path, **sections: dict[str, Any]) -> Path:
-    base: dict[str, dict[str, Any]] = {
-        "mqtt": {"port": port, "client_id": f"gw-{path.parent.name[-12:]}"},
-        "store": {"path": str(db)},
-        "ingest": {"summary_s": 0, "batch_ms": 20, "ack_interval_ms": 50},
-    }
-    for name, values in sections.items():
-        base.setdefault(name, {}).update(values)
-    lines = []
-    for name, values in base.items():
-        lines.append(f"[{name}]")
-        for k, v in values.items():
-            lines.append(f"{k} = {v!r}" if not isinstance(v, str) else f'{k} = "{v}"')
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    """A gateway.toml tuned for tests: short batches and ack intervals."""
+    ingest = {"batch_ms": 20, "ack_interval_ms": 50, **sections.pop("ingest", {})}
+    return write_gateway_config(path, port, db, ingest=ingest, **sections)
 
 
 def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
@@ -123,59 +109,6 @@ def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.02)  # polling interval, not synchronisation
-
-
-class GatewayProc:
-    """`signet gateway run` as a separate process; its log goes to a file."""
-
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config = config
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> GatewayProc:
-        self._offset = self.log.stat().st_size if self.log.exists() else 0
-        out = open(self.log, "ab")  # noqa: SIM115 - handed to the child
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "signet_tools.cli", "gateway", "run", "--config",
-             str(self.config)],
-            stdout=out,
-            stderr=out,
-            env=env,
-        )  # fmt: skip
-        out.close()
-        self.wait_log("subscribed to signet/v1/+/rec", 30)
-        return self
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")[self._offset :]
-
-    def wait_log(self, needle: str, timeout: float) -> None:
-        def seen() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None and needle not in self.text():
-                raise AssertionError(f"gateway exited {self.proc.returncode}:\n{self.text()}")
-            return needle in self.text()
-
-        wait_until(seen, timeout, f"gateway log line {needle!r}")
-
-    def terminate(self, timeout: float = 30) -> int:
-        if self.proc is None:
-            return 0
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-            raise AssertionError("gateway did not stop on SIGTERM") from None
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
 
 
 class Mqtt:

@@ -28,6 +28,7 @@ from signet_gateway import report as report_mod
 from signet_gateway.store import Store
 from signet_tools import adversary, demo, simulate
 from signet_tools.broker import Mosquitto
+from signet_tools.gateway_process import SUBSCRIBED, GatewayProcess, write_gateway_config
 
 SIGNET = str(Path(sys.executable).parent / "signet")
 
@@ -40,11 +41,13 @@ def broker(tmp_path: Path) -> Iterator[Mosquitto]:
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, broker: Mosquitto) -> Iterator[demo.GatewayProcess]:
+def gateway(tmp_path: Path, broker: Mosquitto) -> Iterator[GatewayProcess]:
     """Configured for the broker, not started (each test starts it when it needs it)."""
     toml = tmp_path / "gateway.toml"
-    demo.write_gateway_toml(toml, broker.port, tmp_path / "gateway.db")
-    process = demo.GatewayProcess(toml, tmp_path / "gateway.log")
+    write_gateway_config(
+        toml, broker.port, tmp_path / "gateway.db", aggregate={"hb_tolerance": 0.1}
+    )
+    process = GatewayProcess(toml, tmp_path / "gateway.log")
     yield process
     process.kill()
 
@@ -88,7 +91,7 @@ def _assert_nothing_lost_nothing_doubled(truth: dict[str, Any], db: Path) -> dic
 
 @pytest.mark.timeout(120)
 def test_report_equals_ground_truth(
-    tmp_path: Path, broker: Mosquitto, gateway: demo.GatewayProcess
+    tmp_path: Path, broker: Mosquitto, gateway: GatewayProcess
 ) -> None:
     """`signet simulate` against a running gateway (devices enrolled while it runs), then
     `signet report --format json` against truth.json."""
@@ -133,7 +136,7 @@ def test_report_equals_ground_truth(
 
 @pytest.mark.timeout(150)
 def test_nothing_lost_through_broker_restart_gateway_kill_and_reboots(
-    tmp_path: Path, broker: Mosquitto, gateway: demo.GatewayProcess
+    tmp_path: Path, broker: Mosquitto, gateway: GatewayProcess
 ) -> None:
     params = _params(tmp_path, broker, duration_s=14.0, reboots=2)
     fleet = simulate.Fleet(params)
@@ -160,7 +163,7 @@ def test_nothing_lost_through_broker_restart_gateway_kill_and_reboots(
     hooks = [(2.5, broker_down), (4.5, broker_up), (7.0, gateway_kill), (8.5, gateway_restart)]
     assert fleet.run(hooks)
     assert done == ["broker stopped", "broker started", "gateway killed", "gateway restarted"]
-    gateway.wait_subscribed()
+    gateway.wait_log(SUBSCRIBED, 30)
     assert gateway.stop() == 0
     truth = fleet.truth()
     assert truth["totals"]["reboots"] == 2
@@ -172,7 +175,7 @@ def test_nothing_lost_through_broker_restart_gateway_kill_and_reboots(
 
 @pytest.mark.timeout(120)
 def test_hostile_traffic_refused_and_counted_good_devices_unaffected(
-    tmp_path: Path, broker: Mosquitto, gateway: demo.GatewayProcess
+    tmp_path: Path, broker: Mosquitto, gateway: GatewayProcess
 ) -> None:
     params = _params(tmp_path, broker, devices=3, duration_s=8.0, hardware=1)
     fleet = simulate.Fleet(params)

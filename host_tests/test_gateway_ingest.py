@@ -9,11 +9,12 @@ import threading
 from pathlib import Path
 
 import pytest
-from gatewaykit import Dev, GatewayProc, Mqtt, wait_until, write_config
+from gatewaykit import Dev, Mqtt, wait_until, write_config
 
 from signet import cbor
 from signet_gateway.store import Store
 from signet_tools.broker import Mosquitto
+from signet_tools.gateway_process import GatewayProcess
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ def _setup(tmp_path: Path, broker: Mosquitto, devs: list[Dev], **sections) -> tu
 
 @pytest.fixture
 def procs():
-    started: list[GatewayProc] = []
+    started: list[GatewayProcess] = []
     clients: list[Mqtt] = []
     yield started, clients
     for c in clients:
@@ -53,7 +54,7 @@ def test_acks_only_cover_committed_records(tmp_path: Path, broker: Mosquitto, pr
     started, clients = procs
     devs = [Dev(i) for i in range(3)]
     cfg, db = _setup(tmp_path, broker, devs)
-    gw = GatewayProc(cfg, tmp_path / "gw.log").start()
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
     started.append(gw)
     violations: list[str] = []
     checked = threading.Event()
@@ -76,7 +77,7 @@ def test_acks_only_cover_committed_records(tmp_path: Path, broker: Mosquitto, pr
     late = Mqtt(broker.port, "late-reader")
     clients.append(late)
     late.wait_acks({d.kid: 40 for d in devs}, 10)
-    assert gw.terminate() == 0
+    assert gw.stop() == 0
     log = gw.text()
     assert "stopped: 120 messages received, 120 records stored" in log
     assert f"database {db}" in log
@@ -92,7 +93,7 @@ def test_sigkill_loses_nothing_acked_and_counts_nothing_twice(
     started, clients = procs
     devs = [Dev(10 + i) for i in range(4)]
     cfg, db = _setup(tmp_path, broker, devs, ingest={"batch_max": 50, "batch_ms": 5})
-    gw = GatewayProc(cfg, tmp_path / "gw.log").start()
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
     started.append(gw)
     client = Mqtt(broker.port)
     clients.append(client)
@@ -111,10 +112,10 @@ def test_sigkill_loses_nothing_acked_and_counts_nothing_twice(
     total_acked = sum(acked_before.values())
     assert total_acked < per * len(devs), "the kill came too late to test anything"
 
-    gw2 = GatewayProc(cfg, tmp_path / "gw.log").start()
+    gw2 = GatewayProcess(cfg, tmp_path / "gw.log").start()
     started.append(gw2)
     client.wait_acks({d.kid: per for d in devs}, 60)
-    assert gw2.terminate() == 0
+    assert gw2.stop() == 0
     with Store(db, readonly=True) as store:
         for d in devs:
             assert store.record_count(d.kid) == per
@@ -130,7 +131,7 @@ def test_broker_restart_is_survived(tmp_path: Path, broker: Mosquitto, procs) ->
     started, clients = procs
     dev = Dev(20)
     cfg, db = _setup(tmp_path, broker, [dev])
-    gw = GatewayProc(cfg, tmp_path / "gw.log").start()
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
     started.append(gw)
     client = Mqtt(broker.port)
     clients.append(client)
@@ -142,7 +143,7 @@ def test_broker_restart_is_survived(tmp_path: Path, broker: Mosquitto, procs) ->
     wait_until(client.connected.is_set, 10, "client reconnect")
     client.publish_all([(dev.topic, r) for r in dev.chain(10)])
     client.wait_acks({dev.kid: 20}, 30)
-    assert gw.terminate() == 0
+    assert gw.stop() == 0
     with Store(db, readonly=True) as store:
         assert store.record_count(dev.kid) == 20
 
@@ -156,7 +157,7 @@ def test_adversarial_input_is_refused_counted_and_bounded(
     victim = Dev(40)
     stranger = Dev(41)  # never enrolled
     cfg, db = _setup(tmp_path, broker, [*good, victim], quarantine={"max_rows": 40})
-    gw = GatewayProc(cfg, tmp_path / "gw.log").start()
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
     started.append(gw)
     client = Mqtt(broker.port)
     clients.append(client)
@@ -212,7 +213,7 @@ def test_adversarial_input_is_refused_counted_and_bounded(
     }
     wait_until(lambda: all(counted().get(k) == v for k, v in expected.items()), 30,
                f"findings {expected}")  # fmt: skip
-    assert gw.terminate() == 0
+    assert gw.stop() == 0
     with Store(db, readonly=True) as store:
         for d in good:  # unaffected
             assert store.record_count(d.kid) == 30 and store.ack(d.kid) == 30
@@ -241,7 +242,7 @@ def test_enroll_and_revoke_take_effect_while_running(
     started, clients = procs
     known, late = Dev(60), Dev(61)
     cfg, db = _setup(tmp_path, broker, [known])
-    gw = GatewayProc(cfg, tmp_path / "gw.log").start()
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
     started.append(gw)
     client = Mqtt(broker.port)
     clients.append(client)
@@ -257,7 +258,7 @@ def test_enroll_and_revoke_take_effect_while_running(
     gw.wait_log(f"device {known.kid} revoked", 20)
     client.publish(known.topic, known.make("hb"))
     gw.wait_log(f"device {known.kid} is revoked; its records are refused", 20)
-    assert gw.terminate() == 0
+    assert gw.stop() == 0
     with Store(db, readonly=True) as store:
         assert store.record_count(known.kid) == 1
         assert store.findings(known.kid)["refused:unknown_key"] == 1

@@ -8,19 +8,12 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-EXIT_OK = 0
-EXIT_REFUSED = 1  # ran fine, but something was refused or a target missed
-EXIT_USAGE = 2  # bad arguments, unreadable files, invalid keys
-
+from .exits import EXIT_OK, EXIT_REFUSED
+from .exits import fail as _fail
 
 # Command groups that live in their own modules. Each has register(sub, bench):
 # `sub` takes top-level commands, `bench` takes `signet bench NAME` benchmarks.
 COMMAND_GROUPS = ("cli_agent", "cli_device", "cli_gateway", "cli_report", "cli_fleet")
-
-
-def _fail(message: str) -> int:
-    print(f"signet: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:

@@ -7,9 +7,7 @@ import json
 import sys
 from typing import Any
 
-EXIT_OK = 0
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
+from .exits import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 
 DEFAULT_SOCKET = "/run/signet/agent.sock"  # signet.config's default for a local source
 

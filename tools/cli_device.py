@@ -7,17 +7,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .exits import EXIT_OK, EXIT_REFUSED
+from .exits import fail as _fail
+
 if TYPE_CHECKING:
     from .device_cmd import Board
 
-EXIT_OK = 0
-EXIT_INCOMPLETE = 1
-EXIT_USAGE = 2
-
-
-def _fail(message: str) -> int:
-    print(f"signet: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
+EXIT_INCOMPLETE = EXIT_REFUSED
 
 
 def _board(args: argparse.Namespace, probe: bool = True) -> Board:

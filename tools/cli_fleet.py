@@ -6,14 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-EXIT_OK = 0
-EXIT_INCOMPLETE = 1  # ran, but not every device was acknowledged before the deadline
-EXIT_USAGE = 2
+from .exits import EXIT_OK, EXIT_REFUSED
+from .exits import fail as _fail
 
-
-def _fail(message: str) -> int:
-    print(f"signet: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
+EXIT_INCOMPLETE = EXIT_REFUSED  # ran, but not every device was acknowledged before the deadline
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:

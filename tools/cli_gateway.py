@@ -12,17 +12,12 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-EXIT_OK = 0
-EXIT_REFUSED = 1
-EXIT_USAGE = 2
+from .exits import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from .exits import fail as _fail
+
 EXIT_STORAGE = 3
 
 DEFAULT_CONFIG = Path("gateway.toml")
-
-
-def _fail(message: str, code: int = EXIT_USAGE) -> int:
-    print(f"signet: error: {message}", file=sys.stderr)
-    return code
 
 
 def _db_path(args: argparse.Namespace) -> Path:

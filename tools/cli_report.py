@@ -9,13 +9,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-EXIT_OK = 0
-EXIT_USAGE = 2
-
-
-def _fail(message: str) -> int:
-    print(f"signet: error: {message}", file=sys.stderr)
-    return EXIT_USAGE
+from .exits import EXIT_OK
+from .exits import fail as _fail
 
 
 class _UsageError(Exception):

@@ -26,16 +26,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import signal
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from . import adversary, simulate
 from .broker import BrokerError, Mosquitto
+from .gateway_process import GatewayProcess, GatewayProcessError, write_gateway_config
 
 DEVICES = 12
 DURATION_S = 50.0
@@ -61,96 +60,6 @@ def _wait_for(cond: Callable[[], bool], what: str, timeout: float) -> None:
         if time.monotonic() > deadline:
             raise DemoError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(0.05)
-
-
-def write_gateway_toml(path: Path, port: int, db: Path) -> None:
-    path.write_text(
-        "# Written by `signet demo`.\n"
-        "[mqtt]\n"
-        'host = "127.0.0.1"\n'
-        f"port = {port}\n"
-        'client_id = "signet-demo-gateway"\n'
-        "[store]\n"
-        f'path = "{db.name}"\n'
-        "[ingest]\n"
-        "summary_s = 0\n"
-        "[aggregate]\n"
-        "hb_tolerance = 0.1\n"
-    )
-
-
-class GatewayProcess:
-    """`signet gateway run --config FILE` as a child process, its log in a file."""
-
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config = config
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-        self._out: IO[bytes] | None = None
-        self._mark = 0
-
-    def start(self, timeout: float = GATEWAY_START_S, wait: bool = True) -> None:
-        """Start it; with wait, return once it has subscribed (DemoError if it does not)."""
-        self._out = open(self.log, "ab")  # noqa: SIM115 - closed in stop()/kill()
-        self._mark = self.log.stat().st_size
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "signet_tools.cli",
-                "gateway",
-                "run",
-                "--config",
-                str(self.config),
-            ],
-            stdout=self._out,
-            stderr=subprocess.STDOUT,
-        )
-
-        if wait:
-            self.wait_subscribed(timeout)
-
-    def wait_subscribed(self, timeout: float = GATEWAY_START_S) -> None:
-        def subscribed() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise DemoError(f"the gateway exited at start: {self.tail()}")
-            with open(self.log, "rb") as f:
-                f.seek(self._mark)
-                return b"subscribed to signet/v1/+/rec" in f.read()
-
-        _wait_for(subscribed, "the gateway to subscribe", timeout)
-
-    def stop(self, timeout: float = GATEWAY_STOP_S) -> int:
-        """SIGTERM: drain, commit, acknowledge, disconnect; the exit code."""
-        if self.proc is None:
-            return 0
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            code = self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            code = self.proc.wait()
-        self._close()
-        return code
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
-        self._close()
-
-    def _close(self) -> None:
-        self.proc = None
-        if self._out is not None:
-            self._out.close()
-            self._out = None
-
-    def tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
 
 
 def pick_victim(fleet: simulate.Fleet) -> tuple[simulate.VirtualDevice, list[simulate.Signed]]:
@@ -189,7 +98,7 @@ def run(
     """The demo in `directory` (reset first); 0 only if everything matched."""
     try:
         return _run(Path(directory), devices, duration_s, rate_per_min, seed)
-    except (DemoError, BrokerError, simulate.SimulationError) as exc:
+    except (DemoError, BrokerError, GatewayProcessError, simulate.SimulationError) as exc:
         print(f"signet: error: {exc}", file=sys.stderr)
         return 2
 
@@ -213,7 +122,13 @@ def _run(directory: Path, n_devices: int, duration: float, rate: float, seed: in
         _step("2. Gateway configuration and enrollment")
         db = directory / "gateway.db"
         toml = directory / "gateway.toml"
-        write_gateway_toml(toml, broker.port, db)
+        write_gateway_config(
+            toml,
+            broker.port,
+            db,
+            mqtt={"client_id": "signet-demo-gateway"},
+            aggregate={"hb_tolerance": 0.1},
+        )
         params = simulate.FleetParams(
             devices=n_devices,
             duration_s=duration,
@@ -239,7 +154,7 @@ def _run(directory: Path, n_devices: int, duration: float, rate: float, seed: in
 
         _step("3. Gateway process")
         gateway = GatewayProcess(toml, directory / "gateway.log")
-        gateway.start()
+        gateway.start(timeout=GATEWAY_START_S)
         _say(f"  signet gateway run --config {toml}   (log: {gateway.log})")
         _say("  subscribed to signet/v1/+/rec, MQTT v5 persistent session, SQLite WAL")
 
@@ -291,7 +206,7 @@ def _run(directory: Path, n_devices: int, duration: float, rate: float, seed: in
         )
 
         _step("5. Stopping the gateway (SIGTERM: drain, commit, acknowledge, disconnect)")
-        code = gateway.stop()
+        code = gateway.stop(GATEWAY_STOP_S)
         gateway = None
         _say(f"  gateway exited with status {code}")
         broker.stop()

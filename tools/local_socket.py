@@ -324,7 +324,9 @@ def request(
         except OSError as exc:
             raise LocalSocketError(f"cannot connect to {where}: {exc.strerror or exc}") from None
         try:
-            sock.sendall(json.dumps(req).encode() + b"\n")
+            # A busy agent answers and closes at once: its answer is still ours to read.
+            with contextlib.suppress(BrokenPipeError):
+                sock.sendall(json.dumps(req).encode() + b"\n")
             answer = bytearray()
             while not answer.endswith(b"\n"):
                 chunk = sock.recv(4096)
