@@ -147,6 +147,9 @@ def score(inputs: ScoreInputs) -> Score:
     ]
     if rev is None or rev.volatility is None:
         parts.append(_component("stability", W_STABILITY, 0.0, "no positive daily revenue"))
+    elif rev.trend is None:
+        # One day has no spread to measure: unknown, not perfectly stable.
+        parts.append(_component("stability", W_STABILITY, 0.5, "one day of revenue: half weight"))
     else:
         parts.append(
             _component(

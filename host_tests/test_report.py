@@ -250,6 +250,10 @@ def test_score_formula_and_caps() -> None:
     assert mid.raw == pytest.approx(74.5) and (mid.score, mid.letter) == (75, "A")
     nothing = mcr.score(_inputs(uptime_ratio=None, integrity_ratio=None, revenue=None))
     assert nothing.score == 15
+    # One day of revenue proves neither stability nor a trend: half of each.
+    one_day = mcr.score(_inputs(revenue=mcr.series_stats([500])))
+    assert [c.points for c in one_day.components[2:4]] == [10, 7.5]
+    assert one_day.score == 83
 
 
 def test_series_stats_by_hand() -> None:
