@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import sqlite3
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol
 
 import cbor2
@@ -126,6 +126,15 @@ AGG_TABLES: Final = (
     "agg_uptime_day",
     "agg_devices",
 )
+
+
+class BatchItemFailed(Exception):
+    """Folding in record ``index`` of an :meth:`Aggregator.on_stored_many` call raised ``exc``."""
+
+    def __init__(self, index: int, exc: BaseException) -> None:
+        super().__init__(index, exc)
+        self.index = index
+        self.exc = exc
 
 
 class RecordLike(Protocol):
@@ -255,6 +264,90 @@ class Aggregator:
                 conn.execute(statement)
 
     # ------------------------------------------------------------------ ingest
+
+    def on_stored_many(self, recs: Sequence[RecordLike]) -> None:
+        """Fold newly stored records in, in order: the same end state as calling
+        :meth:`on_stored` for each (no commit), with fewer statements.
+
+        What is batched: a boot's ``agg_boots`` row is read once and kept in memory while
+        the records of this call are folded in (the same arithmetic as the UPSERT in
+        :meth:`on_stored`), then written once; ``agg_records`` rows are inserted with one
+        ``executemany`` (before anything reads that table: :meth:`_replace_boot`).
+        Points, uptime and revenue are written as in :meth:`on_stored`.
+
+        If folding record i in fails, :class:`BatchItemFailed` says i; a failure while
+        writing the buffered rows has no index (the caller retries record by record).
+        """
+        conn = self.conn
+        boots: dict[tuple[str, int], list[Any]] = {}
+        inserts: list[tuple[Any, ...]] = []
+        for index, rec in enumerate(recs):
+            try:
+                kid, n, b, u = rec.kid, rec.n, rec.b, rec.u
+                usable_t = rec.t if rec.t is not None and not rec.future else None
+                new_t_n = None if usable_t is None else n
+                row = boots.get((kid, b))
+                if row is None:
+                    found = conn.execute(
+                        "SELECT t_n, t_origin, r_n, r_origin, records FROM agg_boots"
+                        " WHERE kid = ? AND b = ?",
+                        (kid, b),
+                    ).fetchone()
+                    row = boots[(kid, b)] = None if found is None else list(found)
+                if row is None:
+                    row = boots[(kid, b)] = [
+                        new_t_n,
+                        None if usable_t is None else usable_t - u,
+                        n,
+                        rec.received_ms - u,
+                        1,
+                    ]
+                else:  # the ON CONFLICT branch of on_stored's UPSERT, in Python
+                    if new_t_n is not None and (row[0] is None or new_t_n < row[0]):
+                        row[0], row[1] = new_t_n, usable_t - u  # type: ignore[operator]
+                    if n < row[2]:
+                        row[2], row[3] = n, rec.received_ms - u
+                    row[4] += 1
+                t_n, t_origin, r_n, r_origin, count = row
+                origin, placed = _origin(t_n, t_origin, r_origin)
+                if count > 1 and (t_n == n or (t_n is None and r_n == n)):
+                    if inserts:
+                        self._insert_records(inserts)
+                    self._replace_boot(kid, b, origin, placed)
+                if usable_t is not None:
+                    at_ms, rec_placed = usable_t, PLACED_RECORD_T
+                else:
+                    at_ms, rec_placed = origin + u, placed
+                am: int | None = None
+                cur: str | None = None
+                kind = rec.kind
+                if kind == "rev":
+                    am, cur = int(rec.payload["am"]), str(rec.payload["cur"])
+                    self._add_revenue(kid, day_of(at_ms), cur, am, 1)
+                inserts.append((kid, n, b, u, kind, usable_t, at_ms, rec_placed, am, cur))
+                if kind in ("boot", "hb"):
+                    iv = int(rec.payload["iv"]) if kind == "hb" else None
+                    self._insert_point(kid, b, u, n, kind, iv, origin)
+            except Exception as exc:
+                raise BatchItemFailed(index, exc) from exc
+        if inserts:
+            self._insert_records(inserts)
+        if boots:
+            conn.executemany(
+                "INSERT INTO agg_boots (kid, b, t_n, t_origin, r_n, r_origin, records)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kid, b) DO UPDATE SET"
+                " t_n = excluded.t_n, t_origin = excluded.t_origin, r_n = excluded.r_n,"
+                " r_origin = excluded.r_origin, records = excluded.records",
+                [(kid, b, *row) for (kid, b), row in boots.items()],
+            )
+
+    def _insert_records(self, rows: list[tuple[Any, ...]]) -> None:
+        self.conn.executemany(
+            "INSERT INTO agg_records (kid, n, b, u, kind, t, at_ms, placed, am, cur)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        rows.clear()
 
     def on_stored(self, rec: RecordLike) -> None:
         """Fold one newly stored record into the aggregates (no commit)."""

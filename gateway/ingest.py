@@ -1,12 +1,13 @@
-"""The ingest pipeline: MQTT in, verify in a thread pool, commit in batches, then ack.
+"""The ingest pipeline: MQTT in, verify in worker processes, commit in batches, then ack.
 
 ::
 
     paho network thread          verifier threads (N)         writer thread (1)
-    on_message: wrap, append --> verify chunks of messages --> in arrival order: one
-    to the current chunk         (OpenSSL releases the GIL,    transaction per batch;
-    (nothing else)               so N threads use N cores)     after COMMIT: PUBACK the
-                                                               messages, publish acks
+    on_message: wrap, append --> each sends chunks to its --> in arrival order: one
+    to the current chunk         own verifier process and     transaction per batch;
+    (nothing else)               rebuilds the results         after COMMIT: PUBACK the
+                                 (no GIL shared with the      messages, publish acks
+                                 Python part of verifying)
 
 Durability: the session is persistent (clean_start=False + session expiry) and
 ``manual_ack=True``: the broker gets the PUBACK for a message only after the
@@ -41,7 +42,7 @@ import ssl
 import struct
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
@@ -52,8 +53,10 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from . import paho_fast
 from .config import MqttConfig
+from .pubkeys import DevicePublicKey
 from .refusals import Refused
-from .verify import Verifier
+from .verify import VerifiedRecord, Verifier
+from .verify_pool import VerifyWorker
 from .wire import REC_SUBSCRIPTION, BadTopic, ack_payload, ack_topic, device_of_topic, split_message
 from .writer import Message, Rejection
 
@@ -64,6 +67,8 @@ log = logging.getLogger("signet.gateway")
 _PUBACK_CMD: Final = 0x40
 _PUBACK: Final = struct.Struct("!BBH")  # fixed header, remaining length 2, packet id
 CHUNK: Final = 32  # messages per verifier work item: amortises queue/event cost per message
+PROCESS_CHUNK: Final = 128  # per work item for a worker process: amortises the pipe round trip
+_SIG_ITEM: Final = 66  # a valid record ends with 0x58 0x40 and the 64 signature bytes
 
 
 class Chunk:
@@ -97,10 +102,22 @@ def verify_message(m: Message, verifier: Verifier) -> None:
 
 
 class Intake:
-    """Messages from the network thread to the verifiers and, in order, to the writer."""
+    """Messages from the network thread to the verifiers and, in order, to the writer.
 
-    def __init__(self, verifier: Verifier, threads: int) -> None:
+    With ``keys`` given, every verifier thread drives a worker process of its own
+    (:mod:`.verify_pool`) and only rebuilds the results; without, it verifies in-thread.
+    Call :meth:`keys_changed` after mutating ``keys`` (enroll/revoke noticed).
+    """
+
+    def __init__(
+        self,
+        verifier: Verifier,
+        threads: int,
+        keys: Mapping[bytes, DevicePublicKey] | None = None,
+    ) -> None:
         self.verifier = verifier
+        self._keys = keys
+        self.keys_generation = 0
         self._lock = threading.Lock()
         self._current: list[Message] = []
         self._work: queue.SimpleQueue[Chunk | None] = queue.SimpleQueue()
@@ -110,12 +127,20 @@ class Intake:
         self.received = 0
         self.dropped_closing = 0
         self.verify_errors = 0
-        self._threads = [
-            threading.Thread(target=self._verify_loop, name=f"signet-verify-{i}", daemon=True)
-            for i in range(threads)
+        self.chunk = CHUNK if keys is None else PROCESS_CHUNK
+        self.workers: list[VerifyWorker | None] = [
+            None if keys is None else VerifyWorker(f"signet-verify-{i}") for i in range(threads)
         ]
+        self._threads = [
+            threading.Thread(target=self._verify_loop, args=(i,), name=f"signet-verify-{i}",
+                             daemon=True)
+            for i in range(threads)
+        ]  # fmt: skip
         for t in self._threads:
             t.start()
+
+    def keys_changed(self) -> None:
+        self.keys_generation += 1
 
     def put(self, m: Message) -> None:
         """Called by the network thread for every message."""
@@ -127,7 +152,7 @@ class Intake:
             self.received += 1
             current = self._current
             current.append(m)
-            if len(current) >= CHUNK:
+            if len(current) >= self.chunk:
                 self._seal()
             elif len(current) == 1:
                 self.arrived.set()
@@ -160,24 +185,78 @@ class Intake:
             self._work.put(None)
         for t in self._threads:
             t.join(timeout=10)
+        for w in self.workers:
+            if w is not None:
+                w.stop()
 
-    def _verify_loop(self) -> None:
-        verifier = self.verifier
+    def _verify_loop(self, index: int) -> None:
         while True:
             chunk = self._work.get()
             if chunk is None:
                 return
-            for m in chunk.msgs:
+            worker = self.workers[index]
+            if worker is not None:
                 try:
-                    verify_message(m, verifier)
-                except Exception as exc:  # a bug must not kill the thread or lose the message
-                    self.verify_errors += 1
-                    log.exception("verifier error on topic %r", m.topic[:80])
-                    m.results = []
-                    m.rejection = Rejection(
-                        "internal_error", f"{type(exc).__name__}: {exc}", m.payload
-                    )
+                    self._verify_remote(worker, chunk.msgs)
+                except Exception as exc:
+                    # The worker died or failed: verify this chunk here, start a new worker.
+                    log.error("verifier process failed (%s); restarting it", exc)
+                    worker.stop(timeout=1.0)
+                    try:
+                        self.workers[index] = VerifyWorker(f"signet-verify-{index}")
+                    except Exception:
+                        log.exception("cannot restart the verifier process; verifying in-thread")
+                        self.workers[index] = None
+                    self._verify_local(chunk.msgs)
+            else:
+                self._verify_local(chunk.msgs)
             chunk.done.set()
+
+    def _verify_local(self, msgs: list[Message]) -> None:
+        verifier = self.verifier
+        for m in msgs:
+            m.kid = ""
+            m.rejection = None
+            m.results = []
+            try:
+                verify_message(m, verifier)
+            except Exception as exc:  # a bug must not kill the thread or lose the message
+                self.verify_errors += 1
+                log.exception("verifier error on topic %r", m.topic[:80])
+                m.results = []
+                m.rejection = Rejection("internal_error", f"{type(exc).__name__}: {exc}", m.payload)
+
+    def _verify_remote(self, worker: VerifyWorker, msgs: list[Message]) -> None:
+        generation = self.keys_generation
+        if worker.keys_generation != generation:
+            assert self._keys is not None
+            snapshot = dict(self._keys)  # one C-level copy: the writer thread may mutate keys
+            worker.set_keys(
+                {kid: (k.compressed, k.curve) for kid, k in snapshot.items()}, generation
+            )
+        results = worker.verify([(m.topic, m.payload) for m in msgs])
+        for m, res in zip(msgs, results, strict=True):
+            if type(res) is tuple:  # (REFUSED, reason, detail): the whole message
+                _, reason, detail = res
+                if reason != "bad_topic":
+                    m.kid = m.topic[10:42].decode("ascii")
+                m.rejection = Rejection(reason, detail, m.payload)
+                continue
+            m.kid = kid = m.topic[10:42].decode("ascii")
+            expected = bytes.fromhex(kid)
+            out = m.results
+            for item in res:
+                first = item[0]
+                if type(first) is dict:
+                    raw = m.payload if len(item) == 3 else item[3]
+                    end = len(raw) - _SIG_ITEM
+                    out.append(
+                        VerifiedRecord(raw, expected, item[2], raw[end - item[1] : end], first,
+                                       raw[end + 2 :])
+                    )  # fmt: skip
+                else:
+                    reason, detail, raw = item
+                    out.append(Rejection(reason, detail, m.payload if raw is None else raw))
 
 
 class _BufferedClient(mqtt.Client):

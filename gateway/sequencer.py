@@ -37,7 +37,15 @@ import cbor2
 from .store import StoredRecord
 from .verify import VerifiedRecord
 
-__all__ = ["DUPLICATE", "EQUIVOCATION", "NEW", "Findings", "HookFailed", "Sequencer"]
+__all__ = [
+    "DUPLICATE",
+    "EQUIVOCATION",
+    "NEW",
+    "UNATTRIBUTED",
+    "Findings",
+    "HookFailed",
+    "Sequencer",
+]
 
 NEW: Final = "new"
 DUPLICATE: Final = "duplicate"
@@ -45,6 +53,7 @@ EQUIVOCATION: Final = "equivocation"
 
 ZERO_HASH: Final = bytes(32)
 EVIDENCE_PER_DEVICE: Final = 100  # equivocation evidence rows kept per device (a bound)
+UNATTRIBUTED: Final = -1  # HookFailed.tag when a batched hook failed without naming a record
 _WALK: Final = 512  # rows fetched per step of an ack walk over out-of-order records
 
 _sha256 = hashlib.sha256
@@ -109,11 +118,16 @@ class Sequencer:
         max_future_skew_ms: int = 300_000,
         on_stored: Callable[[StoredRecord], None] | None = None,
         evidence_per_device: int = EVIDENCE_PER_DEVICE,
+        on_stored_many: Callable[[list[StoredRecord]], None] | None = None,
     ) -> None:
         self.conn = conn
         self.findings = findings
         self.max_future_skew_ms = max_future_skew_ms
         self.on_stored = on_stored
+        # The batch form of the hook (same effect, fewer statements); off for a retry after a
+        # failure it could not attribute to one record, so that on_stored can.
+        self.on_stored_many = on_stored_many
+        self.unbatched = False
         self.evidence_per_device = evidence_per_device
         self._devs: dict[str, _Dev] = {}
         self._dirty: set[str] = set()
@@ -174,7 +188,7 @@ class Sequencer:
             dev.highest = n
             dev.head_hash = payload_hash
         self._dirty.add(kid)
-        if self.on_stored is not None:
+        if self.on_stored is not None or self.on_stored_many is not None:
             self._new.append(
                 (
                     self.tag,
@@ -270,9 +284,20 @@ class Sequencer:
             )
             self._inserts.clear()
         if self._new:
+            new, self._new = self._new, []
+            many = self.on_stored_many
+            if many is not None and not self.unbatched:
+                try:
+                    many([rec for _, rec in new])
+                except Exception as exc:
+                    index = getattr(exc, "index", None)
+                    if type(index) is int and 0 <= index < len(new):
+                        cause = getattr(exc, "exc", exc)
+                        raise HookFailed(new[index][0], cause) from cause
+                    raise HookFailed(UNATTRIBUTED, exc) from exc
+                return
             hook = self.on_stored
             assert hook is not None
-            new, self._new = self._new, []
             for tag, rec in new:
                 try:
                     hook(rec)

@@ -83,17 +83,20 @@ class Gateway:
         self._refresh_keys(initial=True)
         self._data_version = self._db_version()
         self.verifier = Verifier(self.keys)
-        on_stored = self.aggregator.on_stored if self.aggregator is not None else None
+        agg = self.aggregator
+        on_stored = agg.on_stored if agg is not None else None
+        on_stored_many = getattr(agg, "on_stored_many", None) if agg is not None else None
         self.writer = BatchWriter(
             conn,
             max_future_skew_ms=cfg.time.max_future_skew_s * 1000,
             quarantine_rows=cfg.quarantine.max_rows,
             quarantine_bytes=cfg.quarantine.max_bytes_per_row,
             on_stored=on_stored,
+            on_stored_many=on_stored_many,
             known_device=self._known.__contains__,
             revoked_device=self._revoked.__contains__,
         )
-        self.intake = Intake(self.verifier, cfg.ingest.verify_threads)
+        self.intake = Intake(self.verifier, cfg.ingest.verify_threads, keys=self.keys)
         self.link = MqttLink(cfg.mqtt, self.intake.put, self._on_connected)
         log.info(
             "database %s (%d devices enrolled, %d active)%s",
@@ -154,17 +157,22 @@ class Gateway:
         fresh = self.store.active_keys()
         devices = {kid for (kid,) in self.store.conn.execute("SELECT kid FROM devices")}
         revoked = self.store.revoked_ids()
+        changed = False
         for kid in list(self.keys):
             if kid not in fresh:
                 del self.keys[kid]
+                changed = True
                 if not initial:
                     self.verifier.forget(kid)
                     log.info("device %s revoked: its records are now refused", kid.hex())
         for kid, key in fresh.items():
             if kid not in self.keys:
                 self.keys[kid] = key
+                changed = True
                 if not initial:
                     log.info("device %s enrolled", kid.hex())
+        if changed and not initial:
+            self.intake.keys_changed()  # the verifier processes get the new key set
         self._known |= devices
         self._revoked |= revoked
 

@@ -197,6 +197,11 @@ def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
             raise StoreError(f"database {path}: cannot switch to WAL mode (got {mode})")
     # FULL: a COMMIT has reached the disk when it returns (see the module docstring).
     conn.execute("PRAGMA synchronous = FULL")
+    if not readonly:
+        # Fewer, larger checkpoints (each one copies pages back and fsyncs the database file):
+        # measured +7 % drain rate over the default 1000 pages. Durability is unchanged (every
+        # COMMIT still fsyncs the WAL); the WAL file grows to ~16 MiB between checkpoints.
+        conn.execute("PRAGMA wal_autocheckpoint = 4000")
     conn.execute("PRAGMA foreign_keys = OFF")
     return conn
 

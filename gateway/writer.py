@@ -25,7 +25,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from .sequencer import DUPLICATE, EQUIVOCATION, NEW, Findings, HookFailed, Sequencer
+from .sequencer import (
+    DUPLICATE,
+    EQUIVOCATION,
+    NEW,
+    UNATTRIBUTED,
+    Findings,
+    HookFailed,
+    Sequencer,
+)
 from .store import StoredRecord
 from .verify import VerifiedRecord
 
@@ -113,13 +121,18 @@ class BatchWriter:
         quarantine_rows: int,
         quarantine_bytes: int,
         on_stored: Callable[[StoredRecord], None] | None = None,
+        on_stored_many: Callable[[list[StoredRecord]], None] | None = None,
         known_device: Callable[[str], bool] = lambda kid: False,
         revoked_device: Callable[[str], bool] = lambda kid: False,
     ) -> None:
         self.conn = conn
         self.findings = Findings()
         self.seq = Sequencer(
-            conn, self.findings, max_future_skew_ms=max_future_skew_ms, on_stored=on_stored
+            conn,
+            self.findings,
+            max_future_skew_ms=max_future_skew_ms,
+            on_stored=on_stored,
+            on_stored_many=on_stored_many,
         )
         self.quarantine_rows = quarantine_rows
         self.quarantine_bytes = quarantine_bytes
@@ -146,6 +159,11 @@ class BatchWriter:
                     failed.exc, sqlite3.IntegrityError
                 ):
                     raise StorageError(f"database error: {failed.exc}") from failed.exc
+                if failed.index == UNATTRIBUTED and not self.seq.unbatched:
+                    # The batched hook failed and cannot say for which record: apply the
+                    # batch again calling the hook record by record, which can.
+                    self.seq.unbatched = True
+                    continue
                 poisoned[failed.index] = f"{type(failed.exc).__name__}: {failed.exc}"
                 log.error(
                     "internal error on message %d of a batch (%s); quarantined, batch retried",
@@ -160,6 +178,7 @@ class BatchWriter:
             except BaseException:
                 self._rollback()
                 raise
+            self.seq.unbatched = False
             result.acks, result.republish = self.seq.committed()
             result.events = self.seq.events[:]
             self.seq.events.clear()

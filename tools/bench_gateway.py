@@ -59,7 +59,8 @@ class BenchResult:
     drain_rate: float
     raw_rate: float
     ratio: float
-    rss_points: list[tuple[int, int, int]] = field(default_factory=list)  # (%, rss, peak) KiB
+    rss_points: list[tuple[int, int, int, int]] = field(default_factory=list)  # KiB
+    # (%, gateway RSS, its peak, RSS of its child processes: forkserver and verifiers)
     stored: int = 0
     gateway_exit: int | None = None
     gateway_cpu_s: float = 0.0  # CPU the gateway process used from start to drained
@@ -145,6 +146,39 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def descendants(pid: int) -> list[int]:
+    """Living child processes of pid, recursively (the gateway's verifier processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and its living descendants (verifier processes included)."""
+    return cpu_seconds(pid) + sum(cpu_seconds(c) for c in descendants(pid))
+
+
+def tree_rss_kib(pid: int) -> int:
+    """RSS of a process's living descendants, summed (shared pages counted in each)."""
+    from signet_gateway.service import rss_kib
+
+    return sum(rss_kib(c)[0] for c in descendants(pid))
+
+
 class _GatewayProc:
     """`signet gateway run` as a child process, its log lines read by a thread."""
 
@@ -169,7 +203,7 @@ class _GatewayProc:
             for line in self.proc.stderr:
                 if self.connected_at is None and " connected to mqtt://" in line:
                     self.connected_at = time.monotonic()
-                    self.cpu_at_connect = cpu_seconds(self.proc.pid)
+                    self.cpu_at_connect = tree_cpu_seconds(self.proc.pid)
                 if "subscribed to" in line:
                     self.subscribed.set()
                 self.lines.append(line.rstrip())
@@ -284,11 +318,11 @@ class _AckWatch:
                 pct = self.milestones.pop(0)
                 if self.pid is not None:
                     rss, hwm = rss_kib(self.pid)
-                    self.rss_points.append((pct, rss, hwm))
+                    self.rss_points.append((pct, rss, hwm, tree_rss_kib(self.pid)))
             if all(self.acks.get(k, 0) >= v for k, v in self.last.items()):
                 self.done_at = time.monotonic()
                 if self.pid is not None:
-                    self.cpu_done = cpu_seconds(self.pid)
+                    self.cpu_done = tree_cpu_seconds(self.pid)
                 self.done.set()
 
     def close(self) -> None:
@@ -437,14 +471,15 @@ def format_report(r: BenchResult) -> str:
         f"  ({'meets' if r.ratio >= TARGET_RATIO else 'MISSES'} the {TARGET_RATIO} target)",
     ]
     lines.append(
-        f"  CPU per record: gateway {r.gateway_cpu_s / r.records * 1e6:.0f} us (all threads),"
+        f"  CPU per record: gateway {r.gateway_cpu_s / r.records * 1e6:.0f} us (all threads and"
+        " verifier processes),"
         f" Mosquitto {r.broker_cpu_s / r.records * 1e6:.0f} us; raw verify alone"
         f" {1e6 / r.raw_rate:.0f} us; load average before the drain {r.load_avg:.2f}"
     )
-    for pct, rss, hwm in r.rss_points:
+    for pct, rss, hwm, children in r.rss_points:
         lines.append(
             f"  gateway RSS at {pct:3d} % acked: {rss / 1024:6.1f} MiB"
-            f" (peak so far {hwm / 1024:.1f} MiB)"
+            f" (peak so far {hwm / 1024:.1f} MiB); verifier processes {children / 1024:.1f} MiB"
         )
     lines.append(
         f"  records in the database: {r.stored}; gateway exit on SIGTERM: {r.gateway_exit}"

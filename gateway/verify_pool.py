@@ -1,0 +1,157 @@
+"""Verification in worker processes: one process per verifier thread, no shared GIL.
+
+Measured on the 2-core target: with verification in threads, the Python part of
+verifying (envelope and payload decode, schema checks, ~30 us a record) and every
+return from OpenSSL competed for one GIL with the paho network thread and the
+writer; the process used ~1.35 of 2 cores and each part ran ~40 % slower than
+alone. In a process of its own, a verifier runs its Python part in parallel with
+the writer, and the gateway's GIL only carries network, storage and a cheap
+rebuild of the results.
+
+Protocol over one ``multiprocessing`` pipe per worker (pickled tuples):
+
+- ``("keys", {kid: (sec1, curve)})``: the complete set of enrolled, active keys
+  (sent before the first chunk and again whenever the gateway's key set changed).
+- ``("chunk", [(topic, payload), ...])`` -> one result per message, in order:
+  ``(REFUSED, reason, detail)`` for a message refused as a whole, else a list with
+  one item per record: ``(payload_map, payload_len, alg)`` for a verified record
+  (``(payload_map, payload_len, alg, raw)`` inside a batch message; the payload
+  bytes are the ``payload_len`` bytes before the 66-byte signature item at the
+  end of the record: strict CBOR leaves no other layout), or
+  ``(reason, detail, raw_or_None)`` for a refused one (None: the raw is the whole
+  message).
+
+The worker uses the one verifier (:class:`gateway.verify.Verifier`) and the same
+framing code as the in-process path; nothing about the checks changes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import multiprocessing.connection
+from typing import Any, Final
+
+from .refusals import Refused
+from .wire import BadTopic, device_of_topic, split_message
+
+__all__ = ["REFUSED", "VerifyWorker", "verify_chunk"]
+
+REFUSED: Final = 0  # first element of a whole-message refusal
+_SIG_ITEM: Final = 66  # 0x58 0x40 + 64 signature bytes: the last item of a valid record
+
+
+def verify_chunk(verifier: Any, msgs: list[tuple[bytes, bytes]]) -> list[Any]:
+    """Verify the messages of one chunk; the compact results described in the module doc."""
+    out: list[Any] = []
+    append = out.append
+    verify = verifier.verify
+    for topic, payload in msgs:
+        try:
+            kid = device_of_topic(topic)
+            elements = split_message(payload)
+        except BadTopic as bad:
+            append((REFUSED, bad.reason, bad.detail))
+            continue
+        except Refused as refused:
+            append((REFUSED, refused.reason, refused.detail))
+            continue
+        expected = bytes.fromhex(kid)
+        single = len(elements) == 1 and elements[0] is payload
+        items: list[Any] = []
+        for raw in elements:
+            try:
+                rec = verify(raw, expected)
+            except Refused as refused:
+                items.append((refused.reason, refused.detail, None if single else raw))
+                continue
+            if single:
+                items.append((rec.payload, len(rec.payload_bytes), rec.alg))
+            else:
+                items.append((rec.payload, len(rec.payload_bytes), rec.alg, raw))
+        append(items)
+    return out
+
+
+def _worker_main(conn: multiprocessing.connection.Connection) -> None:
+    from .pubkeys import DevicePublicKey
+    from .verify import Verifier
+
+    keys: dict[bytes, DevicePublicKey] = {}
+    verifier = Verifier(keys)
+    while True:
+        try:
+            message = conn.recv()
+        except (EOFError, OSError):
+            return
+        if message is None:
+            return
+        what, body = message
+        if what == "keys":
+            keys.clear()
+            for kid, (sec1, curve) in body.items():
+                keys[kid] = DevicePublicKey.from_sec1(sec1, curve)
+            verifier.forget()
+            continue
+        try:
+            result: Any = ("ok", verify_chunk(verifier, body))
+        except Exception as exc:  # a bug: report it, keep serving
+            result = ("error", f"{type(exc).__name__}: {exc}")
+        conn.send(result)
+
+
+_context: Any = None
+
+
+def _mp_context() -> Any:
+    """forkserver: children fork from a clean single-threaded server (the gateway process
+    has paho, writer and verifier threads and an open database; forking it is unsafe),
+    and after the first start a worker costs a fork, not a fresh interpreter."""
+    global _context
+    if _context is None:
+        methods = multiprocessing.get_all_start_methods()
+        _context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        if "forkserver" in methods:
+            _context.set_forkserver_preload(["signet_gateway.verify_pool", "signet_gateway.verify"])
+    return _context
+
+
+class VerifyWorker:
+    """One worker process and its pipe; used by exactly one verifier thread."""
+
+    def __init__(self, name: str) -> None:
+        ctx = _mp_context()
+        ours, theirs = ctx.Pipe(duplex=True)
+        self._conn = ours
+        self._proc = ctx.Process(target=_worker_main, args=(theirs,), name=name, daemon=True)
+        self._proc.start()
+        theirs.close()
+        self.keys_generation = -1
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid
+
+    def set_keys(self, keys: dict[bytes, tuple[bytes, str]], generation: int) -> None:
+        self._conn.send(("keys", keys))
+        self.keys_generation = generation
+
+    def verify(self, msgs: list[tuple[bytes, bytes]]) -> list[Any]:
+        """Results for one chunk; RuntimeError if the worker failed or died."""
+        try:
+            self._conn.send(("chunk", msgs))
+            status, body = self._conn.recv()
+        except (EOFError, OSError) as exc:
+            raise RuntimeError(f"verifier process {self._proc.pid} is gone ({exc})") from exc
+        if status != "ok":
+            raise RuntimeError(f"verifier process failed: {body}")
+        return body  # type: ignore[no-any-return]
+
+    def stop(self, timeout: float = 5.0) -> None:
+        with contextlib.suppress(OSError):
+            self._conn.send(None)
+        self._proc.join(timeout)
+        if self._proc.is_alive():
+            self._proc.kill()
+            self._proc.join(1)
+        self._conn.close()
