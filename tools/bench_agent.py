@@ -69,6 +69,7 @@ def format_report(r: dict[str, Any]) -> str:
         f"(target <= {TARGET_HEAP // 1024} KiB: {'met' if heap_ok else 'MISSED'})",
         f"    of which code loaded from .mpy {r['code_bytes'] / 1024:.1f} KiB; agent data at rest "
         f"(key table, buffers, journal index) {data / 1024:.1f} KiB. Frozen into flash "
-        f"(firmware/manifest.py) the code leaves the heap; 64-bit objects are ~2x a board's.",
+        f"(firmware/manifest.py) bytecode and names leave the heap; this port's 64-bit objects "
+        f"take ~2x a board's.",
     ]
     return "\n".join(lines)
