@@ -145,9 +145,28 @@ class Sequencer:
 
         ``kid`` is the record's device id (hex) if the caller has it already.
         """
-        if kid is None:
-            kid = rec.kid.hex()
-        p = rec.payload
+        return self.apply_parts(
+            rec.kid.hex() if kid is None else kid,
+            rec.payload,
+            rec.payload_bytes,
+            None,
+            rec.raw,
+            received_ms,
+            day,
+        )
+
+    def apply_parts(
+        self,
+        kid: str,
+        p: dict[str, Any],
+        payload_bytes: bytes,
+        payload_hash: bytes | None,
+        raw: bytes,
+        received_ms: int,
+        day: str,
+    ) -> str:
+        """:meth:`apply` for a record given as its parts (what a verifier process returns:
+        no ``VerifiedRecord`` needs building); ``payload_hash`` is computed if None."""
         n: int = p["n"]
         dev = self._devs.get(kid) or self._load(kid)
         late = False
@@ -157,21 +176,24 @@ class Sequencer:
                 "SELECT payload FROM records WHERE kid = ? AND n = ?", (kid, n)
             ).fetchone()
             if row is not None:
-                if row[0] == rec.payload_bytes:
+                if row[0] == payload_bytes:
                     self.findings.add(kid, day, "duplicate")
                     if n <= dev.ack:
                         # The device resends what we acked: it has not seen our ack (a lost
                         # publish, a broker that lost its retained messages). Say it again.
                         self._republish.add(kid)
                     return DUPLICATE
-                self._equivocation(kid, n, rec, received_ms, day)
+                self._equivocation(kid, n, payload_bytes, raw, received_ms, day)
                 return EQUIVOCATION
             late = True
         t = p["t"]
         future = t is not None and t > received_ms + self.max_future_skew_ms
-        payload_hash = _sha256(rec.payload_bytes).digest()
+        if payload_hash is None:
+            payload_hash = _sha256(payload_bytes).digest()
         prev: bytes = p["p"]
         kind: str = p["k"]
+        b: int = p["b"]
+        u: int = p["u"]
         if kind == "boot":
             ls: int = p["ls"]
             if ls + 1 <= n - 1:
@@ -180,9 +202,8 @@ class Sequencer:
             dev.unused -= 1  # signed after all: stored now, no longer counted as unused
         broken = self._link_broken(dev, n, prev, late)
         self._inserts.append(
-            (kid, n, kind, p["b"], p["u"], t, rec.payload_bytes, rec.raw, received_ms,
-             late, future, broken)
-        )  # fmt: skip
+            (kid, n, kind, b, u, t, payload_bytes, raw, received_ms, late, future, broken)
+        )
         dev.stored += 1
         if n > dev.highest:
             dev.highest = n
@@ -190,12 +211,7 @@ class Sequencer:
         self._dirty.add(kid)
         if self.on_stored is not None or self.on_stored_many is not None:
             self._new.append(
-                (
-                    self.tag,
-                    StoredRecord(
-                        kid, n, kind, p["b"], p["u"], t, p, rec.raw, received_ms, late, future
-                    ),
-                )
+                (self.tag, StoredRecord(kid, n, kind, b, u, t, p, raw, received_ms, late, future))
             )
         findings = self.findings
         findings.add(kid, day, "verified")
@@ -433,15 +449,15 @@ class Sequencer:
             self._dirty.add(dev.kid)
 
     def _equivocation(
-        self, kid: str, n: int, rec: VerifiedRecord, received_ms: int, day: str
+        self, kid: str, n: int, payload_bytes: bytes, raw: bytes, received_ms: int, day: str
     ) -> None:
-        digest = _sha256(rec.payload_bytes).digest()
+        digest = _sha256(payload_bytes).digest()
         kept = self.conn.execute("SELECT count(*) FROM evidence WHERE kid = ?", (kid,)).fetchone()
         if int(kept[0]) < self.evidence_per_device:
             cur = self.conn.execute(
                 "INSERT OR IGNORE INTO evidence (kid, n, payload_sha256, payload, raw, received_ms)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
-                (kid, n, digest, rec.payload_bytes, rec.raw, received_ms),
+                (kid, n, digest, payload_bytes, raw, received_ms),
             )
             if not cur.rowcount:
                 return  # this very equivocating record was seen before: counted then

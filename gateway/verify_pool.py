@@ -14,12 +14,16 @@ Protocol over one ``multiprocessing`` pipe per worker (pickled tuples):
   (sent before the first chunk and again whenever the gateway's key set changed).
 - ``("chunk", [(topic, payload), ...])`` -> one result per message, in order:
   ``(REFUSED, reason, detail)`` for a message refused as a whole, else a list with
-  one item per record: ``(payload_map, payload_len, alg)`` for a verified record
-  (``(payload_map, payload_len, alg, raw)`` inside a batch message; the payload
-  bytes are the ``payload_len`` bytes before the 66-byte signature item at the
-  end of the record: strict CBOR leaves no other layout), or
-  ``(reason, detail, raw_or_None)`` for a refused one (None: the raw is the whole
-  message).
+  one item per record: ``(payload_map, payload_len, payload_sha256)`` for a
+  verified record (``(payload_map, payload_len, payload_sha256, raw)`` inside a
+  batch message; the payload bytes are the ``payload_len`` bytes before the
+  66-byte signature item at the end of the record: strict CBOR leaves no other
+  layout), or ``(reason, detail, raw_or_None)`` for a refused one (None: the raw
+  is the whole message).
+
+The verified items go to the writer as they are (no ``VerifiedRecord`` is built in
+the gateway process: measured ~1 us each, on the GIL every other thread needs), and
+the payload hash the sequence rules need is computed here, off that GIL.
 
 The worker uses the one verifier (:class:`gateway.verify.Verifier`) and the same
 framing code as the in-process path; nothing about the checks changes.
@@ -28,8 +32,10 @@ framing code as the in-process path; nothing about the checks changes.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import multiprocessing
 import multiprocessing.connection
+import os
 from typing import Any, Final
 
 from .refusals import Refused
@@ -39,6 +45,7 @@ __all__ = ["REFUSED", "VerifyWorker", "verify_chunk"]
 
 REFUSED: Final = 0  # first element of a whole-message refusal
 _SIG_ITEM: Final = 66  # 0x58 0x40 + 64 signature bytes: the last item of a valid record
+_sha256 = hashlib.sha256
 
 
 def verify_chunk(verifier: Any, msgs: list[tuple[bytes, bytes]]) -> list[Any]:
@@ -65,18 +72,35 @@ def verify_chunk(verifier: Any, msgs: list[tuple[bytes, bytes]]) -> list[Any]:
             except Refused as refused:
                 items.append((refused.reason, refused.detail, None if single else raw))
                 continue
+            pbytes = rec.payload_bytes
             if single:
-                items.append((rec.payload, len(rec.payload_bytes), rec.alg))
+                items.append((rec.payload, len(pbytes), _sha256(pbytes).digest()))
             else:
-                items.append((rec.payload, len(rec.payload_bytes), rec.alg, raw))
+                items.append((rec.payload, len(pbytes), _sha256(pbytes).digest(), raw))
         append(items)
     return out
+
+
+WORKER_NICE: Final = 5
+
+
+def _lower_priority() -> None:
+    """Run verification below the gateway process's priority (measured: see docs/GATEWAY.md).
+
+    The gateway's single writer thread is the pipeline's critical path: at the same
+    priority, two busy workers took 2/3 of both cores from it, the writer fell behind and
+    finished its backlog alone after the workers were done. Niced, the workers get every
+    cycle the writer and the network thread do not need, and no more.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        os.nice(WORKER_NICE)
 
 
 def _worker_main(conn: multiprocessing.connection.Connection) -> None:
     from .pubkeys import DevicePublicKey
     from .verify import Verifier
 
+    _lower_priority()
     keys: dict[bytes, DevicePublicKey] = {}
     verifier = Verifier(keys)
     while True:
@@ -138,8 +162,20 @@ class VerifyWorker:
 
     def verify(self, msgs: list[tuple[bytes, bytes]]) -> list[Any]:
         """Results for one chunk; RuntimeError if the worker failed or died."""
+        self.submit(msgs)
+        return self.result()
+
+    def submit(self, msgs: list[tuple[bytes, bytes]]) -> None:
+        """Send one chunk; its results come from :meth:`result`, in the order sent."""
         try:
             self._conn.send(("chunk", msgs))
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(f"verifier process {self._proc.pid} is gone ({exc})") from exc
+
+    def result(self) -> list[Any]:
+        """Results of the oldest chunk sent and not yet read; RuntimeError if the worker
+        failed or died."""
+        try:
             status, body = self._conn.recv()
         except (EOFError, OSError) as exc:
             raise RuntimeError(f"verifier process {self._proc.pid} is gone ({exc})") from exc

@@ -42,7 +42,15 @@ __all__ = ["BatchWriter", "Message", "Rejection", "StorageError", "WriteResult"]
 log = logging.getLogger("signet.gateway")
 
 DAY_MS: Final = 86_400_000
+SIG_ITEM: Final = 66  # a valid record ends with 0x58 0x40 and the 64 signature bytes
 INTERNAL_ERROR: Final = "internal_error"
+
+
+def _raw_of(m: Message, item: Any) -> bytes:
+    """The received bytes of one verified item of ``m.results`` (either form)."""
+    if type(item) is tuple:
+        return m.payload if len(item) == 3 else item[3]  # type: ignore[no-any-return]
+    return item.raw  # type: ignore[no-any-return]
 
 
 class StorageError(RuntimeError):
@@ -80,7 +88,9 @@ class Message:
         self.received_ms = received_ms
         self.kid = ""  # device id from the topic, once it parsed
         self.rejection: Rejection | None = None  # the whole message was refused
-        self.results: list[VerifiedRecord | Rejection] = []
+        # Per record: a VerifiedRecord (verified in-thread), a verifier process's tuple
+        # (see verify_pool) or a Rejection.
+        self.results: list[VerifiedRecord | tuple[Any, ...] | Rejection] = []
 
 
 @dataclass
@@ -193,41 +203,63 @@ class BatchWriter:
 
     def _apply(self, messages: list[Message], poisoned: dict[int, str], out: WriteResult) -> None:
         days = self._days
-        apply = self.seq.apply
+        seq = self.seq
+        apply = seq.apply
+        apply_parts = seq.apply_parts
         revoked = self.revoked_device
         refused: list[tuple[Any, ...]] = []
+        stored = duplicates = equivocations = 0
         for index, m in enumerate(messages):
-            day = _day(m.received_ms, days)
+            received_ms = m.received_ms
+            day = _day(received_ms, days)
             if index in poisoned:
                 refused.append((m, Rejection(INTERNAL_ERROR, poisoned[index], m.payload), day))
                 continue
-            self.seq.tag = index
+            seq.tag = index
             try:
                 if m.rejection is not None:
                     refused.append((m, m.rejection, day))
                     continue
-                if revoked(m.kid):
+                kid = m.kid
+                if revoked(kid):
                     # Belt and braces: a verifier thread may have used a key cached just
                     # before the revocation was noticed. A revoked key counts nothing.
                     m.results = [
-                        item if type(item) is Rejection else Rejection("unknown_key", "", item.raw)  # type: ignore[union-attr]
+                        item
+                        if type(item) is Rejection
+                        else Rejection("unknown_key", "", _raw_of(m, item))
                         for item in m.results
                     ]
                 for item in m.results:
-                    if type(item) is Rejection:
+                    kind = type(item)
+                    if kind is tuple:
+                        # A verifier process's (payload map, payload length, payload hash
+                        # [, raw]): the payload is the bytes before the signature item.
+                        raw = m.payload if len(item) == 3 else item[3]  # type: ignore[arg-type]
+                        end = len(raw) - SIG_ITEM
+                        outcome = apply_parts(
+                            kid, item[0], raw[end - item[1] : end], item[2], raw, received_ms,
+                            day,
+                        )  # type: ignore[index]  # fmt: skip
+                    elif kind is Rejection:
                         refused.append((m, item, day))
                         continue
-                    outcome = apply(item, m.received_ms, day, m.kid)  # type: ignore[arg-type]
+                    else:
+                        outcome = apply(item, received_ms, day, kid)  # type: ignore[arg-type]
                     if outcome is NEW:
-                        out.stored += 1
+                        stored += 1
                     elif outcome is DUPLICATE:
-                        out.duplicates += 1
+                        duplicates += 1
                     elif outcome is EQUIVOCATION:
-                        out.equivocations += 1
+                        equivocations += 1
             except HookFailed as hook:  # an earlier message's record, flushed just now
                 raise _ItemFailed(hook.tag, hook.exc) from hook.exc
             except Exception as exc:
                 raise _ItemFailed(index, exc) from exc
+        # (After a failure ``out`` is discarded with the rolled-back attempt.)
+        out.stored += stored
+        out.duplicates += duplicates
+        out.equivocations += equivocations
         if refused:
             self._quarantine(refused, out)
 
