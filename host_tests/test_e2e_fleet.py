@@ -271,3 +271,13 @@ def test_demo_shortened(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     truth = json.loads((tmp_path / "demo" / "fleet" / "truth.json").read_text())
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
     assert simulate.compare(truth, report) == []
+
+
+def test_gateway_config_with_a_relative_database_path(tmp_path: Path, monkeypatch) -> None:
+    """The demo passes paths relative to the working directory; the gateway must use that file."""
+    from signet_gateway.config import load
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "out").mkdir()
+    toml = write_gateway_config(Path("out/gateway.toml"), 1883, Path("out/gateway.db"))
+    assert load(toml).store.path == tmp_path / "out" / "gateway.db"

@@ -29,7 +29,8 @@ def write_gateway_config(path: Path, port: int, db: Path, **sections: dict[str, 
     """
     config: dict[str, dict[str, Any]] = {
         "mqtt": {"host": "127.0.0.1", "port": port, "client_id": f"signet-gw-{path.parent.name}"},
-        "store": {"path": str(db)},
+        # Absolute: the gateway resolves a relative path against the config file's folder.
+        "store": {"path": str(Path(db).resolve())},
         "ingest": {"summary_s": 0},
     }
     for name, values in sections.items():
