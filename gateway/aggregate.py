@@ -314,20 +314,7 @@ class Aggregator:
                     if inserts:
                         self._insert_records(inserts)
                     self._replace_boot(kid, b, origin, placed)
-                if usable_t is not None:
-                    at_ms, rec_placed = usable_t, PLACED_RECORD_T
-                else:
-                    at_ms, rec_placed = origin + u, placed
-                am: int | None = None
-                cur: str | None = None
-                kind = rec.kind
-                if kind == "rev":
-                    am, cur = int(rec.payload["am"]), str(rec.payload["cur"])
-                    self._add_revenue(kid, day_of(at_ms), cur, am, 1)
-                inserts.append((kid, n, b, u, kind, usable_t, at_ms, rec_placed, am, cur))
-                if kind in ("boot", "hb"):
-                    iv = int(rec.payload["iv"]) if kind == "hb" else None
-                    self._insert_point(kid, b, u, n, kind, iv, origin)
+                inserts.append(self._place(rec, usable_t, origin, placed))
             except Exception as exc:
                 raise BatchItemFailed(index, exc) from exc
         if inserts:
@@ -380,23 +367,27 @@ class Aggregator:
             # This record became the boot's anchor: move what was placed with the old one.
             self._replace_boot(kid, b, origin, placed)
 
+        self._insert_records([self._place(rec, usable_t, origin, placed)])
+
+    def _place(
+        self, rec: RecordLike, usable_t: int | None, origin: int, placed: str
+    ) -> tuple[Any, ...]:
+        """Put one record on the calendar: revenue and uptime points now; its agg_records
+        row is returned for the caller to insert (one by one, or a batch at once)."""
+        kid, n, b, u, kind = rec.kid, rec.n, rec.b, rec.u, rec.kind
         if usable_t is not None:
             at_ms, rec_placed = usable_t, PLACED_RECORD_T
         else:
             at_ms, rec_placed = origin + u, placed
         am: int | None = None
         cur: str | None = None
-        if rec.kind == "rev":
+        if kind == "rev":
             am, cur = int(rec.payload["am"]), str(rec.payload["cur"])
             self._add_revenue(kid, day_of(at_ms), cur, am, 1)
-        conn.execute(
-            "INSERT INTO agg_records (kid, n, b, u, kind, t, at_ms, placed, am, cur)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (kid, n, b, u, rec.kind, usable_t, at_ms, rec_placed, am, cur),
-        )
-        if rec.kind in ("boot", "hb"):
-            iv = int(rec.payload["iv"]) if rec.kind == "hb" else None
-            self._insert_point(kid, b, u, n, rec.kind, iv, origin)
+        if kind in ("boot", "hb"):
+            iv = int(rec.payload["iv"]) if kind == "hb" else None
+            self._insert_point(kid, b, u, n, kind, iv, origin)
+        return (kid, n, b, u, kind, usable_t, at_ms, rec_placed, am, cur)
 
     def _insert_point(
         self, kid: str, b: int, u: int, n: int, kind: str, iv: int | None, origin: int
