@@ -199,6 +199,12 @@ class _Row:
         self.payload = cbor2.loads(payload)
 
 
+def look_back_ms(conn: sqlite3.Connection, kid: str) -> int:
+    """How far before a period a query must look to find up intervals crossing its start."""
+    row = conn.execute("SELECT max_up_ms FROM agg_devices WHERE kid = ?", (kid,)).fetchone()
+    return max(LONG_INTERVAL_MS, 0 if row is None else int(row[0]))
+
+
 def day_of(ms: int) -> str:
     """UTC calendar day 'YYYY-MM-DD' of a unix-ms instant."""
     return (_dt.date(1970, 1, 1) + _dt.timedelta(days=ms // DAY_MS)).isoformat()

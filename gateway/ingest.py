@@ -281,20 +281,16 @@ class Intake:
             )
         worker.submit([(m.topic, m.payload) for m in msgs])
 
-    def _verify_remote(self, worker: VerifyWorker, msgs: list[Message]) -> None:
-        self._send_remote(worker, msgs)
-        self._receive_remote(worker, msgs)
-
     def _receive_remote(self, worker: VerifyWorker, msgs: list[Message]) -> None:
         results = worker.result()
         for m, res in zip(msgs, results, strict=True):
             if type(res) is tuple:  # (REFUSED, reason, detail): the whole message
                 _, reason, detail = res
                 if reason != "bad_topic":
-                    m.kid = m.topic[10:42].decode("ascii")
+                    m.kid = device_of_topic(m.topic)
                 m.rejection = Rejection(reason, detail, m.payload)
                 continue
-            m.kid = m.topic[10:42].decode("ascii")
+            m.kid = device_of_topic(m.topic)
             # Verified items stay the worker's tuples (the writer reads them as they are);
             # only refusals become Rejection objects.
             for i, item in enumerate(res):
@@ -365,7 +361,7 @@ class MqttLink:
         on_connected: Callable[[bool], None],
     ) -> None:
         self.config = config
-        self.fast_decode = paho_fast.install()
+        paho_fast.install()
         self._deliver = on_message
         self._on_connected = on_connected
         self.epoch = 0

@@ -28,7 +28,7 @@ from typing import Any, Final
 
 from Crypto.Hash import keccak
 
-from .aggregate import DAY_MS, LONG_INTERVAL_MS, day_of, day_start_ms
+from .aggregate import DAY_MS, day_of, day_start_ms, look_back_ms
 from .report import Period, default_as_of, record_span, resolve_devices
 
 EVENT_REVENUE: Final = 0
@@ -88,8 +88,7 @@ class _Window:
 def _windows(conn: sqlite3.Connection, kid: str, day_from: str, day_to: str) -> list[_Window]:
     """Uptime windows whose closing heartbeats fall on days day_from..day_to."""
     lo, hi = day_start_ms(day_from), day_start_ms(day_to) + DAY_MS
-    row = conn.execute("SELECT max_up_ms FROM agg_devices WHERE kid = ?", (kid,)).fetchone()
-    reach = max(LONG_INTERVAL_MS, 0 if row is None else int(row[0]))
+    reach = look_back_ms(conn, kid)
     # Points placed up to one interval before lo: the predecessor a first window starts from.
     points = conn.execute(
         "SELECT b, u, n, at_ms, up, up_start_ms, up_end_ms FROM agg_points"

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from . import mcr
-from .aggregate import DAY_MS, LONG_INTERVAL_MS, PLACED_RECEIVED, day_of, day_start_ms
+from .aggregate import DAY_MS, PLACED_RECEIVED, day_of, day_start_ms, look_back_ms
 
 REPORT_FORMAT: Final = "signet-mcr-report/1"
 MAX_OUTAGES_LISTED: Final = 50  # the longest ones; the count and totals cover all
@@ -174,8 +174,7 @@ def uptime(
     }
     if first is None or hi <= lo:
         return result
-    row = conn.execute("SELECT max_up_ms FROM agg_devices WHERE kid = ?", (kid,)).fetchone()
-    reach = max(LONG_INTERVAL_MS, 0 if row is None else int(row[0]))
+    reach = look_back_ms(conn, kid)
     intervals = conn.execute(
         "SELECT up_start_ms, up_end_ms FROM agg_points WHERE kid = ?"
         " AND up_start_ms >= ? AND up_start_ms < ? ORDER BY up_start_ms",

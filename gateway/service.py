@@ -14,13 +14,15 @@ import logging
 import threading
 import time
 from collections import Counter
-from typing import Any, Final
+from typing import Final
 
+from .aggregate import Aggregator, settings_from_config
 from .config import GatewayConfig
 from .ingest import Intake, MqttLink
 from .pubkeys import DevicePublicKey
 from .store import Store
 from .verify import Verifier
+from .wire import REC_SUBSCRIPTION
 from .writer import BatchWriter, Message, StorageError, WriteResult
 
 __all__ = ["Gateway", "rss_kib"]
@@ -46,18 +48,6 @@ def rss_kib(pid: int | str = "self") -> tuple[int, int]:
     return rss, hwm
 
 
-def _load_aggregator(config: GatewayConfig, conn: Any) -> Any:
-    """The REPORT helper's Aggregator, if gateway/aggregate.py exists; else None."""
-    try:
-        from . import aggregate
-    except ModuleNotFoundError as exc:
-        if exc.name and exc.name.endswith(".aggregate"):
-            return None
-        raise
-    tolerance = aggregate.settings_from_config(config.aggregate)
-    return aggregate.Aggregator(conn, hb_tolerance=tolerance)
-
-
 class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
@@ -79,31 +69,28 @@ class Gateway:
         cfg = self.config
         self.store = Store(cfg.store.path)
         conn = self.store.conn
-        self.aggregator = _load_aggregator(cfg, conn)
+        self.aggregator = Aggregator(conn, hb_tolerance=settings_from_config(cfg.aggregate))
         self._refresh_keys(initial=True)
         self._data_version = self._db_version()
         self.verifier = Verifier(self.keys)
         agg = self.aggregator
-        on_stored = agg.on_stored if agg is not None else None
-        on_stored_many = getattr(agg, "on_stored_many", None) if agg is not None else None
         self.writer = BatchWriter(
             conn,
             max_future_skew_ms=cfg.time.max_future_skew_s * 1000,
             quarantine_rows=cfg.quarantine.max_rows,
             quarantine_bytes=cfg.quarantine.max_bytes_per_row,
-            on_stored=on_stored,
-            on_stored_many=on_stored_many,
+            on_stored=agg.on_stored,
+            on_stored_many=agg.on_stored_many,
             known_device=self._known.__contains__,
             revoked_device=self._revoked.__contains__,
         )
         self.intake = Intake(self.verifier, cfg.ingest.verify_threads, keys=self.keys)
         self.link = MqttLink(cfg.mqtt, self.intake.put, self._on_connected)
         log.info(
-            "database %s (%d devices enrolled, %d active)%s",
+            "database %s (%d devices enrolled, %d active)",
             self.store.path.resolve(),
             len(self._known),
             len(self.keys),
-            "" if self.aggregator is not None else "; aggregation module not installed",
         )
         self._started = time.monotonic()
         self._writer_thread = threading.Thread(
@@ -116,7 +103,7 @@ class Gateway:
             " batches of up to %d records / %d ms)",
             cfg.mqtt.host,
             cfg.mqtt.port,
-            "signet/v1/+/rec",
+            REC_SUBSCRIPTION,
             cfg.mqtt.receive_maximum,
             cfg.ingest.verify_threads,
             cfg.ingest.batch_max,

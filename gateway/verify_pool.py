@@ -44,7 +44,6 @@ from .wire import BadTopic, device_of_topic, split_message
 __all__ = ["REFUSED", "VerifyWorker", "verify_chunk"]
 
 REFUSED: Final = 0  # first element of a whole-message refusal
-_SIG_ITEM: Final = 66  # 0x58 0x40 + 64 signature bytes: the last item of a valid record
 _sha256 = hashlib.sha256
 
 
@@ -152,18 +151,9 @@ class VerifyWorker:
         theirs.close()
         self.keys_generation = -1
 
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid
-
     def set_keys(self, keys: dict[bytes, tuple[bytes, str]], generation: int) -> None:
         self._conn.send(("keys", keys))
         self.keys_generation = generation
-
-    def verify(self, msgs: list[tuple[bytes, bytes]]) -> list[Any]:
-        """Results for one chunk; RuntimeError if the worker failed or died."""
-        self.submit(msgs)
-        return self.result()
 
     def submit(self, msgs: list[tuple[bytes, bytes]]) -> None:
         """Send one chunk; its results come from :meth:`result`, in the order sent."""

@@ -22,6 +22,7 @@ __all__ = [
 ]
 
 REC_SUBSCRIPTION: Final = "signet/v1/+/rec"
+ACK_SUBSCRIPTION: Final = "signet/v1/+/ack"
 ACK_TOPIC_FMT: Final = "signet/v1/{}/ack"
 MAX_BATCH_BYTES: Final = 65536
 
@@ -127,6 +128,10 @@ def split_message(payload: bytes) -> list[bytes]:
             "malformed", f"{size - pos} trailing bytes after the batch's {count} elements"
         )
     return records
+
+
+def rec_topic(device_id: str) -> str:
+    return f"signet/v1/{device_id}/rec"
 
 
 def ack_topic(device_id: str) -> str:

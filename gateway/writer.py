@@ -235,7 +235,7 @@ class BatchWriter:
                     if kind is tuple:
                         # A verifier process's (payload map, payload length, payload hash
                         # [, raw]): the payload is the bytes before the signature item.
-                        raw = m.payload if len(item) == 3 else item[3]  # type: ignore[arg-type]
+                        raw = _raw_of(m, item)
                         end = len(raw) - SIG_ITEM
                         outcome = apply_parts(
                             kid, item[0], raw[end - item[1] : end], item[2], raw, received_ms,

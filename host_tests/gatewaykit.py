@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from signet.signer import SoftwareSigner
 from signet_gateway.pubkeys import DevicePublicKey
 from signet_gateway.wire import parse_ack
 from signet_tools.gateway_process import write_gateway_config
+from signet_tools.waiting import wait_until
 
 T0 = 1_700_000_000_000
 FIELDS = {
@@ -98,17 +98,6 @@ def write_config(path: Path, port: int, db: Path, **sections: dict[str, Any]) ->
     """A gateway.toml tuned for tests: short batches and ack intervals."""
     ingest = {"batch_ms": 20, "ack_interval_ms": 50, **sections.pop("ingest", {})}
     return write_gateway_config(path, port, db, ingest=ingest, **sections)
-
-
-def wait_until(cond: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.02)  # polling interval, not synchronisation
 
 
 class Mqtt:

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from signet_gateway.verify import VerifiedRecord, Verifier
 from signet_tools import keygen, keystore
 from signet_tools.broker import Mosquitto
 from signet_tools.local_socket import LocalSocketError, request
+from signet_tools.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,12 +41,7 @@ ZERO = bytes(32)
 
 
 def wait_for(cond: Callable[[], bool], what: str, deadline_s: float = DEADLINE_S) -> None:
-    """Poll cond until true; fail naming what did not happen. (Re-checks; never a sync sleep.)"""
-    deadline = time.monotonic() + deadline_s
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for: {what}")
-        time.sleep(0.02)
+    wait_until(cond, deadline_s, what)
 
 
 @dataclass

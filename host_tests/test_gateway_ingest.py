@@ -9,12 +9,13 @@ import threading
 from pathlib import Path
 
 import pytest
-from gatewaykit import Dev, Mqtt, wait_until, write_config
+from gatewaykit import Dev, Mqtt, write_config
 
 from signet import cbor
 from signet_gateway.store import Store
 from signet_tools.broker import Mosquitto
 from signet_tools.gateway_process import GatewayProcess
+from signet_tools.waiting import wait_until
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from signet import ec
 from signet.builder import RecordBuilder
 from signet.record import GENESIS_HASH
 from signet.signer import SoftwareSigner
+from signet_gateway.wire import rec_topic
 
 ORDER = {"p256": ec.P256.n, "secp256k1": ec.SECP256K1.n}
 
@@ -34,10 +35,6 @@ class Attack:
     payload: bytes
     expect: str  # the finding it must produce: "refused:<reason>", "duplicate", ...
     attributed: bool = True  # counted for the topic's device (else fleet-wide, kid '')
-
-
-def rec_topic(device_id: str) -> str:
-    return f"signet/v1/{device_id}/rec"
 
 
 def _parts(raw: bytes) -> tuple[bytes, dict, bytes, bytes]:

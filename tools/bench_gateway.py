@@ -39,6 +39,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from signet_gateway.wire import ACK_SUBSCRIPTION, rec_topic
+
+from .gateway_process import write_gateway_config
+
 TARGET_RATIO: Final = 0.75
 _KINDS: Final = ("hb", "rev", "meter", "evt")
 _T0: Final = 1_700_000_000_000
@@ -221,23 +225,6 @@ class _GatewayProc:
         return code
 
 
-def _write_config(path: Path, port: int, db: Path, threads: int) -> None:
-    path.write_text(
-        "[mqtt]\n"
-        'host = "127.0.0.1"\n'
-        f"port = {port}\n"
-        'client_id = "signet-bench-gateway"\n'
-        "receive_maximum = 4000\n"
-        "[store]\n"
-        f'path = "{db}"\n'
-        "[ingest]\n"
-        f"verify_threads = {threads}\n"
-        "batch_max = 1000\n"
-        "batch_ms = 50\n"
-        "summary_s = 0\n"
-    )
-
-
 def _publish(port: int, per_device: dict[int, list[bytes]], kids: dict[int, str]) -> None:
     """Single-record QoS 1 messages, devices interleaved; returns when the broker has all."""
     import paho.mqtt.client as mqtt
@@ -258,7 +245,7 @@ def _publish(port: int, per_device: dict[int, list[bytes]], kids: dict[int, str]
         for i in range(longest):
             for index, recs in per_device.items():
                 if i < len(recs):
-                    topic = f"signet/v1/{kids[index]}/rec"
+                    topic = rec_topic(kids[index])
                     infos.append(client.publish(topic, recs[i], qos=1))
         for info in infos:
             info.wait_for_publish(120)
@@ -296,7 +283,7 @@ class _AckWatch:
             protocol=mqtt.MQTTv5,
         )
         client.on_message = self._on_message
-        client.on_connect = lambda c, u, f, r, p: c.subscribe("signet/v1/+/ack", qos=1)
+        client.on_connect = lambda c, u, f, r, p: c.subscribe(ACK_SUBSCRIPTION, qos=1)
         client.connect("127.0.0.1", port)
         client.loop_start()
         self.client = client
@@ -366,7 +353,13 @@ def run(
         broker.start()
         db = workdir / "gateway.db"
         config = workdir / "gateway.toml"
-        _write_config(config, broker.port, db, verify_threads)
+        write_gateway_config(
+            config,
+            broker.port,
+            db,
+            mqtt={"client_id": "signet-bench-gateway", "receive_maximum": 4000},
+            ingest={"verify_threads": verify_threads, "batch_max": 1000, "batch_ms": 50},
+        )
         per = [records // devices + (1 if i < records % devices else 0) for i in range(devices)]
         keys = {}
         with Store(db) as store:

@@ -83,16 +83,14 @@ def cmd_gateway_run(args: argparse.Namespace) -> int:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from signet_gateway.pubkeys import DevicePublicKey
-    from signet_gateway.refusals import Refused
     from signet_gateway.store import Store, StoreError
 
+    from .keystore import KeyStoreError, load_pem
+
     try:
-        key = DevicePublicKey.from_pem(args.pubkey.read_bytes())
-    except OSError as exc:
-        return _fail(f"cannot read public key {args.pubkey}: {exc.strerror}")
-    except Refused as exc:
-        return _fail(f"{args.pubkey}: {exc.detail}")
+        key = load_pem(args.pubkey)
+    except KeyStoreError as exc:
+        return _fail(str(exc))
     evidence = None
     if args.evidence is not None:
         try:

@@ -28,7 +28,6 @@ import json
 import shutil
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,14 +51,6 @@ def _say(text: str = "") -> None:
 
 def _step(text: str) -> None:
     _say(f"\n== {text}")
-
-
-def _wait_for(cond: Callable[[], bool], what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise DemoError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(0.05)
 
 
 def pick_victim(fleet: simulate.Fleet) -> tuple[simulate.VirtualDevice, list[simulate.Signed]]:
