@@ -20,7 +20,6 @@ import os
 import signal
 import socket
 import stat
-import sys
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +33,13 @@ from signet.fsio import Files
 from signet.signer import SoftwareSigner
 from signet.state import StateError
 
+from .exits import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, fail
 from .local_socket import LocalSocketSource
 from .paho_transport import PahoTransport
 from .pi_platform import PiPlatform
 
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_START = 2
+EXIT_FAILED = EXIT_REFUSED  # ran, then failed
+EXIT_START = EXIT_USAGE  # could not start (config, key, journal)
 
 
 class StartError(Exception):
@@ -151,8 +150,7 @@ def run(config_path: str | os.PathLike[str]) -> int:
     try:
         rt = build(load_config(config_path))
     except StartError as exc:
-        print(f"signet: error: {exc}", file=sys.stderr)
-        return EXIT_START
+        return fail(str(exc), EXIT_START)
     agent, platform = rt.agent, rt.platform
     stopping = False
 
@@ -171,8 +169,7 @@ def run(config_path: str | os.PathLike[str]) -> int:
         try:
             agent.start()
         except (StateError, OSError) as exc:
-            print(f"signet: error: journal.dir: cannot recover state: {exc}", file=sys.stderr)
-            return EXIT_START
+            return fail(f"journal.dir: cannot recover state: {exc}", EXIT_START)
         mq = agent.config.mqtt
         platform.log(
             f"agent: device {agent.signer.device_id} boot {agent.boot} "

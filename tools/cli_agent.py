@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from .exits import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from .exits import EXIT_OK, EXIT_REFUSED, fail
 
 DEFAULT_SOCKET = "/run/signet/agent.sock"  # signet.config's default for a local source
 
@@ -42,8 +42,7 @@ def _ask(args: argparse.Namespace, req: dict[str, Any]) -> tuple[int, dict[str, 
     try:
         answer = local_socket.request(_socket_path(args), req, timeout=args.timeout)
     except (local_socket.LocalSocketError, agent_run.StartError) as exc:
-        print(f"signet: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE, None
+        return fail(str(exc)), None
     if not answer.get("ok"):
         print(f"signet: refused: {answer.get('error', answer)}", file=sys.stderr)
         return EXIT_REFUSED, answer

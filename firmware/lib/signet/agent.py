@@ -19,7 +19,6 @@
 #   messages through the callback), ping(), disconnect() (clean), close() (drop).
 # source (anything with poll(agent), called once per step, must not block).
 
-import hashlib
 
 from . import FIRMWARE_VERSION
 from .builder import RecordBuilder
@@ -270,7 +269,7 @@ class Agent:
         u = self.uptime.now()
         t = self.wall.now()
         n = self.state.next_n()
-        payload, rec = self._builder.build(kind, n, self.boot, u, t, self._prev, fields)
+        rec = self._builder.build(kind, n, self.boot, u, t, self._prev, fields)[1]
         try:
             j.append(n, rec, reserve)
         except JournalFull:
@@ -278,8 +277,7 @@ class Agent:
             # gateway will count), the record was never stored nor sent.
             self.platform.log("agent: journal refused n=%d after free_for" % n)
             return 0
-        self._prev = hashlib.sha256(payload).digest()
-        self._last_n = n
+        self._last_n, self._prev = j.last()  # the journal hashed the payload on append
         self._live = (n, rec)
         self.signed += 1
         return n
