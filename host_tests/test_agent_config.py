@@ -81,7 +81,7 @@ def test_minimal_config_gets_defaults() -> None:
         (
             "sources",
             [{"type": "local", "src": "Local"}],
-            "sources[0].src: must be 1..32 characters",
+            "sources[0].src: character 'L' not allowed (allowed: a-z 0-9 _ . -)",
         ),
     ],
 )

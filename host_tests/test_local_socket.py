@@ -86,6 +86,7 @@ class Served:
 def served(tmp_path: Path) -> Iterator[Served]:
     agent = make_agent(tmp_path / "journal")
     source = LocalSocketSource(tmp_path / "run" / "agent.sock", src="till").open()
+    agent.sources.append(source)  # polled by Served's thread, listed in agent.stats
     s = Served(source, agent)
     yield s
     s.close()
@@ -118,6 +119,7 @@ def test_records_each_kind_and_journals_it(served: Served) -> None:
     stats = request(path, {"kind": "stats"})["stats"]
     assert stats["last_n"] == d["n"]
     assert served.source.counts["recorded"] == 4
+    assert stats["sources"]["till"]["recorded"] == 4  # per-source counters for operators
 
 
 @pytest.mark.parametrize(
@@ -150,7 +152,7 @@ def test_bad_field_value_is_bad_record(served: Served) -> None:
     answer = request(served.source.path, {"kind": "rev", "amount": 1, "currency": "eur"})
     assert answer == {
         "ok": False,
-        "error": "bad_record: rev.cur: must be 3 upper-case letters such as 'EUR', got 'eur'",
+        "error": "bad_record: rev.cur: must be a 3-letter ISO 4217 code such as 'EUR', got 'eur'",
     }
     assert served.agent.stats["last_n"] == before
 

@@ -152,11 +152,9 @@ def run(config_path: str | os.PathLike[str]) -> int:
     except StartError as exc:
         return fail(str(exc), EXIT_START)
     agent, platform = rt.agent, rt.platform
-    stopping = False
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
-        stopping = True  # only a flag: never interrupt a journal write
+        agent.request_stop()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
     # A signal also writes a byte here, which ends the select() in sleep_ms at once.
@@ -179,11 +177,7 @@ def run(config_path: str | os.PathLike[str]) -> int:
         for src in rt.sources:
             platform.log(f"agent: local socket {src.path} (mode 0660)")
         platform.notify_ready(f"device {agent.signer.device_id}")
-        while not stopping:
-            wait = agent.step()
-            platform.feed_watchdog()
-            if wait > 0 and not stopping:
-                platform.sleep_ms(wait)
+        agent.run()
         platform.notify_stopping()
         platform.log("agent: stopping (signal)")
         agent.stop()

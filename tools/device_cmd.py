@@ -217,17 +217,27 @@ def stage(dest: Path, source: bool = False) -> Path:
     return dest
 
 
-def check_board_config(path: Path) -> dict[str, Any]:
-    """Validate a board config with the agent's own loader (board=True: Wi-Fi required)."""
+def board_config(path: Path, key_path: str | None = None) -> dict[str, Any]:
+    """A board config file as a JSON object, validated with the agent's own loader.
+
+    board=True: Wi-Fi required, no Unix-socket source. key_path: set the key entry
+    first (provisioning fills it in). Raises DeviceError naming the file.
+    """
     try:
         text = path.read_text()
     except OSError as exc:
         raise DeviceError(f"cannot read {path}: {exc.strerror}") from None
     try:
-        config_mod.loads(text, board=True)
+        obj = json.loads(text)
+    except ValueError as exc:
+        raise DeviceError(f"{path}: not valid JSON ({exc})") from None
+    if key_path is not None and isinstance(obj, dict):
+        obj["key"] = {"type": "file", "path": key_path}
+    try:
+        config_mod.parse(obj, board=True)  # builds its own dicts: obj stays as written
     except config_mod.ConfigError as exc:
         raise DeviceError(f"{path}: {exc}") from None
-    return json.loads(text)
+    return obj
 
 
 def flash(
@@ -239,7 +249,7 @@ def flash(
 ) -> bool:
     """Copy the agent (and config) to the board. True if umqtt.simple is there too."""
     if config is not None:
-        check_board_config(config)
+        board_config(config)
     with tempfile.TemporaryDirectory(prefix="signet-flash-") as tmp:
         staged = stage(Path(tmp), source)
         target = f"{BOARD_LIB}/signet"
@@ -365,24 +375,6 @@ def write_pem(result: Provisioned, out: Path) -> None:
     key = DevicePublicKey.from_sec1(result.public_key, result.curve)  # type: ignore[arg-type]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(key.to_pem())
-
-
-def board_config(template: Path, key_path: str) -> dict[str, Any]:
-    """The template with the key entry set, validated as a board config."""
-    try:
-        obj = json.loads(template.read_text())
-    except OSError as exc:
-        raise DeviceError(f"cannot read {template}: {exc.strerror}") from None
-    except ValueError as exc:
-        raise DeviceError(f"{template}: not valid JSON ({exc})") from None
-    if not isinstance(obj, dict):
-        raise DeviceError(f"{template}: must be a JSON object")
-    obj["key"] = {"type": "file", "path": key_path}
-    try:
-        config_mod.parse(json.loads(json.dumps(obj)), board=True)
-    except config_mod.ConfigError as exc:
-        raise DeviceError(f"{template}: {exc}") from None
-    return obj
 
 
 def provision(

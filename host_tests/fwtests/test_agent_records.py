@@ -36,6 +36,35 @@ def test_unknown_reset_cause_becomes_unknown():
         rig.close()
 
 
+class _StopAfterSleeps(FakePlatform):
+    """Asks the agent to stop from inside its nth sleep, as a SIGTERM handler would."""
+
+    def __init__(self, sleeps):
+        FakePlatform.__init__(self)
+        self.sleeps = sleeps
+        self.agent = None
+
+    def sleep_ms(self, ms):
+        FakePlatform.sleep_ms(self, ms)
+        self.sleeps -= 1
+        if self.sleeps == 0:
+            self.agent.request_stop()
+
+
+def test_run_steps_feeds_the_watchdog_and_returns_on_request_stop():
+    platform = _StopAfterSleeps(50)
+    rig = Rig(platform=platform)
+    try:
+        platform.agent = rig.agent
+        rig.agent.run()  # returns: a test that hangs here failed
+        assert platform.sleeps == 0 and platform.fed >= 50
+        assert rig.gw.ack >= 1  # it did real work: the boot record went out and was acked
+        rig.agent.stop()
+        assert not rig.agent.connected
+    finally:
+        rig.close()
+
+
 def test_heartbeats_cover_time_across_the_tick_wrap():
     platform = FakePlatform(ticks=WRAP - 2500)  # wraps 2.5 s after boot
     rig = Rig(platform=platform)

@@ -45,6 +45,11 @@ def test_uart_parse_bad_lines_name_the_reason():
     assert _reason(_line(b"REV,250,EUR," + b"x" * 65)) == "ref"
     assert _reason(_line(b"REV,250,EUR,a\tb")) == "ref"
     assert _reason(_line(b"MTR,1,k W")) == "unit"
+    # The record's unit rule, not a looser one: refused here with its reason,
+    # not later as bad_record.
+    assert _reason(_line(b"MTR,1,kg!")) == "unit"
+    assert _reason(_line(b"MTR,1,\xc3\xa9")) == "unit"
+    assert _reason(_line(b"MTR,1," + b"k" * 17)) == "unit"
     assert _reason(_line(b"PAY,250,EUR")) == "format"
     assert _reason(_line(b"REV,250")) == "format"
     assert _reason(b"x" * 97) == "too_long"
@@ -82,7 +87,8 @@ def test_uart_source_acks_records_and_naks_bad_lines():
         assert uart.tx[2] == frame(b"ACK,%d" % (n + 1))
         assert uart.tx[3] == frame(b"NAK,too_long")
         assert uart.tx[4] == frame(b"PONG")
-        assert src.good == 2 and src.bad == 2 and len(logs) == 2
+        assert src.counts == {"lines": 2, "refused": 2} and len(logs) == 2
+        assert rig.agent.stats["sources"] == {"uart": {"lines": 2, "refused": 2}}
         rig.run_until(lambda: rig.gw.ack >= n + 1)
         rev = rig.gw.fields(n)
         assert (rev["am"], rev["cur"], rev["src"], rev["ref"]) == (250, "EUR", "uart", "r1")
@@ -134,7 +140,8 @@ def test_pulses_debounced_batched_and_never_double_counted():
         p.advance(100)
         src.handler(None)
         rig.run_ms(2000)
-        assert src.count - src.consumed == 2 and src.refusals >= 1
+        assert src.count - src.consumed == 2 and src.counts["refused"] >= 1
+        assert rig.agent.stats["sources"]["pulse"]["pulses"] == 4  # the 2 new ones wait
         rig.gw.online = True
         rig.run_until(lambda: src.consumed == src.count, max_ms=60000)
         rig.run_until(lambda: rig.gw.ack >= rig.agent.stats["last_n"])

@@ -24,7 +24,7 @@ from . import FIRMWARE_VERSION
 from .builder import RecordBuilder
 from .clock import Uptime, WallClock
 from .journal import Journal, JournalFull
-from .record import MAX_SAFE_INT, RecordError, validate
+from .record import MAX_SAFE_INT, RecordError, check_token, validate_fields
 from .state import SeqState
 
 try:
@@ -83,7 +83,7 @@ def hb_multiplier(fill):
 
 def _token_or_unknown(value):
     try:
-        validate("evt", 1, 0, 0, None, bytes(32), {"ev": value})
+        check_token("rc", value)
         return value
     except RecordError:
         return "unknown"
@@ -122,7 +122,7 @@ class Agent:
         self._live = None  # (n, record) of the newest record: sent without a flash read
         self._need_boot = True
         self._last_hb = 0
-        self._running = False
+        self._stop_requested = False
         # transport state
         self._connected = False
         self._failures = 0
@@ -169,7 +169,6 @@ class Agent:
         self._need_boot = True
         self._sign_boot()
         self._last_hb = self.uptime.now()
-        self._running = True
 
     def _sign_boot(self):
         fields = {
@@ -183,19 +182,23 @@ class Agent:
             self.platform.log("agent: journal full, boot record waits for an ack")
 
     def run(self):
-        """Forever: step, feed the watchdog, sleep what step() allows."""
+        """Step, feed the watchdog, sleep what step() allows; until request_stop()."""
         if self.journal is None:
             self.start()
-        self._running = True
-        while self._running:
+        while not self._stop_requested:
             wait = self.step()
             self.platform.feed_watchdog()
-            if wait > 0:
+            if wait > 0 and not self._stop_requested:
                 self.platform.sleep_ms(wait)
+
+    def request_stop(self):
+        # One store, safe from a signal handler: run() returns after the step
+        # in progress, never in the middle of a journal write.
+        self._stop_requested = True
 
     def stop(self):
         """Publish "offline" and disconnect cleanly (the last will is for unclean ends)."""
-        self._running = False
+        self._stop_requested = True
         if self._connected:
             try:
                 self.transport.publish(self.topic_status, b"offline", True)
@@ -210,7 +213,7 @@ class Agent:
         """One loop iteration; returns the ms the caller may sleep."""
         now = self.uptime.now()
         j = self.journal
-        fill = self.fill_percent
+        fill = j.fill_percent
         if self._need_boot:
             self._sign_boot()
         else:
@@ -295,7 +298,7 @@ class Agent:
     def _external(self, kind, fields):
         # Validate before a number is taken: a bad input must not cost a sequence number.
         try:
-            validate(kind, 1, 0, 0, None, bytes(32), fields)
+            validate_fields(kind, fields)
         except RecordError as e:
             self.refused += 1
             raise RecordRefused("bad_record", str(e)) from None
@@ -504,13 +507,6 @@ class Agent:
     # -- introspection ---------------------------------------------------------------
 
     @property
-    def fill_percent(self):
-        """Journal fill in % of the space outside the reserve (can exceed 100)."""
-        j = self.journal
-        normal = (j.segments - j.reserve_segments) * j.segment_bytes
-        return j.used_bytes * 100 // normal
-
-    @property
     def connected(self):
         return self._connected
 
@@ -525,7 +521,7 @@ class Agent:
             "records_sent": self.records_sent,
             "acked": j.acked if j else 0,
             "pending": j.pending_count if j else 0,
-            "journal_fill": self.fill_percent if j else 0,
+            "journal_fill": j.fill_percent if j else 0,
             "connected": self._connected,
             "connects": self.connects,
             "disconnects": self.disconnects,
@@ -537,4 +533,7 @@ class Agent:
             "events_dropped": self.events_dropped,
             "source_errors": self.source_errors,
             "clock_synced": self.wall.synced,
+            "clock_syncs": self.wall.syncs,
+            "clock_sync_failures": self.wall.sync_failures,
+            "sources": {s.src: s.counts for s in self.sources if hasattr(s, "counts")},
         }

@@ -10,6 +10,7 @@
 
 import json
 
+from . import record
 from .settings import Config, Secret
 
 _REQUIRED = object()
@@ -73,21 +74,21 @@ def _one_of(*choices):
     return check
 
 
-def _token(path, v):
-    ok = isinstance(v, str) and 1 <= len(v) <= 32
-    if ok:
-        for ch in v:
-            if not ("a" <= ch <= "z" or "0" <= ch <= "9" or ch in "_.-"):
-                ok = False
-    if not ok:
-        _fail(path, "must be 1..32 characters of a-z 0-9 _ . -", v)
-    return v
+def _record_rule(check):
+    # Values that end up in records (src tokens, currencies) obey the record's
+    # own rule: a config the agent accepts never makes records it refuses.
+    def rule(path, v):
+        try:
+            check(path, v)
+        except record.RecordError as e:
+            raise ConfigError(str(e)) from None
+        return v
+
+    return rule
 
 
-def _currency(path, v):
-    if not isinstance(v, str) or len(v) != 3 or not all("A" <= c <= "Z" for c in v):
-        _fail(path, "must be a 3-letter ISO 4217 code such as 'EUR'", v)
-    return v
+_token = _record_rule(record.check_token)
+_currency = _record_rule(record.check_currency)
 
 
 def _pin(path, v):

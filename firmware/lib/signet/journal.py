@@ -416,4 +416,9 @@ class Journal:
 
     @property
     def fill_percent(self):
-        return min(100, self.used_bytes * 100 // self.capacity_bytes)
+        """Used bytes in % of the space outside the reserve (above 100 once in the reserve).
+
+        The agent's fill policy keys on this: the reserve is for revenue only.
+        """
+        normal = (self.segments - self.reserve_segments) * self.segment_bytes
+        return self.used_bytes * 100 // normal

@@ -44,8 +44,7 @@ class PulseSource:
         self.count = 0  # written by the IRQ only
         self._last = ticks_ms()
         self.consumed = 0  # written by poll() only
-        self.recorded = 0  # pulses turned into records, for stats
-        self.refusals = 0
+        self.counts = {"pulses": 0, "refused": 0}  # pulses recorded, records refused (stats)
         self.handler = self._irq  # bound once: pin.irq(handler=source.handler)
 
     def _irq(self, pin):
@@ -63,12 +62,12 @@ class PulseSource:
         try:
             agent.record_revenue(pending * self.value, self.currency, self.src)
         except Exception as e:  # RecordRefused: keep the pulses for the next poll
-            self.refusals += 1
+            self.counts["refused"] += 1
             if getattr(e, "reason", None) != "journal_full":
                 raise
             return
         self.consumed += pending
-        self.recorded += pending
+        self.counts["pulses"] += pending
         if self.consumed >= _REBASE:
             state = self._irq_off() if self._irq_off else None
             self.count -= self.consumed

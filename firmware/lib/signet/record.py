@@ -48,14 +48,14 @@ def _check_int53(field, value):
     _check_uint(field, value, -MAX_SAFE_INT, MAX_SAFE_INT)
 
 
-def _check_chars(field, value, max_len, allowed):
+def _check_chars(field, value, max_len, allowed, alphabet):
     if not isinstance(value, str):
         _fail(field, "must be a string, got %s" % type(value).__name__)
     if not 1 <= len(value) <= max_len:
         _fail(field, "must be 1..%d characters, got %d" % (max_len, len(value)))
     for ch in value:
         if not allowed(ch):
-            _fail(field, "character %r not allowed" % ch)
+            _fail(field, "character %r not allowed (allowed: %s)" % (ch, alphabet))
 
 
 def _token_char(ch):
@@ -70,24 +70,23 @@ def _unit_char(ch):
     return "a" <= ch <= "z" or "A" <= ch <= "Z" or "0" <= ch <= "9" or ch in "_/%.^-"
 
 
-def _check_token(field, value):
-    _check_chars(field, value, _TOKEN_MAX, _token_char)
+# check_token, check_currency and check_unit are the ONE rule for these values:
+# the config loader and the UART line protocol use them too.
+def check_token(field, value):
+    _check_chars(field, value, _TOKEN_MAX, _token_char, "a-z 0-9 _ . -")
 
 
 def _check_version(field, value):
-    _check_chars(field, value, _TOKEN_MAX, _printable_ascii)
+    _check_chars(field, value, _TOKEN_MAX, _printable_ascii, "printable ASCII")
 
 
-def _check_unit(field, value):
-    _check_chars(field, value, _UNIT_MAX, _unit_char)
+def check_unit(field, value):
+    _check_chars(field, value, _UNIT_MAX, _unit_char, "A-Z a-z 0-9 _ / % . ^ -")
 
 
-def _check_currency(field, value):
-    if not isinstance(value, str) or len(value) != 3:
-        _fail(field, "must be a 3-letter ISO 4217 code such as 'EUR'")
-    for ch in value:
-        if not "A" <= ch <= "Z":
-            _fail(field, "must be 3 upper-case letters such as 'EUR', got %r" % value)
+def check_currency(field, value):
+    if not isinstance(value, str) or len(value) != 3 or not all("A" <= c <= "Z" for c in value):
+        _fail(field, "must be a 3-letter ISO 4217 code such as 'EUR', got %r" % (value,))
 
 
 def _check_text(field, value):
@@ -108,37 +107,28 @@ def _check_seq(field, value):
 
 # kind -> ((field, validator, required), ...)
 _FIELDS = {
-    "boot": (("rc", _check_token, True), ("fw", _check_version, True), ("ls", _check_seq, True)),
-    "hb": (("iv", _check_interval, True), ("st", _check_token, True)),
+    "boot": (("rc", check_token, True), ("fw", _check_version, True), ("ls", _check_seq, True)),
+    "hb": (("iv", _check_interval, True), ("st", check_token, True)),
     "rev": (
         ("am", _check_int53, True),
-        ("cur", _check_currency, True),
-        ("src", _check_token, True),
+        ("cur", check_currency, True),
+        ("src", check_token, True),
         ("ref", _check_text, False),
     ),
-    "meter": (("q", _check_int53, True), ("unit", _check_unit, True), ("src", _check_token, False)),
-    "evt": (("ev", _check_token, True), ("msg", _check_text, False)),
+    "meter": (("q", _check_int53, True), ("unit", check_unit, True), ("src", check_token, False)),
+    "evt": (("ev", check_token, True), ("msg", _check_text, False)),
 }
 
 
-def validate(kind, n, b, u, t, prev, fields):
-    """Check a record's content; returns the payload dict (keys as on the wire)."""
+def validate_fields(kind, fields):
+    """Check a kind and its fields (no header): what a caller can get wrong."""
     spec = _FIELDS.get(kind)
     if spec is None:
         _fail("k", "unknown kind %r (expected one of %s)" % (kind, ", ".join(KINDS)))
-    _check_uint("n", n, 1, MAX_SAFE_INT)
-    _check_uint("b", b, 0, _MAX_U32)
-    _check_uint("u", u, 0, MAX_SAFE_INT)
-    if t is not None:
-        _check_uint("t", t, 0, MAX_SAFE_INT)
-    if not isinstance(prev, (bytes, bytearray)) or len(prev) != _HASH_BYTES:
-        _fail("p", "must be the 32-byte SHA-256 of the previous payload")
-    payload = {"v": VERSION, "n": n, "b": b, "u": u, "t": t, "p": bytes(prev), "k": kind}
     known = 0
     for name, check, required in spec:
         if name in fields:
             check("%s.%s" % (kind, name), fields[name])
-            payload[name] = fields[name]
             known += 1
         elif required:
             _fail("%s.%s" % (kind, name), "is required")
@@ -147,6 +137,21 @@ def validate(kind, n, b, u, t, prev, fields):
         for name in fields:
             if name not in allowed:
                 _fail("%s.%s" % (kind, name), "unknown field (allowed: %s)" % ", ".join(allowed))
+
+
+def validate(kind, n, b, u, t, prev, fields):
+    """Check a record's content; returns the payload dict (keys as on the wire)."""
+    validate_fields(kind, fields)
+    _check_uint("n", n, 1, MAX_SAFE_INT)
+    _check_uint("b", b, 0, _MAX_U32)
+    _check_uint("u", u, 0, MAX_SAFE_INT)
+    if t is not None:
+        _check_uint("t", t, 0, MAX_SAFE_INT)
+    if not isinstance(prev, (bytes, bytearray)) or len(prev) != _HASH_BYTES:
+        _fail("p", "must be the 32-byte SHA-256 of the previous payload")
+    payload = {"v": VERSION, "n": n, "b": b, "u": u, "t": t, "p": bytes(prev), "k": kind}
+    for name in fields:
+        payload[name] = fields[name]
     return payload
 
 

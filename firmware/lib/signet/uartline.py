@@ -18,6 +18,8 @@ except ImportError:  # CPython
         return x
 
 
+from .record import RecordError, check_currency, check_unit
+
 MAX_LINE = const(96)
 _MAX_INT = const(9007199254740991)
 
@@ -50,6 +52,17 @@ def _int(field, reason):
     return value
 
 
+def _text(field, check, reason):
+    # The record's own rule, so a line is NAKed with the field's reason here
+    # rather than as bad_record once the record is built.
+    try:
+        value = field.decode()
+        check(reason, value)
+    except (UnicodeError, RecordError):
+        raise LineError(reason) from None
+    return value
+
+
 def parse(line):
     """One line (without its newline) -> ("rev", am, cur, ref) | ("mtr", q, unit) | ("ping",).
 
@@ -74,9 +87,7 @@ def parse(line):
         return ("ping",)
     if kind == b"REV" and len(parts) in (3, 4):
         am = _int(parts[1], "amount")
-        cur = parts[2]
-        if len(cur) != 3 or not all(0x41 <= c <= 0x5A for c in cur):
-            raise LineError("currency")
+        cur = _text(parts[2], check_currency, "currency")
         ref = None
         if len(parts) == 4:
             if not 1 <= len(parts[3]) <= 64 or any(c < 0x20 or c == 0x7F for c in parts[3]):
@@ -85,13 +96,10 @@ def parse(line):
                 ref = parts[3].decode()
             except UnicodeError:
                 raise LineError("ref") from None
-        return ("rev", am, cur.decode(), ref)
+        return ("rev", am, cur, ref)
     if kind == b"MTR" and len(parts) == 3:
         q = _int(parts[1], "amount")
-        unit = parts[2]
-        if not 1 <= len(unit) <= 16 or any(c <= 0x20 or c >= 0x7F for c in unit):
-            raise LineError("unit")
-        return ("mtr", q, unit.decode())
+        return ("mtr", q, _text(parts[2], check_unit, "unit"))
     raise LineError("format")
 
 
@@ -113,8 +121,7 @@ class UartSource:
         self._overflow = False
         self._heard = None  # agent uptime of the last good line
         self._missing = False
-        self.good = 0
-        self.bad = 0
+        self.counts = {"lines": 0, "refused": 0}  # lines recorded, lines NAKed (stats)
 
     def poll(self, agent):
         now = agent.uptime.now()
@@ -144,7 +151,7 @@ class UartSource:
                 self._log("uart: %r" % (e,))
 
     def _refuse(self, reason, line):
-        self.bad += 1
+        self.counts["refused"] += 1
         self._log("uart: refused %s: %r" % (reason, line[:40]))
         self.uart.write(frame(b"NAK," + reason.encode()))
 
@@ -167,5 +174,5 @@ class UartSource:
         except Exception as e:  # RecordRefused: journal_full, bad_record
             self._refuse(getattr(e, "reason", "bad_record"), line)
             return
-        self.good += 1
+        self.counts["lines"] += 1
         self.uart.write(frame(b"ACK,%d" % n))
