@@ -6,7 +6,7 @@
 import gc
 import sys
 
-CONFIG = "/config.json"
+CONFIG = "config.json"  # relative: a board starts main.py in /
 
 
 def _load():

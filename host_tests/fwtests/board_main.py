@@ -1,0 +1,80 @@
+# Runs firmware/main.py, unchanged, on the MicroPython unix port as if on an
+# ESP32: machine, network and ntptime are boardsim's stand-ins, umqtt.simple
+# is the scripted broker/gateway (fakeumqtt). The working directory is the
+# board's "/" (config.json, the key, the journal).
+# Usage: micropython board_main.py LIBDIR BOARD_DIR MAIN_PY
+# Scenario: a coin acceptor on pin 4 gives 3 pulses, the payment terminal on
+# UART 2 sends one sale; the run ends once the gateway acked every record.
+# Prints "R <name> <value>" lines for the host test to check.
+
+import os
+import sys
+
+
+class Done(Exception):
+    pass
+
+
+def main():
+    sys.path.insert(0, sys.argv[1])
+    os.chdir(sys.argv[2])
+    import boardsim
+    import fakeumqtt
+
+    class umqtt:
+        simple = fakeumqtt
+
+    sys.modules["machine"] = boardsim.machine
+    sys.modules["network"] = boardsim.network
+    sys.modules["ntptime"] = boardsim.ntptime
+    sys.modules["umqtt"] = umqtt
+    sys.modules["umqtt.simple"] = fakeumqtt
+    broker = fakeumqtt.Broker()
+    fakeumqtt.broker = broker
+    gw = broker.gateway
+    world = boardsim.world
+    from signet.uartline import frame
+
+    def on_feed(feeds):
+        if feeds == 20:
+            coin = world.pins[4]
+            for _ in range(3):
+                coin.handler(coin)
+            world.uarts[2].rx = frame(b"REV,250,EUR,T-1")
+        revs = [n for n in gw.kinds if gw.kinds[n] == "rev"]
+        if (len(revs) >= 2 and gw.ack == max(gw.records)) or feeds > 20000:
+            raise Done()
+
+    world.on_feed = on_feed
+    with open(sys.argv[3]) as f:
+        code = f.read()
+    try:  # noqa: SIM105 (no contextlib on MicroPython)
+        exec(code, {"__name__": "__main__"})
+    except Done:
+        pass
+    r = print
+    r("R feeds", world.feeds)
+    r("R wdt_timeout", world.wdt_timeout)
+    r("R wifi", "%s/%s" % world.wlan.joined if world.wlan and world.wlan.joined else None)
+    r("R ntp", "%s/%d" % (world.ntp_host, world.ntp_calls))
+    led = world.pins.get(2)
+    r("R led", "".join(str(v) for v in led.values) if led else None)
+    coin = world.pins.get(4)
+    if coin:
+        r("R coin", "%d/%d/%d" % (coin.mode, coin.pull, coin.trigger))
+    uart = world.uarts.get(2)
+    if uart:
+        r("R uart", "%d/%s/%s" % (uart.baudrate, uart.tx_pin, uart.rx_pin))
+        r("R uart_tx", b"|".join(uart.tx).decode())
+    r("R ack", gw.ack)
+    for n in sorted(gw.records):
+        f = gw.fields(n)
+        if f["k"] == "boot":
+            r("R boot", "%s/%s" % (f["rc"], f["fw"]))
+        elif f["k"] == "rev":
+            r("R rev", "%d/%s/%s/%s/%s" % (n, f["am"], f["cur"], f["src"], f["t"] is not None))
+        elif f["k"] == "evt":
+            r("R evt", "%s/%s" % (f["ev"], f.get("msg")))
+
+
+main()
