@@ -35,11 +35,12 @@ twice per boot (estimate, then the first synced record).
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol
 
-import cbor2
+from .store import Store
 
 DAY_MS: Final = 86_400_000
 PPM: Final = 1_000_000
@@ -178,27 +179,6 @@ def settings_from_config(section: Mapping[str, Any]) -> float:
     return float(value)
 
 
-class _Row:
-    """A RecordLike rebuilt from a stored records row (for :meth:`Aggregator.rebuild`)."""
-
-    __slots__ = (
-        "b",
-        "future",
-        "kid",
-        "kind",
-        "n",
-        "payload",
-        "received_ms",
-        "t",
-        "u",
-    )
-
-    def __init__(self, row: sqlite3.Row | tuple[Any, ...]) -> None:
-        (self.kid, self.n, self.kind, self.b, self.u, self.t, payload, self.received_ms) = row[:8]
-        self.future = bool(row[9])
-        self.payload = cbor2.loads(payload)
-
-
 def look_back_ms(conn: sqlite3.Connection, kid: str) -> int:
     """How far before a period a query must look to find up intervals crossing its start."""
     row = conn.execute("SELECT max_up_ms FROM agg_devices WHERE kid = ?", (kid,)).fetchone()
@@ -207,7 +187,14 @@ def look_back_ms(conn: sqlite3.Connection, kid: str) -> int:
 
 def day_of(ms: int) -> str:
     """UTC calendar day 'YYYY-MM-DD' of a unix-ms instant."""
-    return (_dt.date(1970, 1, 1) + _dt.timedelta(days=ms // DAY_MS)).isoformat()
+    return _day_name(ms // DAY_MS)
+
+
+# The writer asks once per message: cached, 0.15 instead of 0.9 us (measured), and the
+# instants of a batch fall on one or two days.
+@functools.lru_cache(maxsize=1024)
+def _day_name(days: int) -> str:
+    return (_dt.date(1970, 1, 1) + _dt.timedelta(days=days)).isoformat()
 
 
 def day_start_ms(day: str) -> int:
@@ -518,12 +505,8 @@ class Aggregator:
         for table in AGG_TABLES:
             conn.execute(f"DELETE FROM {table}")  # fixed names, no input
         count = 0
-        cursor = conn.execute(
-            "SELECT kid, n, kind, b, u, t, payload, received_ms, late, future FROM records"
-            " ORDER BY kid, n"
-        )
-        for row in cursor:
-            self.on_stored(_Row(row))
+        for rec in Store.over(conn).records():
+            self.on_stored(rec)
             count += 1
         return count
 

@@ -54,10 +54,9 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from . import paho_fast
 from .config import MqttConfig
 from .pubkeys import DevicePublicKey
-from .refusals import Refused
 from .verify import Verifier
-from .verify_pool import VerifyWorker
-from .wire import REC_SUBSCRIPTION, BadTopic, ack_payload, ack_topic, device_of_topic, split_message
+from .verify_pool import VerifyWorker, verify_chunk
+from .wire import REC_SUBSCRIPTION, ack_payload, ack_topic, device_of_topic
 from .writer import Message, Rejection
 
 __all__ = ["Chunk", "Intake", "MqttLink", "verify_message"]
@@ -80,25 +79,31 @@ class Chunk:
 
 
 def verify_message(m: Message, verifier: Verifier) -> None:
-    """Fill m.kid and m.results (or m.rejection). Runs in a verifier thread."""
-    try:
+    """Fill m.kid and m.results (or m.rejection) in this thread.
+
+    The worker processes' loop and result form, so that the writer has one form to apply
+    however a message was verified.
+    """
+    _attach_results([m], verify_chunk(verifier, [(m.topic, m.payload)]))
+
+
+def _attach_results(msgs: list[Message], results: list[Any]) -> None:
+    """Put :func:`verify_chunk`'s results for ``msgs`` on the messages."""
+    for m, res in zip(msgs, results, strict=True):
+        if type(res) is tuple:  # (REFUSED, reason, detail): the whole message
+            _, reason, detail = res
+            if reason != "bad_topic":
+                m.kid = device_of_topic(m.topic)
+            m.rejection = Rejection(reason, detail, m.payload)
+            continue
         m.kid = device_of_topic(m.topic)
-    except BadTopic as bad:
-        m.rejection = Rejection(bad.reason, bad.detail, m.payload)
-        return
-    try:
-        elements = split_message(m.payload)
-    except Refused as refused:
-        m.rejection = Rejection(refused.reason, refused.detail, m.payload)
-        return
-    expected = bytes.fromhex(m.kid)
-    results = m.results
-    verify = verifier.verify
-    for raw in elements:
-        try:
-            results.append(verify(raw, expected))
-        except Refused as refused:
-            results.append(Rejection(refused.reason, refused.detail, raw))
+        # Verified items stay verify_chunk's tuples (the writer reads them as they are);
+        # only refusals become Rejection objects.
+        for i, item in enumerate(res):
+            if type(item[0]) is not dict:
+                reason, detail, raw = item
+                res[i] = Rejection(reason, detail, m.payload if raw is None else raw)
+        m.results = res
 
 
 class Intake:
@@ -282,22 +287,7 @@ class Intake:
         worker.submit([(m.topic, m.payload) for m in msgs])
 
     def _receive_remote(self, worker: VerifyWorker, msgs: list[Message]) -> None:
-        results = worker.result()
-        for m, res in zip(msgs, results, strict=True):
-            if type(res) is tuple:  # (REFUSED, reason, detail): the whole message
-                _, reason, detail = res
-                if reason != "bad_topic":
-                    m.kid = device_of_topic(m.topic)
-                m.rejection = Rejection(reason, detail, m.payload)
-                continue
-            m.kid = device_of_topic(m.topic)
-            # Verified items stay the worker's tuples (the writer reads them as they are);
-            # only refusals become Rejection objects.
-            for i, item in enumerate(res):
-                if type(item[0]) is not dict:
-                    reason, detail, raw = item
-                    res[i] = Rejection(reason, detail, m.payload if raw is None else raw)
-            m.results = res
+        _attach_results(msgs, worker.result())
 
 
 class _BufferedClient(mqtt.Client):

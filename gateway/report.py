@@ -20,6 +20,7 @@ from typing import Any, Final
 
 from . import mcr
 from .aggregate import DAY_MS, PLACED_RECEIVED, day_of, day_start_ms, look_back_ms
+from .store import Store
 
 REPORT_FORMAT: Final = "signet-mcr-report/1"
 MAX_OUTAGES_LISTED: Final = 50  # the longest ones; the count and totals cover all
@@ -107,9 +108,7 @@ def default_as_of(conn: sqlite3.Connection) -> int | None:
 
 def resolve_devices(conn: sqlite3.Connection, device: str | None) -> list[tuple[Any, ...]]:
     """Device rows (kid, name, tier, revoked_ms, flagged) for a kid, kid prefix or name."""
-    rows = conn.execute(
-        "SELECT kid, name, tier, revoked_ms, flagged FROM devices ORDER BY enrolled_ms, kid"
-    ).fetchall()
+    rows = [(d.kid, d.name, d.tier, d.revoked_ms, d.flagged) for d in Store.over(conn).devices()]
     if device is None:
         return rows
     wanted = device.lower()
@@ -289,13 +288,7 @@ def integrity(
     last_day: str,
     missing: Callable[[str], int] | None,
 ) -> dict[str, Any]:
-    found = dict(
-        conn.execute(
-            "SELECT finding, sum(count) FROM findings WHERE kid = ? AND day >= ? AND day <= ?"
-            " GROUP BY finding",
-            (kid, first_day, last_day),
-        ).fetchall()
-    )
+    found = Store.over(conn).findings(kid, first_day, last_day)
     refused = {
         f.split(":", 1)[1]: int(c) for f, c in sorted(found.items()) if f.startswith("refused:")
     }
@@ -437,9 +430,11 @@ def build_report(
             one = device_report(conn, row, period, as_of, missing)
             if one is not None:
                 reports.append(one)
-    unattributed = conn.execute(
-        "SELECT coalesce(sum(count), 0) FROM findings WHERE kid = '' AND finding LIKE 'refused:%'"
-    ).fetchone()[0]
+    unattributed = sum(
+        count
+        for finding, count in Store.over(conn).findings("").items()
+        if finding.startswith("refused:")
+    )
     if hb_tolerance is None:
         row = conn.execute("SELECT value FROM agg_meta WHERE key = 'hb_tolerance_ppm'").fetchone()
         hb_tolerance = None if row is None else int(row[0]) / 1_000_000

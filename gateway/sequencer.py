@@ -32,9 +32,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, Final
 
-import cbor2
-
-from .store import StoredRecord
+from .payload_schema import decode_payload
+from .store import Store, StoredRecord
 from .verify import VerifiedRecord
 
 __all__ = [
@@ -121,6 +120,7 @@ class Sequencer:
         on_stored_many: Callable[[list[StoredRecord]], None] | None = None,
     ) -> None:
         self.conn = conn
+        self._store = Store.over(conn)
         self.findings = findings
         self.max_future_skew_ms = max_future_skew_ms
         self.on_stored = on_stored
@@ -143,6 +143,7 @@ class Sequencer:
     def apply(self, rec: VerifiedRecord, received_ms: int, day: str, kid: str | None = None) -> str:
         """Classify and (if new) store one verified record; returns NEW/DUPLICATE/EQUIVOCATION.
 
+        For callers holding a ``VerifiedRecord`` (the writer has parts: :meth:`apply_parts`).
         ``kid`` is the record's device id (hex) if the caller has it already.
         """
         return self.apply_parts(
@@ -165,18 +166,16 @@ class Sequencer:
         received_ms: int,
         day: str,
     ) -> str:
-        """:meth:`apply` for a record given as its parts (what a verifier process returns:
-        no ``VerifiedRecord`` needs building); ``payload_hash`` is computed if None."""
+        """:meth:`apply` for a record given as its parts (what ``verify_pool.verify_chunk``
+        returns: no ``VerifiedRecord`` needs building); ``payload_hash`` is computed if None."""
         n: int = p["n"]
         dev = self._devs.get(kid) or self._load(kid)
         late = False
         if n <= dev.highest:
             self._flush_inserts()
-            row = self.conn.execute(
-                "SELECT payload FROM records WHERE kid = ? AND n = ?", (kid, n)
-            ).fetchone()
-            if row is not None:
-                if row[0] == payload_bytes:
+            stored = self._store.payload(kid, n)
+            if stored is not None:
+                if stored == payload_bytes:
                     self.findings.add(kid, day, "duplicate")
                     if n <= dev.ack:
                         # The device resends what we acked: it has not seen our ack (a lost
@@ -269,7 +268,7 @@ class Sequencer:
 
     def all_acks(self) -> dict[str, int]:
         """Committed acks of every device (> 0), e.g. to republish after a reconnect."""
-        acks = dict(self.conn.execute("SELECT kid, ack FROM seqstate WHERE ack > 0").fetchall())
+        acks = self._store.acks()
         for kid, dev in self._devs.items():
             if kid not in self._dirty and dev.ack > 0:
                 acks[kid] = dev.ack
@@ -278,16 +277,8 @@ class Sequencer:
     # -- internals ---------------------------------------------------------------------------
 
     def _load(self, kid: str) -> _Dev:
-        row = self.conn.execute(
-            "SELECT ack, highest, stored, unused FROM seqstate WHERE kid = ?", (kid,)
-        ).fetchone()
-        dev = _Dev(kid, *row) if row is not None else _Dev(kid, 0, 0, 0, 0)
-        dev.ranges = [
-            [lo, hi]
-            for lo, hi in self.conn.execute(
-                "SELECT lo, hi FROM unused WHERE kid = ? AND hi > ? ORDER BY lo", (kid, dev.ack)
-            )
-        ]
+        dev = _Dev(kid, *self._store.seq_state(kid))
+        dev.ranges = [[lo, hi] for lo, hi in self._store.unused_ranges(kid, above=dev.ack)]
         self._devs[kid] = dev
         return dev
 
@@ -323,11 +314,9 @@ class Sequencer:
     def _head_hash(self, dev: _Dev) -> bytes | None:
         if dev.head_hash is None and dev.highest > 0:
             self._flush_inserts()
-            row = self.conn.execute(
-                "SELECT payload FROM records WHERE kid = ? AND n = ?", (dev.kid, dev.highest)
-            ).fetchone()
-            if row is not None:
-                dev.head_hash = _sha256(row[0]).digest()
+            payload = self._store.payload(dev.kid, dev.highest)
+            if payload is not None:
+                dev.head_hash = _sha256(payload).digest()
         return dev.head_hash
 
     def _no_gap(self, kid: str, lower: int, upper: int) -> bool:
@@ -371,7 +360,7 @@ class Sequencer:
         if row is None:
             return
         s_n, s_payload = row
-        s_prev = cbor2.loads(s_payload)["p"]
+        s_prev = decode_payload(s_payload)["p"]
         broken = s_prev != payload_hash if self._no_gap(kid, n, s_n) else s_prev == ZERO_HASH
         if broken:
             cur = self.conn.execute(

@@ -221,6 +221,15 @@ class Store:
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
             )
 
+    @classmethod
+    def over(cls, conn: sqlite3.Connection) -> Store:
+        """The store's queries on a connection its caller opened and will close (the
+        writer's, inside its open transaction; a report's): no second connection."""
+        store = cls.__new__(cls)
+        store.conn = conn
+        store.path = Path(conn.execute("PRAGMA database_list").fetchone()[2])
+        return store
+
     def close(self) -> None:
         self.conn.close()
 
@@ -333,6 +342,13 @@ class Store:
         for row in cur:
             yield _stored(row)
 
+    def payload(self, device_id: str, n: int) -> bytes | None:
+        """The signed payload bytes of one stored record, undecoded (for hashing, comparing)."""
+        row = self.conn.execute(
+            "SELECT payload FROM records WHERE kid = ? AND n = ?", (device_id, n)
+        ).fetchone()
+        return None if row is None else row[0]  # type: ignore[no-any-return]
+
     def record_count(self, device_id: str | None = None) -> int:
         if device_id is None:
             return int(self.conn.execute("SELECT count(*) FROM records").fetchone()[0])
@@ -351,7 +367,8 @@ class Store:
             )
         ]
 
-    def _seq(self, device_id: str) -> tuple[int, int, int, int]:
+    def seq_state(self, device_id: str) -> tuple[int, int, int, int]:
+        """(ack, highest, stored, unused) of a device; zeros before its first record."""
         row = self.conn.execute(
             "SELECT ack, highest, stored, unused FROM seqstate WHERE kid = ?", (device_id,)
         ).fetchone()
@@ -359,25 +376,27 @@ class Store:
 
     def ack(self, device_id: str) -> int:
         """ack(K) (PROTOCOL 6.5): every n in 1..ack is stored or declared unused."""
-        return self._seq(device_id)[0]
+        return self.seq_state(device_id)[0]
 
     def highest(self, device_id: str) -> int:
-        return self._seq(device_id)[1]
+        return self.seq_state(device_id)[1]
 
     def missing(self, device_id: str) -> int:
         """Sequence numbers below the highest stored one that are neither stored nor declared
         unused by a boot record: records the gateway has not (yet) received."""
-        _ack, highest, stored, unused = self._seq(device_id)
+        _ack, highest, stored, unused = self.seq_state(device_id)
         return highest - stored - unused
 
     def acks(self) -> dict[str, int]:
         return dict(self.conn.execute("SELECT kid, ack FROM seqstate WHERE ack > 0").fetchall())
 
-    def unused_ranges(self, device_id: str) -> list[tuple[int, int]]:
+    def unused_ranges(self, device_id: str, above: int = 0) -> list[tuple[int, int]]:
+        """Ranges declared never used, in order; only those reaching above ``above``."""
         return [
             (lo, hi)
             for lo, hi in self.conn.execute(
-                "SELECT lo, hi FROM unused WHERE kid = ? ORDER BY lo", (device_id,)
+                "SELECT lo, hi FROM unused WHERE kid = ? AND hi > ? ORDER BY lo",
+                (device_id, above),
             )
         ]
 

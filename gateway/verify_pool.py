@@ -25,8 +25,9 @@ The verified items go to the writer as they are (no ``VerifiedRecord`` is built 
 the gateway process: measured ~1 us each, on the GIL every other thread needs), and
 the payload hash the sequence rules need is computed here, off that GIL.
 
-The worker uses the one verifier (:class:`gateway.verify.Verifier`) and the same
-framing code as the in-process path; nothing about the checks changes.
+The worker uses the one verifier (:class:`gateway.verify.Verifier`).
+:func:`verify_chunk` is also what a verifier thread runs when it has no worker
+(``ingest.verify_message``): one verify loop, one result form for the writer.
 """
 
 from __future__ import annotations
@@ -36,10 +37,13 @@ import hashlib
 import multiprocessing
 import multiprocessing.connection
 import os
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from .refusals import Refused
 from .wire import BadTopic, device_of_topic, split_message
+
+if TYPE_CHECKING:
+    from .verify import Verifier
 
 __all__ = ["REFUSED", "VerifyWorker", "verify_chunk"]
 
@@ -47,7 +51,7 @@ REFUSED: Final = 0  # first element of a whole-message refusal
 _sha256 = hashlib.sha256
 
 
-def verify_chunk(verifier: Any, msgs: list[tuple[bytes, bytes]]) -> list[Any]:
+def verify_chunk(verifier: Verifier, msgs: list[tuple[bytes, bytes]]) -> list[Any]:
     """Verify the messages of one chunk; the compact results described in the module doc."""
     out: list[Any] = []
     append = out.append

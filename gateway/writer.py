@@ -18,13 +18,13 @@ the messages for the next start.
 
 from __future__ import annotations
 
-import datetime as _dt
 import logging
 import sqlite3
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .aggregate import day_of
 from .sequencer import (
     DUPLICATE,
     EQUIVOCATION,
@@ -35,22 +35,18 @@ from .sequencer import (
     Sequencer,
 )
 from .store import StoredRecord
-from .verify import VerifiedRecord
 
 __all__ = ["BatchWriter", "Message", "Rejection", "StorageError", "WriteResult"]
 
 log = logging.getLogger("signet.gateway")
 
-DAY_MS: Final = 86_400_000
 SIG_ITEM: Final = 66  # a valid record ends with 0x58 0x40 and the 64 signature bytes
 INTERNAL_ERROR: Final = "internal_error"
 
 
-def _raw_of(m: Message, item: Any) -> bytes:
-    """The received bytes of one verified item of ``m.results`` (either form)."""
-    if type(item) is tuple:
-        return m.payload if len(item) == 3 else item[3]  # type: ignore[no-any-return]
-    return item.raw  # type: ignore[no-any-return]
+def _raw_of(m: Message, item: tuple[Any, ...]) -> bytes:
+    """The received bytes of one verified item of ``m.results``."""
+    return m.payload if len(item) == 3 else item[3]  # type: ignore[no-any-return]
 
 
 class StorageError(RuntimeError):
@@ -88,9 +84,8 @@ class Message:
         self.received_ms = received_ms
         self.kid = ""  # device id from the topic, once it parsed
         self.rejection: Rejection | None = None  # the whole message was refused
-        # Per record: a VerifiedRecord (verified in-thread), a verifier process's tuple
-        # (see verify_pool) or a Rejection.
-        self.results: list[VerifiedRecord | tuple[Any, ...] | Rejection] = []
+        # Per record: verify_pool.verify_chunk's tuple for a verified one, or a Rejection.
+        self.results: list[tuple[Any, ...] | Rejection] = []
 
 
 @dataclass
@@ -102,15 +97,6 @@ class WriteResult:
     equivocations: int = 0
     refused: dict[str, int] = field(default_factory=dict)
     events: list[str] = field(default_factory=list)
-
-
-def _day(ms: int, cache: dict[int, str]) -> str:
-    d = ms // DAY_MS
-    day = cache.get(d)
-    if day is None:
-        day = (_dt.date(1970, 1, 1) + _dt.timedelta(days=d)).isoformat()
-        cache[d] = day
-    return day
 
 
 class _ItemFailed(Exception):
@@ -148,7 +134,6 @@ class BatchWriter:
         self.quarantine_bytes = quarantine_bytes
         self.known_device = known_device
         self.revoked_device = revoked_device
-        self._days: dict[int, str] = {}
 
     def commit(self, messages: list[Message]) -> WriteResult:
         """Apply and commit one batch; raise StorageError if the database failed."""
@@ -202,16 +187,14 @@ class BatchWriter:
             self.seq.rolled_back()
 
     def _apply(self, messages: list[Message], poisoned: dict[int, str], out: WriteResult) -> None:
-        days = self._days
         seq = self.seq
-        apply = seq.apply
         apply_parts = seq.apply_parts
         revoked = self.revoked_device
         refused: list[tuple[Any, ...]] = []
         stored = duplicates = equivocations = 0
         for index, m in enumerate(messages):
             received_ms = m.received_ms
-            day = _day(received_ms, days)
+            day = day_of(received_ms)
             if index in poisoned:
                 refused.append((m, Rejection(INTERNAL_ERROR, poisoned[index], m.payload), day))
                 continue
@@ -231,21 +214,16 @@ class BatchWriter:
                         for item in m.results
                     ]
                 for item in m.results:
-                    kind = type(item)
-                    if kind is tuple:
-                        # A verifier process's (payload map, payload length, payload hash
-                        # [, raw]): the payload is the bytes before the signature item.
-                        raw = _raw_of(m, item)
-                        end = len(raw) - SIG_ITEM
-                        outcome = apply_parts(
-                            kid, item[0], raw[end - item[1] : end], item[2], raw, received_ms,
-                            day,
-                        )  # type: ignore[index]  # fmt: skip
-                    elif kind is Rejection:
+                    if type(item) is Rejection:
                         refused.append((m, item, day))
                         continue
-                    else:
-                        outcome = apply(item, received_ms, day, kid)  # type: ignore[arg-type]
+                    # (payload map, payload length, payload hash [, raw]): the payload is
+                    # the bytes before the signature item.
+                    raw = _raw_of(m, item)
+                    end = len(raw) - SIG_ITEM
+                    outcome = apply_parts(
+                        kid, item[0], raw[end - item[1] : end], item[2], raw, received_ms, day
+                    )
                     if outcome is NEW:
                         stored += 1
                     elif outcome is DUPLICATE:

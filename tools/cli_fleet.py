@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .cli_gateway import gateway_db
 from .exits import EXIT_OK, EXIT_REFUSED
 from .exits import fail as _fail
 
@@ -18,19 +19,14 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     try:
         broker = simulate.parse_broker(args.broker)
         outages = [simulate.OutageSpec.parse(s) for s in args.outage]
-        tolerance: float | None = None
-        if args.gateway_config is not None:
-            from signet_gateway.aggregate import settings_from_config
-            from signet_gateway.config import ConfigError, load
+        from signet_gateway.aggregate import settings_from_config
+        from signet_gateway.config import ConfigError
 
-            try:
-                config = load(args.gateway_config)
-                tolerance = settings_from_config(config.aggregate)
-            except ConfigError as exc:
-                return _fail(str(exc))
-            db = config.store.path
-        else:
-            db = args.db
+        try:
+            db, config = gateway_db(args.db, args.gateway_config)
+            tolerance = None if config is None else settings_from_config(config.aggregate)
+        except ConfigError as exc:
+            return _fail(str(exc))
         params = simulate.FleetParams(
             devices=args.devices,
             duration_s=args.duration,

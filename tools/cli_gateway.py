@@ -11,22 +11,29 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from .exits import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 from .exits import fail as _fail
+
+if TYPE_CHECKING:
+    from signet_gateway.config import GatewayConfig
 
 EXIT_STORAGE = 3
 
 DEFAULT_CONFIG = Path("gateway.toml")
 
 
-def _db_path(args: argparse.Namespace) -> Path:
-    """--db wins; else the store path of --config (default ./gateway.toml if it exists)."""
+def gateway_db(db: Path | None, config: Path | None) -> tuple[Path, GatewayConfig | None]:
+    """The gateway database a command works on, and the configuration if one was read.
+
+    --db wins; else the [store] path of --config, or of ./gateway.toml when neither was
+    given and it exists. Raises FileNotFoundError (nothing to go by) or ConfigError.
+    """
     from signet_gateway.config import load
 
-    if getattr(args, "db", None) is not None:
-        return Path(args.db)
-    config = args.config
+    if db is not None:
+        return Path(db), None
     if config is None:
         if not DEFAULT_CONFIG.exists():
             raise FileNotFoundError(
@@ -34,7 +41,8 @@ def _db_path(args: argparse.Namespace) -> Path:
                 " (./gateway.toml does not exist)"
             )
         config = DEFAULT_CONFIG
-    return load(config).store.path
+    loaded = load(config)
+    return loaded.store.path, loaded
 
 
 def _add_db_args(p: argparse.ArgumentParser) -> None:
@@ -107,7 +115,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     if args.tier == "software" and evidence is not None:
         return _fail("--evidence is for --tier hardware only")
     try:
-        path = _db_path(args)
+        path, _config = gateway_db(args.db, args.config)
         with Store(path) as store:
             device = store.enroll(key, args.tier, name=args.name, evidence=evidence)
     except (StoreError, FileNotFoundError) as exc:
@@ -123,7 +131,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
     from signet_gateway.store import Store, StoreError
 
     try:
-        path = _db_path(args)
+        path, _config = gateway_db(args.db, args.config)
         with Store(path, readonly=True) as store:
             rows = []
             for d in store.devices():
@@ -170,7 +178,7 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 
     wanted = args.device.lower()
     try:
-        path = _db_path(args)
+        path, _config = gateway_db(args.db, args.config)
         with Store(path) as store:
             matches = [d.kid for d in store.devices() if d.kid.startswith(wanted)]
             if len(wanted) < 8 or not matches:

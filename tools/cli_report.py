@@ -9,6 +9,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from .cli_gateway import gateway_db
 from .exits import EXIT_OK
 from .exits import fail as _fail
 
@@ -23,18 +24,13 @@ def _open(args: argparse.Namespace) -> tuple[sqlite3.Connection, Callable[[str],
     The heartbeat tolerance in force is the one the aggregates were built with
     (kept in agg_meta); the report prints it.
     """
+    from signet_gateway.config import ConfigError
     from signet_gateway.store import Store, StoreError
 
-    if args.db is not None:
-        path = Path(args.db)
-    else:
-        from signet_gateway.config import ConfigError, load
-
-        try:
-            config = load(args.config)
-        except ConfigError as exc:
-            raise _UsageError(str(exc)) from None
-        path = config.store.path
+    try:
+        path, _config = gateway_db(args.db, args.config)
+    except ConfigError as exc:
+        raise _UsageError(str(exc)) from None
     try:
         store = Store(path, readonly=True)
     except (StoreError, sqlite3.Error) as exc:
