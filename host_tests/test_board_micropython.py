@@ -19,6 +19,7 @@ from conftest import FIRMWARE_TESTS
 
 from signet import FIRMWARE_VERSION, keyfile
 from signet.signer import SoftwareSigner
+from signet.uartline import frame
 from signet_tools.micropython import FIRMWARE, run
 
 HEAP = "256k"  # main.py is compiled on the "board" (it is not a .mpy on devices either)
@@ -56,6 +57,19 @@ def board_config(board: Path) -> dict:
     }
 
 
+def flash(tmp_path: Path, change: dict | None = None) -> tuple[Path, SoftwareSigner]:
+    """A board directory with config.json (board_config, with `change` per section) and a key."""
+    board = tmp_path / "board"
+    board.mkdir()
+    cfg = board_config(board)
+    for section, values in (change or {}).items():
+        cfg[section].update(values)
+    (board / "config.json").write_text(json.dumps(cfg))
+    signer = SoftwareSigner.generate("p256")
+    (board / "signet.key").write_text(keyfile.dumps(signer))
+    return board, signer
+
+
 def boot(board: Path, mpy_tree: Path) -> dict[str, list[str]]:
     result = run(
         FIRMWARE_TESTS / "board_main.py",
@@ -80,11 +94,7 @@ def boot(board: Path, mpy_tree: Path) -> dict[str, list[str]]:
 def test_main_on_a_simulated_esp32_records_pulses_and_uart_sales(
     mpy_tree: Path, tmp_path: Path
 ) -> None:
-    board = tmp_path / "board"
-    board.mkdir()
-    (board / "config.json").write_text(json.dumps(board_config(board)))
-    signer = SoftwareSigner.generate("p256")
-    (board / "signet.key").write_text(keyfile.dumps(signer))
+    board, signer = flash(tmp_path)
     out = boot(board, mpy_tree)
     log = "\n".join(out["log"])
     assert out["boot"] == [f"wdt/{FIRMWARE_VERSION}"]  # machine.WDT_RESET, mapped
@@ -101,7 +111,8 @@ def test_main_on_a_simulated_esp32_records_pulses_and_uart_sales(
         ["150", "EUR", "pulse", "True"],  # 3 pulses x 50, with a synced time
         ["250", "EUR", "uart", "True"],
     ]
-    assert out["uart_tx"] == [f"ACK,{revs[1][0]}*" + out["uart_tx"][0].split("*")[1]]
+    ack = frame(b"ACK,%d" % int(revs[1][0])).decode()  # the terminal's sale, acknowledged
+    assert [tx.rstrip("\r") for tx in out["uart_tx"]] == [ack.rstrip("\r\n")]
     assert out["evt"] == ["sensor_missing/sources[2] uart: UART(7) doesn't exist"]
     assert f"device {signer.device_id} running, boot 1" in log
     assert int(out["ack"][0]) >= int(revs[1][0])  # everything stored and acknowledged
@@ -112,11 +123,7 @@ def test_main_on_a_simulated_esp32_records_pulses_and_uart_sales(
 def test_main_with_a_bad_config_says_which_field_and_starts_nothing(
     mpy_tree: Path, tmp_path: Path
 ) -> None:
-    board = tmp_path / "board"
-    board.mkdir()
-    cfg = board_config(board)
-    cfg["mqtt"]["port"] = "1883"
-    (board / "config.json").write_text(json.dumps(cfg))
+    board, _ = flash(tmp_path, {"mqtt": {"port": "1883"}})
     out = boot(board, mpy_tree)
     log = "\n".join(out["log"])
     assert "signet: config error: mqtt.port: must be an integer 1..65535, got '1883'" in log
