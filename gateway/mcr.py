@@ -132,7 +132,8 @@ def _component(name: str, weight: float, fraction: float, basis: str) -> Compone
     return Component(name, weight, fraction, weight * fraction, basis)
 
 
-def _fmt(x: float | None, spec: str = ".4f") -> str:
+def fmt(x: float | None, spec: str = ".4f") -> str:
+    """x formatted, or "n/a" for an input that cannot be computed (the report uses it too)."""
     return "n/a" if x is None else format(x, spec)
 
 
@@ -142,8 +143,8 @@ def score(inputs: ScoreInputs) -> Score:
     integ = inputs.integrity_ratio
     rev = inputs.revenue
     parts = [
-        _component("uptime", W_UPTIME, up or 0.0, f"uptime ratio {_fmt(up)}"),
-        _component("integrity", W_INTEGRITY, integ or 0.0, f"integrity ratio {_fmt(integ)}"),
+        _component("uptime", W_UPTIME, up or 0.0, f"uptime ratio {fmt(up)}"),
+        _component("integrity", W_INTEGRITY, integ or 0.0, f"integrity ratio {fmt(integ)}"),
     ]
     if rev is None or rev.volatility is None:
         parts.append(_component("stability", W_STABILITY, 0.0, "no positive daily revenue"))

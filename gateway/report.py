@@ -560,14 +560,10 @@ def duration(ms: int) -> str:
     return f"{ms / 1000:.1f}s"
 
 
-def _opt(x: float | None, spec: str) -> str:
-    return "n/a" if x is None else format(x, spec)
-
-
 def render_table(report: dict[str, Any]) -> str:
     lines = [
         f"Signet MCR report, as of {report['as_of'] or 'n/a (no records)'}"
-        f"   heartbeat tolerance {_opt(report['hb_tolerance'], '.0%')}",
+        f"   heartbeat tolerance {mcr.fmt(report['hb_tolerance'], '.0%')}",
         f"Score: {report['score_label']} (formula in docs/MCR.md).",
     ]
     if not report["devices"]:
@@ -599,14 +595,15 @@ def render_table(report: dict[str, Any]) -> str:
             lines.append(
                 f"  revenue    {money(c['amount'], c['currency'])}{mark}  {c['count']} records"
                 f" ({c['refunds']} refunds) over {c['days']} days;"
-                f" trend {_opt(c['trend'], '+.2%')}/day, volatility {_opt(c['volatility'], '.2f')}"
+                f" trend {mcr.fmt(c['trend'], '+.2%')}/day,"
+                f" volatility {mcr.fmt(c['volatility'], '.2f')}"
             )
             if c["placed_by_receive_time"]:
                 lines.append(
                     f"             {c['placed_by_receive_time']} placed by receive time"
                     " (device clock never synced in that boot)"
                 )
-        ratio = _opt(None if up["ratio"] is None else up["ratio"] * 100, ".2f")
+        ratio = mcr.fmt(None if up["ratio"] is None else up["ratio"] * 100, ".2f")
         lines.append(
             f"  uptime     {ratio}%  up {duration(up['up_ms'])}, down {duration(up['down_ms'])}"
             f" of {duration(up['observed_ms'])} observed;"

@@ -9,7 +9,6 @@ sizes), next to the heap its code alone takes when loaded from .mpy.
 
 from __future__ import annotations
 
-import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -22,13 +21,6 @@ TARGET_AMPLIFICATION = 3.0
 _HEAPS_K = range(64, 321, 8)
 
 
-def _field(output: str, name: str) -> int:
-    match = re.search(rf"^{name}=(-?\d+)$", output, re.M)
-    if not match:
-        raise RuntimeError(f"MicroPython agent benchmark printed no {name}:\n{output}")
-    return int(match.group(1))
-
-
 def run(count: int = 300) -> dict[str, Any]:
     results: dict[str, Any] = {"micropython": micropython.version(), "count": count}
     with tempfile.TemporaryDirectory() as tmp:
@@ -39,8 +31,9 @@ def run(count: int = 300) -> dict[str, Any]:
             raise RuntimeError(f"MicroPython agent benchmark failed:\n{timed.stdout}{timed.stderr}")
         out = timed.stdout
         for name in ("code_bytes", "at_rest_bytes", "us_per_record", "us_per_sign"):
-            results[name] = _field(out, name)
-        results["amplification"] = _field(out, "flash_bytes") / _field(out, "record_bytes")
+            results[name] = micropython.field(out, name)
+        flash = micropython.field(out, "flash_bytes")
+        results["amplification"] = flash / micropython.field(out, "record_bytes")
         results["min_heap_bytes"] = -1
         for k in _HEAPS_K:
             probe = micropython.run(_SCRIPT, "40", str(lib), f"{tmp}/j{k}", heap=f"{k}k")

@@ -28,7 +28,6 @@ import os
 import re
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -39,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from signet_gateway.store import Store
 from signet_gateway.wire import ACK_SUBSCRIPTION, rec_topic
 
 from .gateway_process import write_gateway_config
@@ -330,7 +330,6 @@ def run(
 ) -> BenchResult:
     from signet.signer import SoftwareSigner
     from signet_gateway.pubkeys import DevicePublicKey
-    from signet_gateway.store import Store
 
     from .broker import Mosquitto
 
@@ -420,8 +419,11 @@ def run(
         exit_code = gateway.terminate()
         summary = next((ln for ln in reversed(gateway.lines) if "summary:" in ln), "")
         gateway = None
-        with sqlite3.connect(db) as conn:
-            stored = int(conn.execute("SELECT count(*) FROM records").fetchone()[0])
+        store = Store(db, readonly=True)
+        try:
+            stored = store.record_count()
+        finally:
+            store.close()
         if stored != records:
             raise BenchError(f"database holds {stored} records, expected {records}")
         rate = records / drain_s

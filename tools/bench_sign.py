@@ -9,7 +9,6 @@ absolute numbers depend on the machine.
 from __future__ import annotations
 
 import hashlib
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -28,13 +27,6 @@ _D = 0xC9AFA9D845BA75166B5C215767B1D6934E50C3DB36E89B127B8A622B120F6721
 _ECDSA_CURVES = {"p256": ecdsa.NIST256p, "secp256k1": ecdsa.SECP256k1}
 TARGET_RATIO = 5.0
 TARGET_HEAP = 24 * 1024
-
-
-def _field(output: str, name: str) -> int:
-    match = re.search(rf"^{name}=(-?\d+)$", output, re.M)
-    if not match:
-        raise RuntimeError(f"MicroPython benchmark printed no {name}:\n{output}")
-    return int(match.group(1))
 
 
 def _reference_ms(curve: str, seconds: float) -> float:
@@ -69,7 +61,7 @@ def run(count: int = 200, heap: str = micropython.DEFAULT_HEAP) -> dict[str, Any
             timed = micropython.run(_SCRIPT, "time", curve, str(count), tmp, heap=heap)
             if timed.returncode != 0:
                 raise RuntimeError(f"MicroPython benchmark failed:\n{timed.stdout}{timed.stderr}")
-            mp_ms = _field(timed.stdout, "us_per_record") / 1000
+            mp_ms = micropython.field(timed.stdout, "us_per_record") / 1000
             ref_ms = _reference_ms(curve, seconds=1.0)
             results[curve] = {
                 "micropython_ms": mp_ms,
@@ -79,9 +71,9 @@ def run(count: int = 200, heap: str = micropython.DEFAULT_HEAP) -> dict[str, Any
         sized = micropython.run(_SCRIPT, "heap", "p256", "1", tmp, heap="256k")
         if sized.returncode != 0:
             raise RuntimeError(f"MicroPython heap probe failed:\n{sized.stdout}{sized.stderr}")
-        results["signature_heap_bytes"] = _field(sized.stdout, "signature_heap_bytes")
-        results["table_bytes"] = _field(sized.stdout, "table_bytes")
-        results["at_rest_bytes"] = _field(sized.stdout, "at_rest_bytes")
+        results["signature_heap_bytes"] = micropython.field(sized.stdout, "signature_heap_bytes")
+        results["table_bytes"] = micropython.field(sized.stdout, "table_bytes")
+        results["at_rest_bytes"] = micropython.field(sized.stdout, "at_rest_bytes")
     return results
 
 

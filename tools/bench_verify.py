@@ -21,7 +21,6 @@ Run: ``signet bench verify [--seconds S]``.
 from __future__ import annotations
 
 import hashlib
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -163,14 +162,3 @@ def format_report(result: dict[str, Any]) -> str:
             f"  ES256K decode+verify     {result['secp256k1_verify_per_s']:>9,.0f} records/s",
         )
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = sys.argv[1:] if argv is None else argv
-    duration = float(args[0]) if args else 3.0
-    print(format_report(run(duration)))
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -7,6 +7,7 @@ compile the firmware and run a script with a given heap.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -70,6 +71,14 @@ def run(script: Path, *args: str, heap: str = DEFAULT_HEAP, timeout: float = 300
         env=env,
     )
     return MicroPythonRun(result.returncode, result.stdout, result.stderr)
+
+
+def field(output: str, name: str) -> int:
+    """The integer a MicroPython benchmark script printed as a `name=value` line."""
+    match = re.search(rf"^{name}=(-?\d+)$", output, re.M)
+    if not match:
+        raise RuntimeError(f"MicroPython benchmark printed no {name}:\n{output}")
+    return int(match.group(1))
 
 
 def version() -> str:

@@ -247,8 +247,7 @@ class PahoTransport:
     def ping(self) -> None:
         """Keepalive is paho's (PINGREQ from loop_misc in poll, connection dropped when no
         PINGRESP comes back within keepalive); here only: raise if the connection is gone."""
-        self._live()
-        self._pump(0.0)
+        self.poll()
 
     # -- internals -----------------------------------------------------------------------
 

@@ -54,13 +54,13 @@ from signet import config as agent_config
 from signet.agent import Agent, RecordRefused
 from signet.fsio import Files
 from signet.signer import SoftwareSigner
+from signet_gateway.aggregate import DEFAULT_HB_TOLERANCE, PPM
 
 from . import keygen
 from .paho_transport import PahoTransport
 from .virtual_platform import LinkTransport, VirtualNet, VirtualPlatform
 
 TRUTH_FORMAT: Final = "signet-sim-truth/1"
-PPM: Final = 1_000_000
 CURRENCIES: Final = (("EUR", 0.75), ("USD", 0.25))  # (code, share of sales)
 AMOUNT_RANGE: Final = (50, 2500)  # minor units per sale: 0.50 .. 25.00
 SIMULATED_EVIDENCE_NOTE: Final = (
@@ -129,7 +129,7 @@ class FleetParams:
     reboots: int = 0
     reboot_down_s: float = 3.0
     heartbeat_s: int = 2
-    hb_tolerance: float = 0.1
+    hb_tolerance: float = DEFAULT_HB_TOLERANCE
     hardware: int = 0  # devices enrolled as hardware tier with SIMULATED evidence
     seed: int | None = None
     drain_timeout_s: float = 60.0
@@ -173,7 +173,7 @@ def hb_tolerance_of(db: Path, configured: float | None) -> float:
             conn.close()
     except sqlite3.Error:
         row = None
-    return int(row[0]) / PPM if row else 0.1
+    return int(row[0]) / PPM if row else DEFAULT_HB_TOLERANCE
 
 
 # -- ground truth ------------------------------------------------------------------------------
@@ -687,13 +687,6 @@ class Fleet:
         tmp.write_text(json.dumps(self.truth(), indent=1) + "\n")
         tmp.replace(path)
         return path
-
-    def records_of(self, name_or_kid: str) -> list[Signed]:
-        """The records a device signed (for tests and the demo's adversarial traffic)."""
-        for d in self.devices:
-            if name_or_kid in (d.name, d.kid):
-                return d.records
-        raise KeyError(name_or_kid)
 
 
 # -- comparing with a report ----------------------------------------------------------------------

@@ -164,7 +164,6 @@ class Agent:
         self.boot = self.state.start(ls)
         self._prev = bytes(p)
         self._last_n = ls
-        self._ls = ls
         self._cursor = self.journal.acked
         self._need_boot = True
         self._sign_boot()
@@ -174,7 +173,7 @@ class Agent:
         fields = {
             "rc": _token_or_unknown(self.platform.reset_cause()),
             "fw": FIRMWARE_VERSION,
-            "ls": self._ls,
+            "ls": self._last_n,  # nothing is signed before the boot record
         }
         if self._make("boot", fields, True, 0):
             self._need_boot = False
@@ -482,9 +481,7 @@ class Agent:
                 count += 1
                 last = n
         finally:
-            close = getattr(it, "close", None)
-            if close is not None:
-                close()
+            it.close()  # a generator: releases the segment file it has open
         if count == 0:
             return
         if count == 1:

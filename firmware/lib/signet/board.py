@@ -55,16 +55,12 @@ class Board:
         host = self._cfg.time["ntp_host"]
         if not host or not self._wlan.isconnected():
             return False
-        try:
-            import ntptime
+        import ntptime  # its failures are caught and logged by WallClock.maybe_sync
 
-            ntptime.host = host
-            ntptime.timeout = 1
-            ntptime.settime()  # sets the RTC to UTC
-            return True
-        except Exception as e:  # OSError, or ntptime's own failures
-            self.log("ntp: %r" % (e,))
-            return False
+        ntptime.host = host
+        ntptime.timeout = 1
+        ntptime.settime()  # sets the RTC to UTC
+        return True
 
     def reset_cause(self):
         return _reset_names(self._machine).get(self._machine.reset_cause(), "unknown")

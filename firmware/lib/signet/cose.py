@@ -67,12 +67,13 @@ def _low_s(alg, signature):
     # secure element may not, so every signer's output is normalised here.
     if len(signature) != SIGNATURE_BYTES:
         raise ValueError("signer returned %d bytes, expected r || s" % len(signature))
-    n = (ec.P256 if alg == ALG_ES256 else ec.SECP256K1).n
+    curve = ec.P256 if alg == ALG_ES256 else ec.SECP256K1
+    n = curve.n
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:], "big")
     if not (0 < r < n and 0 < s < n):
         raise ValueError("signer returned r or s out of range")
-    if s > n >> 1:
+    if s > curve.half_n:
         return signature[:32] + (n - s).to_bytes(32, "big")
     return signature
 

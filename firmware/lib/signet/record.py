@@ -89,7 +89,7 @@ def check_currency(field, value):
         _fail(field, "must be a 3-letter ISO 4217 code such as 'EUR', got %r" % (value,))
 
 
-def _check_text(field, value):
+def check_text(field, value):
     if not isinstance(value, str):
         _fail(field, "must be a string, got %s" % type(value).__name__)
     size = len(value.encode())
@@ -113,10 +113,10 @@ _FIELDS = {
         ("am", _check_int53, True),
         ("cur", check_currency, True),
         ("src", check_token, True),
-        ("ref", _check_text, False),
+        ("ref", check_text, False),
     ),
     "meter": (("q", _check_int53, True), ("unit", check_unit, True), ("src", check_token, False)),
-    "evt": (("ev", check_token, True), ("msg", _check_text, False)),
+    "evt": (("ev", check_token, True), ("msg", check_text, False)),
 }
 
 

@@ -9,6 +9,7 @@
 # record's "ls" declares them unused (docs/PROTOCOL.md section 6.3).
 
 from . import journal
+from .record import MAX_SAFE_INT
 
 try:
     from micropython import const
@@ -21,7 +22,6 @@ except ImportError:  # CPython
 NAME = "seq.state"
 _MAGIC = b"SQS1"
 _SIZE = const(24)
-_MAX_N = const(9007199254740991)  # 2^53 - 1, the protocol's limit for n
 
 
 class StateError(Exception):
@@ -78,7 +78,7 @@ class SeqState:
             raise RuntimeError("SeqState.start() must run first")
         n = self._next
         if n > self._end:
-            if n > _MAX_N:
+            if n > MAX_SAFE_INT:
                 raise OverflowError("sequence numbers exhausted")
             self._save(self.boot, n - 1 + self.lease)  # durable before n is used
         self._next = n + 1

@@ -18,10 +18,9 @@ except ImportError:  # CPython
         return x
 
 
-from .record import RecordError, check_currency, check_unit
+from .record import MAX_SAFE_INT, RecordError, check_currency, check_text, check_unit
 
 MAX_LINE = const(96)
-_MAX_INT = const(9007199254740991)
 
 
 class LineError(ValueError):
@@ -47,7 +46,7 @@ def _int(field, reason):
     if not 1 <= len(digits) <= 16 or not all(0x30 <= c <= 0x39 for c in digits):
         raise LineError(reason)
     value = int(field)
-    if not -_MAX_INT <= value <= _MAX_INT:
+    if not -MAX_SAFE_INT <= value <= MAX_SAFE_INT:
         raise LineError(reason)
     return value
 
@@ -90,12 +89,9 @@ def parse(line):
         cur = _text(parts[2], check_currency, "currency")
         ref = None
         if len(parts) == 4:
-            if not 1 <= len(parts[3]) <= 64 or any(c < 0x20 or c == 0x7F for c in parts[3]):
-                raise LineError("ref")
-            try:
-                ref = parts[3].decode()
-            except UnicodeError:
-                raise LineError("ref") from None
+            if any(c < 0x20 or c == 0x7F for c in parts[3]):
+                raise LineError("ref")  # a line protocol carries no control characters
+            ref = _text(parts[3], check_text, "ref")
         return ("rev", am, cur, ref)
     if kind == b"MTR" and len(parts) == 3:
         q = _int(parts[1], "amount")
