@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from signet_tools.micropython import FIRMWARE_LIB, compile_tree
+from signet_tools.device.micropython import FIRMWARE_LIB, compile_tree
 
 FIRMWARE_TESTS = Path(__file__).resolve().parent / "fwtests"
 

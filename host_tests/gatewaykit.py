@@ -16,10 +16,10 @@ from paho.mqtt.enums import CallbackAPIVersion
 from signet.builder import RecordBuilder
 from signet.record import GENESIS_HASH
 from signet.signer import SoftwareSigner
-from signet_gateway.pubkeys import DevicePublicKey
-from signet_gateway.wire import parse_ack
-from signet_tools.gateway_process import write_gateway_config
-from signet_tools.waiting import wait_until
+from signet_gateway.ingest.wire import parse_ack
+from signet_gateway.verify.pubkeys import DevicePublicKey
+from signet_tools.runners.gateway_process import write_gateway_config
+from signet_tools.runners.waiting import wait_until
 
 T0 = 1_700_000_000_000
 FIELDS = {

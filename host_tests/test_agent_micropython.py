@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from conftest import FIRMWARE_TESTS
 
-from signet_tools.micropython import run
+from signet_tools.device.micropython import run
 
 MODULES = sorted(p.stem for p in FIRMWARE_TESTS.glob("test_agent_*.py"))
 AGENT_TEST_HEAP = "256k"

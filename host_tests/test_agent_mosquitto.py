@@ -1,6 +1,6 @@
 """End to end on CPython: several `signet agent run` processes, a real Mosquitto that is
 stopped and restarted mid-run, one agent SIGKILLed and restarted, and a test subscriber
-standing in for the gateway (verifies with signet_gateway.verify.Verifier, stores, publishes
+standing in for the gateway (verifies with the gateway's Verifier, stores, publishes
 the retained ack). Every signed record must arrive, in order per device, with no sequence
 reused and the hash chain intact across every restart.
 """
@@ -26,12 +26,12 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from signet.fsio import Files
 from signet.journal import Journal
-from signet_gateway.refusals import Refused
-from signet_gateway.verify import VerifiedRecord, Verifier
-from signet_tools import keygen, keystore
-from signet_tools.broker import Mosquitto
-from signet_tools.local_socket import LocalSocketError, request
-from signet_tools.waiting import wait_until
+from signet_gateway.verify.refusals import Refused
+from signet_gateway.verify.verifier import VerifiedRecord, Verifier
+from signet_tools.pi.local_socket import LocalSocketError, request
+from signet_tools.records import keygen, keystore
+from signet_tools.runners.mosquitto import Mosquitto
+from signet_tools.runners.waiting import wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -138,7 +138,7 @@ class AgentProc:
             [
                 sys.executable,
                 "-m",
-                "signet_tools.cli",
+                "signet_tools",
                 "agent",
                 "run",
                 "--config",

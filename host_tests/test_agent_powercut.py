@@ -25,8 +25,8 @@ from powercut import CutFiles, PowerCut, cut_points, record_boundaries
 from signet.agent import Agent
 from signet.fsio import Files
 from signet.mqtt import UmqttTransport
-from signet_gateway.pubkeys import DevicePublicKey
-from signet_gateway.verify import Verifier
+from signet_gateway.verify.pubkeys import DevicePublicKey
+from signet_gateway.verify.verifier import Verifier
 
 VERIFIER = Verifier({signer().kid: DevicePublicKey.from_sec1(signer().public_key)})
 CFG = make_config(

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from signet_tools import keygen
-from signet_tools.agent_run import StartError, build, load_config, load_key
-from signet_tools.cli import main
-from signet_tools.pi_platform import PiPlatform
+from signet_tools.cli.main import main
+from signet_tools.pi.platform import PiPlatform
+from signet_tools.pi.run import StartError, build, load_config, load_key
+from signet_tools.records import keygen
 
 REPO = Path(__file__).resolve().parent.parent
 

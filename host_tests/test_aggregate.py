@@ -16,7 +16,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from independent_signer import make_key
 
-from signet_gateway.aggregate import (
+from signet_gateway.config import ConfigError
+from signet_gateway.mcr.aggregate import (
     AGG_TABLES,
     DAY_MS,
     PLACED_BOOT_T,
@@ -27,9 +28,8 @@ from signet_gateway.aggregate import (
     gap_is_up,
     settings_from_config,
 )
-from signet_gateway.config import ConfigError
-from signet_gateway.pubkeys import DevicePublicKey
-from signet_gateway.store import SCHEMA, StoredRecord
+from signet_gateway.store.sqlite import SCHEMA, StoredRecord
+from signet_gateway.verify.pubkeys import DevicePublicKey
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 IV = 60_000

@@ -20,7 +20,7 @@ from conftest import FIRMWARE_TESTS
 from signet import FIRMWARE_VERSION, keyfile
 from signet.signer import SoftwareSigner
 from signet.uartline import frame
-from signet_tools.micropython import FIRMWARE, run
+from signet_tools.device.micropython import FIRMWARE, run
 
 HEAP = "256k"  # main.py is compiled on the "board" (it is not a .mpy on devices either)
 

@@ -21,11 +21,11 @@ from pathlib import Path
 import pytest
 
 from signet import keyfile
-from signet_gateway.pubkeys import DevicePublicKey
-from signet_tools import device_cmd
-from signet_tools.cli import main
-from signet_tools.device_cmd import Board, DeviceError
-from signet_tools.micropython import FIRMWARE, FIRMWARE_LIB, run, tool
+from signet_gateway.verify.pubkeys import DevicePublicKey
+from signet_tools.cli.main import main
+from signet_tools.device import board as device_cmd
+from signet_tools.device.board import Board, DeviceError
+from signet_tools.device.micropython import FIRMWARE, FIRMWARE_LIB, run, tool
 
 pytestmark = pytest.mark.timeout(120)
 

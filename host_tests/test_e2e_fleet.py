@@ -24,11 +24,11 @@ from typing import Any
 
 import pytest
 
-from signet_gateway import report as report_mod
-from signet_gateway.store import Store
-from signet_tools import adversary, demo, simulate
-from signet_tools.broker import Mosquitto
-from signet_tools.gateway_process import SUBSCRIBED, GatewayProcess, write_gateway_config
+from signet_gateway.mcr import report as report_mod
+from signet_gateway.store.sqlite import Store
+from signet_tools.fleet import adversary, demo, simulate
+from signet_tools.runners.gateway_process import SUBSCRIBED, GatewayProcess, write_gateway_config
+from signet_tools.runners.mosquitto import Mosquitto
 
 SIGNET = str(Path(sys.executable).parent / "signet")
 

@@ -29,8 +29,8 @@ from signet import ecdsa as fw_ecdsa
 from signet.builder import RecordBuilder
 from signet.record import GENESIS_HASH
 from signet.signer import SoftwareSigner
-from signet_gateway.pubkeys import DevicePublicKey
-from signet_gateway.verify import Verifier
+from signet_gateway.verify.pubkeys import DevicePublicKey
+from signet_gateway.verify.verifier import Verifier
 
 CURVES = {
     "p256": (ec.P256, crypto_ec.SECP256R1(), ecdsa.NIST256p),

@@ -15,11 +15,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_aggregate import Db, _scenario, rec
 
-from signet_gateway.aggregate import AGG_TABLES, BatchItemFailed
-from signet_gateway.ingest import verify_message
-from signet_gateway.store import Store, StoredRecord
-from signet_gateway.verify import Verifier
-from signet_gateway.writer import BatchWriter, Message
+from signet_gateway.ingest.intake import verify_message
+from signet_gateway.ingest.writer import BatchWriter, Message
+from signet_gateway.mcr.aggregate import AGG_TABLES, BatchItemFailed
+from signet_gateway.store.sqlite import Store, StoredRecord
+from signet_gateway.verify.verifier import Verifier
 
 pytestmark = pytest.mark.timeout(120)
 

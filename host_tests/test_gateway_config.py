@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from signet_gateway.config import ConfigError, load, parse
-from signet_gateway.refusals import Refused
-from signet_gateway.wire import (
+from signet_gateway.ingest.wire import (
     BadTopic,
     ack_payload,
     device_of_topic,
     parse_ack,
     split_message,
 )
+from signet_gateway.verify.refusals import Refused
 
 
 def test_defaults_and_relative_store_path(tmp_path: Path) -> None:

@@ -12,10 +12,10 @@ import pytest
 from gatewaykit import Dev, Mqtt, write_config
 
 from signet import cbor
-from signet_gateway.store import Store
-from signet_tools.broker import Mosquitto
-from signet_tools.gateway_process import GatewayProcess
-from signet_tools.waiting import wait_until
+from signet_gateway.store.sqlite import Store
+from signet_tools.runners.gateway_process import GatewayProcess
+from signet_tools.runners.mosquitto import Mosquitto
+from signet_tools.runners.waiting import wait_until
 
 
 @pytest.fixture
@@ -242,7 +242,7 @@ def test_adversarial_input_is_refused_counted_and_bounded(
 def test_enroll_and_revoke_take_effect_while_running(
     tmp_path: Path, broker: Mosquitto, procs
 ) -> None:
-    from signet_tools.cli import main
+    from signet_tools.cli.main import main
 
     started, clients = procs
     known, late = Dev(60), Dev(61)

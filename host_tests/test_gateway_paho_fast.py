@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from paho.mqtt import _packet
 from paho.mqtt.enums import MQTTProtocolVersion
 
-from signet_gateway import paho_fast
+from signet_gateway.ingest import paho_fast
 
 ORIGINAL = _packet.decode_publish
 paho_fast.install()

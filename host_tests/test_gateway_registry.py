@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 from gatewaykit import Dev, write_config
 
-from signet_gateway.refusals import Refused
-from signet_gateway.store import Store
-from signet_gateway.verify import Verifier
-from signet_tools.cli import main
+from signet_gateway.store.sqlite import Store
+from signet_gateway.verify.refusals import Refused
+from signet_gateway.verify.verifier import Verifier
+from signet_tools.cli.main import main
 
 
 @pytest.fixture

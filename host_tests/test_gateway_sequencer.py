@@ -12,10 +12,10 @@ from gatewaykit import T0, Dev
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signet_gateway.ingest import verify_message
-from signet_gateway.store import Store
-from signet_gateway.verify import Verifier
-from signet_gateway.writer import BatchWriter, Message
+from signet_gateway.ingest.intake import verify_message
+from signet_gateway.ingest.writer import BatchWriter, Message
+from signet_gateway.store.sqlite import Store
+from signet_gateway.verify.verifier import Verifier
 
 NOW = T0 + 10_000_000
 

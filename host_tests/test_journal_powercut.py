@@ -27,8 +27,8 @@ from signet.fsio import Files
 from signet.journal import Journal
 from signet.signer import SoftwareSigner
 from signet.state import SeqState
-from signet_gateway.pubkeys import DevicePublicKey
-from signet_gateway.verify import Verifier
+from signet_gateway.verify.pubkeys import DevicePublicKey
+from signet_gateway.verify.verifier import Verifier
 
 SIGNER = SoftwareSigner("p256", 0x5151)
 VERIFIER = Verifier({SIGNER.kid: DevicePublicKey.from_sec1(SIGNER.public_key)})

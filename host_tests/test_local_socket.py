@@ -20,10 +20,10 @@ from signet import config as config_mod
 from signet.agent import Agent
 from signet.fsio import Files
 from signet.signer import SoftwareSigner
-from signet_tools import local_socket
-from signet_tools.cli import main
-from signet_tools.local_socket import LocalSocketError, LocalSocketSource, request
-from signet_tools.pi_platform import PiPlatform
+from signet_tools.cli.main import main
+from signet_tools.pi import local_socket
+from signet_tools.pi.local_socket import LocalSocketError, LocalSocketSource, request
+from signet_tools.pi.platform import PiPlatform
 
 pytestmark = pytest.mark.timeout(60)
 

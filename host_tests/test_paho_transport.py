@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from signet_tools import paho_transport
-from signet_tools.broker import Mosquitto, free_port
-from signet_tools.paho_transport import PahoTransport
+from signet_tools.pi import paho_transport
+from signet_tools.pi.paho_transport import PahoTransport
+from signet_tools.runners.mosquitto import Mosquitto, free_port
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -17,8 +17,9 @@ import pytest
 from independent_signer import make_key, make_record
 from test_aggregate import DAY_MS, T0, Db, rec
 
-from signet_gateway.aggregate import Aggregator, day_of
-from signet_gateway.peaq import (
+from signet_gateway.ingest.sequencer import Findings, Sequencer
+from signet_gateway.mcr.aggregate import Aggregator, day_of
+from signet_gateway.mcr.peaq import (
     EVENT_ACTIVITY,
     EVENT_REVENUE,
     data_hash,
@@ -27,12 +28,11 @@ from signet_gateway.peaq import (
     keccak256,
     trust_level,
 )
-from signet_gateway.pubkeys import DevicePublicKey
-from signet_gateway.report import Period
-from signet_gateway.sequencer import Findings, Sequencer
-from signet_gateway.store import Store
-from signet_gateway.verify import Verifier
-from signet_tools import cli
+from signet_gateway.mcr.report import Period
+from signet_gateway.store.sqlite import Store
+from signet_gateway.verify.pubkeys import DevicePublicKey
+from signet_gateway.verify.verifier import Verifier
+from signet_tools.cli import main as cli
 
 EVENT_KEYS = {
     "machineId",

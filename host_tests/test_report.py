@@ -13,16 +13,16 @@ import jsonschema
 import pytest
 from test_aggregate import DAY_MS, T0, Db, rec
 
-from signet_gateway import mcr
-from signet_gateway.report import (
+from signet_gateway.mcr import scoring
+from signet_gateway.mcr.report import (
     REPORT_SCHEMA,
     Period,
     ReportError,
     build_report,
     render,
 )
-from signet_gateway.store import Store
-from signet_tools import cli
+from signet_gateway.store.sqlite import Store
+from signet_tools.cli import main as cli
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "MCR.md"
 HOUR = 3_600_000
@@ -118,7 +118,7 @@ def test_revenue_integrity_history_and_score(report: dict) -> None:
     assert parts["trust"] == pytest.approx(4)
     assert parts["history"] == pytest.approx(5 * ((DAY_MS + 5) / DAY_MS) / 90)
     assert sc["score"] == math.floor(sum(parts.values()) + 0.5)
-    assert sc["letter"] == mcr.letter(sc["score"])
+    assert sc["letter"] == scoring.letter(sc["score"])
     assert sc["caps"] == []
     # The equivocating hardware device is capped inside NR whatever else it shows.
     assert h["flagged"] is True
@@ -213,57 +213,57 @@ def test_table_shows_the_figures(report: dict) -> None:
     ],
 )
 def test_letter_boundaries(score: int, letter: str) -> None:
-    assert mcr.letter(score) == letter
+    assert scoring.letter(score) == letter
 
 
-def _inputs(**changes: object) -> mcr.ScoreInputs:
+def _inputs(**changes: object) -> scoring.ScoreInputs:
     base = {
         "uptime_ratio": 1.0,
         "integrity_ratio": 1.0,
-        "revenue": mcr.series_stats([100] * 30),
+        "revenue": scoring.series_stats([100] * 30),
         "tier": "hardware",
         "history_days": 120.0,
         "equivocations": 0,
         "revoked": False,
     }
     base.update(changes)
-    return mcr.ScoreInputs(**base)  # type: ignore[arg-type]
+    return scoring.ScoreInputs(**base)  # type: ignore[arg-type]
 
 
 def test_score_formula_and_caps() -> None:
-    best = mcr.score(_inputs())
+    best = scoring.score(_inputs())
     assert (best.score, best.letter, best.caps) == (100, "AAA", ())
     assert [c.weight for c in best.components] == [30, 20, 20, 15, 10, 5]
-    software = mcr.score(_inputs(tier="software"))
+    software = scoring.score(_inputs(tier="software"))
     assert software.score == 94 and software.letter == "AA"
-    assert mcr.score(_inputs(equivocations=1)).score == 29
-    assert mcr.score(_inputs(equivocations=1)).letter == "NR"
-    revoked = mcr.score(_inputs(revoked=True))
+    assert scoring.score(_inputs(equivocations=1)).score == 29
+    assert scoring.score(_inputs(equivocations=1)).letter == "NR"
+    revoked = scoring.score(_inputs(revoked=True))
     assert (revoked.score, revoked.letter) == (29, "NR") and "revoked" in revoked.caps[0]
     # Revenue falling 10 %/day or faster earns no trend points; half at 5 %/day.
-    falling = mcr.score(_inputs(revenue=mcr.SeriesStats(10, 100.0, -10.0, -0.10, 0.0)))
+    falling = scoring.score(_inputs(revenue=scoring.SeriesStats(10, 100.0, -10.0, -0.10, 0.0)))
     assert falling.components[3].points == 0
-    half = mcr.score(_inputs(revenue=mcr.SeriesStats(10, 100.0, -5.0, -0.05, 0.0)))
+    half = scoring.score(_inputs(revenue=scoring.SeriesStats(10, 100.0, -5.0, -0.05, 0.0)))
     assert half.components[3].points == pytest.approx(7.5)
     # Rounding: raw 74.5 rounds to 75 = A.
-    mid = mcr.score(_inputs(uptime_ratio=1 - 25.5 / 30))
+    mid = scoring.score(_inputs(uptime_ratio=1 - 25.5 / 30))
     assert mid.raw == pytest.approx(74.5) and (mid.score, mid.letter) == (75, "A")
-    nothing = mcr.score(_inputs(uptime_ratio=None, integrity_ratio=None, revenue=None))
+    nothing = scoring.score(_inputs(uptime_ratio=None, integrity_ratio=None, revenue=None))
     assert nothing.score == 15
     # One day of revenue proves neither stability nor a trend: half of each.
-    one_day = mcr.score(_inputs(revenue=mcr.series_stats([500])))
+    one_day = scoring.score(_inputs(revenue=scoring.series_stats([500])))
     assert [c.points for c in one_day.components[2:4]] == [10, 7.5]
     assert one_day.score == 83
 
 
 def test_series_stats_by_hand() -> None:
-    s = mcr.series_stats([100, 200, 300])
+    s = scoring.series_stats([100, 200, 300])
     assert (s.days, s.mean, s.slope) == (3, 200, pytest.approx(100))
     assert s.trend == pytest.approx(0.5)
     assert s.volatility == pytest.approx(math.sqrt(20_000 / 3) / 200)
-    assert mcr.series_stats([0, 0]).volatility is None
-    assert mcr.series_stats([500]).trend is None
-    assert mcr.series_stats([500]).volatility == 0
+    assert scoring.series_stats([0, 0]).volatility is None
+    assert scoring.series_stats([500]).trend is None
+    assert scoring.series_stats([500]).volatility == 0
 
 
 # ---------------------------------------------------------------------------- CLI

@@ -17,12 +17,12 @@ import pytest
 from signet.builder import RecordBuilder
 from signet.record import GENESIS_HASH
 from signet.signer import SoftwareSigner
-from signet_gateway.pubkeys import DevicePublicKey
-from signet_gateway.refusals import Refused
-from signet_gateway.verify import Verifier
-from signet_gateway.wire import split_message
-from signet_tools import adversary, simulate
-from signet_tools.virtual_platform import LinkTransport, VirtualNet, VirtualPlatform
+from signet_gateway.ingest.wire import split_message
+from signet_gateway.verify.pubkeys import DevicePublicKey
+from signet_gateway.verify.refusals import Refused
+from signet_gateway.verify.verifier import Verifier
+from signet_tools.fleet import adversary, simulate
+from signet_tools.fleet.virtual_platform import LinkTransport, VirtualNet, VirtualPlatform
 
 SIGNET = str(Path(sys.executable).parent / "signet")
 
@@ -102,7 +102,7 @@ def test_fleet_refuses_a_used_directory(tmp_path: Path) -> None:
 
 
 def test_fleet_enrolls_every_device_with_its_tier(tmp_path: Path) -> None:
-    from signet_gateway.store import Store
+    from signet_gateway.store.sqlite import Store
 
     params = _params(tmp_path, devices=4, hardware=1)
     fleet = simulate.Fleet(params)

@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from signet_tools.broker import BrokerTls, Mosquitto
-from signet_tools.paho_transport import PahoTransport
+from signet_tools.pi.paho_transport import PahoTransport
+from signet_tools.runners.mosquitto import BrokerTls, Mosquitto
 
 pytestmark = pytest.mark.timeout(60)
 

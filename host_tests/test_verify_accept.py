@@ -8,7 +8,7 @@ import cbor2
 import independent_signer as signer
 import pytest
 
-from signet_gateway.verify import (
+from signet_gateway.verify.verifier import (
     ALG_ES256,
     ALG_ES256K,
     DevicePublicKey,

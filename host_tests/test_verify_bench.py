@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from signet_tools.bench_verify import format_report, run
+from signet_tools.bench.verify import format_report, run
 
 
 def test_bench_runs_and_reports() -> None:

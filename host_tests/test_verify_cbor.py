@@ -6,9 +6,9 @@ import cbor2
 import independent_signer as signer
 import pytest
 
-from signet_gateway.cbor_strict import describe_problem, loads_roundtrip, top_tag_number
-from signet_gateway.cose_decode import _check_body, decode_envelope, sig_structure
-from signet_gateway.verify import DevicePublicKey, Refused, Verifier
+from signet_gateway.verify.cbor_strict import describe_problem, loads_roundtrip, top_tag_number
+from signet_gateway.verify.cose_decode import _check_body, decode_envelope, sig_structure
+from signet_gateway.verify.verifier import DevicePublicKey, Refused, Verifier
 
 CURVES = ("p256", "secp256k1")
 

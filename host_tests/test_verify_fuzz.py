@@ -15,8 +15,8 @@ import independent_signer as signer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signet_gateway.cbor_strict import describe_problem
-from signet_gateway.verify import REASONS, DevicePublicKey, Refused, Verifier
+from signet_gateway.verify.cbor_strict import describe_problem
+from signet_gateway.verify.verifier import REASONS, DevicePublicKey, Refused, Verifier
 
 KEYS = {curve: signer.make_key(curve) for curve in ("p256", "secp256k1")}
 VERIFIER = Verifier(

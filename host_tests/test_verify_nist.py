@@ -14,8 +14,8 @@ import os
 import cryptography_vectors
 import pytest
 
-from signet_gateway.pubkeys import CURVES, DevicePublicKey, check_signature
-from signet_gateway.refusals import Refused
+from signet_gateway.verify.pubkeys import CURVES, DevicePublicKey, check_signature
+from signet_gateway.verify.refusals import Refused
 
 _BASE = os.path.join("asymmetric", "ECDSA")
 

@@ -7,8 +7,8 @@ from typing import Any
 import independent_signer as signer
 import pytest
 
-from signet_gateway.payload_schema import KINDS, validate_payload
-from signet_gateway.verify import DevicePublicKey, Refused, Verifier
+from signet_gateway.verify.payload_schema import KINDS, validate_payload
+from signet_gateway.verify.verifier import DevicePublicKey, Refused, Verifier
 
 D = signer.DELETE
 MAX = 2**53 - 1

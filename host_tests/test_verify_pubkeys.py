@@ -9,8 +9,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from signet_gateway.pubkeys import CURVES, DevicePublicKey, kid_for
-from signet_gateway.refusals import Refused
+from signet_gateway.verify.pubkeys import CURVES, DevicePublicKey, kid_for
+from signet_gateway.verify.refusals import Refused
 
 CURVE_NAMES = ("p256", "secp256k1")
 P256_P = 2**256 - 2**224 + 2**192 + 2**96 - 1

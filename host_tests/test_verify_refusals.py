@@ -8,7 +8,7 @@ import cbor2
 import independent_signer as signer
 import pytest
 
-from signet_gateway.verify import REASONS, DevicePublicKey, Refused, Verifier
+from signet_gateway.verify.verifier import REASONS, DevicePublicKey, Refused, Verifier
 
 CURVES = ("p256", "secp256k1")
 OTHER_CURVE = {"p256": "secp256k1", "secp256k1": "p256"}

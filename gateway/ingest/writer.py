@@ -1,0 +1,274 @@
+"""One write transaction per batch of verified messages.
+
+The writer thread hands :meth:`BatchWriter.commit` the messages of one batch in
+arrival order. Inside a single ``BEGIN IMMEDIATE ... COMMIT`` it applies the
+sequence rules to every verified record (which stores new ones and calls the
+aggregation hook), quarantines refused input, adds the findings counters and
+the per-device sequence state, and trims the quarantine to its bound. Only
+when COMMIT has returned does the caller PUBACK the messages and publish acks.
+
+A bug while handling one message (an exception that is not a storage error)
+must not stop ingest, and must not half-apply: the whole transaction is rolled
+back, the message is set aside as ``internal_error`` (quarantined, counted) and
+the batch is applied again without it. A storage error (disk full, I/O error)
+is not any message's fault: it is raised as :class:`StorageError` and the
+service stops without acknowledging anything of the batch, so the broker keeps
+the messages for the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+from signet_gateway.mcr.aggregate import day_of
+from signet_gateway.store.sqlite import StoredRecord
+
+from .sequencer import (
+    DUPLICATE,
+    EQUIVOCATION,
+    NEW,
+    UNATTRIBUTED,
+    Findings,
+    HookFailed,
+    Sequencer,
+)
+
+__all__ = ["BatchWriter", "Message", "Rejection", "StorageError", "WriteResult"]
+
+log = logging.getLogger("signet.gateway")
+
+SIG_ITEM: Final = 66  # a valid record ends with 0x58 0x40 and the 64 signature bytes
+INTERNAL_ERROR: Final = "internal_error"
+
+
+def _raw_of(m: Message, item: tuple[Any, ...]) -> bytes:
+    """The received bytes of one verified item of ``m.results``."""
+    return m.payload if len(item) == 3 else item[3]  # type: ignore[no-any-return]
+
+
+class StorageError(RuntimeError):
+    """The database failed (not the input): nothing of the batch was committed."""
+
+
+class Rejection:
+    """A refused record or message: reason code, detail sentence and the refused bytes."""
+
+    __slots__ = ("detail", "raw", "reason")
+
+    def __init__(self, reason: str, detail: str, raw: bytes) -> None:
+        self.reason = reason
+        self.detail = detail
+        self.raw = raw
+
+    def __repr__(self) -> str:
+        return f"Rejection({self.reason!r}, {self.detail!r})"
+
+
+class Message:
+    """One MQTT ``rec`` message on its way through the pipeline."""
+
+    __slots__ = ("epoch", "kid", "mid", "payload", "qos", "received_ms", "rejection", "results",
+                 "topic")  # fmt: skip
+
+    def __init__(
+        self, mid: int, qos: int, epoch: int, topic: bytes, payload: bytes, received_ms: int
+    ) -> None:
+        self.mid = mid
+        self.qos = qos
+        self.epoch = epoch
+        self.topic = topic
+        self.payload = payload
+        self.received_ms = received_ms
+        self.kid = ""  # device id from the topic, once it parsed
+        self.rejection: Rejection | None = None  # the whole message was refused
+        # Per record: verify_pool.verify_chunk's tuple for a verified one, or a Rejection.
+        self.results: list[tuple[Any, ...] | Rejection] = []
+
+
+@dataclass
+class WriteResult:
+    acks: dict[str, int]  # device id -> ack that advanced in this commit
+    republish: set[str]  # devices whose unchanged ack should be published again
+    stored: int = 0
+    duplicates: int = 0
+    equivocations: int = 0
+    refused: dict[str, int] = field(default_factory=dict)
+    events: list[str] = field(default_factory=list)
+
+
+class _ItemFailed(Exception):
+    def __init__(self, index: int, exc: BaseException) -> None:
+        super().__init__(index, exc)
+        self.index = index
+        self.exc = exc
+
+
+class BatchWriter:
+    """Owns the write connection's transactions; used by the single writer thread."""
+
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        *,
+        max_future_skew_ms: int,
+        quarantine_rows: int,
+        quarantine_bytes: int,
+        on_stored: Callable[[StoredRecord], None] | None = None,
+        on_stored_many: Callable[[list[StoredRecord]], None] | None = None,
+        known_device: Callable[[str], bool] = lambda kid: False,
+        revoked_device: Callable[[str], bool] = lambda kid: False,
+    ) -> None:
+        self.conn = conn
+        self.findings = Findings()
+        self.seq = Sequencer(
+            conn,
+            self.findings,
+            max_future_skew_ms=max_future_skew_ms,
+            on_stored=on_stored,
+            on_stored_many=on_stored_many,
+        )
+        self.quarantine_rows = quarantine_rows
+        self.quarantine_bytes = quarantine_bytes
+        self.known_device = known_device
+        self.revoked_device = revoked_device
+
+    def commit(self, messages: list[Message]) -> WriteResult:
+        """Apply and commit one batch; raise StorageError if the database failed."""
+        poisoned: dict[int, str] = {}
+        while True:
+            result = WriteResult({}, set())
+            try:
+                self.conn.execute("BEGIN IMMEDIATE")
+                self._apply(messages, poisoned, result)
+                try:
+                    self.seq.flush()
+                except HookFailed as hook:
+                    raise _ItemFailed(hook.tag, hook.exc) from hook.exc
+                self.conn.execute("COMMIT")
+            except _ItemFailed as failed:
+                self._rollback()
+                if isinstance(failed.exc, sqlite3.Error) and not isinstance(
+                    failed.exc, sqlite3.IntegrityError
+                ):
+                    raise StorageError(f"database error: {failed.exc}") from failed.exc
+                if failed.index == UNATTRIBUTED and not self.seq.unbatched:
+                    # The batched hook failed and cannot say for which record: apply the
+                    # batch again calling the hook record by record, which can.
+                    self.seq.unbatched = True
+                    continue
+                poisoned[failed.index] = f"{type(failed.exc).__name__}: {failed.exc}"
+                log.error(
+                    "internal error on message %d of a batch (%s); quarantined, batch retried",
+                    failed.index,
+                    poisoned[failed.index],
+                    exc_info=failed.exc,
+                )
+                continue
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StorageError(f"database error: {exc}") from exc
+            except BaseException:
+                self._rollback()
+                raise
+            self.seq.unbatched = False
+            result.acks, result.republish = self.seq.committed()
+            result.events = self.seq.events[:]
+            self.seq.events.clear()
+            return result
+
+    def _rollback(self) -> None:
+        try:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+        finally:
+            self.seq.rolled_back()
+
+    def _apply(self, messages: list[Message], poisoned: dict[int, str], out: WriteResult) -> None:
+        seq = self.seq
+        apply_parts = seq.apply_parts
+        revoked = self.revoked_device
+        refused: list[tuple[Any, ...]] = []
+        stored = duplicates = equivocations = 0
+        for index, m in enumerate(messages):
+            received_ms = m.received_ms
+            day = day_of(received_ms)
+            if index in poisoned:
+                refused.append((m, Rejection(INTERNAL_ERROR, poisoned[index], m.payload), day))
+                continue
+            seq.tag = index
+            try:
+                if m.rejection is not None:
+                    refused.append((m, m.rejection, day))
+                    continue
+                kid = m.kid
+                if revoked(kid):
+                    # Belt and braces: a verifier thread may have used a key cached just
+                    # before the revocation was noticed. A revoked key counts nothing.
+                    m.results = [
+                        item
+                        if type(item) is Rejection
+                        else Rejection("unknown_key", "", _raw_of(m, item))
+                        for item in m.results
+                    ]
+                for item in m.results:
+                    if type(item) is Rejection:
+                        refused.append((m, item, day))
+                        continue
+                    # (payload map, payload length, payload hash [, raw]): the payload is
+                    # the bytes before the signature item.
+                    raw = _raw_of(m, item)
+                    end = len(raw) - SIG_ITEM
+                    outcome = apply_parts(
+                        kid, item[0], raw[end - item[1] : end], item[2], raw, received_ms, day
+                    )
+                    if outcome is NEW:
+                        stored += 1
+                    elif outcome is DUPLICATE:
+                        duplicates += 1
+                    elif outcome is EQUIVOCATION:
+                        equivocations += 1
+            except HookFailed as hook:  # an earlier message's record, flushed just now
+                raise _ItemFailed(hook.tag, hook.exc) from hook.exc
+            except Exception as exc:
+                raise _ItemFailed(index, exc) from exc
+        # (After a failure ``out`` is discarded with the rolled-back attempt.)
+        out.stored += stored
+        out.duplicates += duplicates
+        out.equivocations += equivocations
+        if refused:
+            self._quarantine(refused, out)
+
+    def _quarantine(self, refused: Iterable[tuple[Any, ...]], out: WriteResult) -> None:
+        cap = self.quarantine_bytes
+        rows = []
+        for m, rejection, day in refused:
+            kid = m.kid
+            reason, raw = rejection.reason, rejection.raw
+            if reason == "unknown_key" and kid and self.revoked_device(kid):
+                rejection.detail = f"device {kid} is revoked; its records are refused"
+            detail = rejection.detail
+            # Findings are per device only for enrolled devices: an unknown sender flooding
+            # random device ids must not grow the findings table without bound.
+            self.findings.add(kid if kid and self.known_device(kid) else "", day,
+                              "refused:" + reason)  # fmt: skip
+            out.refused[reason] = out.refused.get(reason, 0) + 1
+            topic = m.topic[:256].decode("utf-8", "replace")
+            rows.append((m.received_ms, topic, kid, reason, detail[:500], len(raw), raw[:cap]))
+        self.conn.executemany(
+            "INSERT INTO quarantine (received_ms, topic, kid, reason, detail, size, raw)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        # Ids grow by one per row and only the oldest are deleted: max(id) - max_rows is the
+        # newest id that no longer fits. One indexed range delete per batch.
+        self.conn.execute(
+            "DELETE FROM quarantine WHERE id <= (SELECT max(id) FROM quarantine) - ?",
+            (self.quarantine_rows,),
+        )
+
+    def all_acks(self) -> dict[str, int]:
+        return self.seq.all_acks()

@@ -1,0 +1,517 @@
+"""Incremental aggregation of stored records into MCR inputs.
+
+The gateway calls :meth:`Aggregator.on_stored` inside its write transaction,
+once for every record it stores as new (never for a duplicate or the losing
+side of an equivocation). Every call does a bounded number of indexed lookups
+and row updates, so the cost per record does not grow with history:
+
+- ``agg_records``  one row per stored record: where it sits on the calendar.
+- ``agg_boots``    one row per (device, boot): the boot's wall-clock origin.
+- ``agg_points``   one row per boot or heartbeat record, ordered by the device's
+                   monotonic clock (b, u); a heartbeat row holds the up interval
+                   that ends at it, if the rule below says up.
+- ``agg_revenue_day``  sum and count per device, UTC day and currency.
+- ``agg_uptime_day``   up milliseconds per device and UTC day.
+
+Uptime rule (docs/MCR.md has a worked example): within one boot, take the boot
+record and the heartbeats in (u, n) order. The interval between a heartbeat H
+and the point before it, P, is *up* when ``H.u - P.u <= H.iv * (1 + tol)``
+(tol = ``[aggregate] hb_tolerance``, applied in parts per million so the
+comparison is exact); otherwise, and everywhere no such interval reaches, the
+time is down. Inserting a heartbeat between two known points replaces the
+later point's interval by two, so the result does not depend on arrival order.
+
+Calendar placement: ``b``/``u`` are the device's monotonic clock. A boot's
+origin is ``t - u`` of its lowest-``n`` record whose ``t`` is usable (not null,
+not flagged future). Until one is stored, the origin is estimated as
+``received_ms - u`` of the boot's lowest-``n`` record and rows placed with it
+are marked ``received``. Heartbeat intervals are always placed at origin + u;
+a revenue record is placed at its own usable ``t``, else at origin + u. When a
+boot's origin changes (a lower-``n`` record arrives), that boot's rows are
+re-placed once: with the device's oldest-first delivery this happens at most
+twice per boot (estimate, then the first synced record).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import functools
+import sqlite3
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, Protocol
+
+from signet_gateway.store.sqlite import Store
+
+DAY_MS: Final = 86_400_000
+PPM: Final = 1_000_000
+DEFAULT_HB_TOLERANCE: Final = 0.10
+# Up intervals longer than this are recorded in agg_devices; reports scan back
+# max(LONG_INTERVAL_MS, that) before a period to find intervals crossing its start.
+LONG_INTERVAL_MS: Final = 3_600_000
+
+PLACED_RECORD_T: Final = "record_t"  # the record's own signed t
+PLACED_BOOT_T: Final = "boot_t"  # origin from a synced record of the same boot, plus u
+PLACED_RECEIVED: Final = "received"  # origin estimated from the gateway's receive time
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS agg_meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS agg_records (
+    kid TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    b INTEGER NOT NULL,
+    u INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    t INTEGER,              -- own usable t: null if t is null or flagged future
+    at_ms INTEGER NOT NULL, -- placed wall-clock time
+    placed TEXT NOT NULL,   -- record_t | boot_t | received
+    am INTEGER,
+    cur TEXT,
+    PRIMARY KEY (kid, n)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS agg_records_boot ON agg_records (kid, b);
+CREATE INDEX IF NOT EXISTS agg_records_time ON agg_records (kid, at_ms);
+CREATE TABLE IF NOT EXISTS agg_boots (
+    kid TEXT NOT NULL,
+    b INTEGER NOT NULL,
+    t_n INTEGER,            -- lowest n of this boot with a usable t
+    t_origin INTEGER,       -- its t - u
+    r_n INTEGER NOT NULL,   -- lowest n of this boot
+    r_origin INTEGER NOT NULL, -- its received_ms - u
+    records INTEGER NOT NULL,  -- records of this boot aggregated
+    PRIMARY KEY (kid, b)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS agg_points (
+    kid TEXT NOT NULL,
+    b INTEGER NOT NULL,
+    u INTEGER NOT NULL,
+    n INTEGER NOT NULL,
+    kind TEXT NOT NULL,     -- boot | hb
+    iv INTEGER,             -- hb: declared interval, ms
+    at_ms INTEGER NOT NULL,
+    prev_u INTEGER,         -- u of the point before it in this boot, if any
+    up INTEGER NOT NULL,    -- 1: (prev_u, u] is up by the rule
+    up_start_ms INTEGER,    -- placed up interval, null unless up
+    up_end_ms INTEGER,
+    PRIMARY KEY (kid, b, u, n)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS agg_points_up ON agg_points (kid, up_start_ms);
+CREATE INDEX IF NOT EXISTS agg_points_time ON agg_points (kid, at_ms);
+CREATE TABLE IF NOT EXISTS agg_revenue_day (
+    kid TEXT NOT NULL,
+    day TEXT NOT NULL,
+    cur TEXT NOT NULL,
+    amount INTEGER NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (kid, day, cur)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS agg_uptime_day (
+    kid TEXT NOT NULL,
+    day TEXT NOT NULL,
+    up_ms INTEGER NOT NULL,
+    PRIMARY KEY (kid, day)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS agg_devices (
+    kid TEXT PRIMARY KEY,
+    max_up_ms INTEGER NOT NULL -- longest up interval over LONG_INTERVAL_MS: bounds report scans
+) WITHOUT ROWID;
+"""
+
+AGG_TABLES: Final = (
+    "agg_records",
+    "agg_boots",
+    "agg_points",
+    "agg_revenue_day",
+    "agg_uptime_day",
+    "agg_devices",
+)
+
+
+class BatchItemFailed(Exception):
+    """Folding in record ``index`` of an :meth:`Aggregator.on_stored_many` call raised ``exc``."""
+
+    def __init__(self, index: int, exc: BaseException) -> None:
+        super().__init__(index, exc)
+        self.index = index
+        self.exc = exc
+
+
+class RecordLike(Protocol):
+    """What on_stored reads: gateway.store.StoredRecord satisfies it."""
+
+    @property
+    def kid(self) -> str: ...
+    @property
+    def n(self) -> int: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def b(self) -> int: ...
+    @property
+    def u(self) -> int: ...
+    @property
+    def t(self) -> int | None: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
+    @property
+    def received_ms(self) -> int: ...
+    @property
+    def future(self) -> bool: ...
+
+
+def settings_from_config(section: Mapping[str, Any]) -> float:
+    """Check the [aggregate] table of gateway.toml; returns hb_tolerance.
+
+    Raises gateway.config.ConfigError naming the wrong key, like every other section.
+    """
+    from signet_gateway.config import ConfigError
+
+    for key in section:
+        if key != "hb_tolerance":
+            raise ConfigError(f"aggregate.{key}: unknown key (known: hb_tolerance)")
+    value = section.get("hb_tolerance", DEFAULT_HB_TOLERANCE)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 10:
+        raise ConfigError(
+            f"aggregate.hb_tolerance: must be a number 0..10 (0.1 = 10% late), got {value!r}"
+        )
+    return float(value)
+
+
+def look_back_ms(conn: sqlite3.Connection, kid: str) -> int:
+    """How far before a period a query must look to find up intervals crossing its start."""
+    row = conn.execute("SELECT max_up_ms FROM agg_devices WHERE kid = ?", (kid,)).fetchone()
+    return max(LONG_INTERVAL_MS, 0 if row is None else int(row[0]))
+
+
+def day_of(ms: int) -> str:
+    """UTC calendar day 'YYYY-MM-DD' of a unix-ms instant."""
+    return _day_name(ms // DAY_MS)
+
+
+# The writer asks once per message: cached, 0.15 instead of 0.9 us (measured), and the
+# instants of a batch fall on one or two days.
+@functools.lru_cache(maxsize=1024)
+def _day_name(days: int) -> str:
+    return (_dt.date(1970, 1, 1) + _dt.timedelta(days=days)).isoformat()
+
+
+def day_start_ms(day: str) -> int:
+    """Unix ms of 00:00 UTC on 'YYYY-MM-DD'."""
+    return (_dt.date.fromisoformat(day) - _dt.date(1970, 1, 1)).days * DAY_MS
+
+
+def tolerance_ppm(tolerance: float) -> int:
+    """hb_tolerance as an integer number of parts per million (0.1 -> 100000)."""
+    if not 0.0 <= tolerance <= 10.0:
+        raise ValueError(f"aggregate.hb_tolerance: must be between 0 and 10, got {tolerance!r}")
+    return round(tolerance * PPM)
+
+
+def gap_is_up(gap_ms: int, iv_ms: int, tol_ppm: int) -> bool:
+    """The uptime rule, in integers: gap <= iv * (1 + tol)."""
+    return gap_ms * PPM <= iv_ms * (PPM + tol_ppm)
+
+
+class Aggregator:
+    """Keeps the agg_* tables up to date, one stored record at a time.
+
+    Never commits on its own inside :meth:`on_stored`: the caller's transaction
+    makes the record and its aggregates durable together.
+    """
+
+    def __init__(
+        self, conn: sqlite3.Connection, hb_tolerance: float = DEFAULT_HB_TOLERANCE
+    ) -> None:
+        self.conn = conn
+        self.hb_tolerance = hb_tolerance
+        self.tol_ppm = tolerance_ppm(hb_tolerance)
+        self.create_schema(conn)
+        row = conn.execute("SELECT value FROM agg_meta WHERE key = 'hb_tolerance_ppm'").fetchone()
+        if row is not None and int(row[0]) == self.tol_ppm:
+            return
+        # The rule decided up/down at insert time: a different tolerance needs a recompute.
+        # Done here, at startup, in one transaction of its own.
+        own = not conn.in_transaction
+        if own:
+            conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.rebuild()
+            conn.execute(
+                "INSERT OR REPLACE INTO agg_meta (key, value) VALUES ('hb_tolerance_ppm', ?)",
+                (str(self.tol_ppm),),
+            )
+        except BaseException:
+            if own:
+                conn.execute("ROLLBACK")
+            raise
+        if own:
+            conn.execute("COMMIT")
+
+    @staticmethod
+    def create_schema(conn: sqlite3.Connection) -> None:
+        """Create the aggregate tables and indexes if missing (idempotent)."""
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+
+    # ------------------------------------------------------------------ ingest
+
+    def on_stored_many(self, recs: Sequence[RecordLike]) -> None:
+        """Fold newly stored records in, in order: the same end state as calling
+        :meth:`on_stored` for each (no commit), with fewer statements.
+
+        What is batched: a boot's ``agg_boots`` row is read once and kept in memory while
+        the records of this call are folded in (the same arithmetic as the UPSERT in
+        :meth:`on_stored`), then written once; ``agg_records`` rows are inserted with one
+        ``executemany`` (before anything reads that table: :meth:`_replace_boot`).
+        Points, uptime and revenue are written as in :meth:`on_stored`.
+
+        If folding record i in fails, :class:`BatchItemFailed` says i; a failure while
+        writing the buffered rows has no index (the caller retries record by record).
+        """
+        conn = self.conn
+        boots: dict[tuple[str, int], list[Any]] = {}
+        inserts: list[tuple[Any, ...]] = []
+        for index, rec in enumerate(recs):
+            try:
+                kid, n, b, u = rec.kid, rec.n, rec.b, rec.u
+                usable_t = rec.t if rec.t is not None and not rec.future else None
+                new_t_n = None if usable_t is None else n
+                row = boots.get((kid, b))
+                if row is None:
+                    found = conn.execute(
+                        "SELECT t_n, t_origin, r_n, r_origin, records FROM agg_boots"
+                        " WHERE kid = ? AND b = ?",
+                        (kid, b),
+                    ).fetchone()
+                    row = boots[(kid, b)] = None if found is None else list(found)
+                if row is None:
+                    row = boots[(kid, b)] = [
+                        new_t_n,
+                        None if usable_t is None else usable_t - u,
+                        n,
+                        rec.received_ms - u,
+                        1,
+                    ]
+                else:  # the ON CONFLICT branch of on_stored's UPSERT, in Python
+                    if new_t_n is not None and (row[0] is None or new_t_n < row[0]):
+                        row[0], row[1] = new_t_n, usable_t - u  # type: ignore[operator]
+                    if n < row[2]:
+                        row[2], row[3] = n, rec.received_ms - u
+                    row[4] += 1
+                t_n, t_origin, r_n, r_origin, count = row
+                origin, placed = _origin(t_n, t_origin, r_origin)
+                if count > 1 and (t_n == n or (t_n is None and r_n == n)):
+                    if inserts:
+                        self._insert_records(inserts)
+                    self._replace_boot(kid, b, origin, placed)
+                inserts.append(self._place(rec, usable_t, origin, placed))
+            except Exception as exc:
+                raise BatchItemFailed(index, exc) from exc
+        if inserts:
+            self._insert_records(inserts)
+        if boots:
+            conn.executemany(
+                "INSERT INTO agg_boots (kid, b, t_n, t_origin, r_n, r_origin, records)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kid, b) DO UPDATE SET"
+                " t_n = excluded.t_n, t_origin = excluded.t_origin, r_n = excluded.r_n,"
+                " r_origin = excluded.r_origin, records = excluded.records",
+                [(kid, b, *row) for (kid, b), row in boots.items()],
+            )
+
+    def _insert_records(self, rows: list[tuple[Any, ...]]) -> None:
+        self.conn.executemany(
+            "INSERT INTO agg_records (kid, n, b, u, kind, t, at_ms, placed, am, cur)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+        rows.clear()
+
+    def on_stored(self, rec: RecordLike) -> None:
+        """Fold one newly stored record into the aggregates (no commit)."""
+        conn = self.conn
+        kid, n, b, u = rec.kid, rec.n, rec.b, rec.u
+        usable_t = rec.t if rec.t is not None and not rec.future else None
+        # One statement keeps the boot's lowest-n anchors (SET reads the old row).
+        t_n, t_origin, r_n, r_origin, count = conn.execute(
+            "INSERT INTO agg_boots (kid, b, t_n, t_origin, r_n, r_origin, records)"
+            " VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT (kid, b) DO UPDATE SET"
+            " t_n = CASE WHEN excluded.t_n < coalesce(t_n, excluded.t_n + 1)"
+            " THEN excluded.t_n ELSE t_n END,"
+            " t_origin = CASE WHEN excluded.t_n < coalesce(t_n, excluded.t_n + 1)"
+            " THEN excluded.t_origin ELSE t_origin END,"
+            " r_n = min(r_n, excluded.r_n),"
+            " r_origin = CASE WHEN excluded.r_n < r_n THEN excluded.r_origin ELSE r_origin END,"
+            " records = records + 1"
+            " RETURNING t_n, t_origin, r_n, r_origin, records",
+            (
+                kid,
+                b,
+                None if usable_t is None else n,
+                None if usable_t is None else usable_t - u,
+                n,
+                rec.received_ms - u,
+            ),
+        ).fetchone()
+        origin, placed = _origin(t_n, t_origin, r_origin)
+        if count > 1 and (t_n == n or (t_n is None and r_n == n)):
+            # This record became the boot's anchor: move what was placed with the old one.
+            self._replace_boot(kid, b, origin, placed)
+
+        self._insert_records([self._place(rec, usable_t, origin, placed)])
+
+    def _place(
+        self, rec: RecordLike, usable_t: int | None, origin: int, placed: str
+    ) -> tuple[Any, ...]:
+        """Put one record on the calendar: revenue and uptime points now; its agg_records
+        row is returned for the caller to insert (one by one, or a batch at once)."""
+        kid, n, b, u, kind = rec.kid, rec.n, rec.b, rec.u, rec.kind
+        if usable_t is not None:
+            at_ms, rec_placed = usable_t, PLACED_RECORD_T
+        else:
+            at_ms, rec_placed = origin + u, placed
+        am: int | None = None
+        cur: str | None = None
+        if kind == "rev":
+            am, cur = int(rec.payload["am"]), str(rec.payload["cur"])
+            self._add_revenue(kid, day_of(at_ms), cur, am, 1)
+        if kind in ("boot", "hb"):
+            iv = int(rec.payload["iv"]) if kind == "hb" else None
+            self._insert_point(kid, b, u, n, kind, iv, origin)
+        return (kid, n, b, u, kind, usable_t, at_ms, rec_placed, am, cur)
+
+    def _insert_point(
+        self, kid: str, b: int, u: int, n: int, kind: str, iv: int | None, origin: int
+    ) -> None:
+        conn = self.conn
+        near = conn.execute(
+            "SELECT * FROM (SELECT 0, u, n, iv, up_start_ms, up_end_ms FROM agg_points"
+            " WHERE kid = ? AND b = ? AND (u, n) < (?, ?) ORDER BY u DESC, n DESC LIMIT 1)"
+            " UNION ALL SELECT * FROM (SELECT 1, u, n, iv, up_start_ms, up_end_ms"
+            " FROM agg_points WHERE kid = ? AND b = ? AND (u, n) > (?, ?) ORDER BY u, n LIMIT 1)",
+            (kid, b, u, n, kid, b, u, n),
+        ).fetchall()
+        pred = next((row[1:] for row in near if row[0] == 0), None)
+        succ = next((row[1:] for row in near if row[0] == 1), None)
+        prev_u = None if pred is None else int(pred[0])
+        up = iv is not None and prev_u is not None and gap_is_up(u - prev_u, iv, self.tol_ppm)
+        start, end = (origin + prev_u, origin + u) if up and prev_u is not None else (None, None)
+        conn.execute(
+            "INSERT INTO agg_points (kid, b, u, n, kind, iv, at_ms, prev_u, up,"
+            " up_start_ms, up_end_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (kid, b, u, n, kind, iv, origin + u, prev_u, int(up), start, end),
+        )
+        if start is not None and end is not None:
+            self._add_up(kid, start, end, 1)
+
+        if succ is None:
+            return
+        s_u, s_n, s_iv, s_start, s_end = succ
+        # The successor's interval now starts at the new point: replace its contribution.
+        if s_start is not None:
+            self._add_up(kid, s_start, s_end, -1)
+        s_up = s_iv is not None and gap_is_up(s_u - u, s_iv, self.tol_ppm)
+        s_start, s_end = (origin + u, origin + s_u) if s_up else (None, None)
+        conn.execute(
+            "UPDATE agg_points SET prev_u = ?, up = ?, up_start_ms = ?, up_end_ms = ?"
+            " WHERE kid = ? AND b = ? AND u = ? AND n = ?",
+            (u, int(s_up), s_start, s_end, kid, b, s_u, s_n),
+        )
+        if s_start is not None and s_end is not None:
+            self._add_up(kid, s_start, s_end, 1)
+
+    def _replace_boot(self, kid: str, b: int, origin: int, placed: str) -> None:
+        """Move one boot's rows to a new origin (its lowest-n anchor changed)."""
+        conn = self.conn
+        rows = conn.execute(
+            "SELECT n, u, at_ms, am, cur FROM agg_records WHERE kid = ? AND b = ? AND t IS NULL",
+            (kid, b),
+        ).fetchall()
+        for n, u, old_at, am, cur in rows:
+            new_at = origin + u
+            if am is not None and day_of(new_at) != day_of(old_at):
+                self._add_revenue(kid, day_of(old_at), cur, -am, -1)
+                self._add_revenue(kid, day_of(new_at), cur, am, 1)
+            conn.execute(
+                "UPDATE agg_records SET at_ms = ?, placed = ? WHERE kid = ? AND n = ?",
+                (new_at, placed, kid, n),
+            )
+        points = conn.execute(
+            "SELECT u, n, prev_u, up_start_ms, up_end_ms FROM agg_points WHERE kid = ? AND b = ?",
+            (kid, b),
+        ).fetchall()
+        for u, n, prev_u, start, end in points:
+            new_start = new_end = None
+            if start is not None:
+                self._add_up(kid, start, end, -1)
+                new_start, new_end = origin + prev_u, origin + u
+                self._add_up(kid, new_start, new_end, 1)
+            conn.execute(
+                "UPDATE agg_points SET at_ms = ?, up_start_ms = ?, up_end_ms = ?"
+                " WHERE kid = ? AND b = ? AND u = ? AND n = ?",
+                (origin + u, new_start, new_end, kid, b, u, n),
+            )
+
+    def _add_revenue(self, kid: str, day: str, cur: str, amount: int, count: int) -> None:
+        conn = self.conn
+        conn.execute(
+            "INSERT INTO agg_revenue_day (kid, day, cur, amount, count) VALUES (?, ?, ?, ?, ?)"
+            " ON CONFLICT (kid, day, cur) DO UPDATE SET amount = amount + excluded.amount,"
+            " count = count + excluded.count",
+            (kid, day, cur, amount, count),
+        )
+        if count < 0:
+            conn.execute(
+                "DELETE FROM agg_revenue_day WHERE kid = ? AND day = ? AND cur = ? AND count = 0",
+                (kid, day, cur),
+            )
+
+    def _add_up(self, kid: str, start: int, end: int, sign: int) -> None:
+        """Add (sign=1) or remove (sign=-1) an up interval, split over UTC days."""
+        conn = self.conn
+        if sign > 0 and end - start > LONG_INTERVAL_MS:
+            conn.execute(
+                "INSERT INTO agg_devices (kid, max_up_ms) VALUES (?, ?) ON CONFLICT (kid)"
+                " DO UPDATE SET max_up_ms = max(max_up_ms, excluded.max_up_ms)",
+                (kid, end - start),
+            )
+        pos = start
+        while pos < end:
+            day_end = (pos // DAY_MS + 1) * DAY_MS
+            piece = min(end, day_end) - pos
+            day = day_of(pos)
+            conn.execute(
+                "INSERT INTO agg_uptime_day (kid, day, up_ms) VALUES (?, ?, ?)"
+                " ON CONFLICT (kid, day) DO UPDATE SET up_ms = up_ms + excluded.up_ms",
+                (kid, day, sign * piece),
+            )
+            if sign < 0:
+                conn.execute(
+                    "DELETE FROM agg_uptime_day WHERE kid = ? AND day = ? AND up_ms = 0",
+                    (kid, day),
+                )
+            pos += piece
+
+    # ------------------------------------------------------------------ admin
+
+    def rebuild(self) -> int:
+        """Recompute every aggregate from the records table (no commit); returns records read.
+
+        A full scan: for a changed hb_tolerance or a repaired database, never per record.
+        """
+        conn = self.conn
+        for table in AGG_TABLES:
+            conn.execute(f"DELETE FROM {table}")  # fixed names, no input
+        count = 0
+        for rec in Store.over(conn).records():
+            self.on_stored(rec)
+            count += 1
+        return count
+
+
+def _origin(t_n: int | None, t_origin: int | None, r_origin: int) -> tuple[int, str]:
+    if t_n is not None and t_origin is not None:
+        return t_origin, PLACED_BOOT_T
+    return r_origin, PLACED_RECEIVED

@@ -1,0 +1,816 @@
+"""The MCR report: per device and period, from the aggregate tables; table, JSON and CSV.
+
+Everything here reads: the aggregates are kept by gateway/aggregate.py as
+records are stored. Report-time work is bounded by the rows of the period
+(day rows, and the up intervals for outages), never by the whole history.
+docs/MCR.md defines every figure; REPORT_SCHEMA below is the JSON Schema of
+the JSON format (and is printed in docs/MCR.md).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as _dt
+import io
+import json
+import sqlite3
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from signet_gateway.store.sqlite import Store
+
+from . import scoring
+from .aggregate import DAY_MS, PLACED_RECEIVED, day_of, day_start_ms, look_back_ms
+
+REPORT_FORMAT: Final = "signet-mcr-report/1"
+MAX_OUTAGES_LISTED: Final = 50  # the longest ones; the count and totals cover all
+
+# Minor-unit exponents that are not 2, for display only (amounts stay integers).
+_EXPONENTS: Final[dict[str, int]] = {
+    **dict.fromkeys(("JPY", "KRW", "VND", "CLP", "ISK", "PYG", "UGX", "XAF", "XOF"), 0),
+    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
+}
+
+INTEGRITY_FINDINGS: Final = (
+    "verified",
+    "duplicate",
+    "equivocation",
+    "chain_break",
+    "late",
+    "future_time",
+)
+
+
+class ReportError(Exception):
+    """The report cannot be made as asked (unknown device, bad date...)."""
+
+
+@dataclass(frozen=True)
+class Period:
+    """Inclusive UTC days; either bound may be None (= the device's own history)."""
+
+    day_from: str | None = None
+    day_to: str | None = None
+
+    @staticmethod
+    def parse(day_from: str | None, day_to: str | None) -> Period:
+        for name, value in (("--from", day_from), ("--to", day_to)):
+            if value is not None:
+                try:
+                    _dt.date.fromisoformat(value)
+                except ValueError:
+                    raise ReportError(f"{name}: expected YYYY-MM-DD, got {value!r}") from None
+                if len(value) != 10:
+                    raise ReportError(f"{name}: expected YYYY-MM-DD, got {value!r}")
+        if day_from is not None and day_to is not None and day_from > day_to:
+            raise ReportError(f"--from {day_from} is after --to {day_to}")
+        return Period(day_from, day_to)
+
+    def days_for(self, first_ms: int, last_ms: int, as_of: int) -> tuple[str, str]:
+        """The inclusive days for a device whose records are placed first_ms..last_ms."""
+        day_from = self.day_from or day_of(first_ms)
+        day_to = self.day_to or day_of(max(as_of, last_ms))
+        return day_from, max(day_from, day_to)
+
+
+def record_span(conn: sqlite3.Connection, kid: str) -> tuple[int, int] | None:
+    """Placed times of a device's first and last record (two index probes), or None."""
+    first = conn.execute(
+        "SELECT at_ms FROM agg_records WHERE kid = ? ORDER BY at_ms LIMIT 1", (kid,)
+    ).fetchone()
+    last = conn.execute(
+        "SELECT at_ms FROM agg_records WHERE kid = ? ORDER BY at_ms DESC LIMIT 1", (kid,)
+    ).fetchone()
+    if first is None or last is None:
+        return None
+    return int(first[0]), int(last[0])
+
+
+def iso_ms(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    when = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC) + _dt.timedelta(milliseconds=ms)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _days(first: str, last: str) -> list[str]:
+    start = _dt.date.fromisoformat(first)
+    count = (_dt.date.fromisoformat(last) - start).days + 1
+    return [(start + _dt.timedelta(days=i)).isoformat() for i in range(max(0, count))]
+
+
+def default_as_of(conn: sqlite3.Connection) -> int | None:
+    """The latest receive time in the store: a re-run on the same database gives the same
+    report. None for an empty store."""
+    row = conn.execute("SELECT max(received_ms) FROM records").fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def resolve_devices(conn: sqlite3.Connection, device: str | None) -> list[tuple[Any, ...]]:
+    """Device rows (kid, name, tier, revoked_ms, flagged) for a kid, kid prefix or name."""
+    rows = [(d.kid, d.name, d.tier, d.revoked_ms, d.flagged) for d in Store.over(conn).devices()]
+    if device is None:
+        return rows
+    wanted = device.lower()
+    exact = [r for r in rows if r[0] == wanted or r[1] == device]
+    if exact:
+        return exact[:1]
+    matches = [r for r in rows if len(wanted) >= 4 and r[0].startswith(wanted)]
+    if len(matches) == 1:
+        return matches
+    if not matches:
+        raise ReportError(f"no enrolled device {device!r}")
+    raise ReportError(f"device {device!r} is ambiguous: {', '.join(r[0] for r in matches)}")
+
+
+# ------------------------------------------------------------------ uptime
+
+
+def _merge(
+    intervals: Iterable[tuple[int, int]], lo: int, hi: int
+) -> tuple[list[tuple[int, int]], int]:
+    """Clip intervals (sorted by start) to [lo, hi) and merge them; also the clipped sum."""
+    runs: list[tuple[int, int]] = []
+    total = 0
+    for start, end in intervals:
+        s, e = max(start, lo), min(end, hi)
+        if e <= s:
+            continue
+        total += e - s
+        if runs and s <= runs[-1][1]:
+            if e > runs[-1][1]:
+                runs[-1] = (runs[-1][0], e)
+        else:
+            runs.append((s, e))
+    return runs, total
+
+
+def uptime(
+    conn: sqlite3.Connection, kid: str, period_lo: int, period_hi: int, as_of: int
+) -> dict[str, Any]:
+    """Uptime over the observed span: [first boot/heartbeat point, as_of] within the period."""
+    first = conn.execute(
+        "SELECT at_ms FROM agg_points WHERE kid = ? ORDER BY at_ms LIMIT 1", (kid,)
+    ).fetchone()
+    last = conn.execute(
+        "SELECT at_ms FROM agg_points WHERE kid = ? ORDER BY at_ms DESC LIMIT 1", (kid,)
+    ).fetchone()
+    lo = period_lo if first is None else max(period_lo, int(first[0]))
+    hi = min(period_hi, as_of if last is None else max(as_of, int(last[0])))
+    result: dict[str, Any] = {
+        "observed_from_ms": None,
+        "observed_to_ms": None,
+        "observed_ms": 0,
+        "up_ms": 0,
+        "down_ms": 0,
+        "ratio": None,
+        "outage_count": 0,
+        "longest_outage_ms": 0,
+        "outages": [],
+        "overlap_ms": 0,
+        "boots_placed_by_receive_time": 0,
+        "daily": [],
+    }
+    if first is None or hi <= lo:
+        return result
+    reach = look_back_ms(conn, kid)
+    intervals = conn.execute(
+        "SELECT up_start_ms, up_end_ms FROM agg_points WHERE kid = ?"
+        " AND up_start_ms >= ? AND up_start_ms < ? ORDER BY up_start_ms",
+        (kid, lo - reach, hi),
+    ).fetchall()
+    runs, clipped = _merge(intervals, lo, hi)
+    up = sum(e - s for s, e in runs)
+    outages: list[tuple[int, int]] = []
+    pos = lo
+    for s, e in runs:
+        if s > pos:
+            outages.append((pos, s))
+        pos = e
+    if pos < hi:
+        outages.append((pos, hi))
+    longest = max(outages, key=lambda o: (o[1] - o[0], -o[0]), default=None)
+    listed = sorted(outages, key=lambda o: (o[0] - o[1], o[0]))[:MAX_OUTAGES_LISTED]
+    boots = conn.execute(
+        "SELECT count(*) FROM agg_boots AS bt WHERE bt.kid = ? AND bt.t_n IS NULL AND EXISTS"
+        " (SELECT 1 FROM agg_points AS p WHERE p.kid = bt.kid AND p.b = bt.b"
+        " AND p.at_ms >= ? AND p.at_ms < ?)",
+        (kid, lo, hi),
+    ).fetchone()[0]
+    daily = conn.execute(
+        "SELECT day, up_ms FROM agg_uptime_day WHERE kid = ? AND day >= ? AND day <= ?"
+        " ORDER BY day",
+        (kid, day_of(lo), day_of(hi - 1)),
+    ).fetchall()
+    result.update(
+        observed_from_ms=lo,
+        observed_to_ms=hi,
+        observed_ms=hi - lo,
+        up_ms=up,
+        down_ms=hi - lo - up,
+        ratio=up / (hi - lo),
+        outage_count=len(outages),
+        longest_outage_ms=0 if longest is None else longest[1] - longest[0],
+        outages=[
+            {"start_ms": s, "end_ms": e, "start": iso_ms(s), "duration_ms": e - s}
+            for s, e in sorted(listed)
+        ],
+        overlap_ms=clipped - up,
+        boots_placed_by_receive_time=int(boots),
+        daily=[{"day": d, "up_ms": int(ms)} for d, ms in daily],
+    )
+    return result
+
+
+# ------------------------------------------------------------------ revenue
+
+
+def revenue(conn: sqlite3.Connection, kid: str, first_day: str, last_day: str) -> dict[str, Any]:
+    """Per currency: sum, count, the daily series (zero days included), trend, volatility."""
+    rows = conn.execute(
+        "SELECT day, cur, amount, count FROM agg_revenue_day WHERE kid = ?"
+        " AND day >= ? AND day <= ? ORDER BY cur, day",
+        (kid, first_day, last_day),
+    ).fetchall()
+    days = _days(first_day, last_day)
+    by_cur: dict[str, dict[str, tuple[int, int]]] = {}
+    for day, cur, amount, count in rows:
+        by_cur.setdefault(cur, {})[day] = (int(amount), int(count))
+    received = conn.execute(
+        "SELECT cur, count(*) FROM agg_records WHERE kid = ? AND kind = 'rev' AND placed = ?"
+        " AND at_ms >= ? AND at_ms < ? GROUP BY cur",
+        (kid, PLACED_RECEIVED, day_start_ms(first_day), day_start_ms(last_day) + DAY_MS),
+    ).fetchall()
+    by_received = {cur: int(c) for cur, c in received}
+    currencies = []
+    for cur in sorted(by_cur):
+        series = [by_cur[cur].get(d, (0, 0)) for d in days]
+        stats = scoring.series_stats([a for a, _ in series])
+        currencies.append(
+            {
+                "currency": cur,
+                "amount": sum(a for a, _ in series),
+                "count": sum(c for _, c in series),
+                "refunds": int(
+                    conn.execute(
+                        "SELECT count(*) FROM agg_records WHERE kid = ? AND kind = 'rev'"
+                        " AND cur = ? AND am < 0 AND at_ms >= ? AND at_ms < ?",
+                        (kid, cur, day_start_ms(first_day), day_start_ms(last_day) + DAY_MS),
+                    ).fetchone()[0]
+                ),
+                "placed_by_receive_time": by_received.get(cur, 0),
+                "days": stats.days,
+                "mean_daily": stats.mean,
+                "slope_per_day": stats.slope,
+                "trend": stats.trend,
+                "volatility": stats.volatility,
+                "daily": [
+                    {"day": d, "amount": a, "count": c}
+                    for d, (a, c) in zip(days, series, strict=True)
+                ],
+            }
+        )
+    # The score reads one currency: the one with the most records (ties: alphabetical).
+    primary = min(currencies, key=lambda c: (-c["count"], c["currency"]), default=None)
+    return {
+        "primary_currency": None if primary is None else primary["currency"],
+        "currencies": currencies,
+    }
+
+
+# ------------------------------------------------------------------ the report
+
+
+def integrity(
+    conn: sqlite3.Connection,
+    kid: str,
+    first_day: str,
+    last_day: str,
+    missing: Callable[[str], int] | None,
+) -> dict[str, Any]:
+    found = Store.over(conn).findings(kid, first_day, last_day)
+    refused = {
+        f.split(":", 1)[1]: int(c) for f, c in sorted(found.items()) if f.startswith("refused:")
+    }
+    figures = {name: int(found.get(name, 0)) for name in INTEGRITY_FINDINGS}
+    miss = None if missing is None else int(missing(kid))
+    bad = (miss or 0) + figures["chain_break"] + figures["future_time"]
+    verified = figures["verified"]
+    return {
+        "verified": verified,
+        "duplicates": figures["duplicate"],
+        "equivocations": figures["equivocation"],
+        "chain_breaks": figures["chain_break"],
+        "late": figures["late"],
+        "future_time": figures["future_time"],
+        "missing": miss,
+        "refused": refused,
+        "refused_total": sum(refused.values()),
+        "ratio": verified / (verified + bad) if verified + bad > 0 else None,
+    }
+
+
+def _history(conn: sqlite3.Connection, kid: str, until_ms: int) -> dict[str, Any]:
+    first = conn.execute(
+        "SELECT at_ms FROM agg_records WHERE kid = ? ORDER BY at_ms LIMIT 1", (kid,)
+    ).fetchone()
+    last = conn.execute(
+        "SELECT at_ms FROM agg_records WHERE kid = ? AND at_ms < ? ORDER BY at_ms DESC LIMIT 1",
+        (kid, until_ms),
+    ).fetchone()
+    if first is None or last is None:
+        return {"first_ms": None, "last_ms": None, "first": None, "last": None, "days": 0.0}
+    f, la = int(first[0]), int(last[0])
+    return {
+        "first_ms": f,
+        "last_ms": la,
+        "first": iso_ms(f),
+        "last": iso_ms(la),
+        "days": max(0, la - f) / DAY_MS,
+    }
+
+
+def device_report(
+    conn: sqlite3.Connection,
+    device: tuple[Any, ...],
+    period: Period,
+    as_of: int,
+    missing: Callable[[str], int] | None,
+) -> dict[str, Any] | None:
+    """One device's report, or None when it has no record at all."""
+    kid, name, tier, revoked_ms, flagged = device
+    span = record_span(conn, kid)
+    if span is None:
+        return None
+    first, last = span
+    day_from, day_to = period.days_for(first, last, as_of)
+    lo, hi = day_start_ms(day_from), day_start_ms(day_to) + DAY_MS
+    # The revenue series runs over the days the device could have earned in this period.
+    series_from = max(day_from, day_of(first))
+    series_to = min(day_to, day_of(max(as_of, last)))
+    rev = (
+        revenue(conn, kid, series_from, series_to)
+        if series_from <= series_to
+        else {"primary_currency": None, "currencies": []}
+    )
+    up = uptime(conn, kid, lo, hi, as_of)
+    integ = integrity(conn, kid, day_from, day_to, missing)
+    hist = _history(conn, kid, hi)
+    primary = next((c for c in rev["currencies"] if c["currency"] == rev["primary_currency"]), None)
+    stats = (
+        None
+        if primary is None
+        else scoring.SeriesStats(
+            primary["days"],
+            primary["mean_daily"],
+            primary["slope_per_day"],
+            primary["trend"],
+            primary["volatility"],
+        )
+    )
+    equivocations = integ["equivocations"] + (1 if flagged and not integ["equivocations"] else 0)
+    result = scoring.score(
+        scoring.ScoreInputs(
+            uptime_ratio=up["ratio"],
+            integrity_ratio=integ["ratio"],
+            revenue=stats,
+            tier=tier,
+            history_days=hist["days"],
+            equivocations=equivocations,
+            revoked=revoked_ms is not None,
+        )
+    )
+    return {
+        "device": kid,
+        "name": name,
+        "tier": tier,
+        "revoked_ms": revoked_ms,
+        "flagged": bool(flagged),
+        "period": {"from": day_from, "to": day_to, "from_ms": lo, "to_ms": hi},
+        "revenue": rev,
+        "uptime": up,
+        "integrity": integ,
+        "history": hist,
+        "score": {
+            "score": result.score,
+            "letter": result.letter,
+            "raw": result.raw,
+            "label": result.label,
+            "components": [
+                {
+                    "name": c.name,
+                    "weight": c.weight,
+                    "fraction": c.fraction,
+                    "points": c.points,
+                    "basis": c.basis,
+                }
+                for c in result.components
+            ],
+            "caps": list(result.caps),
+        },
+    }
+
+
+def build_report(
+    conn: sqlite3.Connection,
+    *,
+    device: str | None = None,
+    period: Period | None = None,
+    as_of_ms: int | None = None,
+    missing: Callable[[str], int] | None = None,
+    hb_tolerance: float | None = None,
+) -> dict[str, Any]:
+    """The whole report as a JSON-ready dict (see REPORT_SCHEMA)."""
+    period = period or Period()
+    devices = resolve_devices(conn, device)
+    as_of = as_of_ms if as_of_ms is not None else default_as_of(conn)
+    reports = []
+    if as_of is not None:
+        for row in devices:
+            one = device_report(conn, row, period, as_of, missing)
+            if one is not None:
+                reports.append(one)
+    unattributed = sum(
+        count
+        for finding, count in Store.over(conn).findings("").items()
+        if finding.startswith("refused:")
+    )
+    if hb_tolerance is None:
+        row = conn.execute("SELECT value FROM agg_meta WHERE key = 'hb_tolerance_ppm'").fetchone()
+        hb_tolerance = None if row is None else int(row[0]) / 1_000_000
+    return {
+        "format": REPORT_FORMAT,
+        "as_of_ms": as_of,
+        "as_of": iso_ms(as_of),
+        "hb_tolerance": hb_tolerance,
+        "score_label": scoring.SCORE_LABEL,
+        "refused_unattributed": int(unattributed),
+        "devices": reports,
+    }
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def render_json(report: dict[str, Any]) -> str:
+    return json.dumps(report, indent=2, sort_keys=False)
+
+
+CSV_FIXED: Final = (
+    "device",
+    "name",
+    "tier",
+    "revoked",
+    "flagged",
+    "period_from",
+    "period_to",
+    "score",
+    "letter",
+    "uptime_ratio",
+    "up_s",
+    "down_s",
+    "outages",
+    "longest_outage_s",
+    "verified",
+    "missing",
+    "chain_breaks",
+    "equivocations",
+    "late",
+    "future_time",
+    "refused",
+    "duplicates",
+    "history_days",
+    "primary_currency",
+)
+
+
+def render_csv(report: dict[str, Any]) -> str:
+    """One row per device and period; revenue columns per currency seen in the report."""
+    currencies = sorted(
+        {c["currency"] for d in report["devices"] for c in d["revenue"]["currencies"]}
+    )
+    per_cur = ("revenue", "count", "trend", "volatility")
+    header = list(CSV_FIXED) + [f"{f}_{c}" for c in currencies for f in per_cur]
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    for d in report["devices"]:
+        up, integ = d["uptime"], d["integrity"]
+        row: list[Any] = [
+            d["device"],
+            d["name"] or "",
+            d["tier"],
+            int(d["revoked_ms"] is not None),
+            int(d["flagged"]),
+            d["period"]["from"],
+            d["period"]["to"],
+            d["score"]["score"],
+            d["score"]["letter"],
+            "" if up["ratio"] is None else f"{up['ratio']:.6f}",
+            up["up_ms"] // 1000,
+            up["down_ms"] // 1000,
+            up["outage_count"],
+            up["longest_outage_ms"] // 1000,
+            integ["verified"],
+            "" if integ["missing"] is None else integ["missing"],
+            integ["chain_breaks"],
+            integ["equivocations"],
+            integ["late"],
+            integ["future_time"],
+            integ["refused_total"],
+            integ["duplicates"],
+            f"{d['history']['days']:.3f}",
+            d["revenue"]["primary_currency"] or "",
+        ]
+        by_cur = {c["currency"]: c for c in d["revenue"]["currencies"]}
+        for cur in currencies:
+            c = by_cur.get(cur)
+            if c is None:
+                row += ["", "", "", ""]
+            else:
+                row += [
+                    c["amount"],
+                    c["count"],
+                    "" if c["trend"] is None else f"{c['trend']:.6f}",
+                    "" if c["volatility"] is None else f"{c['volatility']:.6f}",
+                ]
+        writer.writerow(row)
+    return out.getvalue()
+
+
+def money(amount: int, cur: str) -> str:
+    """'12.50 EUR' from 1250 minor units (display only)."""
+    exp = _EXPONENTS.get(cur, 2)
+    sign = "-" if amount < 0 else ""
+    whole, frac = divmod(abs(amount), 10**exp)
+    return f"{sign}{whole}.{frac:0{exp}d} {cur}" if exp else f"{sign}{whole} {cur}"
+
+
+def duration(ms: int) -> str:
+    s = ms // 1000
+    d, s = divmod(s, 86400)
+    h, s = divmod(s, 3600)
+    m, s = divmod(s, 60)
+    if d:
+        return f"{d}d {h}h {m}m"
+    if h:
+        return f"{h}h {m}m {s}s"
+    if m:
+        return f"{m}m {s}s"
+    return f"{ms / 1000:.1f}s"
+
+
+def render_table(report: dict[str, Any]) -> str:
+    lines = [
+        f"Signet MCR report, as of {report['as_of'] or 'n/a (no records)'}"
+        f"   heartbeat tolerance {scoring.fmt(report['hb_tolerance'], '.0%')}",
+        f"Score: {report['score_label']} (formula in docs/MCR.md).",
+    ]
+    if not report["devices"]:
+        lines.append("No device has stored records.")
+    for d in report["devices"]:
+        sc, up, integ, hist = d["score"], d["uptime"], d["integrity"], d["history"]
+        state = []
+        if d["revoked_ms"] is not None:
+            state.append(f"REVOKED {iso_ms(d['revoked_ms'])}")
+        if d["flagged"]:
+            state.append("FLAGGED: equivocation")
+        lines += [
+            "",
+            f"device {d['device']}" + (f"  ({d['name']})" if d["name"] else ""),
+            f"  tier {d['tier']}   period {d['period']['from']} .. {d['period']['to']}"
+            + (f"   {', '.join(state)}" if state else ""),
+            f"  score {sc['score']:3d}  {sc['letter']}",
+        ]
+        for c in sc["components"]:
+            lines.append(
+                f"    {c['name']:<10} {c['points']:6.2f} of {c['weight']:5.1f}   {c['basis']}"
+            )
+        for cap in sc["caps"]:
+            lines.append(f"    CAP: {cap}")
+        if not d["revenue"]["currencies"]:
+            lines.append("  revenue    none in period")
+        for c in d["revenue"]["currencies"]:
+            mark = " (primary)" if c["currency"] == d["revenue"]["primary_currency"] else ""
+            lines.append(
+                f"  revenue    {money(c['amount'], c['currency'])}{mark}  {c['count']} records"
+                f" ({c['refunds']} refunds) over {c['days']} days;"
+                f" trend {scoring.fmt(c['trend'], '+.2%')}/day,"
+                f" volatility {scoring.fmt(c['volatility'], '.2f')}"
+            )
+            if c["placed_by_receive_time"]:
+                lines.append(
+                    f"             {c['placed_by_receive_time']} placed by receive time"
+                    " (device clock never synced in that boot)"
+                )
+        ratio = scoring.fmt(None if up["ratio"] is None else up["ratio"] * 100, ".2f")
+        lines.append(
+            f"  uptime     {ratio}%  up {duration(up['up_ms'])}, down {duration(up['down_ms'])}"
+            f" of {duration(up['observed_ms'])} observed;"
+            f" {up['outage_count']} outages, longest {duration(up['longest_outage_ms'])}"
+        )
+        if up["boots_placed_by_receive_time"]:
+            lines.append(
+                f"             {up['boots_placed_by_receive_time']} boot(s) placed by receive"
+                " time (no synced clock)"
+            )
+        if up["overlap_ms"]:
+            lines.append(
+                f"             {duration(up['overlap_ms'])} of overlapping boots counted once"
+            )
+        refused = ", ".join(f"{k} {v}" for k, v in integ["refused"].items()) or "none"
+        lines += [
+            f"  integrity  verified {integ['verified']}, missing "
+            f"{'n/a' if integ['missing'] is None else integ['missing']},"
+            f" chain breaks {integ['chain_breaks']}, equivocations {integ['equivocations']},"
+            f" late {integ['late']}, future time {integ['future_time']},"
+            f" duplicates {integ['duplicates']}",
+            f"             refused {integ['refused_total']} ({refused})",
+            f"  history    {hist['days']:.2f} days ({hist['first']} .. {hist['last']})",
+        ]
+    if report["refused_unattributed"]:
+        lines += [
+            "",
+            f"Refused input naming no enrolled device: {report['refused_unattributed']}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def render(report: dict[str, Any], fmt: str) -> str:
+    if fmt == "json":
+        return render_json(report) + "\n"
+    if fmt == "csv":
+        return render_csv(report)
+    if fmt == "table":
+        return render_table(report)
+    raise ReportError(f"--format: expected table, json or csv, got {fmt!r}")
+
+
+# ------------------------------------------------------------------ JSON Schema
+
+_INT: Final = {"type": "integer"}
+_NUM: Final = {"type": "number"}
+_OPT_NUM: Final = {"type": ["number", "null"]}
+_OPT_INT: Final = {"type": ["integer", "null"]}
+_DAY: Final = {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$"}
+_MS_ISO: Final = {"type": ["string", "null"], "pattern": "Z$"}
+
+
+def _obj(props: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": sorted(props),
+        "additionalProperties": False,
+        "properties": props,
+        **extra,
+    }
+
+
+REPORT_SCHEMA: Final[dict[str, Any]] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://signet.invalid/schemas/mcr-report-1.json",
+    "title": "Signet MCR report (signet report --format json)",
+    **_obj(
+        {
+            "format": {"const": REPORT_FORMAT},
+            "as_of_ms": _OPT_INT,
+            "as_of": _MS_ISO,
+            "hb_tolerance": _OPT_NUM,
+            "score_label": {"const": scoring.SCORE_LABEL},
+            "refused_unattributed": {"type": "integer", "minimum": 0},
+            "devices": {"type": "array", "items": {"$ref": "#/$defs/device"}},
+        }
+    ),
+    "$defs": {
+        "device": _obj(
+            {
+                "device": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                "name": {"type": ["string", "null"]},
+                "tier": {"enum": ["software", "hardware"]},
+                "revoked_ms": _OPT_INT,
+                "flagged": {"type": "boolean"},
+                "period": _obj(
+                    {"from": _DAY, "to": _DAY, "from_ms": _INT, "to_ms": _INT},
+                ),
+                "revenue": _obj(
+                    {
+                        "primary_currency": {"type": ["string", "null"]},
+                        "currencies": {"type": "array", "items": {"$ref": "#/$defs/currency"}},
+                    }
+                ),
+                "uptime": {"$ref": "#/$defs/uptime"},
+                "integrity": {"$ref": "#/$defs/integrity"},
+                "history": _obj(
+                    {
+                        "first_ms": _OPT_INT,
+                        "last_ms": _OPT_INT,
+                        "first": _MS_ISO,
+                        "last": _MS_ISO,
+                        "days": {"type": "number", "minimum": 0},
+                    }
+                ),
+                "score": {"$ref": "#/$defs/score"},
+            }
+        ),
+        "currency": _obj(
+            {
+                "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
+                "amount": _INT,
+                "count": {"type": "integer", "minimum": 0},
+                "refunds": {"type": "integer", "minimum": 0},
+                "placed_by_receive_time": {"type": "integer", "minimum": 0},
+                "days": {"type": "integer", "minimum": 0},
+                "mean_daily": _NUM,
+                "slope_per_day": _OPT_NUM,
+                "trend": _OPT_NUM,
+                "volatility": {"type": ["number", "null"], "minimum": 0},
+                "daily": {
+                    "type": "array",
+                    "items": _obj(
+                        {"day": _DAY, "amount": _INT, "count": {"type": "integer", "minimum": 0}}
+                    ),
+                },
+            }
+        ),
+        "uptime": _obj(
+            {
+                "observed_from_ms": _OPT_INT,
+                "observed_to_ms": _OPT_INT,
+                "observed_ms": {"type": "integer", "minimum": 0},
+                "up_ms": {"type": "integer", "minimum": 0},
+                "down_ms": {"type": "integer", "minimum": 0},
+                "ratio": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+                "outage_count": {"type": "integer", "minimum": 0},
+                "longest_outage_ms": {"type": "integer", "minimum": 0},
+                "outages": {
+                    "type": "array",
+                    "maxItems": MAX_OUTAGES_LISTED,
+                    "items": _obj(
+                        {
+                            "start_ms": _INT,
+                            "end_ms": _INT,
+                            "start": _MS_ISO,
+                            "duration_ms": {"type": "integer", "minimum": 1},
+                        }
+                    ),
+                },
+                "overlap_ms": {"type": "integer", "minimum": 0},
+                "boots_placed_by_receive_time": {"type": "integer", "minimum": 0},
+                "daily": {
+                    "type": "array",
+                    "items": _obj({"day": _DAY, "up_ms": {"type": "integer", "minimum": 0}}),
+                },
+            }
+        ),
+        "integrity": _obj(
+            {
+                "verified": {"type": "integer", "minimum": 0},
+                "duplicates": {"type": "integer", "minimum": 0},
+                "equivocations": {"type": "integer", "minimum": 0},
+                "chain_breaks": {"type": "integer", "minimum": 0},
+                "late": {"type": "integer", "minimum": 0},
+                "future_time": {"type": "integer", "minimum": 0},
+                "missing": {"type": ["integer", "null"], "minimum": 0},
+                "refused": {
+                    "type": "object",
+                    "additionalProperties": {"type": "integer", "minimum": 0},
+                },
+                "refused_total": {"type": "integer", "minimum": 0},
+                "ratio": {"type": ["number", "null"], "minimum": 0, "maximum": 1},
+            }
+        ),
+        "score": _obj(
+            {
+                "score": {"type": "integer", "minimum": 0, "maximum": 100},
+                "letter": {"enum": ["AAA", "AA", "A", "BBB", "BB", "B", "NR"]},
+                "raw": _NUM,
+                "label": {"const": scoring.SCORE_LABEL},
+                "components": {
+                    "type": "array",
+                    "minItems": 6,
+                    "maxItems": 6,
+                    "items": _obj(
+                        {
+                            "name": {
+                                "enum": [
+                                    "uptime",
+                                    "integrity",
+                                    "stability",
+                                    "trend",
+                                    "trust",
+                                    "history",
+                                ]
+                            },
+                            "weight": _NUM,
+                            "fraction": {"type": "number", "minimum": 0, "maximum": 1},
+                            "points": {"type": "number", "minimum": 0},
+                            "basis": {"type": "string"},
+                        }
+                    ),
+                },
+                "caps": {"type": "array", "items": {"type": "string"}},
+            }
+        ),
+    },
+}

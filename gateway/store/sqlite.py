@@ -1,0 +1,484 @@
+"""The gateway's SQLite store: devices, records, findings, sequence state, quarantine.
+
+Durability: WAL journal with ``synchronous=FULL``. In WAL mode, FULL makes every
+COMMIT fsync the WAL before returning, so a committed transaction survives a
+process kill (-9) *and* a power loss. NORMAL would survive kill -9 (the WAL is
+in the OS page cache) but not power loss: the last transactions could vanish
+after their records had been acknowledged and pruned from the device's journal
+- exactly the loss Signet exists to prevent. The cost is one fsync per
+transaction, which the ingest pipeline amortises by committing records in
+batches (see ingest.py). An ack is published only after COMMIT returned.
+
+Tables (the ones REPORT reads are marked *):
+
+* ``devices``*  enrolled keys, tier, evidence, revocation, equivocation flag
+* ``records``*  every stored record: exact received bytes and payload bytes
+* ``findings``* per device and UTC day: counts of verified, duplicate, equivocation,
+  chain_break, late, future_time and ``refused:<reason>``
+* ``seqstate``  per device: ack, highest stored n, stored count, declared-unused count
+* ``unused``    disjoint ranges [lo, hi] of sequence numbers declared never used by boot records
+* ``evidence``  equivocating records (a second payload for an already stored n), bounded per device
+* ``quarantine`` refused input (bounded ring): reason, detail, topic, receive time, raw bytes
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, NamedTuple
+
+from signet_gateway.verify.payload_schema import decode_payload
+from signet_gateway.verify.pubkeys import DevicePublicKey
+
+__all__ = [
+    "SCHEMA",
+    "TIERS",
+    "Device",
+    "QuarantineRow",
+    "Store",
+    "StoreError",
+    "StoredRecord",
+    "connect",
+]
+
+TIERS: Final = ("software", "hardware")
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS devices (
+    kid TEXT PRIMARY KEY,            -- 32 lowercase hex: the device id
+    public_key BLOB NOT NULL,        -- 33-byte compressed SEC1 point
+    curve TEXT NOT NULL,             -- 'p256' | 'secp256k1'
+    tier TEXT NOT NULL CHECK (tier IN ('software', 'hardware')),
+    name TEXT,
+    evidence BLOB,                   -- hardware tier: certificate chain / enrollment statement
+    enrolled_ms INTEGER NOT NULL,
+    revoked_ms INTEGER,              -- NULL while active
+    flagged INTEGER NOT NULL DEFAULT 0  -- 1 once an equivocation was seen
+);
+CREATE TABLE IF NOT EXISTS records (
+    kid TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    b INTEGER NOT NULL,
+    u INTEGER NOT NULL,
+    t INTEGER,
+    payload BLOB NOT NULL,           -- the signed payload bytes (p of the next record hashes them)
+    raw BLOB NOT NULL,               -- the exact received COSE_Sign1 bytes (dataHash input)
+    received_ms INTEGER NOT NULL,
+    late INTEGER NOT NULL DEFAULT 0,
+    future INTEGER NOT NULL DEFAULT 0,
+    chain_break INTEGER NOT NULL DEFAULT 0,  -- 1: the link into this record is broken
+    PRIMARY KEY (kid, n)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS findings (
+    kid TEXT NOT NULL,               -- '' for input that names no enrolled device
+    day TEXT NOT NULL,               -- 'YYYY-MM-DD', UTC, of the receive time
+    finding TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (kid, day, finding)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seqstate (
+    kid TEXT PRIMARY KEY,
+    ack INTEGER NOT NULL,            -- ack(K) of PROTOCOL 6.5, never decreases
+    highest INTEGER NOT NULL,        -- highest stored n (0: none)
+    stored INTEGER NOT NULL,         -- number of stored records
+    unused INTEGER NOT NULL          -- numbers <= highest declared unused and not stored
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS unused (
+    kid TEXT NOT NULL,
+    lo INTEGER NOT NULL,
+    hi INTEGER NOT NULL,
+    PRIMARY KEY (kid, lo)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS evidence (
+    kid TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    payload_sha256 BLOB NOT NULL,
+    payload BLOB NOT NULL,
+    raw BLOB NOT NULL,
+    received_ms INTEGER NOT NULL,
+    PRIMARY KEY (kid, n, payload_sha256)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_ms INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    kid TEXT NOT NULL,               -- the topic's device id if well-formed, else ''
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    size INTEGER NOT NULL,           -- original size; raw may be cut to max_bytes_per_row
+    raw BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+SCHEMA_VERSION: Final = "1"
+
+
+class StoreError(Exception):
+    """A store operation was refused (unknown device, already enrolled, bad tier...)."""
+
+
+class StoredRecord(NamedTuple):
+    """A record as stored: what Aggregator.on_stored receives and Store.records yields.
+
+    A NamedTuple (immutable like the frozen dataclass it was) because the writer builds
+    one per stored record: it constructs in a fifth of the time (measured 0.4 vs 1.9 us).
+    """
+
+    kid: str  # device id, 32 lowercase hex
+    n: int
+    kind: str
+    b: int
+    u: int
+    t: int | None
+    payload: dict[str, Any]  # decoded payload map (read-only)
+    raw: bytes  # exact received record bytes
+    received_ms: int
+    late: bool
+    future: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Device:
+    kid: str
+    public_key: bytes
+    curve: str
+    tier: str
+    name: str | None
+    evidence: bytes | None
+    enrolled_ms: int
+    revoked_ms: int | None
+    flagged: bool
+
+    @property
+    def active(self) -> bool:
+        return self.revoked_ms is None
+
+    def key(self) -> DevicePublicKey:
+        return DevicePublicKey.from_sec1(self.public_key, self.curve)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class QuarantineRow:
+    id: int
+    received_ms: int
+    topic: str
+    kid: str
+    reason: str
+    detail: str
+    size: int
+    raw: bytes
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open the database with the gateway's pragmas (autocommit mode: explicit BEGIN/COMMIT)."""
+    path = Path(path)
+    if readonly:
+        if not path.exists():
+            raise StoreError(f"database {path} does not exist")
+        conn = sqlite3.connect(
+            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
+        )
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    if not readonly:
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise StoreError(f"database {path}: cannot switch to WAL mode (got {mode})")
+    # FULL: a COMMIT has reached the disk when it returns (see the module docstring).
+    conn.execute("PRAGMA synchronous = FULL")
+    if not readonly:
+        # Fewer, larger checkpoints (each one copies pages back and fsyncs the database file):
+        # measured +7 % drain rate over the default 1000 pages. Durability is unchanged (every
+        # COMMIT still fsyncs the WAL); the WAL file grows to ~16 MiB between checkpoints.
+        conn.execute("PRAGMA wal_autocheckpoint = 4000")
+    conn.execute("PRAGMA foreign_keys = OFF")
+    return conn
+
+
+class Store:
+    """One connection to the gateway database. Not shared between threads."""
+
+    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        self.conn = connect(self.path, readonly=readonly)
+        if not readonly:
+            self.conn.executescript(SCHEMA)
+            self.conn.execute(
+                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+            )
+
+    @classmethod
+    def over(cls, conn: sqlite3.Connection) -> Store:
+        """The store's queries on a connection its caller opened and will close (the
+        writer's, inside its open transaction; a report's): no second connection."""
+        store = cls.__new__(cls)
+        store.conn = conn
+        store.path = Path(conn.execute("PRAGMA database_list").fetchone()[2])
+        return store
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- devices -------------------------------------------------------------------------
+
+    def enroll(
+        self,
+        key: DevicePublicKey,
+        tier: str,
+        *,
+        name: str | None = None,
+        evidence: bytes | None = None,
+        enrolled_ms: int | None = None,
+    ) -> Device:
+        """Add a device key. Hardware tier needs evidence; a kid is enrolled at most once
+        (a revoked key stays revoked: re-enrolling it would undo the revocation)."""
+        if tier not in TIERS:
+            raise StoreError(f"tier must be 'software' or 'hardware', got {tier!r}")
+        if tier == "hardware" and not evidence:
+            raise StoreError(
+                "tier 'hardware' needs evidence (--evidence FILE: the secure element's "
+                "certificate chain or a signed enrollment statement)"
+            )
+        existing = self.device(key.device_id)
+        if existing is not None:
+            state = "revoked" if existing.revoked_ms is not None else "enrolled"
+            raise StoreError(f"device {key.device_id} is already {state}")
+        when = now_ms() if enrolled_ms is None else enrolled_ms
+        with self.transaction():
+            self.conn.execute(
+                "INSERT INTO devices (kid, public_key, curve, tier, name, evidence, enrolled_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (key.device_id, key.compressed, key.curve, tier, name, evidence, when),
+            )
+        device = self.device(key.device_id)
+        assert device is not None
+        return device
+
+    def revoke(self, device_id: str, revoked_ms: int | None = None) -> Device:
+        device = self.device(device_id)
+        if device is None:
+            raise StoreError(f"no device {device_id} is enrolled")
+        if device.revoked_ms is not None:
+            raise StoreError(f"device {device_id} is already revoked")
+        with self.transaction():
+            self.conn.execute(
+                "UPDATE devices SET revoked_ms = ? WHERE kid = ?",
+                (now_ms() if revoked_ms is None else revoked_ms, device.kid),
+            )
+        revoked = self.device(device.kid)
+        assert revoked is not None
+        return revoked
+
+    def device(self, device_id: str) -> Device | None:
+        row = self.conn.execute(
+            "SELECT kid, public_key, curve, tier, name, evidence, enrolled_ms, revoked_ms, flagged"
+            " FROM devices WHERE kid = ?",
+            (device_id.lower(),),
+        ).fetchone()
+        return None if row is None else Device(*row[:8], flagged=bool(row[8]))
+
+    def devices(self) -> list[Device]:
+        rows = self.conn.execute(
+            "SELECT kid, public_key, curve, tier, name, evidence, enrolled_ms, revoked_ms, flagged"
+            " FROM devices ORDER BY enrolled_ms, kid"
+        ).fetchall()
+        return [Device(*row[:8], flagged=bool(row[8])) for row in rows]
+
+    def active_keys(self) -> dict[bytes, DevicePublicKey]:
+        """kid -> key for every enrolled, non-revoked device (what the verifier may use)."""
+        keys: dict[bytes, DevicePublicKey] = {}
+        for pub, curve in self.conn.execute(
+            "SELECT public_key, curve FROM devices WHERE revoked_ms IS NULL"
+        ):
+            key = DevicePublicKey.from_sec1(pub, curve)
+            keys[key.kid] = key
+        return keys
+
+    def revoked_ids(self) -> set[str]:
+        return {
+            kid for (kid,) in self.conn.execute("SELECT kid FROM devices WHERE revoked_ms >= 0")
+        }
+
+    # -- records and sequence state ----------------------------------------------------------
+
+    def record(self, device_id: str, n: int) -> StoredRecord | None:
+        row = self.conn.execute(
+            "SELECT kid, n, kind, b, u, t, payload, raw, received_ms, late, future"
+            " FROM records WHERE kid = ? AND n = ?",
+            (device_id, n),
+        ).fetchone()
+        return None if row is None else _stored(row)
+
+    def records(self, device_id: str | None = None, *, after_n: int = 0) -> Iterator[StoredRecord]:
+        """Stored records in (kid, n) order; one device's with n > after_n if device_id given."""
+        cols = "kid, n, kind, b, u, t, payload, raw, received_ms, late, future"
+        if device_id is None:
+            cur = self.conn.execute(f"SELECT {cols} FROM records ORDER BY kid, n")
+        else:
+            cur = self.conn.execute(
+                f"SELECT {cols} FROM records WHERE kid = ? AND n > ? ORDER BY n",
+                (device_id, after_n),
+            )
+        for row in cur:
+            yield _stored(row)
+
+    def payload(self, device_id: str, n: int) -> bytes | None:
+        """The signed payload bytes of one stored record, undecoded (for hashing, comparing)."""
+        row = self.conn.execute(
+            "SELECT payload FROM records WHERE kid = ? AND n = ?", (device_id, n)
+        ).fetchone()
+        return None if row is None else row[0]  # type: ignore[no-any-return]
+
+    def record_count(self, device_id: str | None = None) -> int:
+        if device_id is None:
+            return int(self.conn.execute("SELECT count(*) FROM records").fetchone()[0])
+        return int(
+            self.conn.execute(
+                "SELECT count(*) FROM records WHERE kid = ?", (device_id,)
+            ).fetchone()[0]
+        )
+
+    def chain_break_ns(self, device_id: str) -> list[int]:
+        """Sequence numbers of records whose link to their predecessor is broken."""
+        return [
+            n
+            for (n,) in self.conn.execute(
+                "SELECT n FROM records WHERE kid = ? AND chain_break = 1 ORDER BY n", (device_id,)
+            )
+        ]
+
+    def seq_state(self, device_id: str) -> tuple[int, int, int, int]:
+        """(ack, highest, stored, unused) of a device; zeros before its first record."""
+        row = self.conn.execute(
+            "SELECT ack, highest, stored, unused FROM seqstate WHERE kid = ?", (device_id,)
+        ).fetchone()
+        return (0, 0, 0, 0) if row is None else tuple(row)  # type: ignore[return-value]
+
+    def ack(self, device_id: str) -> int:
+        """ack(K) (PROTOCOL 6.5): every n in 1..ack is stored or declared unused."""
+        return self.seq_state(device_id)[0]
+
+    def highest(self, device_id: str) -> int:
+        return self.seq_state(device_id)[1]
+
+    def missing(self, device_id: str) -> int:
+        """Sequence numbers below the highest stored one that are neither stored nor declared
+        unused by a boot record: records the gateway has not (yet) received."""
+        _ack, highest, stored, unused = self.seq_state(device_id)
+        return highest - stored - unused
+
+    def acks(self) -> dict[str, int]:
+        return dict(self.conn.execute("SELECT kid, ack FROM seqstate WHERE ack > 0").fetchall())
+
+    def unused_ranges(self, device_id: str, above: int = 0) -> list[tuple[int, int]]:
+        """Ranges declared never used, in order; only those reaching above ``above``."""
+        return [
+            (lo, hi)
+            for lo, hi in self.conn.execute(
+                "SELECT lo, hi FROM unused WHERE kid = ? AND hi > ? ORDER BY lo",
+                (device_id, above),
+            )
+        ]
+
+    # -- findings, evidence, quarantine --------------------------------------------------------
+
+    def findings(
+        self, device_id: str | None = None, day_from: str | None = None, day_to: str | None = None
+    ) -> dict[str, int]:
+        """Finding -> count, summed over days (inclusive 'YYYY-MM-DD' bounds) and devices."""
+        sql = "SELECT finding, sum(count) FROM findings WHERE 1"
+        args: list[Any] = []
+        if device_id is not None:
+            sql += " AND kid = ?"
+            args.append(device_id)
+        if day_from is not None:
+            sql += " AND day >= ?"
+            args.append(day_from)
+        if day_to is not None:
+            sql += " AND day <= ?"
+            args.append(day_to)
+        sql += " GROUP BY finding ORDER BY finding"
+        return {f: int(c) for f, c in self.conn.execute(sql, args)}
+
+    def evidence(self, device_id: str) -> list[tuple[int, bytes, bytes]]:
+        """(n, payload bytes, raw record) of every equivocating record kept for a device."""
+        return [
+            (n, payload, raw)
+            for n, payload, raw in self.conn.execute(
+                "SELECT n, payload, raw FROM evidence WHERE kid = ? ORDER BY n, received_ms",
+                (device_id,),
+            )
+        ]
+
+    def quarantine(self, limit: int = 100) -> list[QuarantineRow]:
+        """The newest quarantined items first."""
+        return [
+            QuarantineRow(*row)
+            for row in self.conn.execute(
+                "SELECT id, received_ms, topic, kid, reason, detail, size, raw FROM quarantine"
+                " ORDER BY id DESC LIMIT ?",
+                (limit,),
+            )
+        ]
+
+    def quarantine_count(self) -> int:
+        return int(self.conn.execute("SELECT count(*) FROM quarantine").fetchone()[0])
+
+    # -- transactions ----------------------------------------------------------------------------
+
+    def transaction(self) -> _Transaction:
+        return _Transaction(self.conn)
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on exception)."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is None:
+            self.conn.execute("COMMIT")
+        else:
+            self.conn.execute("ROLLBACK")
+
+
+def _stored(row: tuple[Any, ...]) -> StoredRecord:
+    kid, n, kind, b, u, t, payload, raw, received_ms, late, future = row
+    return StoredRecord(
+        kid=kid,
+        n=n,
+        kind=kind,
+        b=b,
+        u=u,
+        t=t,
+        payload=decode_payload(payload),
+        raw=raw,
+        received_ms=received_ms,
+        late=bool(late),
+        future=bool(future),
+    )

@@ -1,0 +1,480 @@
+"""Benchmark: drain a Mosquitto backlog through the gateway, against raw ECDSA verify.
+
+1. Starts a private Mosquitto (tools/broker.py) and enrolls ``devices`` keys in a
+   fresh gateway database.
+2. Runs ``signet gateway run`` once and stops it (SIGTERM): the broker now holds the
+   gateway's persistent session (subscription + session expiry).
+3. Generates ``records`` genuine signed records (boot record first, then hb/rev/
+   meter/evt, hash-chained) with the firmware's RecordBuilder and SoftwareSigner,
+   in parallel processes, and publishes them as single-record QoS 1 messages,
+   devices interleaved like a live fleet. The gateway is stopped: all of them
+   queue in its session.
+4. Measures the raw single-thread ``cryptography`` ECDSA P-256 verify rate on the
+   very same records (DER signatures and Sig_structures prepared in advance).
+5. Starts ``signet gateway run`` again as a separate process and measures the drain:
+   from its "connected" log line until every device's retained ack equals its last
+   n (so everything is verified, committed and acknowledged). The gateway's RSS is
+   sampled when 10 %, 50 % and 100 % of the records are acknowledged.
+6. Checks the database holds every record, stops the gateway (SIGTERM) and broker.
+
+Prints the drain rate, the raw verify rate and their ratio (target >= 0.75).
+Nothing is cached in the repository: everything lives in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from signet_gateway.ingest.wire import ACK_SUBSCRIPTION, rec_topic
+from signet_gateway.store.sqlite import Store
+from signet_tools.runners.gateway_process import write_gateway_config
+
+TARGET_RATIO: Final = 0.75
+_KINDS: Final = ("hb", "rev", "meter", "evt")
+_T0: Final = 1_700_000_000_000
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run to the end (broker, gateway or data problem)."""
+
+
+@dataclass
+class BenchResult:
+    records: int
+    devices: int
+    threads: int
+    gen_s: float
+    publish_s: float
+    drain_s: float
+    drain_rate: float
+    raw_rate: float
+    ratio: float
+    rss_points: list[tuple[int, int, int, int]] = field(default_factory=list)  # KiB
+    # (%, gateway RSS, its peak, RSS of its child processes: forkserver and verifiers)
+    stored: int = 0
+    gateway_exit: int | None = None
+    gateway_cpu_s: float = 0.0  # CPU the gateway process used from start to drained
+    broker_cpu_s: float = 0.0  # CPU Mosquitto used during the drain
+    load_avg: float = 0.0  # 1-minute load average just before the drain (other work running)
+    summary_line: str = ""
+
+
+# -- record generation (worker processes) ------------------------------------------------------
+
+
+def _secret(index: int) -> int:
+    return 0x5167E7 + 7919 * index
+
+
+def _device_records(job: tuple[int, int]) -> tuple[int, list[bytes]]:
+    """All records of one device: a boot record, then a chain of mixed kinds."""
+    from signet.builder import RecordBuilder
+    from signet.record import GENESIS_HASH
+    from signet.signer import SoftwareSigner
+
+    from .samples import FIELDS_BY_KIND
+
+    index, count = job
+    builder = RecordBuilder(SoftwareSigner("p256", _secret(index)))
+    prev = GENESIS_HASH
+    out: list[bytes] = []
+    for n in range(1, count + 1):
+        kind = "boot" if n == 1 else _KINDS[n % len(_KINDS)]
+        fields = dict(FIELDS_BY_KIND[kind])
+        if kind == "boot":
+            fields["ls"] = 0
+        payload, raw = builder.build(kind, n, 1, 1000 * n, _T0 + 60_000 * n, prev, fields)
+        prev = hashlib.sha256(payload).digest()
+        out.append(bytes(raw))
+    return index, out
+
+
+# -- the raw reference -------------------------------------------------------------------------
+
+
+def raw_verify_rate(records: list[bytes], public_keys: dict[bytes, Any], seconds: float) -> float:
+    """Single-thread cryptography ECDSA P-256 verifies/s over prepared (der, message) pairs."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+    from signet_gateway.verify.cose_decode import decode_envelope, sig_structure
+
+    algo = ec.ECDSA(hashes.SHA256())
+    prepared = []
+    for raw in records:
+        env = decode_envelope(raw)
+        sig = env.signature
+        der = encode_dss_signature(int.from_bytes(sig[:32], "big"), int.from_bytes(sig[32:], "big"))
+        prepared.append((public_keys[env.kid], der, sig_structure(env.protected, env.payload)))
+    calls = 0
+    t0 = time.perf_counter()
+    deadline = t0 + seconds
+    while True:
+        for key, der, msg in prepared:
+            key.verify(der, msg, algo)
+        calls += len(prepared)
+        now = time.perf_counter()
+        if now >= deadline:
+            return calls / (now - t0)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _signet_cmd() -> list[str]:
+    return [sys.executable, "-m", "signet_tools"]
+
+
+def cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process so far (0.0 if unavailable)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def descendants(pid: int) -> list[int]:
+    """Living child processes of pid, recursively (the gateway's verifier processes)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    out: list[int] = []
+    todo = [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU of a process and its living descendants (verifier processes included)."""
+    return cpu_seconds(pid) + sum(cpu_seconds(c) for c in descendants(pid))
+
+
+def tree_rss_kib(pid: int) -> int:
+    """RSS of a process's living descendants, summed (shared pages counted in each)."""
+    from signet_gateway.ingest.service import rss_kib
+
+    return sum(rss_kib(c)[0] for c in descendants(pid))
+
+
+class _GatewayProc:
+    """`signet gateway run` as a child process, its log lines read by a thread."""
+
+    def __init__(self, config: Path, log_path: Path) -> None:
+        self.log_path = log_path
+        self.lines: list[str] = []
+        self.connected_at: float | None = None
+        self.cpu_at_connect = 0.0
+        self.subscribed = threading.Event()
+        self.proc = subprocess.Popen(
+            [*_signet_cmd(), "gateway", "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stderr is not None
+        with open(self.log_path, "a") as log:
+            for line in self.proc.stderr:
+                if self.connected_at is None and " connected to mqtt://" in line:
+                    self.connected_at = time.monotonic()
+                    self.cpu_at_connect = tree_cpu_seconds(self.proc.pid)
+                if "subscribed to" in line:
+                    self.subscribed.set()
+                self.lines.append(line.rstrip())
+                log.write(line)
+
+    def terminate(self, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._reader.join(timeout=5)
+        return code
+
+
+def _publish(port: int, per_device: dict[int, list[bytes]], kids: dict[int, str]) -> None:
+    """Single-record QoS 1 messages, devices interleaved; returns when the broker has all."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(
+        callback_api_version=CallbackAPIVersion.VERSION2,
+        client_id="signet-bench-fleet",
+        protocol=mqtt.MQTTv5,
+    )
+    client.max_inflight_messages_set(2000)
+    client.max_queued_messages_set(0)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        infos = []
+        longest = max(len(v) for v in per_device.values())
+        for i in range(longest):
+            for index, recs in per_device.items():
+                if i < len(recs):
+                    topic = rec_topic(kids[index])
+                    infos.append(client.publish(topic, recs[i], qos=1))
+        for info in infos:
+            info.wait_for_publish(120)
+            if not info.is_published():
+                raise BenchError("the broker did not confirm every published record in time")
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+class _AckWatch:
+    """Follows every device's retained ack; samples the gateway's RSS at milestones."""
+
+    def __init__(self, port: int, last: dict[str, int], total: int) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        from signet_gateway.ingest.wire import parse_ack
+
+        self._parse = parse_ack
+        self.last = last
+        self.total = total
+        self.acks: dict[str, int] = {}
+        self.acked = 0
+        self.done = threading.Event()
+        self.done_at: float | None = None
+        self.milestones = [10, 50, 100]
+        self.rss_points: list[tuple[int, int, int]] = []
+        self.pid: int | None = None
+        self.cpu_done = 0.0
+        self._lock = threading.Lock()
+        client = mqtt.Client(
+            callback_api_version=CallbackAPIVersion.VERSION2,
+            client_id="signet-bench-watch",
+            protocol=mqtt.MQTTv5,
+        )
+        client.on_message = self._on_message
+        client.on_connect = lambda c, u, f, r, p: c.subscribe(ACK_SUBSCRIPTION, qos=1)
+        client.connect("127.0.0.1", port)
+        client.loop_start()
+        self.client = client
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        from signet_gateway.ingest.service import rss_kib
+
+        kid = msg.topic.split("/")[2]
+        n = self._parse(msg.payload)
+        if n is None or kid not in self.last:
+            return
+        with self._lock:
+            old = self.acks.get(kid, 0)
+            if n <= old:
+                return
+            self.acks[kid] = n
+            self.acked += min(n, self.last[kid]) - min(old, self.last[kid])
+            while self.milestones and self.acked * 100 >= self.milestones[0] * self.total:
+                pct = self.milestones.pop(0)
+                if self.pid is not None:
+                    rss, hwm = rss_kib(self.pid)
+                    self.rss_points.append((pct, rss, hwm, tree_rss_kib(self.pid)))
+            if all(self.acks.get(k, 0) >= v for k, v in self.last.items()):
+                self.done_at = time.monotonic()
+                if self.pid is not None:
+                    self.cpu_done = tree_cpu_seconds(self.pid)
+                self.done.set()
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+# -- the benchmark --------------------------------------------------------------------------------
+
+
+def run(
+    records: int = 50_000,
+    devices: int = 100,
+    workdir: Path | None = None,
+    verify_threads: int = 2,
+    raw_seconds: float = 2.0,
+    log: Any = None,
+) -> BenchResult:
+    from signet.signer import SoftwareSigner
+    from signet_gateway.verify.pubkeys import DevicePublicKey
+    from signet_tools.runners.mosquitto import Mosquitto
+
+    say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    if devices < 1 or records < devices:
+        raise BenchError("need at least one device and one record per device")
+    tmp = None
+    if workdir is None:
+        tmp = tempfile.TemporaryDirectory(prefix="signet-bench-gateway-")
+        workdir = Path(tmp.name)
+    workdir.mkdir(parents=True, exist_ok=True)
+    # A reused --dir starts from scratch: an old database or broker store would skew the run.
+    for stale in ("gateway.db", "gateway.db-wal", "gateway.db-shm", "gateway.log"):
+        (workdir / stale).unlink(missing_ok=True)
+    shutil.rmtree(workdir / "broker", ignore_errors=True)
+    broker = Mosquitto(workdir / "broker")
+    gateway: _GatewayProc | None = None
+    watch: _AckWatch | None = None
+    try:
+        broker.start()
+        db = workdir / "gateway.db"
+        config = workdir / "gateway.toml"
+        write_gateway_config(
+            config,
+            broker.port,
+            db,
+            mqtt={"client_id": "signet-bench-gateway", "receive_maximum": 4000},
+            ingest={"verify_threads": verify_threads, "batch_max": 1000, "batch_ms": 50},
+        )
+        per = [records // devices + (1 if i < records % devices else 0) for i in range(devices)]
+        keys = {}
+        with Store(db) as store:
+            for i in range(devices):
+                signer = SoftwareSigner("p256", _secret(i))
+                key = DevicePublicKey.from_sec1(signer.public_key, "p256")
+                store.enroll(key, "software", name=f"bench-{i:03d}")
+                keys[i] = key
+        kids = {i: k.device_id for i, k in keys.items()}
+
+        say(f"bench: generating {records} records for {devices} devices (firmware builder)...")
+        t = time.monotonic()
+        with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
+            # Meanwhile: create the gateway's persistent session, then stop the gateway.
+            futures = pool.map(_device_records, [(i, per[i]) for i in range(devices)])
+            first = _GatewayProc(config, workdir / "gateway-first.log")
+            if not first.subscribed.wait(60):
+                first.terminate()
+                raise BenchError(f"gateway did not subscribe: {first.lines[-5:]}")
+            code = first.terminate()
+            if code != 0:
+                raise BenchError(f"gateway exited {code} on SIGTERM: {first.lines[-5:]}")
+            per_device = dict(futures)
+        gen_s = time.monotonic() - t
+
+        say("bench: publishing the backlog while the gateway is stopped...")
+        t = time.monotonic()
+        _publish(broker.port, per_device, kids)
+        publish_s = time.monotonic() - t
+
+        say("bench: measuring raw single-thread cryptography ECDSA P-256 verify...")
+        sample = [r for recs in per_device.values() for r in recs[:20]]
+        crypto_keys = {k.kid: k.to_cryptography() for k in keys.values()}
+        raw_rate = raw_verify_rate(sample, crypto_keys, raw_seconds)
+
+        load_avg = os.getloadavg()[0]
+        last = {kids[i]: len(per_device[i]) for i in range(devices)}
+        watch = _AckWatch(broker.port, last, records)
+        say("bench: starting the gateway to drain the backlog...")
+        broker_pid = broker._proc.pid if broker._proc is not None else 0
+        broker_cpu0 = cpu_seconds(broker_pid)
+        gateway = _GatewayProc(config, workdir / "gateway.log")
+        watch.pid = gateway.proc.pid
+        deadline = time.monotonic() + max(120.0, records / 500)
+        while not watch.done.wait(0.5):
+            if gateway.proc.poll() is not None:
+                raise BenchError(f"gateway exited {gateway.proc.returncode}: {gateway.lines[-5:]}")
+            if time.monotonic() > deadline:
+                raise BenchError(
+                    f"drain incomplete: {watch.acked} of {records} acknowledged in time"
+                )
+        assert watch.done_at is not None
+        if gateway.connected_at is None:
+            raise BenchError("gateway never logged its connection")
+        drain_s = watch.done_at - gateway.connected_at
+        cpu_at_connect = gateway.cpu_at_connect
+        broker_cpu = cpu_seconds(broker_pid) - broker_cpu0
+        exit_code = gateway.terminate()
+        summary = next((ln for ln in reversed(gateway.lines) if "summary:" in ln), "")
+        gateway = None
+        store = Store(db, readonly=True)
+        try:
+            stored = store.record_count()
+        finally:
+            store.close()
+        if stored != records:
+            raise BenchError(f"database holds {stored} records, expected {records}")
+        rate = records / drain_s
+        return BenchResult(
+            records=records,
+            devices=devices,
+            threads=verify_threads,
+            gen_s=gen_s,
+            publish_s=publish_s,
+            drain_s=drain_s,
+            drain_rate=rate,
+            raw_rate=raw_rate,
+            ratio=rate / raw_rate,
+            rss_points=watch.rss_points,
+            stored=stored,
+            gateway_exit=exit_code,
+            summary_line=re.sub(r"^.*summary: ", "", summary),
+            gateway_cpu_s=watch.cpu_done - cpu_at_connect,
+            load_avg=load_avg,
+            broker_cpu_s=broker_cpu,
+        )
+    finally:
+        if watch is not None:
+            watch.close()
+        if gateway is not None:
+            gateway.terminate()
+        broker.stop()
+        if tmp is not None:
+            tmp.cleanup()
+
+
+def format_report(r: BenchResult) -> str:
+    lines = [
+        f"backlog: {r.records} single-record QoS 1 messages from {r.devices} devices "
+        f"(generated in {r.gen_s:.1f} s, published in {r.publish_s:.1f} s)",
+        f"  gateway drain (verified, stored, acked)  {r.drain_rate:10,.0f} records/s"
+        f"  ({r.drain_s:.2f} s, {r.threads} verifier threads, {os.cpu_count()} cores)",
+        f"  raw cryptography P-256 verify, 1 thread  {r.raw_rate:10,.0f} verifies/s",
+        f"  ratio                                    {r.ratio:10.2f}"
+        f"  ({'meets' if r.ratio >= TARGET_RATIO else 'MISSES'} the {TARGET_RATIO} target)",
+    ]
+    lines.append(
+        f"  CPU per record: gateway {r.gateway_cpu_s / r.records * 1e6:.0f} us (all threads and"
+        " verifier processes),"
+        f" Mosquitto {r.broker_cpu_s / r.records * 1e6:.0f} us; raw verify alone"
+        f" {1e6 / r.raw_rate:.0f} us; load average before the drain {r.load_avg:.2f}"
+    )
+    for pct, rss, hwm, children in r.rss_points:
+        lines.append(
+            f"  gateway RSS at {pct:3d} % acked: {rss / 1024:6.1f} MiB"
+            f" (peak so far {hwm / 1024:.1f} MiB); verifier processes {children / 1024:.1f} MiB"
+        )
+    lines.append(
+        f"  records in the database: {r.stored}; gateway exit on SIGTERM: {r.gateway_exit}"
+    )
+    return "\n".join(lines)

@@ -1,0 +1,138 @@
+"""`signet agent ...`: run the device agent on CPython (a Raspberry Pi); `signet bench agent`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from .exits import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, fail
+
+DEFAULT_SOCKET = "/run/signet/agent.sock"  # signet.config's default for a local source
+
+
+# -- signet agent run / record / status (HOSTAGENT) ---------------------------------------
+
+
+def cmd_agent_run(args: argparse.Namespace) -> int:
+    """0 after a clean stop, 2 when the agent cannot start, 1 when it failed while running."""
+    from signet_tools.pi import run as agent_run
+
+    try:
+        return EXIT_OK if agent_run.run(args.config) else EXIT_REFUSED
+    except agent_run.StartError as exc:
+        return fail(str(exc), EXIT_USAGE)
+
+
+def _socket_path(args: argparse.Namespace) -> str:
+    """--socket, else the first local source of --config, else the default path."""
+    if args.socket:
+        return str(args.socket)
+    if args.config:
+        from signet_tools.pi import run as agent_run
+
+        cfg = agent_run.load_config(args.config)
+        for src in cfg.sources:
+            if src["type"] == "local":
+                return str(src["path"])
+        raise agent_run.StartError(f"{args.config}: no source of type 'local' (no socket)")
+    return DEFAULT_SOCKET
+
+
+def _ask(args: argparse.Namespace, req: dict[str, Any]) -> tuple[int, dict[str, Any] | None]:
+    from signet_tools.pi import local_socket
+    from signet_tools.pi import run as agent_run
+
+    try:
+        answer = local_socket.request(_socket_path(args), req, timeout=args.timeout)
+    except (local_socket.LocalSocketError, agent_run.StartError) as exc:
+        return fail(str(exc)), None
+    if not answer.get("ok"):
+        print(f"signet: refused: {answer.get('error', answer)}", file=sys.stderr)
+        return EXIT_REFUSED, answer
+    return EXIT_OK, answer
+
+
+def cmd_agent_record(args: argparse.Namespace) -> int:
+    req: dict[str, Any] = {"kind": args.kind}
+    if args.kind == "rev":
+        req.update(amount=args.amount, currency=args.currency)
+        optional = {"ref": args.ref, "src": args.src}
+    elif args.kind == "meter":
+        req.update(q=args.q, unit=args.unit)
+        optional = {"src": args.src}
+    else:
+        req.update(ev=args.ev)
+        optional = {"msg": args.msg}
+    req.update({k: v for k, v in optional.items() if v is not None})
+    code, answer = _ask(args, req)
+    if answer is not None and code == EXIT_OK:
+        print(f"recorded {args.kind} n={answer['n']}")
+    return code
+
+
+def cmd_agent_status(args: argparse.Namespace) -> int:
+    code, answer = _ask(args, {"kind": "stats"})
+    if answer is not None and code == EXIT_OK:
+        print(json.dumps(answer["stats"], indent=2, sort_keys=True))
+    return code
+
+
+def _client_options(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--socket", help=f"the agent's local socket (default {DEFAULT_SOCKET})")
+    where.add_argument("--config", help="take the socket path from this agent config")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the agent")
+
+
+def _register_agent(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
+    p = sub.add_parser("agent", help="the device agent on CPython (Raspberry Pi)")
+    agent = p.add_subparsers(dest="agent_command", required=True, metavar="AGENT_COMMAND")
+
+    r = agent.add_parser("run", help="run the agent until SIGTERM (systemd: signet-agent.service)")
+    r.add_argument("--config", required=True, help="agent config JSON (docs/DEVICE.md)")
+    r.set_defaults(func=cmd_agent_run)
+
+    rec = agent.add_parser("record", help="hand a revenue/meter/event record to a running agent")
+    kinds = rec.add_subparsers(dest="kind", required=True, metavar="KIND")
+    k = kinds.add_parser("rev", help="revenue: integer amount in minor units (250 = 2.50 EUR)")
+    k.add_argument("--amount", type=int, required=True, help="minor units; negative = refund")
+    k.add_argument("--currency", required=True, help="ISO 4217 code, e.g. EUR")
+    k.add_argument("--ref", help="payment reference (1..64 bytes, no personal data)")
+    k.add_argument("--src", help="source token (default: the local source's src)")
+    _client_options(k)
+    k.set_defaults(func=cmd_agent_record)
+    k = kinds.add_parser("meter", help="metered quantity: integer q in unit")
+    k.add_argument("--q", type=int, required=True, help="quantity (integer), e.g. 1500")
+    k.add_argument("--unit", required=True, help="unit, e.g. Wh, mL, m^3")
+    k.add_argument("--src", help="sensor or interface name (token)")
+    _client_options(k)
+    k.set_defaults(func=cmd_agent_record)
+    k = kinds.add_parser("evt", help="fault or status event")
+    k.add_argument("--ev", required=True, help="event code (token), e.g. door_open")
+    k.add_argument("--msg", help="detail text (1..64 bytes)")
+    _client_options(k)
+    k.set_defaults(func=cmd_agent_record)
+
+    s = agent.add_parser("status", help="a running agent's counters (JSON)")
+    _client_options(s)
+    s.set_defaults(func=cmd_agent_status)
+    return agent
+
+
+def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
+    """Add this group's commands to `sub` and its benchmarks to `bench`."""
+    _register_agent(sub)
+    # signet bench agent (AGENT)
+    b = bench.add_parser("agent", help="device agent on MicroPython: records/s, heap, flash")
+    b.add_argument("--count", type=int, default=300, help="records to time (default 300)")
+    b.set_defaults(func=cmd_bench_agent)
+
+
+def cmd_bench_agent(args: argparse.Namespace) -> int:
+    from signet_tools.bench import agent as bench_agent
+
+    result = bench_agent.run(count=args.count)
+    print(bench_agent.format_report(result))
+    return EXIT_OK

@@ -1,0 +1,128 @@
+"""`signet device ...`: flash, provision and read logs of a MicroPython board over mpremote."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .exits import EXIT_OK, EXIT_REFUSED
+from .exits import fail as _fail
+
+if TYPE_CHECKING:
+    from signet_tools.device.board import Board
+
+EXIT_INCOMPLETE = EXIT_REFUSED
+
+
+def _board(args: argparse.Namespace, probe: bool = True) -> Board:
+    from signet_tools.device import board as device_cmd
+
+    port = device_cmd.find_port(args.port)
+    if probe:
+        device_cmd.probe(port)
+    return device_cmd.Board(port, reset=not args.no_reset)
+
+
+def cmd_flash(args: argparse.Namespace) -> int:
+    from signet_tools.device import board as device_cmd
+
+    try:
+        board = _board(args)
+        print(f"board on {board.port}")
+        complete = device_cmd.flash(board, args.config, source=args.py, deps=not args.no_deps)
+    except device_cmd.DeviceError as exc:
+        return _fail(str(exc))
+    if not complete:
+        print("flashed, but umqtt.simple is missing: the agent cannot reach a broker without it")
+        return EXIT_INCOMPLETE
+    print("flashed: reset the board (or `mpremote reset`) to start the agent")
+    return EXIT_OK
+
+
+def cmd_provision(args: argparse.Namespace) -> int:
+    from signet_tools.device import board as device_cmd
+
+    try:
+        board = _board(args)
+        result = device_cmd.provision(
+            board,
+            args.curve,
+            args.config_template,
+            args.out_pubkey,
+            key_path=args.key_path,
+            replace=args.replace_key,
+            out_config=args.out_config,
+        )
+    except device_cmd.DeviceError as exc:
+        return _fail(str(exc))
+    what = "generated on the board" if result.state == "new" else "already on the board (kept)"
+    print(f"device id  {result.device_id}")
+    print(f"curve      {result.curve}")
+    print(f"key        :{args.key_path} {what}; the private key never left the board")
+    print(f"public     {args.out_pubkey}")
+    print(f"config     :{device_cmd.BOARD_CONFIG} written (key.path = {args.key_path})")
+    print(f"next       enroll it at the gateway: signet enroll --pubkey {args.out_pubkey}")
+    return EXIT_OK
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    from signet_tools.device import board as device_cmd
+
+    try:
+        port = device_cmd.find_port(args.port)
+        print(f"signet: streaming {port} (Ctrl-C to stop)", file=sys.stderr)
+        device_cmd.logs(port, lines=args.lines)
+    except device_cmd.DeviceError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+def _port_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--port", help="serial port, e.g. /dev/ttyUSB0 (default: the first USB one)")
+
+
+def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
+    """Add this group's commands to `sub` and its benchmarks to `bench`."""
+    p = sub.add_parser("device", help="a MicroPython board over USB: flash, provision, logs")
+    device = p.add_subparsers(dest="device_command", required=True, metavar="DEVICE_COMMAND")
+
+    f = device.add_parser("flash", help="copy the agent (+ config) to the board with mpremote")
+    _port_options(f)
+    f.add_argument("--config", type=Path, help="board config JSON to copy to :config.json")
+    f.add_argument("--py", action="store_true", help="copy .py sources instead of .mpy")
+    f.add_argument("--no-deps", action="store_true", help="do not mip-install umqtt.simple")
+    f.add_argument(
+        "--no-reset", action="store_true", help="do not soft-reset first (mpremote resume)"
+    )
+    f.set_defaults(func=cmd_flash)
+
+    v = device.add_parser("provision", help="generate the device key ON the board; get its pubkey")
+    _port_options(v)
+    v.add_argument("--curve", choices=("p256", "secp256k1"), default="p256")
+    v.add_argument(
+        "--config-template",
+        type=Path,
+        required=True,
+        help="board config JSON (wifi, mqtt, ...); key.path is filled in",
+    )
+    v.add_argument("--out-pubkey", type=Path, required=True, help="write the public key PEM here")
+    v.add_argument("--out-config", type=Path, help="also keep a copy of the written config here")
+    v.add_argument("--key-path", default="signet.key", help="key file on the board")
+    v.add_argument(
+        "--replace-key",
+        action="store_true",
+        help="generate a new key even if one exists (a NEW device identity)",
+    )
+    v.add_argument(
+        "--no-reset", action="store_true", help="do not soft-reset first (mpremote resume)"
+    )
+    v.set_defaults(func=cmd_provision)
+
+    g = device.add_parser("logs", help="stream the agent's log lines from the board")
+    _port_options(g)
+    g.add_argument("--lines", type=int, help="stop after this many lines")
+    g.set_defaults(func=cmd_logs)

@@ -1,0 +1,248 @@
+"""Gateway commands: `signet gateway run`, `signet enroll`, `signet devices`, `signet revoke`,
+and the `signet bench gateway` benchmark."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+from .exits import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
+from .exits import fail as _fail
+
+if TYPE_CHECKING:
+    from signet_gateway.config import GatewayConfig
+
+EXIT_STORAGE = 3
+
+DEFAULT_CONFIG = Path("gateway.toml")
+
+
+def gateway_db(db: Path | None, config: Path | None) -> tuple[Path, GatewayConfig | None]:
+    """The gateway database a command works on, and the configuration if one was read.
+
+    --db wins; else the [store] path of --config, or of ./gateway.toml when neither was
+    given and it exists. Raises FileNotFoundError (nothing to go by) or ConfigError.
+    """
+    from signet_gateway.config import load
+
+    if db is not None:
+        return Path(db), None
+    if config is None:
+        if not DEFAULT_CONFIG.exists():
+            raise FileNotFoundError(
+                "no database given: use --config gateway.toml or --db PATH"
+                " (./gateway.toml does not exist)"
+            )
+        config = DEFAULT_CONFIG
+    loaded = load(config)
+    return loaded.store.path, loaded
+
+
+def _add_db_args(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--config", type=Path, help="gateway.toml (its [store] path is used)")
+    where.add_argument("--db", type=Path, help="the gateway's SQLite database file")
+
+
+# -- gateway run --------------------------------------------------------------------------------
+
+
+def cmd_gateway_run(args: argparse.Namespace) -> int:
+    from signet_gateway.config import ConfigError, load
+    from signet_gateway.ingest.service import Gateway
+
+    logging.basicConfig(
+        stream=sys.stderr,
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s signet-gateway %(levelname)s %(message)s",
+    )
+    logging.getLogger("signet.gateway").setLevel(logging.INFO)
+    try:
+        config = load(args.config)
+        gateway = Gateway(config)
+    except ConfigError as exc:
+        return _fail(str(exc))
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        gateway.request_stop()  # from this instant no message is taken
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        gateway.start()
+    except ConfigError as exc:  # [aggregate] is checked when the aggregator loads
+        return _fail(str(exc))
+    except Exception as exc:
+        logging.getLogger("signet.gateway").critical("cannot start: %s", exc)
+        return _fail(f"cannot start the gateway: {exc}", EXIT_STORAGE)
+    return gateway.run(stop)
+
+
+# -- enrollment ---------------------------------------------------------------------------------
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    from signet_gateway.store.sqlite import Store, StoreError
+    from signet_tools.records.keystore import KeyStoreError, load_pem
+
+    try:
+        key = load_pem(args.pubkey)
+    except KeyStoreError as exc:
+        return _fail(str(exc))
+    evidence = None
+    if args.evidence is not None:
+        try:
+            evidence = args.evidence.read_bytes()
+        except OSError as exc:
+            return _fail(f"cannot read evidence {args.evidence}: {exc.strerror}")
+        if not evidence:
+            return _fail(f"evidence file {args.evidence} is empty")
+    if args.tier == "hardware" and evidence is None:
+        return _fail(
+            "--tier hardware needs --evidence FILE (the secure element's certificate chain or"
+            " a signed enrollment statement)"
+        )
+    if args.tier == "software" and evidence is not None:
+        return _fail("--evidence is for --tier hardware only")
+    try:
+        path, _config = gateway_db(args.db, args.config)
+        with Store(path) as store:
+            device = store.enroll(key, args.tier, name=args.name, evidence=evidence)
+    except (StoreError, FileNotFoundError) as exc:
+        return _fail(str(exc), EXIT_REFUSED if isinstance(exc, StoreError) else EXIT_USAGE)
+    except Exception as exc:  # config errors, unwritable database
+        return _fail(str(exc))
+    label = f", name {device.name!r}" if device.name else ""
+    print(f"enrolled {device.kid} ({key.curve}, tier {device.tier}{label}) in {path}")
+    return EXIT_OK
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from signet_gateway.store.sqlite import Store, StoreError
+
+    try:
+        path, _config = gateway_db(args.db, args.config)
+        with Store(path, readonly=True) as store:
+            rows = []
+            for d in store.devices():
+                rows.append(
+                    {
+                        "device": d.kid,
+                        "curve": d.curve,
+                        "tier": d.tier,
+                        "name": d.name,
+                        "status": "active" if d.active else "revoked",
+                        "flagged": d.flagged,
+                        "enrolled_ms": d.enrolled_ms,
+                        "revoked_ms": d.revoked_ms,
+                        "ack": store.ack(d.kid),
+                        "highest": store.highest(d.kid),
+                        "missing": store.missing(d.kid),
+                        "evidence_bytes": len(d.evidence) if d.evidence else 0,
+                    }
+                )
+    except (StoreError, FileNotFoundError) as exc:
+        return _fail(str(exc))
+    except Exception as exc:
+        return _fail(str(exc))
+    if args.json:
+        for row in rows:
+            print(json.dumps(row, sort_keys=True))
+        return EXIT_OK
+    print(
+        f"{'device':32}  {'curve':9}  {'tier':8}  {'status':7}  {'flag':4}  {'ack':>8}"
+        f"  {'missing':>7}  name"
+    )
+    for r in rows:
+        print(
+            f"{r['device']:32}  {r['curve']:9}  {r['tier']:8}  {r['status']:7}"
+            f"  {'EQUIV' if r['flagged'] else '-':4}  {r['ack']:>8}  {r['missing']:>7}"
+            f"  {r['name'] or ''}"
+        )
+    print(f"{len(rows)} devices in {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_revoke(args: argparse.Namespace) -> int:
+    from signet_gateway.store.sqlite import Store, StoreError
+
+    wanted = args.device.lower()
+    try:
+        path, _config = gateway_db(args.db, args.config)
+        with Store(path) as store:
+            matches = [d.kid for d in store.devices() if d.kid.startswith(wanted)]
+            if len(wanted) < 8 or not matches:
+                return _fail(f"no device {args.device} is enrolled (give at least 8 hex digits)",
+                             EXIT_REFUSED)  # fmt: skip
+            if len(matches) > 1:
+                return _fail(f"{args.device} matches {len(matches)} devices; give more digits")
+            device = store.revoke(matches[0])
+    except StoreError as exc:
+        return _fail(str(exc), EXIT_REFUSED)
+    except Exception as exc:
+        return _fail(str(exc))
+    print(f"revoked {device.kid}: its records are refused (unknown_key) from now on")
+    return EXIT_OK
+
+
+# -- bench --------------------------------------------------------------------------------------
+
+
+def cmd_bench_gateway(args: argparse.Namespace) -> int:
+    from signet_tools.bench import gateway as bench_gateway
+
+    try:
+        result = bench_gateway.run(
+            records=args.records,
+            devices=args.devices,
+            workdir=args.dir,
+            verify_threads=args.threads,
+        )
+    except bench_gateway.BenchError as exc:
+        return _fail(str(exc), EXIT_REFUSED)
+    print(bench_gateway.format_report(result))
+    return EXIT_OK if result.ratio >= bench_gateway.TARGET_RATIO else EXIT_REFUSED
+
+
+def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
+    """Add this group's commands to `sub` and its benchmarks to `bench`."""
+    p = sub.add_parser("gateway", help="the verifying MQTT gateway")
+    gw = p.add_subparsers(dest="gateway_command", required=True, metavar="SUBCOMMAND")
+    r = gw.add_parser("run", help="run the gateway until SIGTERM/SIGINT")
+    r.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="gateway.toml")
+    r.add_argument("--verbose", action="store_true", help="also log paho/debug lines")
+    r.set_defaults(func=cmd_gateway_run)
+
+    p = sub.add_parser("enroll", help="enroll a device public key at the gateway")
+    p.add_argument("--pubkey", type=Path, required=True, help="the device's public key (PEM)")
+    p.add_argument("--tier", choices=("software", "hardware"), required=True)
+    p.add_argument("--evidence", type=Path, help="hardware tier: certificate chain / statement")
+    p.add_argument("--name", help="a label for people (machine name, site)")
+    _add_db_args(p)
+    p.set_defaults(func=cmd_enroll)
+
+    p = sub.add_parser("devices", help="list enrolled devices with their ack and missing counts")
+    p.add_argument("--json", action="store_true", help="one JSON object per device")
+    _add_db_args(p)
+    p.set_defaults(func=cmd_devices)
+
+    p = sub.add_parser("revoke", help="revoke a device key: its records are refused from now on")
+    p.add_argument("device", help="device id (32 hex digits, or a unique prefix of >= 8)")
+    _add_db_args(p)
+    p.set_defaults(func=cmd_revoke)
+
+    b = bench.add_parser("gateway", help="drain a 50k-record Mosquitto backlog vs raw verify")
+    b.add_argument("--records", type=int, default=50_000, help="records in the backlog")
+    b.add_argument("--devices", type=int, default=100, help="devices publishing them")
+    b.add_argument("--threads", type=int, default=2, help="gateway verifier threads")
+    b.add_argument("--dir", type=Path, default=None, help="working directory (default: temp)")
+    b.set_defaults(func=cmd_bench_gateway)

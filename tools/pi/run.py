@@ -1,0 +1,193 @@
+"""The device agent (firmware/lib/signet/agent.py) under CPython on a Pi: `signet agent run`.
+
+The same Agent class as on a board, with the Pi's platform (pi/platform.py), paho as
+transport (pi/paho_transport.py), the journal in a directory, and the Unix-socket source
+(pi/local_socket.py) for every `{"type": "local"}` entry in the config's sources.
+
+Config: the board's JSON format, loaded by signet.config (the one loader). Relative paths in
+it (key.path, journal.dir, mqtt.tls files, a local source's path) are taken relative to the
+config file's directory, so a config and its key can travel together.
+
+Outcomes (cli/agent.py turns them into exit statuses 0, 2 and 1): a clean stop on
+SIGTERM/SIGINT ("offline" published, clean disconnect, clean-stop marker written so the next
+boot record says rc=soft); StartError when it cannot start (config, key file, journal
+directory, socket); a failure while running, logged with its traceback (systemd restarts
+the agent; the journal and the sequence lease make that safe).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import stat
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from signet import config as config_mod
+from signet import keyfile
+from signet.agent import Agent
+from signet.fsio import Files
+from signet.signer import SoftwareSigner
+from signet.state import StateError
+
+from .local_socket import LocalSocketSource
+from .paho_transport import PahoTransport
+from .platform import PiPlatform
+
+
+class StartError(Exception):
+    """The agent cannot start; the message says what to fix."""
+
+
+def _resolve(base: Path, value: str | None) -> str | None:
+    if value is None:
+        return None
+    return str(base / value) if not os.path.isabs(value) else value
+
+
+def load_config(path: str | os.PathLike[str]) -> Any:
+    """signet.config.load, with relative paths resolved against the config's directory."""
+    try:
+        cfg = config_mod.load(str(path))
+    except config_mod.ConfigError as exc:
+        raise StartError(str(exc)) from None
+    base = Path(path).resolve().parent
+    cfg.key["path"] = _resolve(base, cfg.key["path"])
+    cfg.journal["dir"] = _resolve(base, cfg.journal["dir"])
+    tls = cfg.mqtt["tls"]
+    if tls:
+        for name in ("ca", "cert", "key"):
+            tls[name] = _resolve(base, tls[name])
+    for i, src in enumerate(cfg.sources):
+        if src["type"] != "local":
+            raise StartError(
+                f"sources[{i}].type: {src['type']!r} needs a MicroPython board's pins; on a "
+                "Pi feed revenue through a 'local' source (signet agent record, or the socket)"
+            )
+        src["path"] = _resolve(base, src["path"])
+    return cfg
+
+
+def load_key(path: str) -> SoftwareSigner:
+    """The key file of `signet keygen`; refused if group/world readable (software tier)."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise StartError(
+            f"key.path: no key file at {path} (create one: signet keygen --out {path})"
+        ) from None
+    except OSError as exc:
+        raise StartError(f"key.path: cannot read {path}: {exc.strerror}") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise StartError(
+            f"key.path: {path} is accessible by group/others (mode {stat.S_IMODE(mode):04o}); "
+            f"the private key must be private: chmod 600 {path}"
+        )
+    try:
+        return keyfile.load(path)
+    except keyfile.KeyFileError as exc:
+        raise StartError(f"key.path: {path}: {exc}") from None
+    except OSError as exc:
+        raise StartError(f"key.path: cannot read {path}: {exc.strerror}") from None
+
+
+@dataclass
+class Runtime:
+    agent: Agent
+    platform: PiPlatform
+    sources: list[LocalSocketSource]
+
+    def close_sources(self) -> None:
+        for src in self.sources:
+            src.close()
+
+
+def build(cfg: Any) -> Runtime:
+    """Everything the agent needs, from a loaded config. StartError on any problem."""
+    signer = load_key(cfg.key["path"])
+    journal_dir = cfg.journal["dir"]
+    try:
+        os.makedirs(journal_dir, mode=0o700, exist_ok=True)
+        files = Files(journal_dir, sync=True)
+        # Probe writability now, with a clear message, rather than at the first record.
+        probe = os.path.join(journal_dir, ".write-test")
+        with open(probe, "wb"):
+            pass
+        os.remove(probe)
+    except OSError as exc:
+        raise StartError(f"journal.dir: cannot use {journal_dir}: {exc.strerror}") from None
+    platform = PiPlatform(journal_dir)
+    transport = PahoTransport.from_config(cfg.mqtt, signer.device_id)
+    sources: list[LocalSocketSource] = []
+    try:
+        for i, src in enumerate(cfg.sources):
+            try:
+                sources.append(LocalSocketSource(src["path"], src["src"], platform.log).open())
+            except OSError as exc:
+                raise StartError(
+                    f"sources[{i}].path: {src['path']}: {exc.strerror or exc}"
+                ) from None
+    except StartError:
+        for s in sources:
+            s.close()
+        raise
+    for s in sources:
+        platform.add_fd_source(s.fds)
+    platform.add_fd_source(lambda: [transport.fileno()])
+    agent = Agent(cfg, platform, signer, transport, files, sources)
+    return Runtime(agent, platform, sources)
+
+
+def run(config_path: str | os.PathLike[str]) -> bool:
+    """Run until SIGTERM/SIGINT: True after a clean stop, False if the agent failed while
+    running (logged). Raises StartError when it cannot start."""
+    rt = build(load_config(config_path))
+    agent, platform = rt.agent, rt.platform
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        agent.request_stop()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGTERM, signal.SIGINT)}
+    # A signal also writes a byte here, which ends the select() in sleep_ms at once.
+    wake_r, wake_w = socket.socketpair()
+    wake_r.setblocking(False)
+    wake_w.setblocking(False)
+    old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
+    platform.add_fd_source(lambda: [wake_r.fileno()])
+    try:
+        try:
+            agent.start()
+        except (StateError, OSError) as exc:
+            raise StartError(f"journal.dir: cannot recover state: {exc}") from None
+        mq = agent.config.mqtt
+        platform.log(
+            f"agent: device {agent.signer.device_id} boot {agent.boot} "
+            f"rc={platform.reset_cause()} last_n={agent.stats['last_n']} "
+            f"broker {mq['host']}:{mq['port']} journal {agent.config.journal['dir']}"
+        )
+        for src in rt.sources:
+            platform.log(f"agent: local socket {src.path} (mode 0660)")
+        platform.notify_ready(f"device {agent.signer.device_id}")
+        agent.run()
+        platform.notify_stopping()
+        platform.log("agent: stopping (signal)")
+        agent.stop()
+        platform.mark_clean_stop()
+        platform.log(f"agent: stopped cleanly after {agent.signed} records this run")
+        return True
+    except StartError:
+        raise
+    except Exception:
+        platform.log("agent: failed:\n" + traceback.format_exc())
+        return False
+    finally:
+        rt.close_sources()
+        signal.set_wakeup_fd(old_wakeup)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        wake_r.close()
+        wake_w.close()

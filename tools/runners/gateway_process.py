@@ -1,0 +1,126 @@
+"""`signet gateway run` as a child process: for the demo, the benchmark and the tests.
+
+One way to write a local gateway.toml and to start, wait for, stop and kill a
+gateway process. Its log (stdout and stderr) goes to a file, so a test or the
+demo can show what it said when something went wrong.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+SUBSCRIBED = "subscribed to signet/v1/+/rec"
+
+
+class GatewayProcessError(RuntimeError):
+    """The gateway exited or did not say what was awaited in time."""
+
+
+def write_gateway_config(path: Path, port: int, db: Path, **sections: dict[str, Any]) -> Path:
+    """A gateway.toml for a broker on 127.0.0.1:port and a database at db.
+
+    Each keyword is a TOML section whose keys override or extend the defaults.
+    """
+    config: dict[str, dict[str, Any]] = {
+        "mqtt": {"host": "127.0.0.1", "port": port, "client_id": f"signet-gw-{path.parent.name}"},
+        # Absolute: the gateway resolves a relative path against the config file's folder.
+        "store": {"path": str(Path(db).resolve())},
+        "ingest": {"summary_s": 0},
+    }
+    for name, values in sections.items():
+        config.setdefault(name, {}).update(values)
+    lines = []
+    for name, values in config.items():
+        lines.append(f"[{name}]")
+        for key, value in values.items():
+            text = f'"{value}"' if isinstance(value, str) else repr(value)
+            lines.append(f"{key} = {text}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class GatewayProcess:
+    """start() waits until the gateway has subscribed; stop() is SIGTERM, kill() is SIGKILL."""
+
+    def __init__(self, config: Path, log: Path) -> None:
+        self.config = Path(config)
+        self.log = Path(log)
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._offset = 0
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None else None
+
+    def start(self, wait: bool = True, timeout: float = 30.0) -> GatewayProcess:
+        self._offset = self.log.stat().st_size if self.log.exists() else 0
+        with open(self.log, "ab") as out:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "signet_tools", "gateway", "run", "--config",
+                 str(self.config)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            )  # fmt: skip
+        if wait:
+            self.wait_log(SUBSCRIBED, timeout)
+        return self
+
+    def text(self) -> str:
+        """What the gateway logged since the last start()."""
+        try:
+            with open(self.log, "rb") as f:
+                f.seek(self._offset)
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    def tail(self, lines: int = 15) -> str:
+        return "\n".join(self.text().splitlines()[-lines:])
+
+    def wait_log(self, needle: str, timeout: float) -> None:
+        """Poll the log (with a deadline) until needle appears; error if the gateway exits."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if needle in self.text():
+                return
+            if self.proc is None or self.proc.poll() is not None:
+                code = None if self.proc is None else self.proc.returncode
+                raise GatewayProcessError(f"the gateway exited ({code}):\n{self.tail()}")
+            if time.monotonic() > deadline:
+                raise GatewayProcessError(
+                    f"no {needle!r} from the gateway within {timeout:g}s:\n{self.tail()}"
+                )
+            time.sleep(0.02)  # polling interval of a file, not synchronisation
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM (drain, commit, acknowledge, disconnect); its exit code.
+
+        A gateway that does not stop in time is killed and GatewayProcessError raised.
+        """
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return 0
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+        try:
+            return proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            raise GatewayProcessError(
+                f"the gateway did not stop on SIGTERM in {timeout:g}s"
+            ) from None
+
+    def kill(self) -> None:
+        """SIGKILL: a crash at an arbitrary moment."""
+        proc, self.proc = self.proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
