@@ -22,7 +22,8 @@ from signet_gateway.store.sqlite import Store
 from signet_gateway.verify.pubkeys import DevicePublicKey
 from signet_gateway.verify.verifier import Verifier
 
-from .intake import Intake, MqttLink
+from .intake import Intake
+from .mqtt_link import MqttLink
 from .wire import REC_SUBSCRIPTION
 from .writer import BatchWriter, Message, StorageError, WriteResult
 
