@@ -32,7 +32,8 @@ from collections import defaultdict
 from collections.abc import Callable
 from typing import Any, Final
 
-from signet_gateway.store.sqlite import Store, StoredRecord
+from signet_gateway.store.model import StoredRecord
+from signet_gateway.store.sqlite import Store
 from signet_gateway.verify.payload_schema import decode_payload
 from signet_gateway.verify.verifier import VerifiedRecord
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from signet_gateway.mcr.aggregate import day_of
-from signet_gateway.store.sqlite import StoredRecord
+from signet_gateway.store.model import StoredRecord
 
 from .sequencer import (
     DUPLICATE,

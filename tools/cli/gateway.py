@@ -91,7 +91,8 @@ def cmd_gateway_run(args: argparse.Namespace) -> int:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from signet_gateway.store.sqlite import Store, StoreError
+    from signet_gateway.store.model import StoreError
+    from signet_gateway.store.sqlite import Store
     from signet_tools.records.keystore import KeyStoreError, load_pem
 
     try:
@@ -127,7 +128,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
-    from signet_gateway.store.sqlite import Store, StoreError
+    from signet_gateway.store.model import StoreError
+    from signet_gateway.store.sqlite import Store
 
     try:
         path, _config = gateway_db(args.db, args.config)
@@ -173,7 +175,8 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    from signet_gateway.store.sqlite import Store, StoreError
+    from signet_gateway.store.model import StoreError
+    from signet_gateway.store.sqlite import Store
 
     wanted = args.device.lower()
     try:

@@ -25,7 +25,8 @@ def _open(args: argparse.Namespace) -> tuple[sqlite3.Connection, Callable[[str],
     (kept in agg_meta); the report prints it.
     """
     from signet_gateway.config import ConfigError
-    from signet_gateway.store.sqlite import Store, StoreError
+    from signet_gateway.store.model import StoreError
+    from signet_gateway.store.sqlite import Store
 
     try:
         path, _config = gateway_db(args.db, args.config)

@@ -502,7 +502,8 @@ class Fleet:
 
     def create(self) -> None:
         """Keys, files and enrollment of every device (call before the gateway needs them)."""
-        from signet_gateway.store.sqlite import Store, StoreError
+        from signet_gateway.store.model import StoreError
+        from signet_gateway.store.sqlite import Store
         from signet_gateway.verify.pubkeys import DevicePublicKey
 
         p = self.params

@@ -1,0 +1,95 @@
+"""The gateway database's tables (schema version 1), shared by every store implementation.
+
+Tables (the ones REPORT reads are marked *):
+
+* ``devices``*  enrolled keys, tier, evidence, revocation, equivocation flag
+* ``records``*  every stored record: exact received bytes and payload bytes
+* ``findings``* per device and UTC day: counts of verified, duplicate, equivocation,
+  chain_break, late, future_time and ``refused:<reason>``
+* ``seqstate``  per device: ack, highest stored n, stored count, declared-unused count
+* ``unused``    disjoint ranges [lo, hi] of sequence numbers declared never used by boot records
+* ``evidence``  equivocating records (a second payload for an already stored n), bounded per device
+* ``quarantine`` refused input (bounded ring): reason, detail, topic, receive time, raw bytes
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "TIERS"]
+
+TIERS: Final = ("software", "hardware")
+
+SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS devices (
+    kid TEXT PRIMARY KEY,            -- 32 lowercase hex: the device id
+    public_key BLOB NOT NULL,        -- 33-byte compressed SEC1 point
+    curve TEXT NOT NULL,             -- 'p256' | 'secp256k1'
+    tier TEXT NOT NULL CHECK (tier IN ('software', 'hardware')),
+    name TEXT,
+    evidence BLOB,                   -- hardware tier: certificate chain / enrollment statement
+    enrolled_ms INTEGER NOT NULL,
+    revoked_ms INTEGER,              -- NULL while active
+    flagged INTEGER NOT NULL DEFAULT 0  -- 1 once an equivocation was seen
+);
+CREATE TABLE IF NOT EXISTS records (
+    kid TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    b INTEGER NOT NULL,
+    u INTEGER NOT NULL,
+    t INTEGER,
+    payload BLOB NOT NULL,           -- the signed payload bytes (p of the next record hashes them)
+    raw BLOB NOT NULL,               -- the exact received COSE_Sign1 bytes (dataHash input)
+    received_ms INTEGER NOT NULL,
+    late INTEGER NOT NULL DEFAULT 0,
+    future INTEGER NOT NULL DEFAULT 0,
+    chain_break INTEGER NOT NULL DEFAULT 0,  -- 1: the link into this record is broken
+    PRIMARY KEY (kid, n)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS findings (
+    kid TEXT NOT NULL,               -- '' for input that names no enrolled device
+    day TEXT NOT NULL,               -- 'YYYY-MM-DD', UTC, of the receive time
+    finding TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (kid, day, finding)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS seqstate (
+    kid TEXT PRIMARY KEY,
+    ack INTEGER NOT NULL,            -- ack(K) of PROTOCOL 6.5, never decreases
+    highest INTEGER NOT NULL,        -- highest stored n (0: none)
+    stored INTEGER NOT NULL,         -- number of stored records
+    unused INTEGER NOT NULL          -- numbers <= highest declared unused and not stored
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS unused (
+    kid TEXT NOT NULL,
+    lo INTEGER NOT NULL,
+    hi INTEGER NOT NULL,
+    PRIMARY KEY (kid, lo)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS evidence (
+    kid TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    payload_sha256 BLOB NOT NULL,
+    payload BLOB NOT NULL,
+    raw BLOB NOT NULL,
+    received_ms INTEGER NOT NULL,
+    PRIMARY KEY (kid, n, payload_sha256)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_ms INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    kid TEXT NOT NULL,               -- the topic's device id if well-formed, else ''
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    size INTEGER NOT NULL,           -- original size; raw may be cut to max_bytes_per_row
+    raw BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+) WITHOUT ROWID;
+"""
+
+SCHEMA_VERSION: Final = "1"
