@@ -4,9 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from kit.paths import FIRMWARE_TESTS
 from signet_tools.device.micropython import FIRMWARE_LIB, compile_tree
-
-FIRMWARE_TESTS = Path(__file__).resolve().parent / "fwtests"
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import cbor2
-from powercut import CutFiles, PowerCut, cut_points, record_boundaries
 
+from kit.powercut import CutFiles, PowerCut, cut_points, record_boundaries
 from signet import cose
 from signet.builder import RecordBuilder
 from signet.fsio import Files

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-from gatewaykit import Dev, write_config
 
+from kit.gatewaykit import Dev, write_config
 from signet_gateway.store.sqlite import Store
 from signet_gateway.verify.refusals import Refused
 from signet_gateway.verify.verifier import Verifier

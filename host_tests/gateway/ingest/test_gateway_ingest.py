@@ -9,8 +9,8 @@ import threading
 from pathlib import Path
 
 import pytest
-from gatewaykit import Dev, Mqtt, write_config
 
+from kit.gatewaykit import Dev, Mqtt, write_config
 from signet import cbor
 from signet_gateway.store.sqlite import Store
 from signet_tools.runners.gateway_process import GatewayProcess

@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import FIRMWARE_TESTS
 
+from kit.paths import FIRMWARE_TESTS
 from signet_tools.device.micropython import FIRMWARE, compile_tree, run
 
 MODULES = sorted(p.stem for p in FIRMWARE_TESTS.glob("test_fw_*.py"))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import cbor2
-import independent_signer as signer
 import pytest
 
+from kit import independent_signer as signer
 from signet_gateway.verify.cbor_strict import describe_problem, loads_roundtrip, top_tag_number
 from signet_gateway.verify.cose_decode import _check_body, decode_envelope, sig_structure
 from signet_gateway.verify.verifier import DevicePublicKey, Refused, Verifier

@@ -10,15 +10,16 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from gatewaykit import Dev
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_aggregate import Db, _scenario, rec
 
+from kit.gatewaykit import Dev
 from signet_gateway.ingest.intake import verify_message
 from signet_gateway.ingest.writer import BatchWriter, Message
 from signet_gateway.mcr.aggregate import AGG_TABLES, BatchItemFailed
-from signet_gateway.store.sqlite import Store, StoredRecord
+from signet_gateway.store.model import StoredRecord
+from signet_gateway.store.sqlite import Store
 from signet_gateway.verify.verifier import Verifier
 
 pytestmark = pytest.mark.timeout(120)

@@ -8,10 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
-from gatewaykit import T0, Dev
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kit.gatewaykit import T0, Dev
 from signet_gateway.ingest.intake import verify_message
 from signet_gateway.ingest.writer import BatchWriter, Message
 from signet_gateway.store.sqlite import Store

@@ -9,12 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from kit.paths import REPO
 from signet_tools.cli.main import main
 from signet_tools.pi.platform import PiPlatform
 from signet_tools.pi.run import StartError, build, load_config, load_key
 from signet_tools.records import keygen
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def write_config(d: Path, **over: object) -> Path:

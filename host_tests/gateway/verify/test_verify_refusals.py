@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import cbor2
-import independent_signer as signer
 import pytest
 
+from kit import independent_signer as signer
 from signet_gateway.verify.verifier import REASONS, DevicePublicKey, Refused, Verifier
 
 CURVES = ("p256", "secp256k1")

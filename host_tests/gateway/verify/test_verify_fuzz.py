@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 
 import cbor2
-import independent_signer as signer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kit import independent_signer as signer
 from signet_gateway.verify.cbor_strict import describe_problem
 from signet_gateway.verify.verifier import REASONS, DevicePublicKey, Refused, Verifier
 

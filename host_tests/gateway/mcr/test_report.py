@@ -13,6 +13,7 @@ import jsonschema
 import pytest
 from test_aggregate import DAY_MS, T0, Db, rec
 
+from kit.paths import REPO
 from signet_gateway.mcr import scoring
 from signet_gateway.mcr.report import (
     REPORT_SCHEMA,
@@ -24,7 +25,7 @@ from signet_gateway.mcr.report import (
 from signet_gateway.store.sqlite import Store
 from signet_tools.cli import main as cli
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "MCR.md"
+DOC = REPO / "docs" / "MCR.md"
 HOUR = 3_600_000
 
 

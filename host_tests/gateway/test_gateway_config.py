@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from kit.paths import REPO
 from signet_gateway.config import ConfigError, load, parse
 from signet_gateway.ingest.wire import (
     BadTopic,
@@ -30,7 +31,7 @@ def test_defaults_and_relative_store_path(tmp_path: Path) -> None:
 
 
 def test_example_config_in_deploy_loads() -> None:
-    example = Path(__file__).resolve().parents[1] / "deploy" / "gateway.toml"
+    example = REPO / "deploy" / "gateway.toml"
     cfg = load(example)
     assert cfg.mqtt.client_id == "signet-gateway"
     assert cfg.store.path.is_absolute()

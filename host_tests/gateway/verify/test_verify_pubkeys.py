@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import hashlib
 
-import independent_signer as signer
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from kit import independent_signer as signer
 from signet_gateway.verify.pubkeys import CURVES, DevicePublicKey, kid_for
 from signet_gateway.verify.refusals import Refused
 

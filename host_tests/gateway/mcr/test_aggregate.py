@@ -14,8 +14,8 @@ import cbor2
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from independent_signer import make_key
 
+from kit.independent_signer import make_key
 from signet_gateway.config import ConfigError
 from signet_gateway.mcr.aggregate import (
     AGG_TABLES,
@@ -28,7 +28,8 @@ from signet_gateway.mcr.aggregate import (
     gap_is_up,
     settings_from_config,
 )
-from signet_gateway.store.sqlite import SCHEMA, StoredRecord
+from signet_gateway.store.model import StoredRecord
+from signet_gateway.store.schema import SCHEMA
 from signet_gateway.verify.pubkeys import DevicePublicKey
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z

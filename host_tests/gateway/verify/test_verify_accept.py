@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 
 import cbor2
-import independent_signer as signer
 import pytest
 
+from kit import independent_signer as signer
 from signet_gateway.verify.verifier import (
     ALG_ES256,
     ALG_ES256K,

@@ -18,10 +18,10 @@ import shutil
 from pathlib import Path
 
 import pytest
+
 from fwtests import fakeumqtt
 from fwtests.agentkit import FakePlatform, make_config, signer
-from powercut import CutFiles, PowerCut, cut_points, record_boundaries
-
+from kit.powercut import CutFiles, PowerCut, cut_points, record_boundaries
 from signet.agent import Agent
 from signet.fsio import Files
 from signet.mqtt import UmqttTransport

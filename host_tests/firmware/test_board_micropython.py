@@ -15,8 +15,8 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import FIRMWARE_TESTS
 
+from kit.paths import FIRMWARE_TESTS
 from signet import FIRMWARE_VERSION, keyfile
 from signet.signer import SoftwareSigner
 from signet.uartline import frame

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import independent_signer as signer
 import pytest
 
+from kit import independent_signer as signer
 from signet_gateway.verify.payload_schema import KINDS, validate_payload
 from signet_gateway.verify.verifier import DevicePublicKey, Refused, Verifier
 

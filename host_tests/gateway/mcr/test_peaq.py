@@ -14,9 +14,9 @@ from typing import Any
 
 import cbor2
 import pytest
-from independent_signer import make_key, make_record
 from test_aggregate import DAY_MS, T0, Db, rec
 
+from kit.independent_signer import make_key, make_record
 from signet_gateway.ingest.sequencer import Findings, Sequencer
 from signet_gateway.mcr.aggregate import Aggregator, day_of
 from signet_gateway.mcr.peaq import (

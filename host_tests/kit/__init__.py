@@ -1,0 +1,1 @@
+"""Helpers shared by the host tests (fixtures themselves live in host_tests/conftest.py)."""
