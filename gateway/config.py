@@ -7,7 +7,7 @@ sections and keys are errors too, because a silently ignored typo
 (``recieve_maximum``) is a setting the operator believes is in force.
 
 Sections: [mqtt], [store], [ingest], [quarantine], [time] are the gateway's;
-[aggregate] belongs to the report code (gateway/aggregate.py), which validates
+[aggregate] belongs to the report code (gateway/mcr/aggregate.py), which validates
 its own keys: this loader only checks that it is a table and passes it on.
 """
 
@@ -100,7 +100,7 @@ class GatewayConfig:
     ingest: IngestConfig = IngestConfig()
     quarantine: QuarantineConfig = QuarantineConfig()
     time: TimeConfig = TimeConfig()
-    # [aggregate] as written in the file; gateway/aggregate.py interprets it.
+    # [aggregate] as written in the file; gateway/mcr/aggregate.py interprets it.
     aggregate: AggregateSection = field(default_factory=lambda: MappingProxyType({}))
     source: Path | None = None  # the file this came from, if any
 

@@ -1,6 +1,6 @@
 """The MCR report: per device and period, from the aggregate tables; table, JSON and CSV.
 
-Everything here reads: the aggregates are kept by gateway/aggregate.py as
+Everything here reads: the aggregates are kept by gateway/mcr/aggregate.py as
 records are stored. Report-time work is bounded by the rows of the period
 (day rows, and the up intervals for outages), never by the whole history.
 docs/MCR.md defines every figure; REPORT_SCHEMA below is the JSON Schema of

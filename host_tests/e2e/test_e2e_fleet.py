@@ -1,5 +1,5 @@
-"""End to end: a real Mosquitto (tools/broker.py), the gateway as a separate process
-(`signet gateway run`), virtual devices running the real agent code (tools/simulate.py),
+"""End to end: a real Mosquitto (tools/runners/mosquitto.py), the gateway as a separate process
+(`signet gateway run`), virtual devices running the real agent code (tools/fleet/simulate.py),
 then the MCR report compared with the simulator's ground truth.
 
 - the report equals the ground truth: revenue exactly, uptime by the documented rule;

@@ -1,6 +1,6 @@
 """Benchmark: drain a Mosquitto backlog through the gateway, against raw ECDSA verify.
 
-1. Starts a private Mosquitto (tools/broker.py) and enrolls ``devices`` keys in a
+1. Starts a private Mosquitto (tools/runners/mosquitto.py) and enrolls ``devices`` keys in a
    fresh gateway database.
 2. Runs ``signet gateway run`` once and stops it (SIGTERM): the broker now holds the
    gateway's persistent session (subscription + session expiry).

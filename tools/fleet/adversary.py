@@ -3,7 +3,7 @@
 Each :class:`Attack` is one message on one topic, with what the gateway must make of it:
 a refusal reason (``refused:<reason>`` in the findings table) or a finding about a validly
 signed record (``duplicate``, ``equivocation``). Built from genuine records a virtual
-device signed (tools/simulate.py captures them), so a forgery is a real record with one
+device signed (tools/fleet/simulate.py captures them), so a forgery is a real record with one
 change, exactly what an attacker on the broker could produce.
 """
 

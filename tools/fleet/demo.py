@@ -2,14 +2,14 @@
 
 Zero manual steps, about a minute:
 
-1. a private Mosquitto on a free loopback port (tools/broker.py);
+1. a private Mosquitto on a free loopback port (tools/runners/mosquitto.py);
 2. gateway.toml in the work directory, the fleet's keys enrolled in the gateway's database
    (one device as hardware tier with SIMULATED evidence, the rest software tier);
 3. the gateway as a separate process: ``signet gateway run --config gateway.toml``;
-4. a virtual fleet running the real agent code (tools/simulate.py) with sales, heartbeats,
+4. a virtual fleet running the real agent code (tools/fleet/simulate.py) with sales, heartbeats,
    a network outage on some devices, one crash-and-reboot, and the broker itself stopped and
    restarted mid-run;
-5. hostile traffic injected mid-run (tools/adversary.py): forgeries, a replay, a record
+5. hostile traffic injected mid-run (tools/fleet/adversary.py): forgeries, a replay, a record
    moved to another device's topic, garbage, oversized messages, a bad topic and an unknown
    device flooding;
 6. the fleet drains (every device acknowledged up to its last record), the gateway is

@@ -3,8 +3,8 @@
 Every virtual device is a ``signet.agent.Agent`` (the code that runs on a board) with:
 
 - its own key (``signet keygen`` format), journal and sequence state in ``OUT/<name>/``;
-- the real paho transport (tools/paho_transport.py), wrapped so scheduled network outages
-  kill its connection (tools/virtual_platform.py);
+- the real paho transport (tools/pi/paho_transport.py), wrapped so scheduled network outages
+  kill its connection (tools/fleet/virtual_platform.py);
 - a virtual platform: real monotonic time, the host's wall clock, short heartbeats;
 - a revenue source (the agent's ``poll(agent)`` source interface) that rings up random
   amounts in minor units, in EUR and USD, as a Poisson process of ``rate`` per minute.

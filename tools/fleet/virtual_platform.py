@@ -1,4 +1,4 @@
-"""The platform and network of a virtual device, for `signet simulate` (tools/simulate.py).
+"""The platform and network of a virtual device, for `signet simulate` (tools/fleet/simulate.py).
 
 The agent (firmware/lib/signet/agent.py) talks to its board through a small duck-typed
 platform object and to MQTT through a transport. A virtual device gets:
@@ -8,7 +8,7 @@ platform object and to MQTT through a transport. A virtual device gets:
 - :class:`VirtualPlatform`: real monotonic time (so heartbeat intervals are real), the
   host's wall clock (trusted only while the network is up, as NTP would need it), a reset
   cause chosen by the simulator, no watchdog, a per-device log.
-- :class:`LinkTransport`: wraps the real paho transport (tools/paho_transport.py). While the
+- :class:`LinkTransport`: wraps the real paho transport (tools/pi/paho_transport.py). While the
   link is down every call raises OSError, exactly what the agent sees when a socket dies;
   the first such call also drops the real connection (no DISCONNECT, so the broker
   publishes the device's "offline" will), like a device whose Wi-Fi vanished.

@@ -110,7 +110,7 @@ class PahoTransport:
         self._callback = cb
 
     def fileno(self) -> int | None:
-        """The socket, for a select()-based sleep (tools/pi_platform.py); None if closed."""
+        """The socket, for a select()-based sleep (tools/pi/platform.py); None if closed."""
         sock = self._client.socket() if self._client is not None else None
         return sock.fileno() if sock is not None else None
 

@@ -1,4 +1,4 @@
-"""gateway/paho_fast.py replaces a private paho decoder: it must agree with paho's own.
+"""gateway/ingest/paho_fast.py replaces a private paho decoder: it must agree with paho's own.
 
 Differential: for any PUBLISH body (well formed or not), the patched decoder and
 paho's original return equal packets or raise the same kind of error.

@@ -1,4 +1,4 @@
-"""Smoke test for tools/bench_verify.py (the real figures come from running it directly)."""
+"""Smoke test for tools/bench/verify.py (the real figures come from running it directly)."""
 
 from __future__ import annotations
 

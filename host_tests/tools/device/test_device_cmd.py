@@ -1,4 +1,4 @@
-"""`signet device ...` (tools/device_cmd.py): the board-side provisioning script under the
+"""`signet device ...` (tools/device/board.py): the board-side provisioning script under the
 MicroPython unix port, the error paths without a board, and flash/provision/logs end to end
 through real mpremote against the unix port attached to a pseudo-terminal (a "board" whose
 flash is a temporary directory)."""

@@ -1,6 +1,6 @@
 """The virtual fleet's parts without a broker: parameters, the virtual network, the ground
 truth's uptime rule (against docs/MCR.md's worked example), the report comparison, and the
-hostile messages of tools/adversary.py against the gateway's own verifier."""
+hostile messages of tools/fleet/adversary.py against the gateway's own verifier."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""tools/agent_run.py + tools/pi_platform.py: start-up refusals, reset causes, sd_notify."""
+"""tools/pi/run.py + tools/pi/platform.py: start-up refusals, reset causes, sd_notify."""
 
 from __future__ import annotations
 

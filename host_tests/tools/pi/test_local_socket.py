@@ -1,4 +1,4 @@
-"""tools/local_socket.py: the Pi's Unix-socket interface, served to a real Agent (no broker)."""
+"""tools/pi/local_socket.py: the Pi's Unix-socket interface, served to a real Agent (no broker)."""
 
 from __future__ import annotations
 

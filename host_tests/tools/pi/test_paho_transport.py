@@ -1,4 +1,4 @@
-"""tools/paho_transport.py against a real Mosquitto (tools/broker.py) on a free loopback port."""
+"""tools/pi/paho_transport.py against a real Mosquitto (runners/mosquitto.py) on a loopback port."""
 
 from __future__ import annotations
 
