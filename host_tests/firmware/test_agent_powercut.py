@@ -41,11 +41,17 @@ class TrackedAgent(Agent):
 
     journaled: list[int]
 
-    def _make(self, kind, fields, reserve, keep):
-        n = super()._make(kind, fields, reserve, keep)
-        if n:
-            self.journaled.append(n)
-        return n
+    def __init__(self, *args):
+        super().__init__(*args)
+        make = self.recorder._make  # every record is signed and journaled here
+
+        def tracked(kind, fields, reserve, keep):
+            n = make(kind, fields, reserve, keep)
+            if n:
+                self.journaled.append(n)
+            return n
+
+        self.recorder._make = tracked
 
 
 class World:

@@ -1,8 +1,8 @@
 # The agent's transport: acks, catch-up batches, resend, backoff, keepalive,
-# socket timeouts. CPython and MicroPython (host_tests/test_agent_micropython.py).
+# socket timeouts. CPython and MicroPython (host_tests/firmware/test_agent_micropython.py).
 
 from signet import cbor
-from signet.agent import parse_ack
+from signet.link import parse_ack
 
 try:
     from .agentkit import Rig, make_config

@@ -2,7 +2,8 @@
 # across reboots, journal fill policy. CPython and MicroPython (mprun.py).
 
 from signet import FIRMWARE_VERSION
-from signet.agent import RecordRefused, hb_multiplier
+from signet.agent import RecordRefused
+from signet.recorder import hb_multiplier
 
 try:
     from .agentkit import WRAP, FakePlatform, Rig, make_config

@@ -82,7 +82,7 @@ def main():
     start = time.ticks_us()
     for i in range(count):
         n = agent.record_revenue(250, "EUR", "pulse", "bench-%04d" % (i % 10000))
-        record_bytes += len(agent._live[1])
+        record_bytes += len(agent.recorder.live[1])
         if i % 20 == 19:
             agent.journal.ack(n)  # a gateway keeps up: segments get pruned
     us = time.ticks_diff(time.ticks_us(), start)

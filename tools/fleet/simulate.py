@@ -360,7 +360,7 @@ class VirtualDevice:
         transport = LinkTransport(PahoTransport.from_config(cfg.mqtt, self.kid), self.net)
         platform = VirtualPlatform(self.net, cause, self.log, self.name)
         agent = Agent(cfg, platform, self.signer, transport, self.files, [self.source])
-        agent._builder = _RecordingBuilder(agent._builder, self.records.append)
+        agent.recorder._builder = _RecordingBuilder(agent.recorder._builder, self.records.append)
         agent.start()
         self.agent = agent
         boot = next(r for r in reversed(self.records) if r.kind == "boot")

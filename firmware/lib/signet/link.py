@@ -1,0 +1,263 @@
+# The link: the MQTT session that carries journaled records to a gateway.
+#
+# Owns the connection (with backoff and jitter), the keepalive ping, the
+# gateway's ack (parsed, checked, applied to the journal), live publishes of
+# the newest record and catch-up batches built in one buffer allocated here.
+# It only sends what is already journaled, and only the gateway's retained ack
+# prunes the journal, never an MQTT PUBACK (a broker may have no gateway
+# behind it). From the recorder it reads, once per step: `journal` (acked,
+# pending(), ack()), `last_n` and `live` ((n, bytes) of the newest record).
+#
+# May import: record (for MAX_SAFE_INT) only; the transport is handed in
+# (mqtt.py on MicroPython, tools' paho wrapper on CPython), so this module
+# never imports an MQTT client, nor anything that signs.
+
+from .record import MAX_SAFE_INT
+
+try:
+    from micropython import const
+except ImportError:  # CPython
+
+    def const(x):
+        return x
+
+
+_BATCH_HEAD = const(3)  # room for a CBOR array head (count < 65536)
+
+
+def parse_ack(data):
+    """The n of an ack payload: exactly the deterministic CBOR map {"n": uint53}, else None."""
+    size = len(data)
+    if size < 4 or data[0] != 0xA1 or data[1] != 0x61 or data[2] != 0x6E:
+        return None
+    ai = data[3]
+    if ai < 24:
+        return ai if size == 4 else None
+    width = 1 << (ai - 24) if 24 <= ai <= 27 else 0
+    if not width or size != 4 + width:
+        return None
+    value = int.from_bytes(bytes(data[4:]), "big")
+    # Shortest form only (a non-canonical ack is not what a gateway sends).
+    if value < (24 if width == 1 else 1 << (4 * width)) or value > MAX_SAFE_INT:
+        return None
+    return value
+
+
+class Link:
+    """Connect, resume from the ack, publish; step(now, rec) once per loop."""
+
+    def __init__(self, mqtt_cfg, platform, transport, device_id, uptime):
+        self.platform = platform
+        self.transport = transport
+        self.uptime = uptime
+        base = "signet/v1/" + device_id
+        self.topic_rec = base + "/rec"
+        self.topic_ack = base + "/ack"
+        self.topic_status = base + "/status"
+        self._ping_ms = mqtt_cfg["keepalive_s"] * 500  # ping at half the keepalive
+        self._ack_timeout = mqtt_cfg["ack_timeout_s"] * 1000
+        self._ack_wait = mqtt_cfg["ack_wait_ms"]
+        self._bmin = mqtt_cfg["backoff_min_ms"]
+        self._bmax = mqtt_cfg["backoff_max_ms"]
+        # One catch-up buffer for the link's life: a batch never allocates.
+        self._batch = memoryview(bytearray(mqtt_cfg["batch_bytes"]))
+        self.connected = False
+        self._failures = 0
+        self._next_try = 0
+        self._cursor = 0  # highest n published on this connection
+        self._ack_in = 0  # highest valid ack received, applied in step()
+        self._ack_got = False
+        self._sync_until = 0
+        self._ack_progress = 0
+        self._last_tx = 0
+        # counters (Agent.stats)
+        self.published = 0
+        self.records_sent = 0
+        self.connects = 0
+        self.disconnects = 0
+        self.resends = 0
+        self.bad_acks = 0
+        self.stale_acks = 0
+        self.last_backoff_ms = 0
+        transport.set_callback(self._on_message)
+
+    def stop(self):
+        """Publish "offline" and disconnect cleanly (the last will is for unclean ends)."""
+        if self.connected:
+            try:
+                self.transport.publish(self.topic_status, b"offline", True)
+                self.transport.disconnect()
+            except Exception as e:
+                self.platform.log("agent: disconnect: %r" % (e,))
+            self.connected = False
+
+    def _on_message(self, topic, payload):
+        if topic != self.topic_ack:
+            return
+        n = parse_ack(payload)
+        if n is None:
+            self.bad_acks += 1
+            self.platform.log("agent: ignored malformed ack (%d bytes)" % len(payload))
+            return
+        self._ack_got = True
+        if n > self._ack_in:
+            self._ack_in = n
+        elif n < self._ack_in:
+            self.stale_acks += 1  # lower than one already taken: ignored
+
+    def _apply_ack(self, now, j, last_n):
+        n = self._ack_in
+        if n <= j.acked:
+            return
+        if n > last_n:
+            # An ack for records this device never journaled: pruning on it
+            # could delete unsent records. Refuse it.
+            self.bad_acks += 1
+            self._ack_in = j.acked
+            self.platform.log("agent: ignored ack %d beyond last record %d" % (n, last_n))
+            return
+        j.ack(n)
+        self._ack_progress = now
+        if self._cursor < n:
+            self._cursor = n
+
+    def _backoff(self, now):
+        self._failures += 1
+        shift = self._failures - 1
+        base = self._bmax if shift > 20 else min(self._bmax, self._bmin << shift)
+        # Half fixed, half random: a fleet that lost its broker does not return in step.
+        half = base // 2
+        r = self.platform.urandom(2)
+        delay = half + (r[0] << 8 | r[1]) * (base - half) // 65535
+        self.last_backoff_ms = delay
+        self._next_try = now + delay
+
+    def _drop(self, now, e):
+        self.platform.log("agent: connection lost: %r" % (e,))
+        self.connected = False
+        self.disconnects += 1
+        try:
+            self.transport.close()
+        except Exception:
+            pass
+        self._backoff(now)
+
+    def step(self, now, rec):
+        """Connect or exchange messages; True if more is ready to send at once.
+
+        rec: the recorder (its journal, last_n and live are read here).
+        """
+        if not self.connected:
+            if now < self._next_try:
+                return False
+            if not self.platform.network_ready():
+                self.platform.connect_network()
+                self._backoff(now)
+                return False
+            try:
+                self.transport.connect(self.topic_status, b"offline")
+                self.transport.subscribe(self.topic_ack)
+                self.transport.publish(self.topic_status, b"online", True)
+            except Exception as e:  # OSError, umqtt's MQTTException and asserts
+                self._drop(now, e)
+                self.disconnects -= 1  # never connected: a failed attempt, not a drop
+                return False
+            self.connected = True
+            self.connects += 1
+            self._failures = 0
+            self._cursor = rec.journal.acked  # resend everything not acked
+            self._ack_got = False
+            self._sync_until = now + self._ack_wait  # let the retained ack arrive first
+            self._ack_progress = now
+            self._last_tx = now
+            return False
+        try:
+            self.transport.poll()
+            j = rec.journal
+            last_n = rec.last_n
+            self._apply_ack(now, j, last_n)
+            if now - self._last_tx >= self._ping_ms:
+                self.transport.ping()  # umqtt sends no keepalive by itself
+                self._last_tx = now
+            return self._send(now, j, last_n, rec.live)
+        except Exception as e:
+            self._drop(now, e)
+            return False
+
+    def _send(self, now, j, last_n, live):
+        if not self._ack_got and now < self._sync_until:
+            return False
+        if self._cursor >= last_n:
+            if self._cursor > j.acked and now - self._ack_progress >= self._ack_timeout:
+                # Published but not acked in time: a gateway may have crashed after
+                # the broker's PUBACK. Resend from the ack (duplicates are harmless).
+                self._cursor = j.acked
+                self._ack_progress = now
+                self.resends += 1
+            return False
+        if self._cursor == j.acked:
+            self._ack_progress = now  # the ack timeout runs from the first unacked publish
+        if live is not None and live[0] == self._cursor + 1 == last_n:
+            self._publish(live[1], live[0], 1)
+        else:
+            self._publish_batch(j)
+        return self._cursor < last_n
+
+    def _publish(self, payload, last, count):
+        self.transport.publish(self.topic_rec, payload)
+        self._last_tx = self.uptime.now()
+        self._cursor = last
+        self.published += 1
+        self.records_sent += count
+
+    def _publish_batch(self, j):
+        # [+ bstr]: each element the exact journaled bytes, oldest first. Elements
+        # are written after a gap of _BATCH_HEAD bytes; the array head goes right
+        # before them once the count is known, so nothing is copied twice.
+        buf = self._batch
+        cap = len(buf)
+        pos = _BATCH_HEAD
+        count = 0
+        last = self._cursor
+        first = None
+        it = j.pending(self._cursor)
+        try:
+            for n, rec in it:
+                size = len(rec)
+                head = 2 if size < 256 else 3
+                if pos + head + size > cap:
+                    break
+                if size < 256:
+                    buf[pos] = 0x58
+                    buf[pos + 1] = size
+                else:
+                    buf[pos] = 0x59
+                    buf[pos + 1] = size >> 8
+                    buf[pos + 2] = size & 0xFF
+                pos += head
+                buf[pos : pos + size] = rec
+                pos += size
+                if first is None:
+                    first = pos - size
+                count += 1
+                last = n
+        finally:
+            it.close()  # a generator: releases the segment file it has open
+        if count == 0:
+            return
+        if count == 1:
+            self._publish(buf[first:pos], last, 1)
+            return
+        if count < 24:
+            start = _BATCH_HEAD - 1
+            buf[start] = 0x80 | count
+        elif count < 256:
+            start = _BATCH_HEAD - 2
+            buf[start] = 0x98
+            buf[start + 1] = count
+        else:
+            start = 0
+            buf[0] = 0x99
+            buf[1] = count >> 8
+            buf[2] = count & 0xFF
+        self._publish(buf[start:pos], last, count)
