@@ -11,12 +11,12 @@
 # May import: clock, recorder, link. It is the only module that knows both the
 # recorder and the link; the rest of the code (main.py, tools, tests) uses it.
 #
-# platform (duck-typed; board.py on MicroPython, tools' Pi platform on a Pi):
+# platform (duck-typed; board.py on MicroPython, tools/pi/platform.py on a Pi):
 #   ticks_ms(), ticks_diff(a, b), sleep_ms(ms), wall_ms() -> int | None (unix ms),
 #   sync_clock() -> bool, reset_cause() -> str token, feed_watchdog(),
 #   network_ready() -> bool, connect_network() (non-blocking, idempotent),
 #   urandom(n) -> bytes, log(msg)
-# transport (duck-typed; mqtt.py wraps umqtt.simple, tools' paho transport wraps paho):
+# transport (duck-typed; mqtt.py wraps umqtt.simple, tools/pi/paho_transport.py wraps paho):
 #   set_callback(cb(topic: str, payload: bytes)), connect(will_topic, will_payload)
 #   (will retained, QoS 1; raises OSError), subscribe(topic), publish(topic, payload,
 #   retain=False) (QoS 1; payload is bytes-like and MAY BE A MEMORYVIEW into a buffer

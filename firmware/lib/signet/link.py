@@ -9,7 +9,7 @@
 # pending(), ack()), `last_n` and `live` ((n, bytes) of the newest record).
 #
 # May import: record (for MAX_SAFE_INT) only; the transport is handed in
-# (mqtt.py on MicroPython, tools' paho wrapper on CPython), so this module
+# (mqtt.py on MicroPython, tools/pi/paho_transport.py on CPython), so this module
 # never imports an MQTT client, nor anything that signs.
 
 from .record import MAX_SAFE_INT
