@@ -56,7 +56,7 @@ def main():
             agent.record_event("sensor_missing", msg[:64])
         except Exception as e:
             board.log("signet: %r" % (e,))
-    board.log("signet: device %s running, boot %d" % (signer.device_id, agent.boot))
+    board.log("signet: device %s running, boot %d" % (signer.device_id, agent.recorder.boot))
     gc.collect()
     agent.run()
 

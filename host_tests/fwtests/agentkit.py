@@ -182,4 +182,4 @@ class Rig:
         return self.broker.gateway
 
     def journal_ns(self):
-        return [n for n, _ in self.agent.journal.pending(0)]
+        return [n for n, _ in self.agent.recorder.journal.pending(0)]

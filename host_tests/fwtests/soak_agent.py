@@ -63,13 +63,13 @@ def main():
         if i % 100 == 0:
             gc.collect()
             print("heap %d %d" % (i, gc.mem_alloc()))
-    while agent.journal.acked < agent.stats["last_n"]:
+    while agent.recorder.journal.acked < agent.stats["last_n"]:
         wait = agent.step()
         platform.advance(wait if wait > 0 else 1)
     gc.collect()
     print(
         "DONE signed=%d acked=%d outages=%d batches=%d free=%d"
-        % (agent.signed, agent.journal.acked, outages, broker.gateway.batches, gc.mem_free())
+        % (agent.recorder.signed, agent.recorder.journal.acked, outages, broker.gateway.batches, gc.mem_free())
     )
     rmtree(directory)
 

@@ -13,7 +13,7 @@ KID = None
 
 
 def _ack_topic(rig):
-    return rig.agent.topic_ack
+    return rig.agent.link.topic_ack
 
 
 def test_parse_ack_accepts_only_the_canonical_map():
@@ -41,8 +41,8 @@ def test_parse_ack_accepts_only_the_canonical_map():
 def test_online_status_will_and_live_records_one_per_message():
     rig = Rig()
     try:
-        rig.run_until(lambda: rig.agent.connected and rig.gw.ack >= 1)
-        status = rig.agent.topic_status
+        rig.run_until(lambda: rig.agent.link.connected and rig.gw.ack >= 1)
+        status = rig.agent.link.topic_status
         assert rig.broker.retained[status] == b"online"
         client = rig.broker.clients[0]
         assert (client.lw_topic, client.lw_msg, client.lw_retain, client.lw_qos) == (
@@ -57,7 +57,7 @@ def test_online_status_will_and_live_records_one_per_message():
         assert rig.gw.batches == before  # live: a single record, no array
         rig.broker.drop_all()  # unclean: the broker publishes the will
         assert rig.broker.retained[status] == b"offline"
-        rig.run_until(lambda: rig.agent.connects >= 2)
+        rig.run_until(lambda: rig.agent.link.connects >= 2)
         assert rig.broker.retained[status] == b"online"
         rig.agent.stop()
         assert rig.broker.retained[status] == b"offline" and rig.broker.clean_disconnects == 1
@@ -88,19 +88,19 @@ def test_catch_up_in_bounded_batches_oldest_first():
 def test_prune_only_on_ack_and_resend_after_ack_timeout():
     rig = Rig()
     try:
-        rig.run_until(lambda: rig.agent.connected)
+        rig.run_until(lambda: rig.agent.link.connected)
         rig.gw.online = False  # broker PUBACKs, no gateway stores anything
         ns = [rig.agent.record_revenue(7, "EUR", "pulse") for _ in range(3)]
         rig.run_ms(3000)  # published (PUBACKed) but not acked
-        assert rig.agent.records_sent >= 3
-        pending = [n for n, _ in rig.agent.journal.pending()]
+        assert rig.agent.link.records_sent >= 3
+        pending = [n for n, _ in rig.agent.recorder.journal.pending()]
         assert all(n in pending for n in ns)  # nothing pruned on PUBACK
-        resends = rig.agent.resends
+        resends = rig.agent.link.resends
         rig.gw.online = True
         rig.run_until(lambda: rig.gw.ack >= ns[-1], max_ms=20000)
-        assert rig.agent.resends > resends  # came back through the ack timeout
-        rig.run_until(lambda: rig.agent.journal.acked >= ns[-1])
-        assert [n for n, _ in rig.agent.journal.pending()] == []
+        assert rig.agent.link.resends > resends  # came back through the ack timeout
+        rig.run_until(lambda: rig.agent.recorder.journal.acked >= ns[-1])
+        assert [n for n, _ in rig.agent.recorder.journal.pending()] == []
     finally:
         rig.close()
 
@@ -108,11 +108,11 @@ def test_prune_only_on_ack_and_resend_after_ack_timeout():
 def test_lost_puback_times_out_and_reconnects():
     rig = Rig()
     try:
-        rig.run_until(lambda: rig.agent.connected)
+        rig.run_until(lambda: rig.agent.link.connected)
         rig.broker.lose_pubacks = 1
         n = rig.agent.record_revenue(9, "EUR", "pulse")
-        rig.run_until(lambda: rig.gw.ack >= n and rig.agent.connects >= 2)
-        assert rig.agent.disconnects >= 1
+        rig.run_until(lambda: rig.gw.ack >= n and rig.agent.link.connects >= 2)
+        assert rig.agent.link.disconnects >= 1
     finally:
         rig.close()
 
@@ -121,13 +121,13 @@ def test_stale_ack_ignored():
     rig = Rig()
     try:
         ns = [rig.agent.record_revenue(1, "EUR", "pulse") for _ in range(4)]
-        rig.run_until(lambda: rig.agent.journal.acked >= ns[-1])
-        acked = rig.agent.journal.acked
+        rig.run_until(lambda: rig.agent.recorder.journal.acked >= ns[-1])
+        acked = rig.agent.recorder.journal.acked
         rig.broker.gateway.acking = False
         rig.broker.publish_retained(_ack_topic(rig), cbor.dumps({"n": 2}, 16))
         rig.run_ms(500)
-        assert rig.agent.journal.acked == acked
-        assert rig.agent.stale_acks >= 1
+        assert rig.agent.recorder.journal.acked == acked
+        assert rig.agent.link.stale_acks >= 1
     finally:
         rig.close()
 
@@ -136,18 +136,18 @@ def test_malformed_and_impossible_acks_ignored():
     rig = Rig()
     try:
         rig.gw.acking = False
-        rig.run_until(lambda: rig.agent.connected and rig.agent.records_sent >= 1)
+        rig.run_until(lambda: rig.agent.link.connected and rig.agent.link.records_sent >= 1)
         last = rig.agent.stats["last_n"]
         for payload in (b"\xa1\x61\x6e\x18\x01", b'{"n": 1}', b"\xa1\x61\x6e\x01\x00"):
             rig.broker.publish_retained(_ack_topic(rig), payload)
             rig.run_ms(300)
-        assert rig.agent.bad_acks == 3
+        assert rig.agent.link.bad_acks == 3
         rig.broker.publish_retained(_ack_topic(rig), cbor.dumps({"n": last + 1000}, 16))
         rig.run_ms(300)
-        assert rig.agent.bad_acks == 4  # beyond anything journaled: would prune unsent records
-        assert rig.agent.journal.acked == 0
+        assert rig.agent.link.bad_acks == 4  # beyond anything journaled: would prune unsent records
+        assert rig.agent.recorder.journal.acked == 0
         rig.broker.publish_retained(_ack_topic(rig), cbor.dumps({"n": 1}, 16))
-        rig.run_until(lambda: rig.agent.journal.acked == 1)
+        rig.run_until(lambda: rig.agent.recorder.journal.acked == 1)
     finally:
         rig.close()
 
@@ -162,17 +162,17 @@ def test_backoff_grows_with_jitter_and_resets():
             refused = rig.broker.refused
             rig.step()
             if rig.broker.refused > refused:
-                delays.append(rig.agent.last_backoff_ms)
+                delays.append(rig.agent.link.last_backoff_ms)
         bases = [1000, 2000, 4000, 8000, 16000, 16000, 16000, 16000]
         for i, base in enumerate(bases):
             delay = delays[i]
             assert base // 2 <= delay <= base, (delays, bases)
         assert len(set(delays[4:])) > 1  # jittered, not all equal at the cap
         rig.broker.up = True
-        rig.run_until(lambda: rig.agent.connected, max_ms=40000)
+        rig.run_until(lambda: rig.agent.link.connected, max_ms=40000)
         rig.broker.drop_all()
-        rig.run_until(lambda: not rig.agent.connected)
-        assert rig.agent.last_backoff_ms <= 1000  # back to the minimum after a success
+        rig.run_until(lambda: not rig.agent.link.connected)
+        assert rig.agent.link.last_backoff_ms <= 1000  # back to the minimum after a success
     finally:
         rig.close()
 
@@ -182,10 +182,10 @@ def test_wifi_down_asks_platform_to_reconnect():
     try:
         rig.platform.network = False
         rig.run_ms(5000)
-        assert rig.platform.network_calls >= 2 and not rig.agent.connected
+        assert rig.platform.network_calls >= 2 and not rig.agent.link.connected
         assert rig.broker.connects == 0
         rig.platform.network = True
-        rig.run_until(lambda: rig.agent.connected, max_ms=30000)
+        rig.run_until(lambda: rig.agent.link.connected, max_ms=30000)
     finally:
         rig.close()
 
@@ -194,7 +194,7 @@ def test_keepalive_ping_and_socket_timeout_reapplied():
     # keepalive 10 s: ping every 5 s when nothing else was sent
     rig = Rig(cfg=make_config(intervals={"heartbeat_s": 3600}))
     try:
-        rig.run_until(lambda: rig.agent.connected)
+        rig.run_until(lambda: rig.agent.link.connected)
         rig.run_ms(12000)
         assert rig.broker.pings >= 2
         sock = rig.broker.clients[0].raw

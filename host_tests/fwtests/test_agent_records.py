@@ -22,8 +22,8 @@ def test_boot_record_then_ack_prunes():
         assert boot["k"] == "boot" and boot["rc"] == "wdt" and boot["fw"] == FIRMWARE_VERSION
         assert boot["ls"] == 0 and boot["b"] == 1 and boot["p"] == bytes(32)
         assert boot["t"] is None  # clock not synced before the first record
-        rig.run_until(lambda: rig.agent.journal.acked >= 1)
-        assert 1 not in [n for n, _ in rig.agent.journal.pending()]
+        rig.run_until(lambda: rig.agent.recorder.journal.acked >= 1)
+        assert 1 not in [n for n, _ in rig.agent.recorder.journal.pending()]
     finally:
         rig.close()
 
@@ -61,7 +61,7 @@ def test_run_steps_feeds_the_watchdog_and_returns_on_request_stop():
         assert platform.sleeps == 0 and platform.fed >= 50
         assert rig.gw.ack >= 1  # it did real work: the boot record went out and was acked
         rig.agent.stop()
-        assert not rig.agent.connected
+        assert not rig.agent.link.connected
     finally:
         rig.close()
 
@@ -169,7 +169,7 @@ def _fill_rig():
 
 def _kinds(rig):
     kinds = []
-    for n, rec in rig.agent.journal.pending(0):
+    for n, rec in rig.agent.recorder.journal.pending(0):
         kinds.append((n, rec))
     return kinds
 
@@ -179,7 +179,7 @@ def test_journal_fill_policy_coarser_heartbeats_then_reserve_then_refusal():
     try:
         a = rig.agent
         # Heartbeats fill the space outside the reserve, coarser as it fills...
-        rig.run_until(lambda: a.hb_skipped > 0, max_ms=900000)
+        rig.run_until(lambda: a.recorder.hb_skipped > 0, max_ms=900000)
         ivs = _hb_ivs(rig)
         assert ivs[0] <= 1100 and max(ivs) >= 8000, ivs  # x1 at first, x8 near full
         steps = [iv // 1000 for iv in ivs]
@@ -187,7 +187,7 @@ def test_journal_fill_policy_coarser_heartbeats_then_reserve_then_refusal():
         assert _events(rig) == ["journal_nearly_full"]
         rig.run_ms(30000)  # ...then wait: nothing more fits outside the reserve
         n_before = a.stats["last_n"]
-        assert n_before == [n for n, _ in a.journal.pending(0)][-1]
+        assert n_before == [n for n, _ in a.recorder.journal.pending(0)][-1]
         # Revenue goes into the reserve...
         taken = []
         try:
@@ -198,14 +198,14 @@ def test_journal_fill_policy_coarser_heartbeats_then_reserve_then_refusal():
         assert len(taken) >= 3 and taken[0] == n_before + 1
         # ...then exactly one journal_full event, and further revenue is refused.
         assert raises(RecordRefused, a.record_revenue, 100, "EUR", "pulse") == "journal_full"
-        ns = [n for n, _ in a.journal.pending(0)]
+        ns = [n for n, _ in a.recorder.journal.pending(0)]
         assert ns == list(range(1, ns[-1] + 1))  # nothing overwritten, no number skipped
         assert ns[-1] == taken[-1] + 1
         assert _events(rig) == ["journal_nearly_full", "journal_full"]
         # The gateway returns: acks prune, revenue is accepted again, and the next
         # heartbeat covers the whole time heartbeats could not be stored.
         rig.gw.online = True
-        rig.run_until(lambda: a.journal.acked >= ns[-1], max_ms=60000)
+        rig.run_until(lambda: a.recorder.journal.acked >= ns[-1], max_ms=60000)
         assert a.record_revenue(100, "EUR", "pulse") > ns[-1]
         rig.run_until(lambda: rig.gw.ack >= a.stats["last_n"] and a.stats["last_n"] > ns[-1] + 2)
         hbs = [rig.gw.fields(n) for n in sorted(rig.gw.records) if rig.gw.kinds[n] == "hb"]
@@ -222,7 +222,7 @@ def _records(rig):
         import minicbor
     from signet import cose
 
-    for _n, rec in rig.agent.journal.pending(0):
+    for _n, rec in rig.agent.recorder.journal.pending(0):
         yield minicbor.loads(bytes(cose.payload_of(rec)))
 
 

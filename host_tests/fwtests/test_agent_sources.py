@@ -125,7 +125,7 @@ def test_pulses_debounced_batched_and_never_double_counted():
             p.advance(100)
         rig.run_ms(1500)
         assert src.count == 4 and src.consumed == 4
-        revs = [n for n in rig.agent.journal.pending(0)]
+        revs = [n for n in rig.agent.recorder.journal.pending(0)]
         rig.run_until(lambda: rig.gw.ack >= rig.agent.stats["last_n"])
         amounts = [rig.gw.fields(n)["am"] for n in rig.gw.records if rig.gw.kinds[n] == "rev"]
         assert amounts == [200] and revs

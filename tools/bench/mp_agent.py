@@ -84,7 +84,7 @@ def main():
         n = agent.record_revenue(250, "EUR", "pulse", "bench-%04d" % (i % 10000))
         record_bytes += len(agent.recorder.live[1])
         if i % 20 == 19:
-            agent.journal.ack(n)  # a gateway keeps up: segments get pruned
+            agent.recorder.journal.ack(n)  # a gateway keeps up: segments get pruned
     us = time.ticks_diff(time.ticks_us(), start)
     print("us_per_record=%d" % (us // count))
     print("record_bytes=%d" % record_bytes)

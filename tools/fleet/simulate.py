@@ -634,7 +634,7 @@ class Fleet:
         signed = sum(len(d.records) for d in self.devices)
         acked = sum(1 for d in self.devices if d.stats.get("acked", 0) >= d.stats.get("last_n", 1))
         pending = sum(d.stats.get("pending", 0) for d in self.devices)
-        online = sum(1 for d in self.devices if d.agent is not None and d.agent.connected)
+        online = sum(1 for d in self.devices if d.agent is not None and d.agent.link.connected)
         sales = sum(len(d.source.accepted) for d in self.devices)
         return {
             "signed": signed,

@@ -165,7 +165,7 @@ def run(config_path: str | os.PathLike[str]) -> bool:
             raise StartError(f"journal.dir: cannot recover state: {exc}") from None
         mq = agent.config.mqtt
         platform.log(
-            f"agent: device {agent.signer.device_id} boot {agent.boot} "
+            f"agent: device {agent.signer.device_id} boot {agent.recorder.boot} "
             f"rc={platform.reset_cause()} last_n={agent.stats['last_n']} "
             f"broker {mq['host']}:{mq['port']} journal {agent.config.journal['dir']}"
         )
@@ -177,7 +177,7 @@ def run(config_path: str | os.PathLike[str]) -> bool:
         platform.log("agent: stopping (signal)")
         agent.stop()
         platform.mark_clean_stop()
-        platform.log(f"agent: stopped cleanly after {agent.signed} records this run")
+        platform.log(f"agent: stopped cleanly after {agent.recorder.signed} records this run")
         return True
     except StartError:
         raise

@@ -9,7 +9,8 @@
 # the journal fill policy and the interfaces below.
 #
 # May import: clock, recorder, link. It is the only module that knows both the
-# recorder and the link; the rest of the code (main.py, tools, tests) uses it.
+# recorder and the link; the rest of the code (main.py, tools, tests) uses it,
+# and reads their state as agent.recorder.* and agent.link.* (or agent.stats).
 #
 # platform (duck-typed; board.py on MicroPython, tools/pi/platform.py on a Pi):
 #   ticks_ms(), ticks_diff(a, b), sleep_ms(ms), wall_ms() -> int | None (unix ms),
@@ -50,15 +51,6 @@ class Agent:
         self.record_event = rec.record_event
         self._stop_requested = False
         self.source_errors = 0
-
-    def __getattr__(self, name):
-        # Only names the agent lacks get here: the recorder's (journal, state, boot,
-        # signed, refused, hb_skipped, events_dropped...) and the link's (connected,
-        # connects, disconnects, resends, published, records_sent, bad_acks,
-        # stale_acks, last_backoff_ms, topic_*). One method instead of a property
-        # per name: each property costs heap on a board.
-        rec = self.recorder
-        return getattr(rec if hasattr(rec, name) else self.link, name)
 
     # -- lifecycle -----------------------------------------------------------
 

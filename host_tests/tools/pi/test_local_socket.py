@@ -95,7 +95,7 @@ def served(tmp_path: Path) -> Iterator[Served]:
 def journaled(agent: Agent) -> dict[int, dict[str, Any]]:
     """n -> decoded payload of every record in the agent's journal."""
     out = {}
-    for n, rec in agent.journal.pending(0):
+    for n, rec in agent.recorder.journal.pending(0):
         envelope = cbor2.loads(bytes(rec))
         out[n] = cbor2.loads(envelope.value[2])
     return out
