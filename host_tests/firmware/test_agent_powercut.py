@@ -101,7 +101,10 @@ def _recover(world: World, root: str) -> TrackedAgent:
     agent = world.agent(Files(root, sync=False))
     agent.start()
     end = world.platform.true_ms + 60000
-    while world.gateway.ack < agent.stats["last_n"] or agent.recorder.journal.acked < world.gateway.ack:
+    while (
+        world.gateway.ack < agent.stats["last_n"]
+        or agent.recorder.journal.acked < world.gateway.ack
+    ):
         assert world.platform.true_ms < end, "recovery did not catch up"
         wait = agent.step()
         world.platform.advance(wait if wait > 0 else 1)

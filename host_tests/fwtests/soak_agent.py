@@ -69,7 +69,13 @@ def main():
     gc.collect()
     print(
         "DONE signed=%d acked=%d outages=%d batches=%d free=%d"
-        % (agent.recorder.signed, agent.recorder.journal.acked, outages, broker.gateway.batches, gc.mem_free())
+        % (
+            agent.recorder.signed,
+            agent.recorder.journal.acked,
+            outages,
+            broker.gateway.batches,
+            gc.mem_free(),
+        )
     )
     rmtree(directory)
 
