@@ -1,6 +1,6 @@
 """The firmware test modules, run again under the MicroPython unix port.
 
-Same source as the CPython run (host_tests/fwtests), compiled with mpy-cross
+Same source as the CPython run (host_tests/firmware/fwtests), compiled with mpy-cross
 and executed with a 64 KiB heap: catches CPython-only syntax, modules and
 behaviour, and code that does not fit a small heap.
 """

@@ -6,4 +6,4 @@ from pathlib import Path
 
 HOST_TESTS = Path(__file__).resolve().parent.parent
 REPO = HOST_TESTS.parent
-FIRMWARE_TESTS = HOST_TESTS / "fwtests"
+FIRMWARE_TESTS = HOST_TESTS / "firmware" / "fwtests"
