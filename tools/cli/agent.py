@@ -7,6 +7,7 @@ import json
 import sys
 from typing import Any
 
+from .args import positive_int, positive_seconds
 from .exits import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, fail
 
 DEFAULT_SOCKET = "/run/signet/agent.sock"  # signet.config's default for a local source
@@ -83,7 +84,12 @@ def _client_options(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--socket", help=f"the agent's local socket (default {DEFAULT_SOCKET})")
     where.add_argument("--config", help="take the socket path from this agent config")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the agent")
+    p.add_argument(
+        "--timeout",
+        type=positive_seconds,
+        default=10.0,
+        help="seconds to wait for the agent (default 10)",
+    )
 
 
 def _register_agent(sub: argparse._SubParsersAction) -> argparse._SubParsersAction:
@@ -126,7 +132,7 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     _register_agent(sub)
     # signet bench agent (AGENT)
     b = bench.add_parser("agent", help="device agent on MicroPython: records/s, heap, flash")
-    b.add_argument("--count", type=int, default=300, help="records to time (default 300)")
+    b.add_argument("--count", type=positive_int, default=300, help="records to time (default 300)")
     b.set_defaults(func=cmd_bench_agent)
 
 

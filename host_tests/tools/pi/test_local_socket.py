@@ -334,3 +334,54 @@ def test_cli_record_without_agent(tmp_path: Path, capsys: pytest.CaptureFixture[
     )
     assert code == 2
     assert "signet: error: no agent socket at" in capsys.readouterr().err
+
+
+AGENT_CLIENT_COMMANDS = [
+    ["agent", "status"],
+    ["agent", "record", "rev", "--amount", "1", "--currency", "EUR"],
+    ["agent", "record", "meter", "--q", "1", "--unit", "Wh"],
+    ["agent", "record", "evt", "--ev", "door_open"],
+]
+
+
+@pytest.mark.parametrize("command", AGENT_CLIENT_COMMANDS, ids=lambda c: "-".join(c[1:3]))
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf", "-inf", "1e400", "1e10", "x", ""])
+def test_a_bad_timeout_is_a_usage_error(
+    served: Served, capsys: pytest.CaptureFixture[str], command: list[str], timeout: str
+) -> None:
+    """A negative, zero, non-finite or huge timeout used to reach socket.settimeout and end
+    in a traceback; it is refused by argparse, naming the option, exit 2."""
+    with pytest.raises(SystemExit) as info:
+        main([*command, "--socket", str(served.source.path), f"--timeout={timeout}"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "error: argument --timeout: must be a number of seconds" in err
+    assert served.agent.recorder.last_n == 1  # nothing was recorded: only the boot record
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "99999999999999999999999999", "-0"])
+def test_extreme_amounts_and_quantities_are_answered_by_the_agent(
+    served: Served, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    """Integers argparse lets through (zero, negative, beyond 2^53) reach the agent, which
+    records or refuses them with one line: never a traceback."""
+    sock = str(served.source.path)
+    for command in (
+        ["agent", "record", "rev", "--amount", value, "--currency", "EUR"],
+        ["agent", "record", "meter", "--q", value, "--unit", "Wh"],
+    ):
+        code = main([*command, "--socket", sock, "--timeout", "5"])
+        captured = capsys.readouterr()
+        assert code in (0, 1), captured
+        assert "Traceback" not in captured.err
+        if code == 1:
+            assert captured.err.startswith("signet: refused: bad_record: ")
+
+
+@pytest.mark.parametrize("count", ["0", "-5", "x"])
+def test_bench_agent_count_must_be_positive(capsys: pytest.CaptureFixture[str], count: str) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["bench", "agent", f"--count={count}"])
+    assert info.value.code == 2
+    assert "error: argument --count: must be " in capsys.readouterr().err
