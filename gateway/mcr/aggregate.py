@@ -25,8 +25,10 @@ Calendar placement: ``b``/``u`` are the device's monotonic clock. A boot's
 origin is ``t - u`` of its lowest-``n`` record whose ``t`` is usable (not null,
 not flagged future). Until one is stored, the origin is estimated as
 ``received_ms - u`` of the boot's lowest-``n`` record and rows placed with it
-are marked ``received``. Heartbeat intervals are always placed at origin + u;
-a revenue record is placed at its own usable ``t``, else at origin + u. When a
+are marked ``received``. Boot and heartbeat records (their rows in agg_records and
+their up intervals alike) are always placed at origin + u, so an interval ends exactly
+where its heartbeat is placed; a revenue, meter or event record is placed at its own
+usable ``t``, else at origin + u. When a
 boot's origin changes (a lower-``n`` record arrives), that boot's rows are
 re-placed once: with the device's oldest-first delivery this happens at most
 twice per boot (estimate, then the first synced record).
@@ -52,6 +54,12 @@ LONG_INTERVAL_MS: Final = 3_600_000
 PLACED_RECORD_T: Final = "record_t"  # the record's own signed t
 PLACED_BOOT_T: Final = "boot_t"  # origin from a synced record of the same boot, plus u
 PLACED_RECEIVED: Final = "received"  # origin estimated from the gateway's receive time
+# Placed at origin + u whatever their own t says: the points the uptime rule measures between.
+POINT_KINDS: Final = ("boot", "hb")
+# The placement and uptime rules the agg_* tables were built with (agg_meta 'rules').
+# 1 (no key): heartbeats' agg_records rows at their own t; 2: at origin + u. Tables built
+# under other rules are rebuilt when the gateway starts, and the report refuses them.
+RULES_VERSION: Final = 2
 
 SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS agg_meta (
@@ -179,6 +187,12 @@ def settings_from_config(section: Mapping[str, Any]) -> float:
     return float(value)
 
 
+def rules_of(conn: sqlite3.Connection) -> int:
+    """The rules version the agg_* tables were built with (1: before the key existed)."""
+    row = conn.execute("SELECT value FROM agg_meta WHERE key = 'rules'").fetchone()
+    return 1 if row is None else int(row[0])
+
+
 def look_back_ms(conn: sqlite3.Connection, kid: str) -> int:
     """How far before a period a query must look to find up intervals crossing its start."""
     row = conn.execute("SELECT max_up_ms FROM agg_devices WHERE kid = ?", (kid,)).fetchone()
@@ -228,19 +242,19 @@ class Aggregator:
         self.hb_tolerance = hb_tolerance
         self.tol_ppm = tolerance_ppm(hb_tolerance)
         self.create_schema(conn)
-        row = conn.execute("SELECT value FROM agg_meta WHERE key = 'hb_tolerance_ppm'").fetchone()
-        if row is not None and int(row[0]) == self.tol_ppm:
+        meta = dict(conn.execute("SELECT key, value FROM agg_meta").fetchall())
+        if meta.get("hb_tolerance_ppm") == str(self.tol_ppm) and rules_of(conn) == RULES_VERSION:
             return
-        # The rule decided up/down at insert time: a different tolerance needs a recompute.
-        # Done here, at startup, in one transaction of its own.
+        # The rule decided up/down and placement at insert time: a different tolerance or
+        # rules version needs a recompute. Done here, at startup, in one transaction.
         own = not conn.in_transaction
         if own:
             conn.execute("BEGIN IMMEDIATE")
         try:
             self.rebuild()
-            conn.execute(
-                "INSERT OR REPLACE INTO agg_meta (key, value) VALUES ('hb_tolerance_ppm', ?)",
-                (str(self.tol_ppm),),
+            conn.executemany(
+                "INSERT OR REPLACE INTO agg_meta (key, value) VALUES (?, ?)",
+                [("hb_tolerance_ppm", str(self.tol_ppm)), ("rules", str(RULES_VERSION))],
             )
         except BaseException:
             if own:
@@ -368,7 +382,7 @@ class Aggregator:
         """Put one record on the calendar: revenue and uptime points now; its agg_records
         row is returned for the caller to insert (one by one, or a batch at once)."""
         kid, n, b, u, kind = rec.kid, rec.n, rec.b, rec.u, rec.kind
-        if usable_t is not None:
+        if usable_t is not None and kind not in POINT_KINDS:
             at_ms, rec_placed = usable_t, PLACED_RECORD_T
         else:
             at_ms, rec_placed = origin + u, placed
@@ -377,7 +391,7 @@ class Aggregator:
         if kind == "rev":
             am, cur = int(rec.payload["am"]), str(rec.payload["cur"])
             self._add_revenue(kid, day_of(at_ms), cur, am, 1)
-        if kind in ("boot", "hb"):
+        if kind in POINT_KINDS:
             iv = int(rec.payload["iv"]) if kind == "hb" else None
             self._insert_point(kid, b, u, n, kind, iv, origin)
         return (kid, n, b, u, kind, usable_t, at_ms, rec_placed, am, cur)
@@ -423,11 +437,13 @@ class Aggregator:
             self._add_up(kid, s_start, s_end, 1)
 
     def _replace_boot(self, kid: str, b: int, origin: int, placed: str) -> None:
-        """Move one boot's rows to a new origin (its lowest-n anchor changed)."""
+        """Move one boot's rows to a new origin (its lowest-n anchor changed): the points, and
+        the other records placed by origin + u (no usable t of their own)."""
         conn = self.conn
         rows = conn.execute(
-            "SELECT n, u, at_ms, am, cur FROM agg_records WHERE kid = ? AND b = ? AND t IS NULL",
-            (kid, b),
+            "SELECT n, u, at_ms, am, cur FROM agg_records WHERE kid = ? AND b = ?"
+            f" AND (t IS NULL OR kind IN ({', '.join('?' * len(POINT_KINDS))}))",
+            (kid, b, *POINT_KINDS),
         ).fetchall()
         for n, u, old_at, am, cur in rows:
             new_at = origin + u

@@ -18,19 +18,23 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
+from signet_gateway.store.model import DeviceLookupError
 from signet_gateway.store.sqlite import Store
 
 from . import scoring
-from .aggregate import DAY_MS, PLACED_RECEIVED, day_of, day_start_ms, look_back_ms
+from .aggregate import (
+    DAY_MS,
+    PLACED_RECEIVED,
+    RULES_VERSION,
+    day_of,
+    day_start_ms,
+    look_back_ms,
+    rules_of,
+)
+from .display import counted, duration, exact_percent, money, number, rounded, seconds
 
 REPORT_FORMAT: Final = "signet-mcr-report/1"
 MAX_OUTAGES_LISTED: Final = 50  # the longest ones; the count and totals cover all
-
-# Minor-unit exponents that are not 2, for display only (amounts stay integers).
-_EXPONENTS: Final[dict[str, int]] = {
-    **dict.fromkeys(("JPY", "KRW", "VND", "CLP", "ISK", "PYG", "UGX", "XAF", "XOF"), 0),
-    **dict.fromkeys(("BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"), 3),
-}
 
 INTEGRITY_FINDINGS: Final = (
     "verified",
@@ -108,20 +112,17 @@ def default_as_of(conn: sqlite3.Connection) -> int | None:
 
 
 def resolve_devices(conn: sqlite3.Connection, device: str | None) -> list[tuple[Any, ...]]:
-    """Device rows (kid, name, tier, revoked_ms, flagged) for a kid, kid prefix or name."""
-    rows = [(d.kid, d.name, d.tier, d.revoked_ms, d.flagged) for d in Store.over(conn).devices()]
+    """Device rows (kid, name, tier, revoked_ms, flagged): all, or the one device a kid, kid
+    prefix or name names (the store's one resolver; ReportError if none or several do)."""
+    store = Store.over(conn)
     if device is None:
-        return rows
-    wanted = device.lower()
-    exact = [r for r in rows if r[0] == wanted or r[1] == device]
-    if exact:
-        return exact[:1]
-    matches = [r for r in rows if len(wanted) >= 4 and r[0].startswith(wanted)]
-    if len(matches) == 1:
-        return matches
-    if not matches:
-        raise ReportError(f"no enrolled device {device!r}")
-    raise ReportError(f"device {device!r} is ambiguous: {', '.join(r[0] for r in matches)}")
+        chosen = store.devices()
+    else:
+        try:
+            chosen = [store.resolve_device(device)]
+        except DeviceLookupError as exc:
+            raise ReportError(str(exc)) from None
+    return [(d.kid, d.name, d.tier, d.revoked_ms, d.flagged) for d in chosen]
 
 
 # ------------------------------------------------------------------ uptime
@@ -422,6 +423,13 @@ def build_report(
     hb_tolerance: float | None = None,
 ) -> dict[str, Any]:
     """The whole report as a JSON-ready dict (see REPORT_SCHEMA)."""
+    rules = rules_of(conn)
+    if rules != RULES_VERSION:
+        # Figures from other placement rules would not be the ones docs/MCR.md defines.
+        raise ReportError(
+            f"the aggregates were built under rules {rules}, this report reads rules"
+            f" {RULES_VERSION}: start the gateway once with this version to rebuild them"
+        )
     period = period or Period()
     devices = resolve_devices(conn, device)
     as_of = as_of_ms if as_of_ms is not None else default_as_of(conn)
@@ -483,15 +491,20 @@ CSV_FIXED: Final = (
     "history_days",
     "primary_currency",
 )
+# Then, per currency present in the report (sorted), these columns suffixed _<CUR>.
+CSV_PER_CURRENCY: Final = ("revenue", "count", "trend", "volatility")
 
 
 def render_csv(report: dict[str, Any]) -> str:
-    """One row per device and period; revenue columns per currency seen in the report."""
+    """One row per device and period; revenue columns per currency seen in the report.
+
+    Nothing is rounded: numbers are the JSON report's (same text), durations in seconds
+    written exactly (display.seconds); null is an empty cell.
+    """
     currencies = sorted(
         {c["currency"] for d in report["devices"] for c in d["revenue"]["currencies"]}
     )
-    per_cur = ("revenue", "count", "trend", "volatility")
-    header = list(CSV_FIXED) + [f"{f}_{c}" for c in currencies for f in per_cur]
+    header = list(CSV_FIXED) + [f"{f}_{c}" for c in currencies for f in CSV_PER_CURRENCY]
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(header)
@@ -507,11 +520,11 @@ def render_csv(report: dict[str, Any]) -> str:
             d["period"]["to"],
             d["score"]["score"],
             d["score"]["letter"],
-            "" if up["ratio"] is None else f"{up['ratio']:.6f}",
-            up["up_ms"] // 1000,
-            up["down_ms"] // 1000,
+            number(up["ratio"]),
+            seconds(up["up_ms"]),
+            seconds(up["down_ms"]),
             up["outage_count"],
-            up["longest_outage_ms"] // 1000,
+            seconds(up["longest_outage_ms"]),
             integ["verified"],
             "" if integ["missing"] is None else integ["missing"],
             integ["chain_breaks"],
@@ -520,7 +533,7 @@ def render_csv(report: dict[str, Any]) -> str:
             integ["future_time"],
             integ["refused_total"],
             integ["duplicates"],
-            f"{d['history']['days']:.3f}",
+            number(d["history"]["days"]),
             d["revenue"]["primary_currency"] or "",
         ]
         by_cur = {c["currency"]: c for c in d["revenue"]["currencies"]}
@@ -532,39 +545,17 @@ def render_csv(report: dict[str, Any]) -> str:
                 row += [
                     c["amount"],
                     c["count"],
-                    "" if c["trend"] is None else f"{c['trend']:.6f}",
-                    "" if c["volatility"] is None else f"{c['volatility']:.6f}",
+                    number(c["trend"]),
+                    number(c["volatility"]),
                 ]
         writer.writerow(row)
     return out.getvalue()
 
 
-def money(amount: int, cur: str) -> str:
-    """'12.50 EUR' from 1250 minor units (display only)."""
-    exp = _EXPONENTS.get(cur, 2)
-    sign = "-" if amount < 0 else ""
-    whole, frac = divmod(abs(amount), 10**exp)
-    return f"{sign}{whole}.{frac:0{exp}d} {cur}" if exp else f"{sign}{whole} {cur}"
-
-
-def duration(ms: int) -> str:
-    s = ms // 1000
-    d, s = divmod(s, 86400)
-    h, s = divmod(s, 3600)
-    m, s = divmod(s, 60)
-    if d:
-        return f"{d}d {h}h {m}m"
-    if h:
-        return f"{h}h {m}m {s}s"
-    if m:
-        return f"{m}m {s}s"
-    return f"{ms / 1000:.1f}s"
-
-
 def render_table(report: dict[str, Any]) -> str:
     lines = [
         f"Signet MCR report, as of {report['as_of'] or 'n/a (no records)'}"
-        f"   heartbeat tolerance {scoring.fmt(report['hb_tolerance'], '.0%')}",
+        f"   heartbeat tolerance {exact_percent(report['hb_tolerance'])}",
         f"Score: {report['score_label']} (formula in docs/MCR.md).",
     ]
     if not report["devices"]:
@@ -585,7 +576,8 @@ def render_table(report: dict[str, Any]) -> str:
         ]
         for c in sc["components"]:
             lines.append(
-                f"    {c['name']:<10} {c['points']:6.2f} of {c['weight']:5.1f}   {c['basis']}"
+                f"    {c['name']:<10} {rounded(c['points'], 2):>6} of {rounded(c['weight'], 1):>5}"
+                f"   {c['basis']}"
             )
         for cap in sc["caps"]:
             lines.append(f"    CAP: {cap}")
@@ -593,27 +585,30 @@ def render_table(report: dict[str, Any]) -> str:
             lines.append("  revenue    none in period")
         for c in d["revenue"]["currencies"]:
             mark = " (primary)" if c["currency"] == d["revenue"]["primary_currency"] else ""
+            trend = c["trend"]
             lines.append(
-                f"  revenue    {money(c['amount'], c['currency'])}{mark}  {c['count']} records"
-                f" ({c['refunds']} refunds) over {c['days']} days;"
-                f" trend {scoring.fmt(c['trend'], '+.2%')}/day,"
-                f" volatility {scoring.fmt(c['volatility'], '.2f')}"
+                f"  revenue    {money(c['amount'], c['currency'])}{mark}"
+                f"  {counted(c['count'], 'record')} ({counted(c['refunds'], 'refund')})"
+                f" over {counted(c['days'], 'day')};"
+                f" trend {rounded(trend, 2, sign=True, percent=True)}"
+                + ("" if trend is None else "/day")
+                + f", volatility {rounded(c['volatility'], 2)}"
             )
             if c["placed_by_receive_time"]:
                 lines.append(
                     f"             {c['placed_by_receive_time']} placed by receive time"
                     " (device clock never synced in that boot)"
                 )
-        ratio = scoring.fmt(None if up["ratio"] is None else up["ratio"] * 100, ".2f")
         lines.append(
-            f"  uptime     {ratio}%  up {duration(up['up_ms'])}, down {duration(up['down_ms'])}"
-            f" of {duration(up['observed_ms'])} observed;"
-            f" {up['outage_count']} outages, longest {duration(up['longest_outage_ms'])}"
+            f"  uptime     {rounded(up['ratio'], 2, percent=True)}  up {duration(up['up_ms'])},"
+            f" down {duration(up['down_ms'])} of {duration(up['observed_ms'])} observed;"
+            f" {counted(up['outage_count'], 'outage')},"
+            f" longest {duration(up['longest_outage_ms'])}"
         )
         if up["boots_placed_by_receive_time"]:
             lines.append(
-                f"             {up['boots_placed_by_receive_time']} boot(s) placed by receive"
-                " time (no synced clock)"
+                f"             {counted(up['boots_placed_by_receive_time'], 'boot')} placed by"
+                " receive time (no synced clock)"
             )
         if up["overlap_ms"]:
             lines.append(
@@ -627,7 +622,7 @@ def render_table(report: dict[str, Any]) -> str:
             f" late {integ['late']}, future time {integ['future_time']},"
             f" duplicates {integ['duplicates']}",
             f"             refused {integ['refused_total']} ({refused})",
-            f"  history    {hist['days']:.2f} days ({hist['first']} .. {hist['last']})",
+            f"  history    {rounded(hist['days'], 2)} days ({hist['first']} .. {hist['last']})",
         ]
     if report["refused_unattributed"]:
         lines += [

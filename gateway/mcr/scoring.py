@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from .display import rounded
+
 SCORE_LABEL: Final = "Signet's own indicative score, not peaq's"
 
 # (minimum integer score, letter), best first: peaq's published letter scale.
@@ -132,19 +134,14 @@ def _component(name: str, weight: float, fraction: float, basis: str) -> Compone
     return Component(name, weight, fraction, weight * fraction, basis)
 
 
-def fmt(x: float | None, spec: str = ".4f") -> str:
-    """x formatted, or "n/a" for an input that cannot be computed (the report uses it too)."""
-    return "n/a" if x is None else format(x, spec)
-
-
 def score(inputs: ScoreInputs) -> Score:
     """Signet's indicative score: six weighted components, rounded, then capped."""
     up = inputs.uptime_ratio
     integ = inputs.integrity_ratio
     rev = inputs.revenue
     parts = [
-        _component("uptime", W_UPTIME, up or 0.0, f"uptime ratio {fmt(up)}"),
-        _component("integrity", W_INTEGRITY, integ or 0.0, f"integrity ratio {fmt(integ)}"),
+        _component("uptime", W_UPTIME, up or 0.0, f"uptime ratio {rounded(up, 4)}"),
+        _component("integrity", W_INTEGRITY, integ or 0.0, f"integrity ratio {rounded(integ, 4)}"),
     ]
     if rev is None or rev.volatility is None:
         parts.append(_component("stability", W_STABILITY, 0.0, "no positive daily revenue"))
@@ -157,7 +154,7 @@ def score(inputs: ScoreInputs) -> Score:
                 "stability",
                 W_STABILITY,
                 1.0 - rev.volatility,
-                f"1 - volatility {rev.volatility:.4f}",
+                f"1 - volatility {rounded(rev.volatility, 4)}",
             )
         )
     if rev is None or rev.mean <= 0:
@@ -170,7 +167,8 @@ def score(inputs: ScoreInputs) -> Score:
                 "trend",
                 W_TREND,
                 1.0 - rev.trend / TREND_ZERO_AT,
-                f"relative slope {rev.trend:+.4f}/day (0 at {TREND_ZERO_AT:+.2f}/day)",
+                f"relative slope {rounded(rev.trend, 4, sign=True)}/day"
+                f" (0 at {rounded(TREND_ZERO_AT, 2, sign=True)}/day)",
             )
         )
     parts.append(
@@ -186,7 +184,7 @@ def score(inputs: ScoreInputs) -> Score:
             "history",
             W_HISTORY,
             inputs.history_days / HISTORY_FULL_DAYS,
-            f"{inputs.history_days:.2f} days of {HISTORY_FULL_DAYS:.0f}",
+            f"{rounded(inputs.history_days, 2)} days of {rounded(HISTORY_FULL_DAYS, 0)}",
         )
     )
     raw = math.fsum(p.points for p in parts)

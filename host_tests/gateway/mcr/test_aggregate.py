@@ -265,7 +265,7 @@ def test_null_t_records_are_placed_by_the_boot_origin(db: Db) -> None:
     assert db.rows("SELECT n, at_ms, placed FROM agg_records ORDER BY n") == [
         (1, origin + 100, PLACED_BOOT_T),
         (2, origin + 30_000, PLACED_BOOT_T),
-        (3, origin + 60_100, PLACED_RECORD_T),
+        (3, origin + 60_100, PLACED_BOOT_T),  # a heartbeat: at origin + u, like its interval
     ]
     assert db.rows("SELECT up_start_ms, up_end_ms FROM agg_points WHERE up = 1") == [
         (origin + 100, origin + 60_100)

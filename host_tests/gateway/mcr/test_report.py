@@ -181,7 +181,7 @@ def test_table_shows_the_figures(report: dict) -> None:
     a = report["devices"][0]
     assert "Signet's own indicative score, not peaq's" in text
     assert f"score {a['score']['score']:3d}  {a['score']['letter']}" in text
-    assert "7.00 EUR (primary)  4 records (1 refunds)" in text
+    assert "7.00 EUR (primary)  4 records (1 refund) over 2 days;" in text
     assert "9.99 USD" in text
     assert "uptime     8.00%  up 2h 0m 0s, down 23h 0m 0s" in text
     assert "2 outages, longest 22h 0m 0s" in text
