@@ -6,7 +6,11 @@ transport (pi/paho_transport.py), the journal in a directory, and the Unix-socke
 
 Config: the board's JSON format, loaded by signet.config (the one loader). Relative paths in
 it (key.path, journal.dir, mqtt.tls files, a local source's path) are taken relative to the
-config file's directory, so a config and its key can travel together.
+config file's directory, so a config and its key can travel together. On a Pi journal.dir
+must be given: its default, /journal, is a board's flash root but the filesystem root here.
+
+One agent per journal: build() takes an OS file lock on the journal directory
+(pi/journal_lock.py) and holds it for the life of the process.
 
 Outcomes (cli/agent.py turns them into exit statuses 0, 2 and 1): a clean stop on
 SIGTERM/SIGINT ("offline" published, clean disconnect, clean-stop marker written so the next
@@ -17,6 +21,7 @@ the agent; the journal and the sequence lease make that safe).
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -34,6 +39,7 @@ from signet.fsio import Files
 from signet.signer import SoftwareSigner
 from signet.state import StateError
 
+from .journal_lock import JournalInUse, JournalLock
 from .local_socket import LocalSocketSource
 from .paho_transport import PahoTransport
 from .platform import PiPlatform
@@ -50,11 +56,23 @@ def _resolve(base: Path, value: str | None) -> str | None:
 
 
 def load_config(path: str | os.PathLike[str]) -> Any:
-    """signet.config.load, with relative paths resolved against the config's directory."""
+    """signet.config.loads, with relative paths resolved against the config's directory and
+    the Pi's own rules: journal.dir given, only local sources."""
     try:
-        cfg = config_mod.load(str(path))
+        text = Path(path).read_bytes().decode()
+    except OSError as exc:
+        raise StartError(f"config: cannot read {path} ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise StartError(f"config: {path} is not a JSON text file (not UTF-8)") from None
+    try:
+        cfg = config_mod.loads(text)
     except config_mod.ConfigError as exc:
         raise StartError(str(exc)) from None
+    if "dir" not in json.loads(text).get("journal", {}):  # valid JSON: loads() took it
+        raise StartError(
+            "journal.dir: must be set on a Pi (the default /journal would be created at the "
+            'filesystem root); e.g. "journal": {"dir": "/var/lib/signet-agent/journal"}'
+        )
     base = Path(path).resolve().parent
     cfg.key["path"] = _resolve(base, cfg.key["path"])
     cfg.journal["dir"] = _resolve(base, cfg.journal["dir"])
@@ -100,10 +118,13 @@ class Runtime:
     agent: Agent
     platform: PiPlatform
     sources: list[LocalSocketSource]
+    lock: JournalLock
 
-    def close_sources(self) -> None:
+    def close(self) -> None:
+        """Close the local sockets and release the journal lock."""
         for src in self.sources:
             src.close()
+        self.lock.release()
 
 
 def build(cfg: Any) -> Runtime:
@@ -112,18 +133,25 @@ def build(cfg: Any) -> Runtime:
     journal_dir = cfg.journal["dir"]
     try:
         os.makedirs(journal_dir, mode=0o700, exist_ok=True)
-        files = Files(journal_dir, sync=True)
-        # Probe writability now, with a clear message, rather than at the first record.
-        probe = os.path.join(journal_dir, ".write-test")
-        with open(probe, "wb"):
-            pass
-        os.remove(probe)
+        # Before anything reads or writes the journal's state (the reset-cause files too).
+        lock = JournalLock.acquire(journal_dir)
+    except JournalInUse as exc:
+        raise StartError(f"journal.dir: {exc}; stop it first (one agent per journal)") from None
     except OSError as exc:
         raise StartError(f"journal.dir: cannot use {journal_dir}: {exc.strerror}") from None
-    platform = PiPlatform(journal_dir)
-    transport = PahoTransport.from_config(cfg.mqtt, signer.device_id)
     sources: list[LocalSocketSource] = []
     try:
+        try:
+            files = Files(journal_dir, sync=True)
+            # Probe writability now, with a clear message, rather than at the first record.
+            probe = os.path.join(journal_dir, ".write-test")
+            with open(probe, "wb"):
+                pass
+            os.remove(probe)
+        except OSError as exc:
+            raise StartError(f"journal.dir: cannot use {journal_dir}: {exc.strerror}") from None
+        platform = PiPlatform(journal_dir)
+        transport = PahoTransport.from_config(cfg.mqtt, signer.device_id)
         for i, src in enumerate(cfg.sources):
             try:
                 sources.append(LocalSocketSource(src["path"], src["src"], platform.log).open())
@@ -131,15 +159,16 @@ def build(cfg: Any) -> Runtime:
                 raise StartError(
                     f"sources[{i}].path: {src['path']}: {exc.strerror or exc}"
                 ) from None
-    except StartError:
+    except BaseException:
         for s in sources:
             s.close()
+        lock.release()
         raise
     for s in sources:
         platform.add_fd_source(s.fds)
     platform.add_fd_source(lambda: [transport.fileno()])
     agent = Agent(cfg, platform, signer, transport, files, sources)
-    return Runtime(agent, platform, sources)
+    return Runtime(agent, platform, sources, lock)
 
 
 def run(config_path: str | os.PathLike[str]) -> bool:
@@ -185,7 +214,7 @@ def run(config_path: str | os.PathLike[str]) -> bool:
         platform.log("agent: failed:\n" + traceback.format_exc())
         return False
     finally:
-        rt.close_sources()
+        rt.close()
         signal.set_wakeup_fd(old_wakeup)
         for s, handler in previous.items():
             signal.signal(s, handler)

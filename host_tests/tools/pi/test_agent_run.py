@@ -42,6 +42,41 @@ def test_relative_paths_follow_the_config_file(tmp_path: Path) -> None:
     assert cfg.sources[0]["path"] == str(tmp_path / "agent.sock")
 
 
+def test_journal_dir_must_be_set_on_a_pi(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Unset, the board default /journal made the agent create a directory at the filesystem
+    root; a Pi's config must name its journal directory."""
+    keygen.generate("p256", tmp_path / "dev.key")
+    for journal in ({}, {"segments": 32}):
+        cfg = {
+            "mqtt": {"host": "127.0.0.1", "port": 1},
+            "key": {"path": "dev.key"},
+            "sources": [{"type": "local", "path": "agent.sock"}],
+        }
+        if journal:
+            cfg["journal"] = journal
+        path = tmp_path / "agent.json"
+        path.write_text(json.dumps(cfg))
+        with pytest.raises(StartError, match=r"^journal\.dir: must be set on a Pi"):
+            load_config(path)
+        assert main(["agent", "run", "--config", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("signet: error: journal.dir: must be set on a Pi")
+        assert err.count("\n") == 1
+
+
+def test_a_config_that_is_not_text_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "agent.json"
+    path.write_bytes(b"\xd0\xcf\x11\xe0 not text")
+    assert main(["agent", "run", "--config", str(path)]) == 2
+    assert main(["agent", "status", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"signet: error: config: {path} is not a JSON text file (not UTF-8)\n" * 2
+
+
 def test_key_file_must_be_private(tmp_path: Path) -> None:
     with pytest.raises(StartError, match=r"no key file at .*signet keygen --out"):
         load_key(str(tmp_path / "dev.key"))
@@ -78,10 +113,11 @@ def test_build_refuses_a_socket_another_agent_serves(tmp_path: Path) -> None:
     cfg = load_config(write_config(tmp_path))
     first = build(cfg)
     try:
+        other_journal = write_config(tmp_path, journal={"dir": "journal2"})
         with pytest.raises(StartError, match=r"sources\[0\]\.path: .*already serving"):
-            build(load_config(write_config(tmp_path)))
+            build(load_config(other_journal))
     finally:
-        first.close_sources()
+        first.close()
 
 
 def test_reset_cause_from_marker_and_boot_id(tmp_path: Path) -> None:
