@@ -31,6 +31,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from signet_gateway.mcr.display import counted
 from signet_tools.runners.gateway_process import (
     GatewayProcess,
     GatewayProcessError,
@@ -68,6 +69,14 @@ def pick_victim(fleet: simulate.Fleet) -> tuple[simulate.VirtualDevice, list[sim
         if {"rev", "hb"} <= {r.kind for r in genuine}:
             return dev, genuine
     raise DemoError("no device has an acknowledged sale yet: is the gateway running?")
+
+
+def attack_notice(sent: int, victim: str) -> str:
+    """The progress line the attack prints."""
+    return (
+        f"ATTACK: {counted(sent, 'hostile message')} published on the broker"
+        f" (victim {victim}; see the summary below)"
+    )
 
 
 def _reset(directory: Path) -> None:
@@ -118,6 +127,8 @@ def _run(directory: Path, n_devices: int, duration: float, rate: float, seed: in
         _step("2. Gateway configuration and enrollment")
         db = directory / "gateway.db"
         toml = directory / "gateway.toml"
+        # Also creates the (reset) database, as an operator's `signet db init` does: neither
+        # the gateway nor enrollment creates one.
         write_gateway_config(
             toml,
             broker.port,
@@ -179,10 +190,7 @@ def _run(directory: Path, n_devices: int, duration: float, rate: float, seed: in
             sent[0] = adversary.publish(
                 "127.0.0.1", broker.port, [(a.topic, a.payload) for a in attacks]
             )
-            fleet.emit(
-                f"ATTACK: {sent[0]} hostile messages published on the broker"
-                f" (victim {victim.name}; see the summary below)"
-            )
+            fleet.emit(attack_notice(sent[0], victim.name))
 
         hooks = [
             (broker_down, stop_broker),

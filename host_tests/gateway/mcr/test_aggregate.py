@@ -22,7 +22,6 @@ from signet_gateway.mcr.aggregate import (
     DAY_MS,
     PLACED_BOOT_T,
     PLACED_RECEIVED,
-    PLACED_RECORD_T,
     Aggregator,
     day_of,
     gap_is_up,

@@ -7,6 +7,7 @@ import io
 import json
 import math
 import re
+from decimal import Decimal
 from pathlib import Path
 
 import jsonschema
@@ -14,7 +15,13 @@ import pytest
 from test_aggregate import DAY_MS, T0, Db, rec
 
 from kit.paths import REPO
-from signet_gateway.mcr import scoring
+from signet_gateway.mcr import display, scoring
+from signet_gateway.mcr.aggregate import (
+    PLACED_BOOT_T,
+    PLACED_RECORD_T,
+    RULES_VERSION,
+    Aggregator,
+)
 from signet_gateway.mcr.report import (
     REPORT_SCHEMA,
     Period,
@@ -272,7 +279,7 @@ def test_series_stats_by_hand() -> None:
 
 def test_cli_report_reads_a_gateway_database(tmp_path: Path, capsys) -> None:
     path = tmp_path / "signet.db"
-    store = Store(path)
+    store = Store.create(path)
     fleet(Db(store.conn))
     store.close()
     assert cli.main(["report", "--db", str(path), "--format", "json"]) == 0
@@ -306,3 +313,138 @@ def test_docs_worked_example() -> None:
     assert round(up["ratio"], 3) == 0.386
     assert sorted(o["duration_ms"] for o in up["outages"]) == [127_000, 647_000]
     assert up["longest_outage_ms"] == 647_000
+
+
+# ---------------------------------------------------------------------------- formats agree
+
+
+def _frac_report() -> dict:
+    """Up 48.7 s, then 61.5 s of silence until as_of: fractional seconds everywhere."""
+    db = Db()
+    kid = db.enroll(name="frac")
+    db.put(rec(kid, 1, "boot", u=0, t=T0))
+    db.put(rec(kid, 2, "hb", u=48_700, t=T0 + 48_700))  # iv 60 s: the 48.7 s are up
+    return build_report(db.conn, as_of_ms=T0 + 48_700 + 61_500)
+
+
+def test_a_fractional_duration_agrees_in_json_csv_and_table() -> None:
+    report = json.loads(render(_frac_report(), "json"))
+    (d,) = report["devices"]
+    up = d["uptime"]
+    assert (up["up_ms"], up["down_ms"], up["longest_outage_ms"]) == (48_700, 61_500, 61_500)
+    (row,) = csv.DictReader(io.StringIO(render(report, "csv")))
+    # CSV: the JSON figures, nothing lost: ms as exact seconds, floats in JSON's own text.
+    for column, field in (("up_s", "up_ms"), ("down_s", "down_ms")):
+        assert Decimal(row[column]) * 1000 == up[field]
+    assert Decimal(row["longest_outage_s"]) * 1000 == up["longest_outage_ms"]
+    assert (row["up_s"], row["down_s"], row["longest_outage_s"]) == ("48.7", "61.5", "61.5")
+    assert row["uptime_ratio"] == json.dumps(up["ratio"])
+    assert float(row["uptime_ratio"]) == up["ratio"]
+    assert float(row["history_days"]) == d["history"]["days"]
+    # Table: the same figures rounded half up to the unit shown (61.5 s is 1m 2s, not 1m 1s).
+    text = render(report, "table")
+    assert "up 48.7s, down 1m 2s of 1m 50s observed; 1 outage, longest 1m 2s" in text
+    assert "uptime     44.19%  up" in text  # 0.44192...: the JSON ratio, half up
+
+
+def test_fleet_floats_in_csv_are_the_json_values(report: dict) -> None:
+    a = report["devices"][0]
+    eur = a["revenue"]["currencies"][0]
+    row = next(csv.DictReader(io.StringIO(render(report, "csv"))))
+    assert float(row["trend_EUR"]) == eur["trend"]  # 100/350: was cut to 6 decimals
+    assert float(row["volatility_EUR"]) == eur["volatility"]
+    assert float(row["history_days"]) == a["history"]["days"]
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (0, "0.0s"),
+        (48_700, "48.7s"),
+        (48_650, "48.7s"),  # half up on the ms (a float 48.65 would print 48.6)
+        (48_649, "48.6s"),
+        (59_949, "59.9s"),
+        (59_950, "1m 0s"),  # rounds into the next unit, shown in that unit
+        (61_500, "1m 2s"),
+        (3_599_500, "1h 0m 0s"),
+        (7_200_000, "2h 0m 0s"),
+        (86_399_499, "23h 59m 59s"),
+        (86_399_500, "1d 0h 0m"),
+        (2 * DAY_MS + 30_000, "2d 0h 1m"),
+    ],
+)
+def test_table_durations_round_half_up_to_the_unit_shown(ms: int, text: str) -> None:
+    assert display.duration(ms) == text
+
+
+def test_table_decimals_round_the_json_text_half_away_from_zero() -> None:
+    # 0.985 and 0.125 are ties in the JSON text; binary formatting would give 0.98 and 0.12.
+    assert display.rounded(0.985, 2) == "0.99"
+    assert display.rounded(0.125, 2) == "0.13"
+    assert display.rounded(-0.125, 2) == "-0.13"
+    assert display.rounded(-0.0001, 2) == "0.00"
+    assert display.rounded(0.00125, 2, sign=True, percent=True) == "+0.13%"
+    assert display.rounded(None, 2) == "n/a"
+    assert display.exact_percent(0.125) == "12.5%" and display.exact_percent(0.1) == "10%"
+    assert display.seconds(48_700) == "48.7" and display.seconds(7_200_000) == "7200"
+    assert display.seconds(1) == "0.001"
+
+
+# ---------------------------------------------------------------------------- placement
+
+
+def test_history_places_heartbeats_at_origin_plus_u_like_their_intervals() -> None:
+    """MCR.md section 2: a heartbeat is placed at its boot's origin + u, not at its own t."""
+    db = Db()
+    kid = db.enroll()
+    db.put(rec(kid, 1, "boot", u=0, t=T0))  # the boot's origin: T0
+    db.put(rec(kid, 2, "rev", u=10_000, t=T0 + 10_000, am=5, cur="EUR"))
+    # The clock was stepped 7 s ahead after the boot synced: the heartbeat's own t says so.
+    db.put(rec(kid, 3, "hb", u=60_000, t=T0 + 67_000))
+    (d,) = build_report(db.conn, as_of_ms=T0 + 60_000)["devices"]
+    assert d["history"]["first_ms"] == T0
+    assert d["history"]["last_ms"] == T0 + 60_000  # origin + u, where its interval ends
+    assert d["uptime"]["observed_to_ms"] == T0 + 60_000
+    assert d["uptime"]["up_ms"] == 60_000 and d["uptime"]["outage_count"] == 0
+    # A revenue record is still placed at its own signed t.
+    assert db.rows("SELECT n, at_ms, placed FROM agg_records ORDER BY n") == [
+        (1, T0, PLACED_BOOT_T),
+        (2, T0 + 10_000, PLACED_RECORD_T),
+        (3, T0 + 60_000, PLACED_BOOT_T),
+    ]
+
+
+def test_aggregates_built_under_older_rules_are_refused_then_rebuilt() -> None:
+    db = Db()
+    kid = db.enroll()
+    db.put(rec(kid, 1, "boot", u=0, t=T0))
+    db.put(rec(kid, 2, "hb", u=60_000, t=T0 + 67_000))
+    # What a gateway before rules 2 left: the heartbeat's row at its own t, no 'rules' key.
+    db.conn.execute(
+        "UPDATE agg_records SET at_ms = ?, placed = 'record_t' WHERE n = 2", (T0 + 67_000,)
+    )
+    db.conn.execute("DELETE FROM agg_meta WHERE key = 'rules'")
+    with pytest.raises(ReportError, match="built under rules 1, this report reads rules 2"):
+        build_report(db.conn, as_of_ms=T0 + 60_000)
+    Aggregator(db.conn, 0.1)  # what the gateway does at start-up
+    assert db.rows("SELECT value FROM agg_meta WHERE key = 'rules'") == [(str(RULES_VERSION),)]
+    (d,) = build_report(db.conn, as_of_ms=T0 + 60_000)["devices"]
+    assert d["history"]["last_ms"] == T0 + 60_000
+
+
+# ---------------------------------------------------------------------------- plurals
+
+
+def test_table_counts_of_one_take_the_singular() -> None:
+    db = Db()
+    kid = db.enroll()
+    # One unsynced boot (placed by receive time), one sale, one outage, one day.
+    db.put(rec(kid, 1, "boot", u=0, t=None, received_ms=T0))
+    db.put(rec(kid, 2, "rev", u=1_000, t=None, am=300, cur="EUR", received_ms=T0 + 1_000))
+    db.put(rec(kid, 3, "hb", u=60_000, t=None, received_ms=T0 + 60_000))
+    text = render(build_report(db.conn, as_of_ms=T0 + 90_000), "table")
+    assert "1 record (0 refunds) over 1 day;" in text
+    assert "; 1 outage, longest 30.0s" in text
+    assert "1 boot placed by receive time" in text
+    assert "trend n/a," in text  # not "n/a/day"
+    assert not re.search(r"(?<![\d.])1 (records|refunds|days|outages|boots)\b|\(s\)", text)
