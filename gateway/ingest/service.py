@@ -10,6 +10,7 @@ the database.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -22,6 +23,7 @@ from signet_gateway.store.sqlite import Store
 from signet_gateway.verify.pubkeys import DevicePublicKey
 from signet_gateway.verify.verifier import Verifier
 
+from .instance_lock import InstanceLock
 from .intake import Intake
 from .mqtt_link import MqttLink
 from .wire import REC_SUBSCRIPTION
@@ -64,12 +66,40 @@ class Gateway:
         self._known: set[str] = set()
         self._revoked: set[str] = set()
         self._started = 0.0
+        self._lock: InstanceLock | None = None
+        self._stop_requested = False
 
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> None:
+        """Open, lock and load the store, start the threads and the broker connection.
+
+        On failure, whatever was started is stopped again (verifier processes included)
+        before the exception propagates; InstanceLockError if another gateway holds the
+        database.
+        """
         cfg = self.config
         self.store = Store(cfg.store.path)
+        try:
+            # Before anything is read or started: a second gateway on this database stops here.
+            self._lock = InstanceLock.acquire(self.store.path)
+            self._start()
+        except BaseException:
+            self._abandon_start()
+            raise
+
+    def _abandon_start(self) -> None:
+        intake: Intake | None = getattr(self, "intake", None)  # None: failed before it
+        if intake is not None:
+            intake.close()
+            intake.stop()
+        with contextlib.suppress(Exception):
+            self.store.close()
+        if self._lock is not None:
+            self._lock.release()
+
+    def _start(self) -> None:
+        cfg = self.config
         conn = self.store.conn
         self.aggregator = Aggregator(conn, hb_tolerance=settings_from_config(cfg.aggregate))
         self._refresh_keys(initial=True)
@@ -87,6 +117,8 @@ class Gateway:
             revoked_device=self._revoked.__contains__,
         )
         self.intake = Intake(self.verifier, cfg.ingest.verify_threads, keys=self.keys)
+        if self._stop_requested:  # SIGTERM/SIGINT while starting: take nothing
+            self.intake.close()
         self.link = MqttLink(cfg.mqtt, self.intake.put, self._on_connected)
         log.info(
             "database %s (%d devices enrolled, %d active)",
@@ -113,8 +145,14 @@ class Gateway:
         )
 
     def request_stop(self) -> None:
-        """Stop taking messages (the network thread keeps running until stop())."""
-        self.intake.close()
+        """Stop taking messages (the network thread keeps running until stop()).
+
+        Safe at any moment, also from a signal handler that runs while start() has not
+        created the intake yet."""
+        self._stop_requested = True
+        intake: Intake | None = getattr(self, "intake", None)
+        if intake is not None:
+            intake.close()
 
     def stop(self, timeout: float = 30.0) -> None:
         """Graceful: drain and commit what was taken, ack it, disconnect, close the database."""
@@ -128,6 +166,8 @@ class Gateway:
             self.store.close()
         except Exception:  # closing must not hide why we stopped
             log.exception("closing the database")
+        if self._lock is not None:
+            self._lock.release()
         log.info(
             "stopped: %d messages received, %d records stored, %d duplicates, %d refused",
             self.intake.received,

@@ -56,6 +56,7 @@ def _add_db_args(p: argparse.ArgumentParser) -> None:
 
 def cmd_gateway_run(args: argparse.Namespace) -> int:
     from signet_gateway.config import ConfigError, load
+    from signet_gateway.ingest.instance_lock import InstanceLockError
     from signet_gateway.ingest.service import Gateway
 
     logging.basicConfig(
@@ -79,7 +80,8 @@ def cmd_gateway_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         gateway.start()
-    except ConfigError as exc:  # [aggregate] is checked when the aggregator loads
+    except (ConfigError, InstanceLockError) as exc:  # [aggregate] is checked when the
+        # aggregator loads; another gateway on this database: no restart would cure it
         return _fail(str(exc))
     except Exception as exc:
         logging.getLogger("signet.gateway").critical("cannot start: %s", exc)

@@ -46,11 +46,17 @@ def write_gateway_config(path: Path, port: int, db: Path, **sections: dict[str, 
 
 
 class GatewayProcess:
-    """start() waits until the gateway has subscribed; stop() is SIGTERM, kill() is SIGKILL."""
+    """start() waits until the gateway has subscribed; stop() is SIGTERM, kill() is SIGKILL.
 
-    def __init__(self, config: Path, log: Path) -> None:
+    With new_session, the gateway leads a process group of its own (with its verifier
+    processes): signal_group() then signals the whole group, as a terminal's Ctrl-C or
+    systemd's stop do.
+    """
+
+    def __init__(self, config: Path, log: Path, *, new_session: bool = False) -> None:
         self.config = Path(config)
         self.log = Path(log)
+        self.new_session = new_session
         self.proc: subprocess.Popen[bytes] | None = None
         self._offset = 0
 
@@ -67,6 +73,7 @@ class GatewayProcess:
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=dict(os.environ, PYTHONUNBUFFERED="1"),
+                start_new_session=self.new_session,
             )  # fmt: skip
         if wait:
             self.wait_log(SUBSCRIBED, timeout)
@@ -117,6 +124,27 @@ class GatewayProcess:
             raise GatewayProcessError(
                 f"the gateway did not stop on SIGTERM in {timeout:g}s"
             ) from None
+
+    def signal_group(self, signum: int) -> None:
+        """Send signum to the gateway's whole process group (needs new_session)."""
+        if not self.new_session:
+            raise GatewayProcessError("signal_group() needs GatewayProcess(new_session=True)")
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signum)
+
+    def wait(self, timeout: float = 30.0) -> int:
+        """Wait for the gateway to exit by itself; its exit code (GatewayProcessError if not)."""
+        proc = self.proc
+        if proc is None:
+            raise GatewayProcessError("the gateway was not started")
+        try:
+            code = proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise GatewayProcessError(
+                f"the gateway did not exit in {timeout:g}s:\n{self.tail()}"
+            ) from None
+        self.proc = None
+        return code
 
     def kill(self) -> None:
         """SIGKILL: a crash at an arbitrary moment."""
