@@ -29,7 +29,7 @@ from typing import Any, Final
 from Crypto.Hash import keccak
 
 from .aggregate import DAY_MS, day_of, day_start_ms, look_back_ms
-from .report import Period, default_as_of, record_span, resolve_devices
+from .report import Period, check_rules, default_as_of, record_span, resolve_devices
 
 EVENT_REVENUE: Final = 0
 EVENT_ACTIVITY: Final = 1
@@ -136,6 +136,7 @@ def export_events(
     metadata_format: str = "hex",
 ) -> PeaqExport:
     """MachineEvent objects for the devices and period, ordered by timestamp."""
+    check_rules(conn)
     result = PeaqExport()
     period = period or Period()
     as_of = as_of_ms if as_of_ms is not None else default_as_of(conn)
