@@ -104,6 +104,17 @@ def _days(first: str, last: str) -> list[str]:
     return [(start + _dt.timedelta(days=i)).isoformat() for i in range(max(0, count))]
 
 
+def check_rules(conn: sqlite3.Connection) -> None:
+    """Refuse aggregates built under other placement rules: their figures would not be the
+    ones docs/MCR.md defines (the gateway rebuilds them when it starts)."""
+    rules = rules_of(conn)
+    if rules != RULES_VERSION:
+        raise ReportError(
+            f"the aggregates were built under rules {rules}, this version reads rules"
+            f" {RULES_VERSION}: start the gateway once with this version to rebuild them"
+        )
+
+
 def default_as_of(conn: sqlite3.Connection) -> int | None:
     """The latest receive time in the store: a re-run on the same database gives the same
     report. None for an empty store."""
@@ -423,13 +434,7 @@ def build_report(
     hb_tolerance: float | None = None,
 ) -> dict[str, Any]:
     """The whole report as a JSON-ready dict (see REPORT_SCHEMA)."""
-    rules = rules_of(conn)
-    if rules != RULES_VERSION:
-        # Figures from other placement rules would not be the ones docs/MCR.md defines.
-        raise ReportError(
-            f"the aggregates were built under rules {rules}, this report reads rules"
-            f" {RULES_VERSION}: start the gateway once with this version to rebuild them"
-        )
+    check_rules(conn)
     period = period or Period()
     devices = resolve_devices(conn, device)
     as_of = as_of_ms if as_of_ms is not None else default_as_of(conn)

@@ -22,6 +22,7 @@ from signet_gateway.mcr.aggregate import (
     RULES_VERSION,
     Aggregator,
 )
+from signet_gateway.mcr.peaq import export_events
 from signet_gateway.mcr.report import (
     REPORT_SCHEMA,
     Period,
@@ -150,7 +151,7 @@ def test_period_bounds_select_days(report: dict) -> None:
         Period.parse("2026-01-03", "2026-01-02")
     with pytest.raises(ReportError, match="expected YYYY-MM-DD"):
         Period.parse("2026-1-3", None)
-    with pytest.raises(ReportError, match="no enrolled device"):
+    with pytest.raises(ReportError, match="no device 'ffffffff' is enrolled"):
         build_report(db.conn, device="ffffffff")
 
 
@@ -293,7 +294,7 @@ def test_cli_report_reads_a_gateway_database(tmp_path: Path, capsys) -> None:
     assert cli.main(["report", "--config", str(toml), "--format", "csv"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
     assert cli.main(["report", "--db", str(tmp_path / "nope.db")]) == 2
-    assert "signet: error: cannot open database" in capsys.readouterr().err
+    assert "nope.db does not exist: create it with `signet db init" in capsys.readouterr().err
     assert cli.main(["report", "--db", str(path), "--from", "yesterday"]) == 2
     assert "--from: expected YYYY-MM-DD" in capsys.readouterr().err
 
@@ -424,8 +425,10 @@ def test_aggregates_built_under_older_rules_are_refused_then_rebuilt() -> None:
         "UPDATE agg_records SET at_ms = ?, placed = 'record_t' WHERE n = 2", (T0 + 67_000,)
     )
     db.conn.execute("DELETE FROM agg_meta WHERE key = 'rules'")
-    with pytest.raises(ReportError, match="built under rules 1, this report reads rules 2"):
+    with pytest.raises(ReportError, match="built under rules 1, this version reads rules 2"):
         build_report(db.conn, as_of_ms=T0 + 60_000)
+    with pytest.raises(ReportError, match="start the gateway once with this version"):
+        export_events(db.conn)  # the peaq export reads the same placement
     Aggregator(db.conn, 0.1)  # what the gateway does at start-up
     assert db.rows("SELECT value FROM agg_meta WHERE key = 'rules'") == [(str(RULES_VERSION),)]
     (d,) = build_report(db.conn, as_of_ms=T0 + 60_000)["devices"]
