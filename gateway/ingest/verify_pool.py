@@ -32,11 +32,15 @@ The worker uses the one verifier (:class:`gateway.verify.Verifier`).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
 import multiprocessing
 import multiprocessing.connection
 import os
+import signal
+import weakref
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
 
 from signet_gateway.verify.refusals import Refused
@@ -100,10 +104,21 @@ def _lower_priority() -> None:
         os.nice(WORKER_NICE)
 
 
+# Signals that reach every process of the gateway at once: Ctrl-C in a terminal (SIGINT to
+# the foreground process group) and systemd's stop (SIGTERM to the whole cgroup).
+_GROUP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+
+
 def _worker_main(conn: multiprocessing.connection.Connection) -> None:
     from signet_gateway.verify.pubkeys import DevicePublicKey
     from signet_gateway.verify.verifier import Verifier
 
+    # The gateway decides when a worker stops: it drains first, and a worker that died on
+    # the same signal would leave its chunks to be verified in-thread and be restarted in
+    # the middle of the shutdown (or print a KeyboardInterrupt traceback). A worker ends on
+    # None, when its pipe closes (the gateway exited, even by kill -9), or by SIGKILL.
+    for signum in _GROUP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
     _lower_priority()
     keys: dict[bytes, DevicePublicKey] = {}
     verifier = Verifier(keys)
@@ -146,6 +161,36 @@ def _mp_context() -> Any:
     return _context
 
 
+@contextlib.contextmanager
+def _group_signals_blocked() -> Iterator[None]:
+    """Block SIGINT and SIGTERM in this thread while a child process is started.
+
+    A child inherits the blocked mask, also across the exec that starts the forkserver: so
+    neither the forkserver nor a worker forked from it can be hit by a group signal in the
+    moment before _worker_main ignores it. A signal for the gateway itself arriving
+    meanwhile stays pending and is handled as soon as the mask is restored.
+    """
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, _GROUP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
+_live: weakref.WeakSet[VerifyWorker] = weakref.WeakSet()
+
+
+def _kill_unstopped() -> None:
+    """At interpreter exit, SIGKILL workers that nobody stopped (a start that failed midway).
+
+    They ignore SIGTERM, and multiprocessing's own exit handler sends SIGTERM to daemonic
+    children and then waits for them without a timeout: it would wait forever. atexit runs
+    handlers last-registered first, and this one is registered after multiprocessing's.
+    """
+    for worker in list(_live):
+        worker.stop(timeout=0)
+
+
 class VerifyWorker:
     """One worker process and its pipe; used by exactly one verifier thread."""
 
@@ -154,9 +199,14 @@ class VerifyWorker:
         ours, theirs = ctx.Pipe(duplex=True)
         self._conn = ours
         self._proc = ctx.Process(target=_worker_main, args=(theirs,), name=name, daemon=True)
-        self._proc.start()
+        with _group_signals_blocked():
+            self._proc.start()
         theirs.close()
         self.keys_generation = -1
+        if not _live:
+            atexit.unregister(_kill_unstopped)
+            atexit.register(_kill_unstopped)  # after multiprocessing's (imported by now)
+        _live.add(self)
 
     def set_keys(self, keys: dict[bytes, tuple[bytes, str]], generation: int) -> None:
         self._conn.send(("keys", keys))
@@ -181,7 +231,9 @@ class VerifyWorker:
         return body  # type: ignore[no-any-return]
 
     def stop(self, timeout: float = 5.0) -> None:
-        with contextlib.suppress(OSError):
+        """Ask the worker to exit; SIGKILL after timeout (it ignores SIGINT and SIGTERM)."""
+        _live.discard(self)
+        with contextlib.suppress(OSError, ValueError):
             self._conn.send(None)
         self._proc.join(timeout)
         if self._proc.is_alive():
