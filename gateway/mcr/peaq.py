@@ -139,11 +139,12 @@ def export_events(
     check_rules(conn)
     result = PeaqExport()
     period = period or Period()
+    devices = resolve_devices(conn, device)  # an unknown device is refused, records or not
     as_of = as_of_ms if as_of_ms is not None else default_as_of(conn)
     if as_of is None:
         return result
     keyed: list[tuple[tuple[int, str, int, int], dict[str, Any]]] = []
-    for kid, _name, tier, revoked_ms, flagged in resolve_devices(conn, device):
+    for kid, _name, tier, revoked_ms, flagged in devices:
         span = record_span(conn, kid)
         if span is None:
             continue

@@ -13,11 +13,30 @@ from typing import Any, NamedTuple
 
 from signet_gateway.verify.pubkeys import DevicePublicKey
 
-__all__ = ["Device", "QuarantineRow", "StoreError", "StoredRecord", "now_ms"]
+__all__ = [
+    "Device",
+    "DeviceLookupError",
+    "QuarantineRow",
+    "StoreError",
+    "StoreOpenError",
+    "StoredRecord",
+    "now_ms",
+]
 
 
 class StoreError(Exception):
     """A store operation was refused (unknown device, already enrolled, bad tier...)."""
+
+
+class StoreOpenError(StoreError):
+    """The database cannot be opened: there is none at the path (only an explicit create,
+    `signet db init`, makes one, so a mistyped path is an error instead of a second, empty
+    registry), or the file is not a Signet gateway database. A set-up error, not a refusal."""
+
+
+class DeviceLookupError(StoreError):
+    """A device id, id prefix or name names no device, or more than one (the message lists
+    them): the caller asked for something the store cannot answer without guessing."""
 
 
 class StoredRecord(NamedTuple):

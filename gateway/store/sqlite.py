@@ -14,7 +14,10 @@ Tables: see schema.py.
 
 from __future__ import annotations
 
+import os
+import shlex
 import sqlite3
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,25 +25,39 @@ from typing import Any
 from signet_gateway.verify.payload_schema import decode_payload
 from signet_gateway.verify.pubkeys import DevicePublicKey
 
-from .model import Device, QuarantineRow, StoredRecord, StoreError, now_ms
+from .lookup import resolve
+from .model import Device, QuarantineRow, StoredRecord, StoreError, StoreOpenError, now_ms
 from .schema import SCHEMA, SCHEMA_VERSION, TIERS
 
 __all__ = ["Store", "connect"]
 
 
-def connect(path: Path | str, *, readonly: bool = False) -> sqlite3.Connection:
-    """Open the database with the gateway's pragmas (autocommit mode: explicit BEGIN/COMMIT)."""
+def connect(path: Path | str, *, readonly: bool = False, new: bool = False) -> sqlite3.Connection:
+    """Open the database with the gateway's pragmas (autocommit mode: explicit BEGIN/COMMIT).
+
+    The file must exist: SQLite would otherwise create an empty database at any mistyped
+    path (Store.create is the one way to make one). Unless ``new`` (the empty file
+    Store.create just made), it must be a Signet gateway database: checked before the first
+    write, so opening some other file changes nothing in it. StoreOpenError otherwise.
+    """
     path = Path(path)
-    if readonly:
-        if not path.exists():
-            raise StoreError(f"database {path} does not exist")
-        conn = sqlite3.connect(
-            f"file:{path}?mode=ro", uri=True, isolation_level=None, check_same_thread=False
-        )
-    else:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    mode = "ro" if readonly else "rw"
+    # A URI so that SQLite itself refuses a missing file; quoted, so '?', '#' or '%' in a
+    # file name stay part of the name.
+    uri = f"file:{urllib.parse.quote(str(path.absolute()))}?mode={mode}"
+    try:
+        conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    except sqlite3.Error as exc:
+        raise StoreOpenError(f"cannot open database {path}: {exc}") from None
     conn.execute("PRAGMA busy_timeout = 10000")
+    if not new:
+        try:
+            schema = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        except sqlite3.DatabaseError:
+            schema = None  # no meta table: not ours (or not a database at all)
+        if schema is None:
+            conn.close()
+            raise StoreOpenError(f"{path} is not a Signet gateway database")
     if not readonly:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() != "wal":
@@ -60,13 +77,58 @@ class Store:
     """One connection to the gateway database. Not shared between threads."""
 
     def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
+        """Open an existing gateway database (Store.create makes a new one).
+
+        StoreOpenError if there is no file at `path` or it is not a Signet gateway database.
+        """
         self.path = Path(path)
-        self.conn = connect(self.path, readonly=readonly)
-        if not readonly:
-            self.conn.executescript(SCHEMA)
-            self.conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+        if not self.path.exists():
+            raise StoreOpenError(
+                f"database {self.path} does not exist: create it with"
+                f" `signet db init --db {shlex.quote(str(self.path))}`"
             )
+        self.conn = connect(self.path, readonly=readonly)
+
+    @classmethod
+    def create(cls, path: Path | str) -> Store:
+        """Make a new, empty gateway database at `path` and open it (`signet db init`).
+
+        Refuses a path that exists and a directory that does not: creating is always asked
+        for explicitly, so nothing is made or overwritten by mistake.
+        """
+        path = Path(path)
+        exists = StoreError(
+            f"{path} already exists: a new database is made only where there is none"
+        )
+        if path.exists():
+            raise exists
+        if not path.parent.is_dir():
+            raise StoreError(
+                f"cannot create database {path}: directory {path.parent} does not exist"
+            )
+        for leftover in (Path(f"{path}-wal"), Path(f"{path}-shm")):
+            if leftover.exists():  # SQLite would take a stale WAL for the new database's
+                raise StoreError(f"cannot create database {path}: {leftover} is in the way")
+        try:  # O_EXCL: of two creators at once, one is refused
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
+        except FileExistsError:
+            raise exists from None
+        except OSError as exc:
+            raise StoreError(f"cannot create database {path}: {exc.strerror}") from None
+        try:
+            conn = connect(path, new=True)
+            try:
+                conn.executescript(SCHEMA)
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,)
+                )
+            finally:
+                conn.close()
+        except BaseException:
+            for made in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+                made.unlink(missing_ok=True)
+            raise
+        return cls(path)
 
     @classmethod
     def over(cls, conn: sqlite3.Connection) -> Store:
@@ -98,7 +160,8 @@ class Store:
         enrolled_ms: int | None = None,
     ) -> Device:
         """Add a device key. Hardware tier needs evidence; a kid is enrolled at most once
-        (a revoked key stays revoked: re-enrolling it would undo the revocation)."""
+        (a revoked key stays revoked: re-enrolling it would undo the revocation); a name is
+        carried by at most one active device (lookup.py: a name must say which device)."""
         if tier not in TIERS:
             raise StoreError(f"tier must be 'software' or 'hardware', got {tier!r}")
         if tier == "hardware" and not evidence:
@@ -106,12 +169,21 @@ class Store:
                 "tier 'hardware' needs evidence (--evidence FILE: the secure element's "
                 "certificate chain or a signed enrollment statement)"
             )
-        existing = self.device(key.device_id)
-        if existing is not None:
-            state = "revoked" if existing.revoked_ms is not None else "enrolled"
-            raise StoreError(f"device {key.device_id} is already {state}")
+        if name is not None and not name.strip():
+            raise StoreError("a device name must not be empty (leave --name out instead)")
         when = now_ms() if enrolled_ms is None else enrolled_ms
+        # Checked inside the write transaction: two enrollments at once cannot both pass.
         with self.transaction():
+            existing = self.device(key.device_id)
+            if existing is not None:
+                state = "revoked" if existing.revoked_ms is not None else "enrolled"
+                raise StoreError(f"device {key.device_id} is already {state}")
+            holder = self._active_named(name)
+            if holder is not None:
+                raise StoreError(
+                    f"the name {name!r} is taken by active device {holder}: names are unique"
+                    " among active devices (revoke that one first if this device replaces it)"
+                )
             self.conn.execute(
                 "INSERT INTO devices (kid, public_key, curve, tier, name, evidence, enrolled_ms)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -143,6 +215,19 @@ class Store:
             (device_id.lower(),),
         ).fetchone()
         return None if row is None else Device(*row[:8], flagged=bool(row[8]))
+
+    def resolve_device(self, wanted: str) -> Device:
+        """The one device a device id, id prefix (>= 8 hex digits) or name names;
+        DeviceLookupError, listing the candidates, if none or several do (lookup.py)."""
+        return resolve(self.devices(), wanted)
+
+    def _active_named(self, name: str | None) -> str | None:
+        if name is None:
+            return None
+        row = self.conn.execute(
+            "SELECT kid FROM devices WHERE name = ? AND revoked_ms IS NULL LIMIT 1", (name,)
+        ).fetchone()
+        return None if row is None else str(row[0])
 
     def devices(self) -> list[Device]:
         rows = self.conn.execute(

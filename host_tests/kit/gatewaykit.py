@@ -94,10 +94,13 @@ class Dev:
         return [self.make(kinds[i % len(kinds)]) for i in range(count)]
 
 
-def write_config(path: Path, port: int, db: Path, **sections: dict[str, Any]) -> Path:
-    """A gateway.toml tuned for tests: short batches and ack intervals."""
+def write_config(
+    path: Path, port: int, db: Path, *, create_db: bool = True, **sections: dict[str, Any]
+) -> Path:
+    """A gateway.toml tuned for tests: short batches and ack intervals (and the database,
+    unless create_db is false or it exists: see write_gateway_config)."""
     ingest = {"batch_ms": 20, "ack_interval_ms": 50, **sections.pop("ingest", {})}
-    return write_gateway_config(path, port, db, ingest=ingest, **sections)
+    return write_gateway_config(path, port, db, create_db=create_db, ingest=ingest, **sections)
 
 
 class Mqtt:

@@ -350,6 +350,8 @@ def run(
         broker.start()
         db = workdir / "gateway.db"
         config = workdir / "gateway.toml"
+        # Also creates the (removed above) database, as `signet db init` does: the gateway
+        # and Store() open an existing one only.
         write_gateway_config(
             config,
             broker.port,

@@ -23,6 +23,18 @@ EXIT_STORAGE = 3
 
 DEFAULT_CONFIG = Path("gateway.toml")
 
+# Every command that takes a device says the same (one resolver: gateway/store/lookup.py).
+DEVICE_HELP = "device id, a unique prefix of at least 8 hex digits, or a device name"
+
+
+def device_name(text: str) -> str:
+    """argparse type of --name: a name that a lookup can find (not empty, no edge blanks)."""
+    if not text.strip() or text != text.strip():
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: a device name must be non-empty, without leading or trailing blanks"
+        )
+    return text
+
 
 def gateway_db(db: Path | None, config: Path | None) -> tuple[Path, GatewayConfig | None]:
     """The gateway database a command works on, and the configuration if one was read.
@@ -58,6 +70,7 @@ def cmd_gateway_run(args: argparse.Namespace) -> int:
     from signet_gateway.config import ConfigError, load
     from signet_gateway.ingest.instance_lock import InstanceLockError
     from signet_gateway.ingest.service import Gateway
+    from signet_gateway.store.model import StoreOpenError
 
     logging.basicConfig(
         stream=sys.stderr,
@@ -80,8 +93,9 @@ def cmd_gateway_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     try:
         gateway.start()
-    except (ConfigError, InstanceLockError) as exc:  # [aggregate] is checked when the
-        # aggregator loads; another gateway on this database: no restart would cure it
+    except (ConfigError, StoreOpenError, InstanceLockError) as exc:  # [aggregate] is checked
+        # when the aggregator loads; a missing database is created by `signet db init` only;
+        # another gateway on this database: not a failure a restart would cure
         return _fail(str(exc))
     except Exception as exc:
         logging.getLogger("signet.gateway").critical("cannot start: %s", exc)
@@ -93,7 +107,7 @@ def cmd_gateway_run(args: argparse.Namespace) -> int:
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from signet_gateway.store.model import StoreError
+    from signet_gateway.store.model import StoreError, StoreOpenError
     from signet_gateway.store.sqlite import Store
     from signet_tools.records.keystore import KeyStoreError, load_pem
 
@@ -120,6 +134,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         path, _config = gateway_db(args.db, args.config)
         with Store(path) as store:
             device = store.enroll(key, args.tier, name=args.name, evidence=evidence)
+    except StoreOpenError as exc:  # no database (only `signet db init` makes one): set-up
+        return _fail(str(exc))
     except (StoreError, FileNotFoundError) as exc:
         return _fail(str(exc), EXIT_REFUSED if isinstance(exc, StoreError) else EXIT_USAGE)
     except Exception as exc:  # config errors, unwritable database
@@ -177,23 +193,18 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_revoke(args: argparse.Namespace) -> int:
-    from signet_gateway.store.model import StoreError
+    from signet_gateway.store.model import DeviceLookupError, StoreError, StoreOpenError
     from signet_gateway.store.sqlite import Store
 
-    wanted = args.device.lower()
     try:
         path, _config = gateway_db(args.db, args.config)
         with Store(path) as store:
-            matches = [d.kid for d in store.devices() if d.kid.startswith(wanted)]
-            if len(wanted) < 8 or not matches:
-                return _fail(f"no device {args.device} is enrolled (give at least 8 hex digits)",
-                             EXIT_REFUSED)  # fmt: skip
-            if len(matches) > 1:
-                return _fail(f"{args.device} matches {len(matches)} devices; give more digits")
-            device = store.revoke(matches[0])
-    except StoreError as exc:
+            device = store.revoke(store.resolve_device(args.device).kid)
+    except (DeviceLookupError, StoreOpenError) as exc:  # which device / which database: usage
+        return _fail(str(exc))
+    except StoreError as exc:  # already revoked
         return _fail(str(exc), EXIT_REFUSED)
-    except Exception as exc:
+    except Exception as exc:  # config errors, unwritable database
         return _fail(str(exc))
     print(f"revoked {device.kid}: its records are refused (unknown_key) from now on")
     return EXIT_OK
@@ -231,7 +242,11 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     p.add_argument("--pubkey", type=Path, required=True, help="the device's public key (PEM)")
     p.add_argument("--tier", choices=("software", "hardware"), required=True)
     p.add_argument("--evidence", type=Path, help="hardware tier: certificate chain / statement")
-    p.add_argument("--name", help="a label for people (machine name, site)")
+    p.add_argument(
+        "--name",
+        type=device_name,
+        help="a label for people (machine name, site); unique among active devices",
+    )
     _add_db_args(p)
     p.set_defaults(func=cmd_enroll)
 
@@ -241,7 +256,7 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("revoke", help="revoke a device key: its records are refused from now on")
-    p.add_argument("device", help="device id (32 hex digits, or a unique prefix of >= 8)")
+    p.add_argument("device", help=DEVICE_HELP)
     _add_db_args(p)
     p.set_defaults(func=cmd_revoke)
 

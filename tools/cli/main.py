@@ -13,7 +13,7 @@ from .exits import fail as _fail
 
 # Command groups that live in their own modules. Each has register(sub, bench):
 # `sub` takes top-level commands, `bench` takes `signet bench NAME` benchmarks.
-COMMAND_GROUPS = ("agent", "device", "gateway", "report", "fleet")
+COMMAND_GROUPS = ("agent", "device", "gateway", "db", "report", "fleet")
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:

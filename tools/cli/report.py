@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .exits import EXIT_OK
 from .exits import fail as _fail
-from .gateway import gateway_db
+from .gateway import DEVICE_HELP, gateway_db
 
 
 class _UsageError(Exception):
@@ -34,7 +34,9 @@ def _open(args: argparse.Namespace) -> tuple[sqlite3.Connection, Callable[[str],
         raise _UsageError(str(exc)) from None
     try:
         store = Store(path, readonly=True)
-    except (StoreError, sqlite3.Error) as exc:
+    except StoreError as exc:  # no database (`signet db init` makes one), not a Signet one
+        raise _UsageError(str(exc)) from None
+    except sqlite3.Error as exc:
         raise _UsageError(f"cannot open database {path}: {exc}") from None
     have = store.conn.execute(
         "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'agg_records'"
@@ -118,7 +120,7 @@ def _source(p: argparse.ArgumentParser) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--config", type=Path, help="gateway.toml (its [store] path is read)")
     src.add_argument("--db", type=Path, help="the gateway's SQLite database")
-    p.add_argument("--device", help="device id (or a unique prefix of >= 4 hex digits, or name)")
+    p.add_argument("--device", help=DEVICE_HELP)
     p.add_argument("--from", dest="date_from", metavar="DATE", help="first UTC day, YYYY-MM-DD")
     p.add_argument("--to", dest="date_to", metavar="DATE", help="last UTC day, YYYY-MM-DD")
 

@@ -512,16 +512,18 @@ class Fleet:
             raise SimulationError(
                 f"--out {p.out} already holds a simulated fleet (truth.json): use a new directory"
             )
-        p.out.mkdir(parents=True, exist_ok=True)
-        rng = random.Random(p.seed)
-        self.devices = [
-            VirtualDevice(self, i, random.Random(rng.getrandbits(64))) for i in range(p.devices)
-        ]
-        try:
+        try:  # an existing database only: `signet db init` creates one, never a simulation
             store = Store(p.db)
+        except StoreError as exc:
+            raise SimulationError(str(exc)) from None
         except Exception as exc:
             raise SimulationError(f"cannot open the gateway database {p.db}: {exc}") from exc
         try:
+            p.out.mkdir(parents=True, exist_ok=True)
+            rng = random.Random(p.seed)
+            self.devices = [
+                VirtualDevice(self, i, random.Random(rng.getrandbits(64))) for i in range(p.devices)
+            ]
             for dev in self.devices:
                 dev.create()
                 assert dev.signer is not None

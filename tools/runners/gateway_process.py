@@ -22,11 +22,33 @@ class GatewayProcessError(RuntimeError):
     """The gateway exited or did not say what was awaited in time."""
 
 
-def write_gateway_config(path: Path, port: int, db: Path, **sections: dict[str, Any]) -> Path:
+def create_gateway_database(db: Path, aggregate: dict[str, Any] | None = None) -> None:
+    """A new, empty gateway database at db: what `signet db init` does.
+
+    The store's tables (Store.create, which refuses an existing file) and the aggregation's,
+    set up for the [aggregate] settings given (the gateway checks them again at every start),
+    so that `signet report` reads a database the gateway has not run on yet. Raises
+    StoreError, or ConfigError for a bad [aggregate] table.
+    """
+    from signet_gateway.mcr.aggregate import Aggregator, settings_from_config
+    from signet_gateway.store.sqlite import Store
+
+    hb_tolerance = settings_from_config(aggregate or {})  # checked before anything is made
+    with Store.create(db) as store:
+        Aggregator(store.conn, hb_tolerance=hb_tolerance)
+
+
+def write_gateway_config(
+    path: Path, port: int, db: Path, *, create_db: bool = True, **sections: dict[str, Any]
+) -> Path:
     """A gateway.toml for a broker on 127.0.0.1:port and a database at db.
 
-    Each keyword is a TOML section whose keys override or extend the defaults.
+    Each keyword is a TOML section whose keys override or extend the defaults. With
+    create_db, a database that does not exist yet is created (create_gateway_database), as
+    an operator's `signet db init` would: the gateway never creates one itself.
     """
+    if create_db and not Path(db).exists():
+        create_gateway_database(Path(db), sections.get("aggregate"))
     config: dict[str, dict[str, Any]] = {
         "mqtt": {"host": "127.0.0.1", "port": port, "client_id": f"signet-gw-{path.parent.name}"},
         # Absolute: the gateway resolves a relative path against the config file's folder.

@@ -27,7 +27,7 @@ def broker(tmp_path: Path):
 
 def _setup(tmp_path: Path, broker: Mosquitto, devs: list[Dev], **sections) -> tuple[Path, Path]:
     db = tmp_path / "gateway.db"
-    with Store(db) as store:
+    with Store.create(db) as store:
         for d in devs:
             store.enroll(d.key, "software", name=f"dev{d.kid[:4]}")
     cfg = write_config(tmp_path / "gateway.toml", broker.port, db, **sections)

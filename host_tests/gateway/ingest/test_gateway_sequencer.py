@@ -22,7 +22,7 @@ NOW = T0 + 10_000_000
 
 class Harness:
     def __init__(self, path: Path, *devs: Dev, skew_s: int = 300) -> None:
-        self.store = Store(path)
+        self.store = Store.create(path)
         for d in devs:
             self.store.enroll(d.key, "software")
         self.verifier = Verifier(self.store.active_keys())
@@ -202,7 +202,7 @@ def test_refusals_are_quarantined_and_counted(h: Harness, dev: Dev) -> None:
 
 def test_internal_error_quarantines_one_message_and_keeps_the_rest(tmp_path: Path) -> None:
     dev = Dev(9)
-    store = Store(tmp_path / "g.db")
+    store = Store.create(tmp_path / "g.db")
     store.enroll(dev.key, "software")
     calls = []
 

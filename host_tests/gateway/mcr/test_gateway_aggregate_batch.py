@@ -110,7 +110,7 @@ def _writer_with(
     tmp_path: Path, many: ManyHook, one: Hook
 ) -> tuple[Store, BatchWriter, list[Message]]:
     dev = Dev(9)
-    store = Store(tmp_path / "g.db")
+    store = Store.create(tmp_path / "g.db")
     store.enroll(dev.key, "software")
     writer = BatchWriter(store.conn, max_future_skew_ms=1, quarantine_rows=10,
                          quarantine_bytes=4096, on_stored=one, on_stored_many=many)  # fmt: skip

@@ -71,7 +71,7 @@ class Signed:
     """A real device: signed records, stored through Verifier and Sequencer."""
 
     def __init__(self, path: Path, tier: str = "hardware", seed: int = 7) -> None:
-        self.store = Store(path)
+        self.store = Store.create(path)
         self.agg = Aggregator(self.store.conn)
         self.key = make_key(seed=seed)
         public = DevicePublicKey.from_sec1(self.key.compressed, "p256")
@@ -205,4 +205,4 @@ def test_cli_export_writes_a_json_array(device: Signed, tmp_path: Path, capsys) 
     assert "1 revenue and 2 activity events" in err
     assert "1 refund record(s) left out" in err
     assert cli.main(["export", "peaq", "--db", db, "--device", "0000"]) == 2
-    assert "no enrolled device" in capsys.readouterr().err
+    assert "no device '0000' is enrolled" in capsys.readouterr().err

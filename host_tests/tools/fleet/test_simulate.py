@@ -101,10 +101,18 @@ def test_fleet_refuses_a_used_directory(tmp_path: Path) -> None:
         simulate.Fleet(params).create()
 
 
+def test_fleet_refuses_a_missing_database_and_creates_nothing(tmp_path: Path) -> None:
+    params = _params(tmp_path)
+    with pytest.raises(simulate.SimulationError, match="signet db init"):
+        simulate.Fleet(params).create()
+    assert not params.db.exists() and not params.out.exists()
+
+
 def test_fleet_enrolls_every_device_with_its_tier(tmp_path: Path) -> None:
     from signet_gateway.store.sqlite import Store
 
     params = _params(tmp_path, devices=4, hardware=1)
+    Store.create(params.db).close()  # `signet db init`: a simulation never creates one
     fleet = simulate.Fleet(params)
     fleet.create()
     with Store(params.db, readonly=True) as store:
