@@ -29,6 +29,8 @@ def cmd_flash(args: argparse.Namespace) -> int:
     from signet_tools.device import board as device_cmd
 
     try:
+        if args.config is not None:  # a wrong file is named before any board is looked for
+            device_cmd.board_config(args.config)
         board = _board(args)
         print(f"board on {board.port}")
         complete = device_cmd.flash(board, args.config, source=args.py, deps=not args.no_deps)
@@ -45,6 +47,7 @@ def cmd_provision(args: argparse.Namespace) -> int:
     from signet_tools.device import board as device_cmd
 
     try:
+        device_cmd.board_config(args.config_template, args.key_path)  # before any board
         board = _board(args)
         result = device_cmd.provision(
             board,

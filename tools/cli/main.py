@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from .args import refuse_empty_values
 from .exits import EXIT_OK, EXIT_REFUSED
 from .exits import fail as _fail
 
 # Command groups that live in their own modules. Each has register(sub, bench):
 # `sub` takes top-level commands, `bench` takes `signet bench NAME` benchmarks.
-COMMAND_GROUPS = ("agent", "device", "gateway", "db", "report", "fleet")
+COMMAND_GROUPS = ("agent", "device", "gateway", "report", "fleet")
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -33,12 +35,17 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_sign(args: argparse.Namespace) -> int:
     from signet_tools.records import sign as sign_cmd
 
+    if args.out is None and not args.hex and sys.stdout.isatty():
+        return _fail(
+            "refusing to write a binary record to a terminal: give --out FILE (a record"
+            " file), --hex, or redirect stdout to a file"
+        )
     try:
         record = sign_cmd.sign(
             key=args.key,
             seq=args.seq,
             kind=args.kind,
-            fields=sign_cmd.parse_fields(args.field),
+            fields=sign_cmd.parse_fields(args.kind, args.field),
             boot=args.boot,
             uptime=args.uptime,
             unix_ms=sign_cmd.parse_time(args.time),
@@ -49,7 +56,7 @@ def cmd_sign(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     if args.out is not None:
         print(f"appended {len(record)}-byte record n={args.seq} to {args.out}", file=sys.stderr)
-    elif args.hex or sys.stdout.isatty():
+    elif args.hex:
         print(record.hex())
     else:
         sys.stdout.buffer.write(record)
@@ -69,8 +76,13 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         data = _read(args.file)
     except OSError as exc:
         return _fail(f"cannot read {args.file}: {exc.strerror}")
-    for line in inspect_cmd.inspect_lines(data):
-        print(line)
+    malformed = 0
+    for item in inspect_cmd.describe_all(data):
+        malformed += "error" in item or "payload_error" in item
+        print(json.dumps(item))
+    if malformed:
+        print(f"signet: {malformed} malformed item(s) in {args.file}", file=sys.stderr)
+        return EXIT_REFUSED
     return EXIT_OK
 
 
@@ -121,10 +133,27 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.run(args.dir, devices=args.devices, duration_s=args.duration, seed=args.seed)
 
 
+def _version() -> str:
+    """The installed package's version (pyproject.toml), as pip knows it."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("signet")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from signet import record
+    from signet_tools.records import fields as kind_fields
+
     parser = argparse.ArgumentParser(
-        prog="signet", description="Signet: signed machine telemetry (keys, records, verification)"
+        prog="signet",
+        description="Signet: signed machine telemetry (keys, records, verification)",
+        epilog="Exit status: 0 success, 1 something was refused or a target missed, 2 usage"
+        " or set-up error (the gateway also has 3: docs/GATEWAY.md).",
     )
+    parser.add_argument("--version", action="version", version=f"signet {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("keygen", help="generate a device key file and its public key PEM")
@@ -133,30 +162,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="overwrite an existing key file")
     p.set_defaults(func=cmd_keygen)
 
-    p = sub.add_parser("sign", help="build and sign one record with the firmware code")
+    p = sub.add_parser(
+        "sign",
+        help="build and sign one record with the firmware code",
+        description="Build and sign one record with the firmware code. With --out the file"
+        " is checked first and left untouched if the record would not fit it: a file that"
+        " ends in a cut-off record, a file that is not a record file (a PEM, a key), or a"
+        " record whose key and n the file already holds (an equivocation).",
+        epilog=kind_fields.help_text(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--key", type=Path, required=True, help="key file from `signet keygen`")
     p.add_argument("--seq", type=int, required=True, help="sequence number n (>= 1)")
-    p.add_argument("--kind", required=True, choices=("boot", "hb", "rev", "meter", "evt"))
+    p.add_argument("--kind", required=True, choices=record.KINDS)
     p.add_argument(
         "--field",
         action="append",
         default=[],
         metavar="NAME=VALUE",
-        help="kind field, e.g. am=250 cur=EUR src=pulse (repeat)",
+        help="a field of the kind (listed below), e.g. am=250; repeat for each field"
+        " (default: none)",
     )
-    p.add_argument("--boot", type=int, default=1, help="boot counter b (default 1)")
-    p.add_argument("--uptime", type=int, default=0, help="ms since boot u (default 0)")
-    p.add_argument("--time", default="now", help="unix ms t, 'now' (default) or 'null'")
+    p.add_argument("--boot", type=int, default=1, help="boot counter b (default: 1)")
+    p.add_argument("--uptime", type=int, default=0, help="ms since boot u (default: 0)")
+    p.add_argument("--time", default="now", help="unix ms t, 'now' or 'null' (default: now)")
     p.add_argument(
         "--prev",
-        help="SHA-256 hex of the previous payload, or 'genesis'; default: "
-        "chain to this key's last record in --out, else genesis",
+        help="SHA-256 hex of the previous payload, or 'genesis' (default: "
+        "chain to this key's last record in --out, else genesis)",
     )
-    p.add_argument("--out", type=Path, help="append to this CBOR-sequence file (else stdout)")
-    p.add_argument("--hex", action="store_true", help="write hex to stdout instead of bytes")
+    p.add_argument(
+        "--out",
+        type=Path,
+        help="append to this record file, a CBOR sequence (default: write to stdout, which"
+        " must not be a terminal: use --hex there)",
+    )
+    p.add_argument(
+        "--hex", action="store_true", help="write the record as hex to stdout, not bytes"
+    )
     p.set_defaults(func=cmd_sign)
 
-    p = sub.add_parser("inspect", help="show the records in a file, one JSON line each")
+    p = sub.add_parser(
+        "inspect",
+        help="show the records in a file, one JSON line each",
+        description="Show the records in a file, one JSON line each (structure only: `signet"
+        " verify` checks signatures). Exit 0 if every item is a readable record, 1 if any"
+        ' is malformed (its line has an "error"), 2 if the file cannot be read.',
+    )
     p.add_argument("file", type=Path, help="CBOR-sequence file ('-' for stdin)")
     p.set_defaults(func=cmd_inspect)
 
@@ -190,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name in COMMAND_GROUPS:
         importlib.import_module(f"{__package__}.{name}").register(sub, bench)
+    refuse_empty_values(parser)
     return parser
 
 

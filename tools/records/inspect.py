@@ -5,7 +5,6 @@ Shows structure only: nothing here checks a signature (that is `verify`).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,17 +52,16 @@ def describe(index: int, item: bytes) -> dict[str, Any]:
     return out
 
 
-def inspect_lines(data: bytes) -> Iterator[str]:
+def describe_all(data: bytes) -> Iterator[dict[str, Any]]:
+    """One dict per item; a malformed one has an "error" (or a "payload_error") key."""
     for index, item in enumerate(cborseq.split(data)):
         if isinstance(item, cborseq.UnreadableTail):
-            yield json.dumps(
-                {
-                    "index": index,
-                    "offset": item.offset,
-                    "size": item.size,
-                    "error": "malformed",
-                    "detail": f"not a complete CBOR item: {item.reason}",
-                }
-            )
+            yield {
+                "index": index,
+                "offset": item.offset,
+                "size": item.size,
+                "error": "malformed",
+                "detail": f"not a complete CBOR item: {item.reason}",
+            }
         else:
-            yield json.dumps(describe(index, item))
+            yield describe(index, item)

@@ -33,6 +33,10 @@ def write_private(path: Path, text: str, force: bool) -> None:
 
 def generate(curve: str, out: Path, force: bool = False) -> SoftwareSigner:
     """Generate a key with the firmware's own code (os.urandom) and write both files."""
+    if out.is_dir():
+        raise IsADirectoryError(
+            f"{out} is a directory: give the key file's path, e.g. {out}/dev.key"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     signer = SoftwareSigner.generate(curve)
     write_private(out, keyfile.dumps(signer), force)

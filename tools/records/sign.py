@@ -2,27 +2,24 @@
 
 from __future__ import annotations
 
-import hashlib
 import time
 from pathlib import Path
 
 from signet import keyfile
 from signet.builder import RecordBuilder
 from signet.record import GENESIS_HASH
-from signet_gateway.verify.cose_decode import decode_envelope
-from signet_gateway.verify.refusals import Refused
 
-from . import cborseq
-
-# Fields whose CBOR type is an integer; every other field is text.
-INTEGER_FIELDS = frozenset({"am", "q", "iv", "ls"})
+from . import fields as kind_fields
+from . import recordfile
 
 
 class SignError(Exception):
     pass
 
 
-def parse_fields(items: list[str]) -> dict[str, int | str]:
+def parse_fields(kind: str, items: list[str]) -> dict[str, int | str]:
+    """NAME=VALUE items as the record's fields: integers where the kind's schema says so."""
+    integers = {f.name for f in kind_fields.of(kind) if f.integer}
     fields: dict[str, int | str] = {}
     for item in items:
         name, sep, value = item.partition("=")
@@ -30,7 +27,7 @@ def parse_fields(items: list[str]) -> dict[str, int | str]:
             raise SignError(f"--field {item!r}: expected NAME=VALUE")
         if name in fields:
             raise SignError(f"--field {name} given twice")
-        if name in INTEGER_FIELDS:
+        if name in integers:
             try:
                 fields[name] = int(value, 10)
             except ValueError:
@@ -54,30 +51,17 @@ def parse_time(value: str) -> int | None:
         raise SignError(f"--time {value!r}: expected unix milliseconds, 'now' or 'null'") from None
 
 
-def previous_hash(prev: str | None, out: Path | None, kid: bytes) -> bytes:
-    """--prev HEX, or the payload hash of this key's last record in the --out file."""
-    if prev is not None:
-        if prev == "genesis":
-            return GENESIS_HASH
-        try:
-            value = bytes.fromhex(prev)
-        except ValueError:
-            value = b""
-        if len(value) != 32:
-            raise SignError("--prev must be 64 hex digits (SHA-256 of the previous payload)")
-        return value
-    if out is None or not out.exists():
+def previous_hash(prev: str) -> bytes:
+    """--prev: 64 hex digits, or 'genesis'."""
+    if prev == "genesis":
         return GENESIS_HASH
-    last = GENESIS_HASH
-    for item in cborseq.split(out.read_bytes()):
-        if isinstance(item, bytes):
-            try:
-                envelope = decode_envelope(item)
-            except Refused:
-                continue
-            if envelope.kid == kid:
-                last = hashlib.sha256(envelope.payload).digest()
-    return last
+    try:
+        value = bytes.fromhex(prev)
+    except ValueError:
+        value = b""
+    if len(value) != 32:
+        raise SignError("--prev must be 64 hex digits (SHA-256 of the previous payload)")
+    return value
 
 
 def sign(
@@ -91,17 +75,32 @@ def sign(
     prev: str | None = None,
     out: Path | None = None,
 ) -> bytes:
+    """The signed record; appended to `out` (a record file) when given, which is checked
+    first (recordfile.py) and left untouched if anything is refused.
+
+    Without --prev the record chains to this key's last record in `out`, else to genesis.
+    """
     try:
         signer = keyfile.load(str(key))
     except OSError as exc:
         raise SignError(f"cannot read key {key}: {exc.strerror}") from None
     except keyfile.KeyFileError as exc:
         raise SignError(f"{key}: {exc}") from None
-    p = previous_hash(prev, out, signer.kid)
+
+    def build(p: bytes) -> bytes:
+        try:
+            _, record = RecordBuilder(signer).build(kind, seq, boot, uptime, unix_ms, p, fields)
+        except ValueError as exc:  # RecordError and size limits, with the field named
+            raise SignError(str(exc)) from None
+        return record
+
+    if out is None:
+        return build(GENESIS_HASH if prev is None else previous_hash(prev))
     try:
-        _, record = RecordBuilder(signer).build(kind, seq, boot, uptime, unix_ms, p, fields)
-    except ValueError as exc:  # RecordError and size limits, with the field named
+        with recordfile.open_for_append(out) as target:
+            p = target.last_hash(signer.kid) if prev is None else previous_hash(prev)
+            record = build(p)
+            target.append(signer.kid, seq, record)
+    except recordfile.RecordFileError as exc:
         raise SignError(str(exc)) from None
-    if out is not None:
-        cborseq.append(out, record)
     return record

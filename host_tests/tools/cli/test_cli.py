@@ -239,12 +239,54 @@ def test_openssl_verifies_a_firmware_record(keyed: tuple[Path, str], tmp_path: P
     assert result.stdout.strip() == "Verified OK", result.stdout + result.stderr
 
 
-def test_inspect_reports_malformed_items(tmp_path: Path) -> None:
+def test_inspect_reports_malformed_items_and_exits_1(
+    keyed: tuple[Path, str], tmp_path: Path
+) -> None:
     junk = tmp_path / "junk.cbor"
     junk.write_bytes(b"\x01" + b"\xd2\x84\x41")
-    lines = [json.loads(x) for x in signet("inspect", junk).stdout.splitlines()]
+    result = signet("inspect", junk)
+    assert result.returncode == 1 and "2 malformed item(s)" in result.stderr
+    lines = [json.loads(x) for x in result.stdout.splitlines()]
     assert lines[0]["error"] == "bad_tag" or lines[0]["error"] == "malformed"
     assert lines[1]["error"] == "malformed" and lines[1]["offset"] == 1
+    key, _ = keyed
+    good = tmp_path / "good.cbor"
+    assert _sign(key, good, 1, "hb", "iv=1000", "st=ok").returncode == 0
+    assert signet("inspect", good).returncode == 0
+    good.write_bytes(good.read_bytes()[:-1])
+    assert signet("inspect", good).returncode == 1
+
+
+def test_version_is_the_installed_package_version() -> None:
+    from importlib.metadata import version
+
+    result = signet("--version")
+    assert result.returncode == 0
+    assert result.stdout == f"signet {version('signet')}\n"
+
+
+def test_sign_refuses_to_write_binary_to_a_terminal(keyed: tuple[Path, str]) -> None:
+    import pty
+
+    key, _ = keyed
+    argv = [SIGNET, "sign", "--key", str(key), "--seq", "1", "--kind", "evt", "--field", "ev=x"]
+    host, terminal = pty.openpty()
+    try:
+        result = subprocess.run(argv, stdout=terminal, stderr=subprocess.PIPE, timeout=60)
+    finally:
+        os.close(terminal)
+        os.close(host)
+    assert result.returncode == 2
+    assert result.stderr.decode().startswith("signet: error: refusing to write a binary record")
+
+
+def test_keygen_refuses_an_empty_or_directory_out(tmp_path: Path) -> None:
+    for out in ("", " "):
+        result = signet("keygen", "--out", out)
+        assert result.returncode == 2 and "--out: must not be empty" in result.stderr
+    result = signet("keygen", "--out", tmp_path)
+    assert result.returncode == 2 and f"{tmp_path} is a directory" in result.stderr
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_bench_commands_print_their_figures() -> None:

@@ -162,6 +162,24 @@ def test_bad_config_is_refused_before_touching_the_board(tmp_path: Path) -> None
     assert calls == []
 
 
+def test_the_config_is_checked_before_looking_for_a_board(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from serial.tools import list_ports
+
+    looked: list[str] = []
+    monkeypatch.setattr(list_ports, "comports", lambda: looked.append("ports") or [])
+    missing = tmp_path / "missing.json"
+    assert main(["device", "flash", "--config", str(missing)]) == 2
+    assert f"cannot read {missing}" in capsys.readouterr().err
+    not_json = tmp_path / "t.json"
+    not_json.write_text("{")
+    argv = ["device", "provision", "--config-template", str(not_json), "--out-pubkey"]
+    assert main([*argv, str(tmp_path / "k.pem")]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+    assert looked == []  # neither looked for a board
+
+
 class FakePty:
     """A pseudo-terminal whose far end is a process of our choosing (a 'serial device')."""
 
