@@ -156,6 +156,19 @@ class _PathCheck:
         return path if path.is_absolute() else self.base / path
 
 
+def _readable_file(name: str, path: Path | None) -> None:
+    """A file the gateway opens later (TLS material) must be readable now: a missing file is
+    an error naming its key at load time, for every command that reads the configuration,
+    rather than an OS error when the gateway first connects."""
+    if path is None:
+        return
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{name}: cannot read {path}: {exc.strerror}") from None
+
+
 def _section(
     data: Mapping[str, Any],
     name: str,
@@ -207,6 +220,8 @@ def parse(data: Mapping[str, Any], base_dir: Path | None = None) -> GatewayConfi
         raise ConfigError("mqtt.tls_cert, mqtt.tls_key: give both (client certificate) or neither")
     if mqtt.password is not None and mqtt.username is None:
         raise ConfigError("mqtt.password: given without mqtt.username")
+    for key in ("tls_ca", "tls_cert", "tls_key"):
+        _readable_file(f"mqtt.{key}", getattr(mqtt, key))
     store = _section(data, "store", StoreConfig(path=base / "signet.db"), {"path": path})
     ingest = _section(
         data,

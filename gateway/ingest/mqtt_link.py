@@ -31,7 +31,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from signet_gateway.config import MqttConfig
+from signet_gateway.config import ConfigError, MqttConfig
 
 from . import paho_fast
 from .wire import REC_SUBSCRIPTION, ack_payload, ack_topic
@@ -126,12 +126,22 @@ class MqttLink:
         if config.username is not None:
             client.username_pw_set(config.username, config.password)
         if config.tls_ca is not None or config.tls_cert is not None:
-            client.tls_set(
-                ca_certs=str(config.tls_ca) if config.tls_ca else None,
-                certfile=str(config.tls_cert) if config.tls_cert else None,
-                keyfile=str(config.tls_key) if config.tls_key else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
+            try:
+                client.tls_set(
+                    ca_certs=str(config.tls_ca) if config.tls_ca else None,
+                    certfile=str(config.tls_cert) if config.tls_cert else None,
+                    keyfile=str(config.tls_key) if config.tls_key else None,
+                    cert_reqs=ssl.CERT_REQUIRED,
+                )
+            except (ssl.SSLError, OSError) as exc:
+                # The loader checked that the files are readable; this is their content (not
+                # PEM, a key that does not match the certificate): a configuration error too.
+                files = ", ".join(
+                    f"mqtt.{key} = {path}"
+                    for key in ("tls_ca", "tls_cert", "tls_key")
+                    if (path := getattr(config, key)) is not None
+                )
+                raise ConfigError(f"cannot load the TLS files ({files}): {exc}") from None
         client.reconnect_delay_set(min_delay=1, max_delay=30)
         # Our own outgoing QoS 1 acks: let many be in flight (one per device per batch).
         client.max_inflight_messages_set(1000)

@@ -125,3 +125,68 @@ def test_ack_payload_is_deterministic_cbor() -> None:
         assert parse_ack(ack_payload(n)) == n
     assert parse_ack(b"\xa1\x61\x6e\x18\x03") is None  # non-shortest
     assert parse_ack(b"\xa1\x61\x6d\x03") is None
+
+
+# -- files the gateway opens later: checked when the configuration is read ------------------
+
+
+@pytest.mark.parametrize(
+    ("mqtt", "key"),
+    [
+        ({"tls_ca": "/nonexistent/ca.pem"}, "mqtt.tls_ca"),
+        ({"tls_cert": "/nonexistent/gw.pem", "tls_key": "KEY"}, "mqtt.tls_cert"),
+        ({"tls_cert": "CERT", "tls_key": "/nonexistent/gw.key"}, "mqtt.tls_key"),
+    ],
+)
+def test_a_missing_tls_file_is_a_config_error_naming_key_and_file(
+    tmp_path: Path, mqtt: dict[str, str], key: str
+) -> None:
+    present = tmp_path / "present.pem"
+    present.write_text("-----BEGIN CERTIFICATE-----\n")
+    values = {k: str(present) if v in ("CERT", "KEY") else v for k, v in mqtt.items()}
+    missing = next(v for v in values.values() if v.startswith("/nonexistent"))
+    with pytest.raises(ConfigError) as err:
+        parse({"mqtt": values})
+    assert str(err.value) == f"{key}: cannot read {missing}: No such file or directory"
+    with pytest.raises(ConfigError, match=r"mqtt\.tls_ca: cannot read .*: Is a directory"):
+        parse({"mqtt": {"tls_ca": str(tmp_path)}})
+
+
+def test_every_command_reading_the_config_says_the_same_and_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from signet_tools.cli.main import main
+
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text('[mqtt]\ntls_ca = "/nonexistent/ca.pem"\n[store]\npath = "gw.db"\n')
+    expected = (
+        "signet: error: mqtt.tls_ca: cannot read /nonexistent/ca.pem: No such file or directory"
+    )
+    for argv in (["gateway", "run", "--config", str(cfg)], ["devices", "--config", str(cfg)]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.strip().splitlines() == [expected], argv
+
+
+@pytest.mark.timeout(60)
+def test_a_tls_file_that_is_not_pem_is_a_config_error_at_start(tmp_path: Path) -> None:
+    """Readable but not a certificate: paho fails when the gateway loads it; that is a
+    configuration error too (exit 2), naming the TLS keys, not a failure to start (3)."""
+    from signet_tools.runners.gateway_process import GatewayProcess, write_gateway_config
+    from signet_tools.runners.mosquitto import free_port
+
+    bogus = tmp_path / "ca.pem"
+    bogus.write_text("not a certificate\n")
+    cfg = write_gateway_config(
+        tmp_path / "gateway.toml", free_port(), tmp_path / "gw.db", mqtt={"tls_ca": str(bogus)}
+    )
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start(wait=False)
+    try:
+        assert gw.wait(30) == 2
+    finally:
+        gw.kill()
+    said = gw.text()
+    errors = [line for line in said.splitlines() if line.startswith("signet: error:")]
+    assert len(errors) == 1, said
+    assert errors[0].startswith(f"signet: error: cannot load the TLS files (mqtt.tls_ca = {bogus})")
+    assert "Traceback" not in said
