@@ -7,12 +7,14 @@ feed_watchdog, network_ready, connect_network, urandom, log.
 Linux-specific answers:
 - Ticks: time.monotonic_ns() in ms. It does not wrap in practice (64 bits), so ticks_diff is a
   plain subtraction; the agent's Uptime extension still works, it just never sees a wrap.
-- Wall clock: the system clock, trusted once the system says it is synchronised:
-  `timedatectl show -p NTPSynchronized --value` == "yes" (systemd-timesyncd, chrony and ntpd
-  all set the kernel flag behind it). Where timedatectl is missing or fails (containers,
-  non-systemd systems), the clock is taken as synced if its year is plausible
-  (>= PLAUSIBLE_YEAR): a Pi without an RTC boots at a 1970 or fake-hwclock date, which fails
-  that test until NTP has run. Records carry t = null until then.
+- Wall clock: the system clock, trusted once the kernel says it is synchronised (adjtimex:
+  STA_UNSYNC clear, pi/kernel_clock.py; systemd-timesyncd, chrony and ntpd clear it, and
+  `timedatectl`'s NTPSynchronized shows it). Only where the kernel cannot be asked (not
+  Linux, a sandbox that forbids adjtimex) is the clock taken as synced if its year is
+  plausible (>= PLAUSIBLE_YEAR). A Pi has no battery clock: it boots at a 1970 or
+  fake-hwclock date with STA_UNSYNC set, and records carry t = null until NTP has run.
+  The agent asks before it signs the boot record (network_ready() is True here), so a
+  clock already synchronised at start gives the boot record its t.
 - Reset cause: Linux does not say why a process started, so the agent tells its next start.
   A clean stop (SIGTERM, `systemctl stop`) leaves a marker file in the state directory;
   the kernel's boot id (/proc/sys/kernel/random/boot_id) tells a new system boot apart:
@@ -34,12 +36,13 @@ import contextlib
 import os
 import select
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TextIO
+
+from . import kernel_clock
 
 PLAUSIBLE_YEAR = 2024
 CLEAN_STOP_MARKER = "clean-stop"
@@ -65,23 +68,6 @@ def _sd_notify(message: str) -> bool:
         return False
 
 
-def _timedatectl_synced() -> bool | None:
-    """True/False from timedatectl, None when it cannot answer."""
-    try:
-        result = subprocess.run(
-            ["timedatectl", "show", "-p", "NTPSynchronized", "--value"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-        )
-    except (OSError, subprocess.SubprocessError):
-        return None
-    answer = result.stdout.strip()
-    if result.returncode != 0 or answer not in ("yes", "no"):
-        return None
-    return answer == "yes"
-
-
 class PiPlatform:
     """Platform for the agent under CPython. state_dir holds the reset-cause files."""
 
@@ -90,12 +76,12 @@ class PiPlatform:
         state_dir: str | os.PathLike[str],
         *,
         stream: TextIO | None = None,
-        clock_check: Callable[[], bool | None] = _timedatectl_synced,
+        clock_status: kernel_clock.StatusReader = kernel_clock.read_status,
         boot_id_path: str = _BOOT_ID_PATH,
     ) -> None:
         self.state_dir = Path(state_dir)
         self._stream = stream
-        self._clock_check = clock_check
+        self._clock_status = clock_status
         self._boot_id_path = boot_id_path
         self._synced = False
         self._reset_cause: str | None = None
@@ -135,12 +121,13 @@ class PiPlatform:
         return time.time_ns() // 1_000_000 if self._synced else None
 
     def sync_clock(self) -> bool:
-        """True once the system clock is synchronised (stays true: the OS keeps it so)."""
-        # No rate limit here: signet.clock.WallClock calls this at most once a minute.
+        """True once the kernel says the system clock is synchronised (stays true: the OS
+        keeps it so). Asked at start, before the boot record, then by signet.clock.WallClock
+        at most once a minute while unsynced: no rate limit here."""
         if self._synced:
             return True
-        answer = self._clock_check()
-        if answer is None:  # no timedatectl: judge by the year
+        answer = kernel_clock.synced(self._clock_status)
+        if answer is None:  # the kernel cannot be asked: judge by the year
             answer = time.gmtime().tm_year >= PLAUSIBLE_YEAR
         self._synced = answer
         return answer

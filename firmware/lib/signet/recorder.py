@@ -90,6 +90,8 @@ class Recorder:
         self._prev = bytes(p)
         self.last_n = ls
         self._need_boot = True
+        if self.platform.network_ready():  # a clock good now gives the boot record its t
+            self.wall.maybe_sync()
         self._sign_boot()
         self._last_hb = self.uptime.now()
 

@@ -47,6 +47,53 @@ def test_t_is_null_until_ntp_succeeds_then_the_true_time():
         rig.close()
 
 
+def test_boot_record_carries_t_when_the_clock_syncs_at_start():
+    """start() tries the sync before the boot record while the network is up, so two
+    fresh installs with the same key sign different boot records (t differs), and the
+    gateway sees an equivocation rather than a duplicate."""
+    boots = []
+    for later_ms in (0, 60000):  # the same key (agentkit's), installed a minute apart
+        platform = FakePlatform()
+        platform.true_ms += later_ms
+        rig = Rig(platform=platform)
+        try:
+            stats = rig.agent.stats
+            assert stats["clock_synced"] and stats["clock_syncs"] == 1
+            assert _t(rig, 1) == T0 + later_ms
+            boots.append(rig.gw.records[1])
+        finally:
+            rig.close()
+    assert boots[0] != boots[1]
+
+
+def test_boot_record_t_is_null_when_the_network_is_down_at_start():
+    """A board whose Wi-Fi is down at start does not try NTP then (no change there): the
+    boot record has t null, the first sync comes once the network is up."""
+    platform = FakePlatform()
+    platform.network = False
+    rig = Rig(platform=platform)
+    try:
+        assert platform.syncs == 0 and rig.agent.stats["clock_sync_failures"] == 0
+        platform.network = True
+        rig.step()
+        assert rig.agent.stats["clock_synced"]
+        assert _t(rig, 1) is None
+    finally:
+        rig.close()
+
+
+def test_boot_record_t_is_null_when_the_sync_at_start_fails():
+    platform = FakePlatform()
+    platform.ntp_ok = False
+    rig = Rig(platform=platform)
+    try:
+        stats = rig.agent.stats
+        assert not stats["clock_synced"] and stats["clock_sync_failures"] == 1
+        assert _t(rig, 1) is None
+    finally:
+        rig.close()
+
+
 def _lose_clock(rig, how):
     platform = rig.platform
     rig.run_ms(1000)

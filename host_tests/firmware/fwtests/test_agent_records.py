@@ -6,10 +6,10 @@ from signet.agent import RecordRefused
 from signet.recorder import hb_multiplier
 
 try:
-    from .agentkit import WRAP, FakePlatform, Rig, make_config
+    from .agentkit import T0, WRAP, FakePlatform, Rig, make_config
     from .fwassert import raises
 except ImportError:  # MicroPython runner: flat import path
-    from agentkit import WRAP, FakePlatform, Rig, make_config
+    from agentkit import T0, WRAP, FakePlatform, Rig, make_config
     from fwassert import raises
 
 
@@ -21,7 +21,7 @@ def test_boot_record_then_ack_prunes():
         boot = rig.gw.fields(1)
         assert boot["k"] == "boot" and boot["rc"] == "wdt" and boot["fw"] == FIRMWARE_VERSION
         assert boot["ls"] == 0 and boot["b"] == 1 and boot["p"] == bytes(32)
-        assert boot["t"] is None  # clock not synced before the first record
+        assert boot["t"] == T0  # the network is up: the clock synced before the boot record
         rig.run_until(lambda: rig.agent.recorder.journal.acked >= 1)
         assert 1 not in [n for n, _ in rig.agent.recorder.journal.pending()]
     finally:

@@ -5,12 +5,19 @@ from __future__ import annotations
 import json
 import os
 import socket
+import time
 from pathlib import Path
+from typing import Any
 
+import cbor2
 import pytest
 
 from kit.paths import REPO
+from signet import config as config_mod
+from signet.agent import Agent
+from signet.fsio import Files
 from signet_tools.cli.main import main
+from signet_tools.pi import kernel_clock
 from signet_tools.pi.platform import PiPlatform
 from signet_tools.pi.run import StartError, build, load_config, load_key
 from signet_tools.records import keygen
@@ -138,13 +145,68 @@ def test_reset_cause_from_marker_and_boot_id(tmp_path: Path) -> None:
     assert platform().reset_cause() == "power_on"  # the system rebooted under the agent
 
 
-def test_clock_sync_sources(tmp_path: Path) -> None:
-    p = PiPlatform(tmp_path, clock_check=lambda: False)
-    assert p.sync_clock() is False and p.wall_ms() is None
-    p = PiPlatform(tmp_path, clock_check=lambda: None)  # no timedatectl: judge by the year
+SYNCED = (kernel_clock.TIME_OK, 0x2001)  # STA_PLL | STA_NANO, as timesyncd leaves them
+UNSYNCED = (kernel_clock.TIME_ERROR, kernel_clock.STA_UNSYNC)  # a Pi before NTP has run
+
+
+@pytest.mark.parametrize(
+    ("status", "synced"),
+    [
+        (SYNCED, True),
+        (UNSYNCED, False),
+        ((kernel_clock.TIME_OK, kernel_clock.STA_UNSYNC), False),
+        ((kernel_clock.TIME_ERROR, 0), False),  # e.g. STA_CLOCKERR
+    ],
+)
+def test_clock_sync_follows_the_kernel_status(
+    tmp_path: Path, status: tuple[int, int], synced: bool
+) -> None:
+    p = PiPlatform(tmp_path, clock_status=lambda: status)
+    assert p.sync_clock() is synced
+    assert (p.wall_ms() is not None) is synced
+
+
+def test_clock_sync_without_the_kernel_judges_by_the_year(tmp_path: Path) -> None:
+    p = PiPlatform(tmp_path, clock_status=lambda: None)  # not Linux, or adjtimex forbidden
     assert p.sync_clock() is True and p.wall_ms() is not None
-    p = PiPlatform(tmp_path, clock_check=lambda: True)
-    assert p.sync_clock() is True
+
+
+def test_kernel_clock_status_is_read_through_adjtimex() -> None:
+    answer = kernel_clock.read_status()  # read only: the machine's clock is not touched
+    assert answer is not None, "adjtimex unavailable on this Linux host"
+    state, status = answer
+    assert 0 <= state <= 5 and status >= 0
+    assert kernel_clock.synced(lambda: answer) is (state != 5 and not status & 0x40)
+
+
+class NoBroker:
+    """A transport whose broker is never there (only the boot record matters here)."""
+
+    def set_callback(self, cb: Any) -> None:
+        pass
+
+
+def _boot_record(tmp_path: Path, status: tuple[int, int]) -> dict[str, Any]:
+    tmp_path.mkdir()
+    cfg = config_mod.parse({"mqtt": {"host": "127.0.0.1"}, "key": {"path": "unused"}})
+    platform = PiPlatform(tmp_path, clock_status=lambda: status)
+    signer = keygen.generate("p256", tmp_path / "dev.key")
+    agent = Agent(cfg, platform, signer, NoBroker(), Files(str(tmp_path)))
+    agent.start()
+    n, rec = agent.recorder.live
+    assert n == 1
+    payload: dict[str, Any] = cbor2.loads(cbor2.loads(bytes(rec)).value[2])
+    return payload
+
+
+def test_boot_record_carries_t_when_the_system_clock_is_synced_at_start(
+    tmp_path: Path,
+) -> None:
+    """It was always null on a Pi: the boot record was signed before the first sync."""
+    before = time.time_ns() // 1_000_000
+    boot = _boot_record(tmp_path / "synced", SYNCED)
+    assert boot["k"] == "boot" and before <= boot["t"] <= time.time_ns() // 1_000_000
+    assert _boot_record(tmp_path / "unsynced", UNSYNCED)["t"] is None
 
 
 def test_sd_notify_watchdog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

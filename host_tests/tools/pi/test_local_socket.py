@@ -21,7 +21,7 @@ from signet.agent import Agent
 from signet.fsio import Files
 from signet.signer import SoftwareSigner
 from signet_tools.cli.main import main
-from signet_tools.pi import local_socket
+from signet_tools.pi import kernel_clock, local_socket
 from signet_tools.pi.local_socket import LocalSocketError, LocalSocketSource, request
 from signet_tools.pi.platform import PiPlatform
 
@@ -54,7 +54,7 @@ def make_agent(tmp: Path, segments: int = 16) -> Agent:
             },
         }
     )
-    platform = PiPlatform(tmp, clock_check=lambda: True)
+    platform = PiPlatform(tmp, clock_status=lambda: (kernel_clock.TIME_OK, 0))
     agent = Agent(cfg, platform, SoftwareSigner.generate("p256"), NoBroker(), Files(str(tmp)))
     agent.start()
     return agent
@@ -345,7 +345,7 @@ AGENT_CLIENT_COMMANDS = [
 
 
 @pytest.mark.parametrize("command", AGENT_CLIENT_COMMANDS, ids=lambda c: "-".join(c[1:3]))
-@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf", "-inf", "1e400", "1e10", "x", ""])
+@pytest.mark.parametrize("timeout", ["-1", "0", "nan", "inf", "-inf", "1e400", "1e10", "x"])
 def test_a_bad_timeout_is_a_usage_error(
     served: Served, capsys: pytest.CaptureFixture[str], command: list[str], timeout: str
 ) -> None:
