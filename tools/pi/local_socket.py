@@ -297,6 +297,13 @@ class LocalSocketSource:
         self._clients.remove(client)
 
 
+def _is_socket(path: str) -> bool:
+    try:
+        return stat.S_ISSOCK(os.stat(path).st_mode)
+    except OSError:
+        return False
+
+
 def request(
     path: str | os.PathLike[str], req: dict[str, Any], timeout: float = 10.0
 ) -> dict[str, Any]:
@@ -313,6 +320,10 @@ def request(
                 "(systemctl status signet-agent; or pass --socket PATH)"
             ) from None
         except ConnectionRefusedError:
+            if not _is_socket(where):  # a directory or a regular file refuses the same way
+                raise LocalSocketError(
+                    f"{where} is not a socket: pass the agent's socket (--socket PATH)"
+                ) from None
             raise LocalSocketError(
                 f"nothing listens on {where}: the agent is not running (stale socket file)"
             ) from None

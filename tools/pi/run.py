@@ -14,8 +14,8 @@ One agent per journal: build() takes an OS file lock on the journal directory
 
 Outcomes (cli/agent.py turns them into exit statuses 0, 2 and 1): a clean stop on
 SIGTERM/SIGINT ("offline" published, clean disconnect, clean-stop marker written so the next
-boot record says rc=soft); StartError when it cannot start (config, key file, journal
-directory, socket); a failure while running, logged with its traceback (systemd restarts
+boot record says rc=soft); StartError when it cannot start (config, key file, TLS files,
+journal directory, socket); a failure while running, logged with its traceback (systemd restarts
 the agent; the journal and the sequence lease make that safe).
 """
 
@@ -25,6 +25,7 @@ import json
 import os
 import signal
 import socket
+import ssl
 import stat
 import traceback
 from dataclasses import dataclass
@@ -113,6 +114,38 @@ def load_key(path: str) -> SoftwareSigner:
         raise StartError(f"key.path: cannot read {path}: {exc.strerror}") from None
 
 
+def check_tls_files(tls: dict[str, Any] | None) -> None:
+    """Every configured TLS file readable and loadable now, named by its key: otherwise the
+    agent would start and then fail every connect attempt, forever, with a vaguer cause."""
+    if not tls:
+        return
+    for name in ("ca", "cert", "key"):
+        path = tls[name]
+        if path is None:
+            continue
+        try:
+            with open(path, "rb"):
+                pass
+        except OSError as exc:
+            raise StartError(f"mqtt.tls.{name}: cannot read {path} ({exc.strerror})") from None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    if tls["ca"] is not None:
+        try:
+            context.load_verify_locations(cafile=tls["ca"])
+        except ssl.SSLError as exc:
+            raise StartError(
+                f"mqtt.tls.ca: {tls['ca']} holds no PEM CA certificate ({exc.reason})"
+            ) from None
+    if tls["cert"] is not None:
+        try:
+            context.load_cert_chain(tls["cert"], tls["key"])
+        except ssl.SSLError as exc:
+            raise StartError(
+                f"mqtt.tls.cert: {tls['cert']} and mqtt.tls.key {tls['key']} are not a PEM "
+                f"certificate and its private key ({exc.reason})"
+            ) from None
+
+
 @dataclass
 class Runtime:
     agent: Agent
@@ -130,6 +163,7 @@ class Runtime:
 def build(cfg: Any) -> Runtime:
     """Everything the agent needs, from a loaded config. StartError on any problem."""
     signer = load_key(cfg.key["path"])
+    check_tls_files(cfg.mqtt["tls"])
     journal_dir = cfg.journal["dir"]
     try:
         os.makedirs(journal_dir, mode=0o700, exist_ok=True)

@@ -285,6 +285,11 @@ def test_client_errors_when_the_agent_is_not_running(tmp_path: Path) -> None:
     stale.close()
     with pytest.raises(LocalSocketError, match="the agent is not running"):
         request(tmp_path / "stale.sock", {"kind": "stats"})
+    # A path that is no socket at all is named as such, not as a stale socket.
+    (tmp_path / "plain").write_text("x")
+    for not_a_socket in (tmp_path, tmp_path / "plain"):
+        with pytest.raises(LocalSocketError, match=r"is not a socket: pass the agent's socket"):
+            request(not_a_socket, {"kind": "stats"})
 
 
 def test_cli_record_and_status(served: Served, capsys: pytest.CaptureFixture[str]) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
+import json
 import time
 from pathlib import Path
 
@@ -17,7 +18,10 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from signet_tools.cli.main import main
 from signet_tools.pi.paho_transport import PahoTransport
+from signet_tools.pi.run import check_tls_files
+from signet_tools.records import keygen
 from signet_tools.runners.mosquitto import BrokerTls, Mosquitto
 
 pytestmark = pytest.mark.timeout(60)
@@ -159,3 +163,40 @@ def test_username_and_password(tmp_path: Path) -> None:
             )
             with pytest.raises(OSError, match=r"refused|[Nn]ot authori"):
                 bad.connect("t/auth/status", b"offline")
+
+
+def test_agent_refuses_to_start_with_tls_files_it_cannot_use(
+    tmp_path: Path, pki: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A missing or wrong TLS file used to start the agent, which then failed every connect
+    with `cannot load CA/cert/key`; it is refused at start, naming the key and the file."""
+    check_tls_files(
+        {"ca": str(pki["ca"]), "cert": str(pki["client"]), "key": str(pki["client_key"])}
+    )
+    junk = tmp_path / "junk.pem"
+    junk.write_text("not a certificate\n")
+    missing = tmp_path / "missing.pem"
+    cases = [
+        ({"ca": str(missing)}, f"mqtt.tls.ca: cannot read {missing} (No such file or directory)"),
+        ({"ca": str(junk)}, f"mqtt.tls.ca: {junk} holds no PEM CA certificate"),
+        (
+            {"ca": str(pki["ca"]), "cert": str(pki["client"]), "key": str(missing)},
+            f"mqtt.tls.key: cannot read {missing} (No such file or directory)",
+        ),
+        (
+            {"ca": str(pki["ca"]), "cert": str(pki["client"]), "key": str(pki["server_key"])},
+            f"mqtt.tls.cert: {pki['client']} and mqtt.tls.key {pki['server_key']} are not a PEM "
+            "certificate and its private key",
+        ),
+    ]
+    keygen.generate("p256", tmp_path / "dev.key")
+    for tls, expected in cases:
+        cfg = {
+            "mqtt": {"host": "127.0.0.1", "port": 1, "tls": tls},
+            "key": {"path": "dev.key"},
+            "journal": {"dir": "journal"},
+        }
+        (tmp_path / "agent.json").write_text(json.dumps(cfg))
+        assert main(["agent", "run", "--config", str(tmp_path / "agent.json")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith(f"signet: error: {expected}") and err.count("\n") == 1, err
