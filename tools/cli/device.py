@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,8 +67,30 @@ def cmd_provision(args: argparse.Namespace) -> int:
     print(f"key        :{args.key_path} {what}; the private key never left the board")
     print(f"public     {args.out_pubkey}")
     print(f"config     :{device_cmd.BOARD_CONFIG} written (key.path = {args.key_path})")
-    print(f"next       enroll it at the gateway: signet enroll --pubkey {args.out_pubkey}")
+    for line in enroll_next_step(args.out_pubkey):
+        print(line)
     return EXIT_OK
+
+
+def enroll_commands(pubkey: Path, config: str = "gateway.toml") -> tuple[list[str], list[str]]:
+    """The `signet` arguments that enroll a provisioned key as printed (docs/DEVICE.md
+    section 6): creating the gateway's database (needed once, if it has none yet), then the
+    enrollment. A board's key is a file in its flash: software tier. The name suggested is
+    the PEM file's, e.g. coffee-01 for keys/coffee-01.pem."""
+    init = ["db", "init", "--config", config]
+    enroll = ["enroll", "--pubkey", str(pubkey), "--tier", "software", "--name", pubkey.stem,
+              "--config", config]  # fmt: skip
+    return init, enroll
+
+
+def enroll_next_step(pubkey: Path) -> list[str]:
+    """What `signet device provision` prints last: commands that work as printed."""
+    init, enroll = enroll_commands(pubkey)
+    return [
+        "next       enroll it on the gateway's host:",
+        f"             signet {shlex.join(enroll)}",
+        f"           (a new gateway creates its database first: signet {shlex.join(init)})",
+    ]
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
