@@ -96,7 +96,15 @@ def _register_agent(sub: argparse._SubParsersAction) -> argparse._SubParsersActi
     p = sub.add_parser("agent", help="the device agent on CPython (Raspberry Pi)")
     agent = p.add_subparsers(dest="agent_command", required=True, metavar="AGENT_COMMAND")
 
-    r = agent.add_parser("run", help="run the agent until SIGTERM (systemd: signet-agent.service)")
+    r = agent.add_parser(
+        "run",
+        help="run the agent until SIGTERM (systemd: signet-agent.service)",
+        description="Run the device agent until SIGTERM/SIGINT. One agent per journal "
+        "directory: a second one on the same journal.dir refuses to start, naming the "
+        "holder's pid. Exit 0 after a clean stop, 1 when it failed while running, 2 when it "
+        "cannot start (config, journal.dir unset or held by another agent, key, TLS files, "
+        "socket).",
+    )
     r.add_argument("--config", required=True, help="agent config JSON (docs/DEVICE.md)")
     r.set_defaults(func=cmd_agent_run)
 
