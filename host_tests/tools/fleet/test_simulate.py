@@ -108,6 +108,19 @@ def test_fleet_refuses_a_missing_database_and_creates_nothing(tmp_path: Path) ->
     assert not params.db.exists() and not params.out.exists()
 
 
+def test_a_second_fleet_on_one_database_is_refused_by_name(tmp_path: Path) -> None:
+    from signet_gateway.store.sqlite import Store
+
+    first = _params(tmp_path, devices=2)
+    Store.create(first.db).close()
+    simulate.Fleet(first).create()
+    again = _params(tmp_path, devices=2, out=tmp_path / "fleet2")
+    with pytest.raises(simulate.SimulationError, match="enrolling sim-01: the name 'sim-01' is"):
+        simulate.Fleet(again).create()
+    with Store(first.db, readonly=True) as store:
+        assert len(store.devices()) == 2
+
+
 def test_fleet_enrolls_every_device_with_its_tier(tmp_path: Path) -> None:
     from signet_gateway.store.sqlite import Store
 
