@@ -195,7 +195,7 @@ class Intake:
             worker = self.workers[index]
             if chunk is not None:
                 if worker is None:
-                    self._verify_local(chunk.msgs)
+                    self.verify_in_thread(chunk.msgs)
                     chunk.done.set()
                     continue
                 try:
@@ -233,10 +233,12 @@ class Intake:
             log.exception("cannot restart the verifier process; verifying in-thread")
             self.workers[index] = None
         for chunk in chunks:
-            self._verify_local(chunk.msgs)
+            self.verify_in_thread(chunk.msgs)
             chunk.done.set()
 
-    def _verify_local(self, msgs: list[Message]) -> None:
+    def verify_in_thread(self, msgs: list[Message]) -> None:
+        """Verify msgs in the calling thread with the gateway's own verifier (current keys),
+        replacing whatever results they had."""
         verifier = self.verifier
         for m in msgs:
             m.kid = ""

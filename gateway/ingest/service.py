@@ -20,9 +20,9 @@ from typing import Final
 from signet_gateway.config import GatewayConfig
 from signet_gateway.mcr.aggregate import Aggregator, settings_from_config
 from signet_gateway.store.sqlite import Store
-from signet_gateway.verify.pubkeys import DevicePublicKey
 from signet_gateway.verify.verifier import Verifier
 
+from .enrollment import Enrollment
 from .instance_lock import InstanceLock
 from .intake import Intake
 from .mqtt_link import MqttLink
@@ -33,7 +33,7 @@ __all__ = ["Gateway", "rss_kib"]
 
 log = logging.getLogger("signet.gateway")
 
-KEY_REFRESH_S: Final = 1.0  # enroll/revoke by the CLI take effect within this time
+KEY_REFRESH_S: Final = 1.0  # an idle gateway logs enroll/revoke within this time
 REFUSAL_LOG_LIMIT: Final = 10  # refusal lines per reason per summary period (then counted)
 
 
@@ -62,9 +62,6 @@ class Gateway:
         self._refusal_lines: Counter[str] = Counter()
         self._republish_all = threading.Event()
         self._writer_thread: threading.Thread | None = None
-        self.keys: dict[bytes, DevicePublicKey] = {}
-        self._known: set[str] = set()
-        self._revoked: set[str] = set()
         self._started = 0.0
         self._lock: InstanceLock | None = None
         self._stop_requested = False
@@ -102,9 +99,8 @@ class Gateway:
         cfg = self.config
         conn = self.store.conn
         self.aggregator = Aggregator(conn, hb_tolerance=settings_from_config(cfg.aggregate))
-        self._refresh_keys(initial=True)
-        self._data_version = self._db_version()
-        self.verifier = Verifier(self.keys)
+        self.enrollment = enrollment = Enrollment(self.store)
+        self.verifier = Verifier(enrollment.keys)
         agg = self.aggregator
         self.writer = BatchWriter(
             conn,
@@ -113,18 +109,18 @@ class Gateway:
             quarantine_bytes=cfg.quarantine.max_bytes_per_row,
             on_stored=agg.on_stored,
             on_stored_many=agg.on_stored_many,
-            known_device=self._known.__contains__,
-            revoked_device=self._revoked.__contains__,
+            known_device=enrollment.known.__contains__,
+            revoked_device=enrollment.revoked.__contains__,
         )
-        self.intake = Intake(self.verifier, cfg.ingest.verify_threads, keys=self.keys)
+        self.intake = Intake(self.verifier, cfg.ingest.verify_threads, keys=enrollment.keys)
         if self._stop_requested:  # SIGTERM/SIGINT while starting: take nothing
             self.intake.close()
         self.link = MqttLink(cfg.mqtt, self.intake.put, self._on_connected)
         log.info(
             "database %s (%d devices enrolled, %d active)",
             self.store.path.resolve(),
-            len(self._known),
-            len(self.keys),
+            len(enrollment.known),
+            len(enrollment.keys),
         )
         self._started = time.monotonic()
         self._writer_thread = threading.Thread(
@@ -178,32 +174,20 @@ class Gateway:
 
     # -- keys ----------------------------------------------------------------------------------
 
-    def _db_version(self) -> int:
-        return int(self.store.conn.execute("PRAGMA data_version").fetchone()[0])
-
-    def _refresh_keys(self, initial: bool = False) -> None:
-        """Reload enrolled keys after `signet enroll/revoke` changed the database."""
-        fresh = self.store.active_keys()
-        devices = {kid for (kid,) in self.store.conn.execute("SELECT kid FROM devices")}
-        revoked = self.store.revoked_ids()
-        changed = False
-        for kid in list(self.keys):
-            if kid not in fresh:
-                del self.keys[kid]
-                changed = True
-                if not initial:
-                    self.verifier.forget(kid)
-                    log.info("device %s revoked: its records are now refused", kid.hex())
-        for kid, key in fresh.items():
-            if kid not in self.keys:
-                self.keys[kid] = key
-                changed = True
-                if not initial:
-                    log.info("device %s enrolled", kid.hex())
-        if changed and not initial:
+    def _sync_enrollment(self) -> None:
+        """Take in what `signet enroll/revoke` committed since the last look (enrollment.py)."""
+        if self.enrollment.refresh():
+            self.verifier.forget()  # a revoked key must not stay in its cache
             self.intake.keys_changed()  # the verifier processes get the new key set
-        self._known |= devices
-        self._revoked |= revoked
+
+    def _verify_with_current_keys(self, msgs: list[Message]) -> None:
+        """Called before committing msgs: records refused ``unknown_key`` by a verifier whose
+        key snapshot predates their device's enrollment are verified again (enrollment.py).
+        Their messages arrived after the enrollment committed, so a fresh look sees it."""
+        self._sync_enrollment()
+        stale = self.enrollment.now_enrolled(msgs)
+        if stale:
+            self.intake.verify_in_thread(stale)
 
     def _on_connected(self, session_present: bool) -> None:
         # Retained acks may be gone (a broker that lost its store) or stale (we stopped between
@@ -227,11 +211,9 @@ class Gateway:
 
     def _housekeeping(self, now: float) -> None:
         if now >= self._next_refresh:
+            # While idle too: the "device ... enrolled/revoked" lines appear without traffic.
             self._next_refresh = now + KEY_REFRESH_S
-            version = self._db_version()
-            if version != self._data_version:
-                self._data_version = version
-                self._refresh_keys()
+            self._sync_enrollment()
         if self._republish_all.is_set():
             self._republish_all.clear()
             acks = self.writer.all_acks()
@@ -275,6 +257,7 @@ class Gateway:
                     deadline = time.monotonic() + batch_s
                 order.popleft()
                 msgs.extend(head.msgs)
+            self._verify_with_current_keys(msgs)
             result = self.writer.commit(msgs)
             # Durable now: only from here on may anything be acknowledged.
             self.link.puback(msgs)

@@ -345,6 +345,8 @@ class VirtualDevice:
                     "backoff_min_ms": 250,
                     "backoff_max_ms": 2000,
                     "ack_timeout_s": 5,
+                    # Where to resume (the retained ack), as on a real device; not a wait
+                    # for enrollment, which takes effect when Store.enroll commits.
                     "ack_wait_ms": 500,
                 },
                 "key": {"path": str(self.key_path)},
