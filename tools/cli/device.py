@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .args import positive_int
 from .exits import EXIT_OK, EXIT_REFUSED
 from .exits import fail as _fail
 
@@ -150,5 +151,5 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
 
     g = device.add_parser("logs", help="stream the agent's log lines from the board")
     _port_options(g)
-    g.add_argument("--lines", type=int, help="stop after this many lines")
+    g.add_argument("--lines", type=positive_int, help="stop after this many lines (default: never)")
     g.set_defaults(func=cmd_logs)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from .args import positive_seconds
 from .exits import EXIT_OK, EXIT_REFUSED
 from .exits import fail as _fail
 from .gateway import gateway_db
@@ -108,7 +109,10 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     )
     p.add_argument("--reboots", type=int, default=0, help="crash-and-reboot events in the run")
     p.add_argument(
-        "--reboot-down", type=float, default=3.0, help="seconds a rebooting device is off"
+        "--reboot-down",
+        type=positive_seconds,
+        default=3.0,
+        help="seconds a rebooting device is off (default: 3)",
     )
     p.add_argument("--heartbeat", type=int, default=2, help="heartbeat interval, seconds")
     p.add_argument(
@@ -118,7 +122,12 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         help="enroll the first K devices as hardware tier with SIMULATED evidence",
     )
     p.add_argument("--seed", type=int, help="random seed (sales, reboot schedule)")
-    p.add_argument("--drain-timeout", type=float, default=60.0, help="seconds to wait for acks")
+    p.add_argument(
+        "--drain-timeout",
+        type=positive_seconds,
+        default=60.0,
+        help="seconds to wait for acks after the run (default: 60)",
+    )
     p.add_argument("--broker", required=True, metavar="HOST:PORT", help="MQTT broker")
     where = p.add_mutually_exclusive_group(required=True)
     where.add_argument("--gateway-config", type=Path, help="gateway.toml (its [store] path)")

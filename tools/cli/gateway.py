@@ -13,6 +13,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from .args import positive_int
 from .exits import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 from .exits import fail as _fail
 
@@ -261,8 +262,17 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     p.set_defaults(func=cmd_revoke)
 
     b = bench.add_parser("gateway", help="drain a 50k-record Mosquitto backlog vs raw verify")
-    b.add_argument("--records", type=int, default=50_000, help="records in the backlog")
-    b.add_argument("--devices", type=int, default=100, help="devices publishing them")
-    b.add_argument("--threads", type=int, default=2, help="gateway verifier threads")
+    b.add_argument(
+        "--records",
+        type=positive_int,
+        default=50_000,
+        help="records in the backlog (default: 50000)",
+    )
+    b.add_argument(
+        "--devices", type=positive_int, default=100, help="devices publishing them (default: 100)"
+    )
+    b.add_argument(
+        "--threads", type=positive_int, default=2, help="gateway verifier threads (default: 2)"
+    )
     b.add_argument("--dir", type=Path, default=None, help="working directory (default: temp)")
     b.set_defaults(func=cmd_bench_gateway)

@@ -9,8 +9,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .args import refuse_empty_values
-from .exits import EXIT_OK, EXIT_REFUSED
+from .args import positive_int, positive_seconds, refuse_empty_values
+from .exits import EXIT_OK, EXIT_REFUSED, os_error_line
 from .exits import fail as _fail
 
 # Command groups that live in their own modules. Each has register(sub, bench):
@@ -223,10 +223,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks that print their figures")
     bench = p.add_subparsers(dest="what", required=True, metavar="BENCHMARK")
     b = bench.add_parser("sign", help="firmware signing on MicroPython vs ecdsa on CPython")
-    b.add_argument("--count", type=int, default=300, help="records per curve")
+    b.add_argument(
+        "--count", type=positive_int, default=300, help="records per curve (default: 300)"
+    )
     b.set_defaults(func=cmd_bench)
     b = bench.add_parser("verify", help="host decode+verify vs bare OpenSSL verify")
-    b.add_argument("--seconds", type=float, default=3.0, help="measuring time")
+    b.add_argument(
+        "--seconds", type=positive_seconds, default=3.0, help="measuring time (default: 3)"
+    )
     b.set_defaults(func=cmd_bench)
 
     p = sub.add_parser(
@@ -234,10 +238,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="the main demo: Mosquitto, the gateway, a virtual fleet with outages and "
         "attacks, then the MCR report checked against the ground truth",
     )
-    p.add_argument("--dir", type=Path, default=Path("out/demo"), help="working directory")
-    p.add_argument("--devices", type=int, default=12, help="virtual devices (default 12)")
-    p.add_argument("--duration", type=float, default=50.0, help="seconds of trading (default 50)")
-    p.add_argument("--seed", type=int, help="random seed, for a repeatable run")
+    p.add_argument(
+        "--dir",
+        type=Path,
+        default=Path("out/demo"),
+        help="working directory, emptied of a previous demo first (default: out/demo)",
+    )
+    p.add_argument("--devices", type=positive_int, default=12, help="virtual devices (default: 12)")
+    p.add_argument(
+        "--duration",
+        type=positive_seconds,
+        default=50.0,
+        help="seconds of trading (default: 50)",
+    )
+    p.add_argument(
+        "--seed", type=int, help="random seed, for a repeatable run (default: a new one each run)"
+    )
     p.set_defaults(func=cmd_demo)
 
     for name in COMMAND_GROUPS:
@@ -254,3 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_OK
     except KeyboardInterrupt:
         return 130
+    except OSError as exc:
+        # A file or directory a command could not use (`--dir` below a regular file, a full
+        # disk): the error line names it. Commands check the paths they are given where
+        # they can say more; this is the one place for the rest, so it is never a traceback.
+        return _fail(os_error_line(exc))

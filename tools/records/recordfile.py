@@ -161,7 +161,8 @@ def open_for_append(path: Path) -> Iterator[RecordFile]:
     """
     if not path.exists():
         if not path.parent.is_dir():
-            raise RecordFileError(f"cannot write {path}: directory {path.parent} does not exist")
+            why = "is not a directory" if path.parent.exists() else "does not exist"
+            raise RecordFileError(f"cannot write {path}: {path.parent} {why}")
         yield RecordFile(path, None, [])
         return
     if path.is_dir():

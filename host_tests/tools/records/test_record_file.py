@@ -107,7 +107,7 @@ def test_refuses_a_missing_directory_a_directory_and_a_locked_file(
 ) -> None:
     missing = tmp_path / "nonexistent" / "dir" / "x.cbor"
     err = refused(capsys, sign(key, missing, 1), missing)
-    assert f"directory {missing.parent} does not exist" in err
+    assert f"{missing.parent} does not exist" in err
     assert not missing.parent.exists()
     err = refused(capsys, sign(key, tmp_path, 1), tmp_path / "none")
     assert "is a directory" in err
