@@ -83,7 +83,10 @@ def cmd_agent_status(args: argparse.Namespace) -> int:
 def _client_options(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--socket", help=f"the agent's local socket (default {DEFAULT_SOCKET})")
-    where.add_argument("--config", help="take the socket path from this agent config")
+    where.add_argument(
+        "--config",
+        help="take the socket path from this agent config (default: --socket's default)",
+    )
     p.add_argument(
         "--timeout",
         type=positive_seconds,
@@ -113,19 +116,19 @@ def _register_agent(sub: argparse._SubParsersAction) -> argparse._SubParsersActi
     k = kinds.add_parser("rev", help="revenue: integer amount in minor units (250 = 2.50 EUR)")
     k.add_argument("--amount", type=int, required=True, help="minor units; negative = refund")
     k.add_argument("--currency", required=True, help="ISO 4217 code, e.g. EUR")
-    k.add_argument("--ref", help="payment reference (1..64 bytes, no personal data)")
+    k.add_argument("--ref", help="payment reference (1..64 bytes, no personal data; default: none)")
     k.add_argument("--src", help="source token (default: the local source's src)")
     _client_options(k)
     k.set_defaults(func=cmd_agent_record)
     k = kinds.add_parser("meter", help="metered quantity: integer q in unit")
     k.add_argument("--q", type=int, required=True, help="quantity (integer), e.g. 1500")
     k.add_argument("--unit", required=True, help="unit, e.g. Wh, mL, m^3")
-    k.add_argument("--src", help="sensor or interface name (token)")
+    k.add_argument("--src", help="sensor or interface name (token; default: none)")
     _client_options(k)
     k.set_defaults(func=cmd_agent_record)
     k = kinds.add_parser("evt", help="fault or status event")
     k.add_argument("--ev", required=True, help="event code (token), e.g. door_open")
-    k.add_argument("--msg", help="detail text (1..64 bytes)")
+    k.add_argument("--msg", help="detail text (1..64 bytes; default: none)")
     _client_options(k)
     k.set_defaults(func=cmd_agent_record)
 

@@ -119,7 +119,11 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
 
     f = device.add_parser("flash", help="copy the agent (+ config) to the board with mpremote")
     _port_options(f)
-    f.add_argument("--config", type=Path, help="board config JSON to copy to :config.json")
+    f.add_argument(
+        "--config",
+        type=Path,
+        help="board config JSON to copy to :config.json (default: none, the board's is kept)",
+    )
     f.add_argument("--py", action="store_true", help="copy .py sources instead of .mpy")
     f.add_argument("--no-deps", action="store_true", help="do not mip-install umqtt.simple")
     f.add_argument(
@@ -129,7 +133,7 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
 
     v = device.add_parser("provision", help="generate the device key ON the board; get its pubkey")
     _port_options(v)
-    v.add_argument("--curve", choices=("p256", "secp256k1"), default="p256")
+    v.add_argument("--curve", choices=("p256", "secp256k1"), default="p256", help="(default: p256)")
     v.add_argument(
         "--config-template",
         type=Path,
@@ -137,8 +141,14 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         help="board config JSON (wifi, mqtt, ...); key.path is filled in",
     )
     v.add_argument("--out-pubkey", type=Path, required=True, help="write the public key PEM here")
-    v.add_argument("--out-config", type=Path, help="also keep a copy of the written config here")
-    v.add_argument("--key-path", default="signet.key", help="key file on the board")
+    v.add_argument(
+        "--out-config",
+        type=Path,
+        help="also keep a copy of the written config here (default: no copy)",
+    )
+    v.add_argument(
+        "--key-path", default="signet.key", help="key file on the board (default: signet.key)"
+    )
     v.add_argument(
         "--replace-key",
         action="store_true",

@@ -9,7 +9,7 @@ from pathlib import Path
 from .args import positive_seconds
 from .exits import EXIT_OK, EXIT_REFUSED
 from .exits import fail as _fail
-from .gateway import gateway_db
+from .gateway import add_db_args, gateway_db
 
 EXIT_INCOMPLETE = EXIT_REFUSED  # ran, but not every device was acknowledged before the deadline
 
@@ -24,7 +24,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         from signet_gateway.mcr.aggregate import settings_from_config
 
         try:
-            db, config = gateway_db(args.db, args.gateway_config)
+            db, config = gateway_db(args.db, args.config)
             tolerance = None if config is None else settings_from_config(config.aggregate)
         except ConfigError as exc:
             return _fail(str(exc))
@@ -99,7 +99,9 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     )
     p.add_argument("--devices", type=int, required=True, help="number of virtual devices")
     p.add_argument("--duration", type=float, required=True, help="seconds of simulated trade")
-    p.add_argument("--rate", type=float, default=6.0, help="sales per device per minute")
+    p.add_argument(
+        "--rate", type=float, default=6.0, help="sales per device per minute (default: 6)"
+    )
     p.add_argument(
         "--outage",
         action="append",
@@ -107,21 +109,27 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         metavar="AT+DUR[:K]",
         help="network outage: at AT s for DUR s, on the first K devices (default all); repeat",
     )
-    p.add_argument("--reboots", type=int, default=0, help="crash-and-reboot events in the run")
+    p.add_argument(
+        "--reboots", type=int, default=0, help="crash-and-reboot events in the run (default: 0)"
+    )
     p.add_argument(
         "--reboot-down",
         type=positive_seconds,
         default=3.0,
         help="seconds a rebooting device is off (default: 3)",
     )
-    p.add_argument("--heartbeat", type=int, default=2, help="heartbeat interval, seconds")
+    p.add_argument(
+        "--heartbeat", type=int, default=2, help="heartbeat interval, seconds (default: 2)"
+    )
     p.add_argument(
         "--hardware",
         type=int,
         default=0,
-        help="enroll the first K devices as hardware tier with SIMULATED evidence",
+        help="enroll the first K devices as hardware tier with SIMULATED evidence (default: 0)",
     )
-    p.add_argument("--seed", type=int, help="random seed (sales, reboot schedule)")
+    p.add_argument(
+        "--seed", type=int, help="random seed: sales, reboot schedule (default: a new one each run)"
+    )
     p.add_argument(
         "--drain-timeout",
         type=positive_seconds,
@@ -129,9 +137,7 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         help="seconds to wait for acks after the run (default: 60)",
     )
     p.add_argument("--broker", required=True, metavar="HOST:PORT", help="MQTT broker")
-    where = p.add_mutually_exclusive_group(required=True)
-    where.add_argument("--gateway-config", type=Path, help="gateway.toml (its [store] path)")
-    where.add_argument("--db", type=Path, help="the gateway's SQLite database")
+    add_db_args(p, "--gateway-config")
     p.add_argument("--out", type=Path, required=True, help="directory for keys, journals, truth")
     p.add_argument("--quiet", action="store_true", help="no progress lines")
     p.set_defaults(func=cmd_simulate)

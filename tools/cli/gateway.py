@@ -40,6 +40,7 @@ def device_name(text: str) -> str:
 def gateway_db(db: Path | None, config: Path | None) -> tuple[Path, GatewayConfig | None]:
     """The gateway database a command works on, and the configuration if one was read.
 
+    The one rule of every command that works on the gateway's database (add_db_args):
     --db wins; else the [store] path of --config, or of ./gateway.toml when neither was
     given and it exists. Raises FileNotFoundError (nothing to go by) or ConfigError.
     """
@@ -58,10 +59,23 @@ def gateway_db(db: Path | None, config: Path | None) -> tuple[Path, GatewayConfi
     return loaded.store.path, loaded
 
 
-def _add_db_args(p: argparse.ArgumentParser) -> None:
+def add_db_args(p: argparse.ArgumentParser, *config_aliases: str) -> None:
+    """--config / --db, read by gateway_db: the same options and the same default for every
+    command that works on the gateway's database."""
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--config", type=Path, help="gateway.toml (its [store] path is used)")
-    where.add_argument("--db", type=Path, help="the gateway's SQLite database file")
+    where.add_argument(
+        "--config",
+        *config_aliases,
+        dest="config",
+        type=Path,
+        help=f"gateway.toml whose [store] path is the database (default: ./{DEFAULT_CONFIG})",
+    )
+    where.add_argument(
+        "--db",
+        type=Path,
+        help="the gateway's SQLite database file, instead of a gateway.toml (default: the"
+        " [store] path of --config)",
+    )
 
 
 # -- gateway run --------------------------------------------------------------------------------
@@ -235,30 +249,39 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     p = sub.add_parser("gateway", help="the verifying MQTT gateway")
     gw = p.add_subparsers(dest="gateway_command", required=True, metavar="SUBCOMMAND")
     r = gw.add_parser("run", help="run the gateway until SIGTERM/SIGINT")
-    r.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="gateway.toml")
+    r.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        help=f"the gateway's configuration (default: ./{DEFAULT_CONFIG})",
+    )
     r.add_argument("--verbose", action="store_true", help="also log paho/debug lines")
     r.set_defaults(func=cmd_gateway_run)
 
     p = sub.add_parser("enroll", help="enroll a device public key at the gateway")
     p.add_argument("--pubkey", type=Path, required=True, help="the device's public key (PEM)")
     p.add_argument("--tier", choices=("software", "hardware"), required=True)
-    p.add_argument("--evidence", type=Path, help="hardware tier: certificate chain / statement")
+    p.add_argument(
+        "--evidence",
+        type=Path,
+        help="hardware tier: certificate chain / statement (default: none, software tier)",
+    )
     p.add_argument(
         "--name",
         type=device_name,
-        help="a label for people (machine name, site); unique among active devices",
+        help="a label for people (machine name, site); unique among active devices (default: none)",
     )
-    _add_db_args(p)
+    add_db_args(p)
     p.set_defaults(func=cmd_enroll)
 
     p = sub.add_parser("devices", help="list enrolled devices with their ack and missing counts")
     p.add_argument("--json", action="store_true", help="one JSON object per device")
-    _add_db_args(p)
+    add_db_args(p)
     p.set_defaults(func=cmd_devices)
 
     p = sub.add_parser("revoke", help="revoke a device key: its records are refused from now on")
     p.add_argument("device", help=DEVICE_HELP)
-    _add_db_args(p)
+    add_db_args(p)
     p.set_defaults(func=cmd_revoke)
 
     b = bench.add_parser("gateway", help="drain a 50k-record Mosquitto backlog vs raw verify")

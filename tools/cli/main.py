@@ -157,7 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("keygen", help="generate a device key file and its public key PEM")
-    p.add_argument("--curve", choices=("p256", "secp256k1"), default="p256")
+    p.add_argument("--curve", choices=("p256", "secp256k1"), default="p256", help="(default: p256)")
     p.add_argument("--out", type=Path, required=True, help="private key file (mode 0600)")
     p.add_argument("--force", action="store_true", help="overwrite an existing key file")
     p.set_defaults(func=cmd_keygen)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .exits import EXIT_OK
 from .exits import fail as _fail
-from .gateway import DEVICE_HELP, gateway_db
+from .gateway import DEVICE_HELP, add_db_args, gateway_db
 
 
 class _UsageError(Exception):
@@ -117,12 +117,20 @@ def cmd_export_peaq(args: argparse.Namespace) -> int:
 
 
 def _source(p: argparse.ArgumentParser) -> None:
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", type=Path, help="gateway.toml (its [store] path is read)")
-    src.add_argument("--db", type=Path, help="the gateway's SQLite database")
-    p.add_argument("--device", help=DEVICE_HELP)
-    p.add_argument("--from", dest="date_from", metavar="DATE", help="first UTC day, YYYY-MM-DD")
-    p.add_argument("--to", dest="date_to", metavar="DATE", help="last UTC day, YYYY-MM-DD")
+    add_db_args(p)
+    p.add_argument("--device", help=f"{DEVICE_HELP} (default: every device)")
+    p.add_argument(
+        "--from",
+        dest="date_from",
+        metavar="DATE",
+        help="first UTC day, YYYY-MM-DD (default: the day of the first record)",
+    )
+    p.add_argument(
+        "--to",
+        dest="date_to",
+        metavar="DATE",
+        help="last UTC day, YYYY-MM-DD (default: the day of the last record)",
+    )
 
 
 def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
@@ -131,14 +139,16 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         "report", help="MCR inputs and Signet's indicative score per device (docs/MCR.md)"
     )
     _source(p)
-    p.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    p.add_argument(
+        "--format", choices=("table", "json", "csv"), default="table", help="(default: table)"
+    )
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("export", help="export stored records for other systems")
     what = p.add_subparsers(dest="target", required=True, metavar="TARGET")
     e = what.add_parser("peaq", help="peaq MachineEvent JSON array for batchSubmitEvents")
     _source(e)
-    e.add_argument("--out", type=Path, help="write the JSON array here (else stdout)")
+    e.add_argument("--out", type=Path, help="write the JSON array to this file (default: stdout)")
     e.add_argument(
         "--machine-ids",
         type=Path,
