@@ -34,6 +34,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from signet_gateway.config import ConfigError, MqttConfig
 
 from . import paho_fast
+from .link_state import SESSION_TAKEN_OVER, LinkState, Throttle, describe_os_error
 from .wire import REC_SUBSCRIPTION, ack_payload, ack_topic
 from .writer import Message
 
@@ -57,12 +58,26 @@ class _BufferedClient(mqtt.Client):
 
     _rbuf: bytes = b""
     _rpos: int = 0
+    # Why the last attempt or connection failed, which paho's callbacks do not say (it
+    # reports "Unspecified error" for a closed connection and nothing for a failed connect).
+    read_error: str | None = None
+    connect_error: BaseException | None = None
+    # Called with the seconds paho is about to wait before its next connection attempt.
+    on_reconnect_wait: Callable[[float], None] | None = None
+    _waited = False  # a backoff wait happened since the last connection attempt
 
     def _sock_recv(self, bufsize: int) -> bytes:
         buf, pos = self._rbuf, self._rpos
         if pos >= len(buf):
-            buf = super()._sock_recv(65536)
+            try:
+                buf = super()._sock_recv(65536)
+            except BlockingIOError:
+                raise
+            except OSError as exc:
+                self.read_error = describe_os_error(exc)
+                raise
             if not buf:
+                self.read_error = "the broker closed the connection"
                 return buf
             self._rbuf, pos = buf, 0
         end = pos + bufsize
@@ -83,6 +98,38 @@ class _BufferedClient(mqtt.Client):
         self._rbuf, self._rpos = b"", 0
         super()._sock_close()
 
+    def reconnect(self) -> mqtt.MQTTErrorCode:
+        self.read_error = None
+        self._waited = False
+        try:
+            return super().reconnect()
+        except OSError as exc:  # paho's on_connect_fail gets no exception: keep it
+            self.connect_error = exc
+            raise
+
+    def _reconnect_wait(self) -> None:
+        # One wait per attempt: after a failed first connect, paho's loop_forever waits once
+        # in its connect phase and again in its main loop before the next attempt (1 s, then
+        # 2 s); the second wait would make the first "next attempt in 1 s" line untrue.
+        if self._waited:
+            return
+        self._waited = True
+        # The delay paho is about to wait (reconnect_delay_set: min, doubling up to max, back
+        # to min after a successful CONNACK), so the log can say when the next attempt is.
+        with self._reconnect_delay_mutex:
+            last = self._reconnect_delay
+            delay = (
+                self._reconnect_min_delay
+                if last is None
+                else min(last * 2, self._reconnect_max_delay)
+            )
+        if self.on_reconnect_wait is not None:
+            try:
+                self.on_reconnect_wait(delay)
+            except Exception:  # logging must never stop the network thread
+                log.exception("reporting the broker connection state")
+        super()._reconnect_wait()
+
     def puback_many(self, mids: list[int]) -> None:
         """PUBACK several QoS 1 messages as one queued write.
 
@@ -94,6 +141,10 @@ class _BufferedClient(mqtt.Client):
         if mids:
             pack = _PUBACK.pack
             self._packet_queue(_PUBACK_CMD, b"".join([pack(_PUBACK_CMD, 2, m) for m in mids]), 0, 0)
+
+
+def _held_back(count: int) -> str:
+    return f" ({count} more like it not logged)" if count else ""
 
 
 class MqttLink:
@@ -113,7 +164,11 @@ class MqttLink:
         self.connected = threading.Event()
         self.ack_lock = threading.Lock()
         self.connects = 0
-        self.connect_failures = 0
+        self.state = LinkState()
+        self._cause: tuple[str, str] | None = None  # ("lost" | "failed", why), until logged
+        self._failed_attempts = Throttle(burst=10, every_s=300)  # per outage
+        self._drops = Throttle(burst=3, every_s=300)
+        self._takeovers = Throttle(burst=1, every_s=300)  # a client-id fight: once, then count
         self._stopping = False
         self.acks_published = 0
         self._pending: list[mqtt.MQTTMessageInfo] = []
@@ -150,6 +205,7 @@ class MqttLink:
         client.on_message = self._handle_message
         client.on_subscribe = self._handle_subscribe
         client.on_connect_fail = self._handle_connect_fail
+        client.on_reconnect_wait = self._before_reconnect_wait
         self.client = client
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -191,12 +247,14 @@ class MqttLink:
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
     ) -> None:
         if reason.is_failure:
-            log.warning("broker refused the connection: %s", reason)
+            self._attempt_failed(f"the broker refused the connection: {reason}")
             return
         with self.ack_lock:
             self.epoch += 1
         self.connects += 1
         self.connected.set()
+        self.state.up()
+        self._failed_attempts.reset()
         session = bool(getattr(flags, "session_present", False))
         log.info(
             "connected to mqtt://%s:%d as %s (session present: %s)",
@@ -209,13 +267,53 @@ class MqttLink:
         self._on_connected(session)
 
     def _handle_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
-        self.connect_failures += 1
-        if self.connect_failures in (1, 10) or self.connect_failures % 100 == 0:
+        self._attempt_failed(describe_os_error(self.client.connect_error))
+
+    def _attempt_failed(self, cause: str) -> None:
+        self.state.failed(cause)
+        self._cause = ("failed", cause)
+
+    def _disconnect_cause(self, flags: Any, reason: Any) -> str:
+        if getattr(flags, "is_disconnect_packet_from_server", False):
+            if getattr(reason, "value", None) == SESSION_TAKEN_OVER:
+                self.state.takeovers += 1
+                return (
+                    f"session taken over by another client with client id"
+                    f" {self.config.client_id!r}: is a second gateway using this mqtt.client_id?"
+                )
+            return f"the broker sent DISCONNECT: {reason}"
+        if getattr(reason, "value", None) == 0x80:  # paho's code for a lost connection
+            return self.client.read_error or "connection lost"
+        return str(reason)
+
+    def _before_reconnect_wait(self, delay: float) -> None:
+        """Log why the last attempt or connection failed and when the next attempt is;
+        throttled (link_state.py). Runs once per wait, so once per cause."""
+        if self._cause is None:
+            return
+        kind, cause = self._cause
+        self._cause = None
+        if kind == "lost":
+            takeover = cause.startswith("session taken over")
+            held = (self._takeovers if takeover else self._drops).allow()
+            if held is not None:
+                log.warning(
+                    "disconnected from the broker (%s); reconnecting in %g s%s",
+                    cause,
+                    delay,
+                    _held_back(held),
+                )
+            return
+        held = self._failed_attempts.allow()
+        if held is not None:
             log.warning(
-                "cannot connect to mqtt://%s:%d (attempt %d); retrying with backoff",
+                "cannot connect to mqtt://%s:%d (attempt %d): %s; next attempt in %g s%s",
                 self.config.host,
                 self.config.port,
-                self.connect_failures,
+                self.state.attempts,
+                cause,
+                delay,
+                _held_back(held),
             )
 
     def _handle_subscribe(
@@ -235,9 +333,15 @@ class MqttLink:
         was = self.connected.is_set()
         self.connected.clear()
         if self._stopping:
+            self.state.close()
             log.info("disconnected from the broker (session kept for the next start)")
-        elif was:
-            log.warning("disconnected from the broker (%s); reconnecting", reason)
+            return
+        cause = self._disconnect_cause(flags, reason)
+        if was:
+            self.state.down(cause)
+            self._cause = ("lost", cause)
+        elif self._cause is None:  # closed before its CONNACK: that attempt failed
+            self._attempt_failed(cause)
 
     def _handle_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         # Keep this minimal: it runs on the network thread for every message. The topic is

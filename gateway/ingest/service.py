@@ -311,7 +311,7 @@ class Gateway:
             f" since start), {self.stats['stored']} records stored, {self.stats['duplicates']}"
             f" duplicates, {self.stats['equivocations']} equivocations, refused: {refused};"
             f" {self.link.acks_published} acks published, {self.stats['commits']} commits;"
-            f" rss {rss // 1024} MiB (peak {hwm // 1024} MiB)"
+            f" rss {rss // 1024} MiB (peak {hwm // 1024} MiB); {self.link.state.describe()}"
         )
 
     def run(self, stop: threading.Event) -> int:
