@@ -190,3 +190,54 @@ def test_a_tls_file_that_is_not_pem_is_a_config_error_at_start(tmp_path: Path) -
     assert len(errors) == 1, said
     assert errors[0].startswith(f"signet: error: cannot load the TLS files (mqtt.tls_ca = {bogus})")
     assert "Traceback" not in said
+
+
+# -- durations and counts: never negative, NaN or infinite ------------------------------------
+
+_DURATIONS_AND_COUNTS = {
+    "mqtt": ["port", "receive_maximum", "session_expiry_s", "keepalive_s"],
+    "ingest": ["verify_threads", "batch_max", "batch_ms", "summary_s", "ack_interval_ms"],
+    "quarantine": ["max_rows", "max_bytes_per_row"],
+    "time": ["max_future_skew_s"],
+}
+_KEYS = [(section, key) for section, keys in _DURATIONS_AND_COUNTS.items() for key in keys]
+
+
+@pytest.mark.parametrize(("section", "key"), _KEYS)
+@pytest.mark.parametrize("value", ["-1", "nan", "inf", "-inf", "1.5", "true", '"5"'])
+def test_every_duration_and_count_refuses_negative_and_non_finite_values(
+    tmp_path: Path, section: str, key: str, value: str
+) -> None:
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(f"[{section}]\n{key} = {value}\n")
+    with pytest.raises(ConfigError, match=rf"^{section}\.{key}: must be an integer"):
+        load(cfg)
+
+
+@pytest.mark.parametrize(
+    ("section", "key"),
+    [(s, k) for s, k in _KEYS if k not in ("summary_s", "ack_interval_ms", "max_bytes_per_row",
+                                            "max_future_skew_s")],
+)  # fmt: skip
+def test_zero_is_refused_where_it_means_nothing(section: str, key: str) -> None:
+    """Zero is allowed only where it is documented: summary_s (no summary line),
+    ack_interval_ms (no coalescing), max_bytes_per_row (keep no raw bytes) and
+    max_future_skew_s (any t ahead of the receive time is future)."""
+    with pytest.raises(ConfigError, match=rf"^{section}\.{key}: must be an integer [1-9]"):
+        parse({section: {key: 0}})
+
+
+@pytest.mark.parametrize("value", ["-1", "0", "nan", "inf"])
+def test_simulate_duration_is_a_positive_finite_number_of_seconds(
+    tmp_path: Path, value: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from signet_tools.cli.main import main
+
+    argv = ["simulate", "--devices", "1", "--duration", value, "--broker", "127.0.0.1:1883",
+            "--db", str(tmp_path / "gw.db"), "--out", str(tmp_path / "out")]  # fmt: skip
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert "argument --duration: must be a number of seconds above 0" in err
+    assert "Traceback" not in err

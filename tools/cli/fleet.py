@@ -98,7 +98,9 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         ),
     )
     p.add_argument("--devices", type=int, required=True, help="number of virtual devices")
-    p.add_argument("--duration", type=float, required=True, help="seconds of simulated trade")
+    p.add_argument(
+        "--duration", type=positive_seconds, required=True, help="seconds of simulated trade"
+    )
     p.add_argument(
         "--rate", type=float, default=6.0, help="sales per device per minute (default: 6)"
     )
