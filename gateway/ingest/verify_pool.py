@@ -104,9 +104,10 @@ def _lower_priority() -> None:
         os.nice(WORKER_NICE)
 
 
-# Signals that reach every process of the gateway at once: Ctrl-C in a terminal (SIGINT to
-# the foreground process group) and systemd's stop (SIGTERM to the whole cgroup).
-_GROUP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM)
+# Signals that reach every process of the gateway at once, and on which the gateway stops
+# gracefully: Ctrl-C in a terminal (SIGINT to the foreground process group), systemd's stop
+# (SIGTERM to the whole cgroup), a terminal or ssh session that goes away (SIGHUP).
+_GROUP_SIGNALS: Final = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _worker_main(conn: multiprocessing.connection.Connection) -> None:
@@ -163,7 +164,7 @@ def _mp_context() -> Any:
 
 @contextlib.contextmanager
 def _group_signals_blocked() -> Iterator[None]:
-    """Block SIGINT and SIGTERM in this thread while a child process is started.
+    """Block the group signals in this thread while a child process is started.
 
     A child inherits the blocked mask, also across the exec that starts the forkserver: so
     neither the forkserver nor a worker forked from it can be hit by a group signal in the
@@ -231,7 +232,7 @@ class VerifyWorker:
         return body  # type: ignore[no-any-return]
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ask the worker to exit; SIGKILL after timeout (it ignores SIGINT and SIGTERM)."""
+        """Ask the worker to exit; SIGKILL after timeout (it ignores the group signals)."""
         _live.discard(self)
         with contextlib.suppress(OSError, ValueError):
             self._conn.send(None)

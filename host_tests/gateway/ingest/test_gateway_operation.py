@@ -85,14 +85,18 @@ def test_second_gateway_on_a_database_refuses_and_a_killed_holder_blocks_nothing
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "systemd-stop"])
+@pytest.mark.parametrize(
+    "signum",
+    [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
+    ids=["ctrl-c", "systemd-stop", "terminal-closed"],
+)
 def test_a_signal_to_the_process_group_stops_it_as_sigterm_does(
     tmp_path: Path, broker: Mosquitto, procs, signum: int
 ) -> None:
-    """Ctrl-C in a terminal sends SIGINT, and systemd's stop SIGTERM, to every process of
-    the gateway, verifier processes included, here in the middle of a backlog drain: the
-    gateway stops as on its own SIGTERM (drain what was taken, exit 0, no traceback) and
-    nothing is lost."""
+    """Ctrl-C in a terminal sends SIGINT, systemd's stop SIGTERM, and a terminal (or ssh
+    session) that goes away SIGHUP, to every process of the gateway, verifier processes
+    included, here in the middle of a backlog drain: the gateway stops as on its own
+    SIGTERM (drain what was taken, exit 0, no traceback) and nothing is lost."""
     started, clients = procs
     devs = [Dev(72 + i) for i in range(4)]
     cfg = _enrolled(tmp_path, broker, devs, ingest={"batch_max": 50})
