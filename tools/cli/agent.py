@@ -9,6 +9,7 @@ from typing import Any
 
 from .args import positive_int, positive_seconds
 from .exits import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, fail
+from .extras import needs_extra
 
 DEFAULT_SOCKET = "/run/signet/agent.sock"  # signet.config's default for a local source
 
@@ -143,6 +144,7 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     _register_agent(sub)
     # signet bench agent (AGENT)
     b = bench.add_parser("agent", help="device agent on MicroPython: records/s, heap, flash")
+    needs_extra(b, "bench")
     b.add_argument("--count", type=positive_int, default=300, help="records to time (default 300)")
     b.set_defaults(func=cmd_bench_agent)
 

