@@ -1,4 +1,6 @@
-"""From the broker to the disk and back: the MQTT link, wire framing, verifier workers, the
-sequence rules, the batch writer, the acks and the service that wires them together.
+"""From the broker to the disk and back: the MQTT link (and what it logs about the connection),
+wire framing, verifier workers, the sequence rules, the batch writer, the acks, the enrolled
+keys as the writer sees them, the one-gateway-per-database lock and the service that wires
+them together.
 May import mcr (the aggregation hook runs in the writer's transaction), store, verify, config.
 """
