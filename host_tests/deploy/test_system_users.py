@@ -70,3 +70,10 @@ def test_the_gateway_install_creates_the_database_before_the_first_start() -> No
     assert init < steps.index("systemctl daemon-reload && sudo systemctl enable --now")
     assert "sudo -u signet-gateway" in steps[steps.rindex("\n", 0, init) : init]
     assert "ExecStartPre" not in _unit(UNITS["gateway"])  # creating is an install step
+
+
+def test_no_unit_restarts_a_process_that_could_not_start() -> None:
+    # Exit 2 means the config, key or state is wrong (or held by another process): a
+    # restart loop would only hide that, every few seconds, in the journal.
+    for role, path in UNITS.items():
+        assert _unit(path).get("RestartPreventExitStatus") == "2", role

@@ -6,7 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from .args import positive_seconds
+from signet_gateway.mcr.display import counted
+
+from .args import non_negative_number, positive_seconds
 from .exits import EXIT_OK, EXIT_REFUSED
 from .exits import fail as _fail
 from .gateway import add_db_args, gateway_db
@@ -50,9 +52,9 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     say = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
     say(
-        f"simulating {params.devices} devices for {params.duration_s:g} s against "
+        f"simulating {counted(params.devices, 'device')} for {params.duration_s:g} s against "
         f"{args.broker}: heartbeat {params.heartbeat_s} s, {params.rate_per_min:g} sales/min"
-        f" per device, {params.reboots} reboots, outages: "
+        f" per device, {counted(params.reboots, 'reboot')}, outages: "
         + (", ".join(str(o) for o in outages) or "none")
     )
     for dev in fleet.devices:
@@ -70,8 +72,10 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     truth = fleet.truth()
     tot = truth["totals"]
     say(
-        f"{tot['records']} records signed ({tot['heartbeats']} heartbeats), revenue "
-        f"{simulate.fmt_money(tot['revenue'])}, {tot['reboots']} reboots; ground truth -> {path}"
+        f"{counted(tot['records'], 'record')} signed "
+        f"({counted(tot['heartbeats'], 'heartbeat')}), revenue "
+        f"{simulate.fmt_money(tot['revenue'])}, {counted(tot['reboots'], 'reboot')}; "
+        f"ground truth -> {path}"
     )
     if not ok:
         late = [d.name for d in fleet.devices if not d.done or not d.drained()]
@@ -102,7 +106,10 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         "--duration", type=positive_seconds, required=True, help="seconds of simulated trade"
     )
     p.add_argument(
-        "--rate", type=float, default=6.0, help="sales per device per minute (default: 6)"
+        "--rate",
+        type=non_negative_number,
+        default=6.0,
+        help="sales per device per minute (default: 6)",
     )
     p.add_argument(
         "--outage",

@@ -13,6 +13,8 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from signet_gateway.mcr.display import counted
+
 from .args import positive_int
 from .exits import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 from .exits import fail as _fail
@@ -205,7 +207,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
             f"  {'EQUIV' if r['flagged'] else '-':4}  {r['ack']:>8}  {r['missing']:>7}"
             f"  {r['name'] or ''}"
         )
-    print(f"{len(rows)} devices in {path}", file=sys.stderr)
+    print(f"{counted(len(rows), 'device')} in {path}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from signet_gateway.mcr.display import counted
+
 from .exits import EXIT_OK
 from .exits import fail as _fail
 from .extras import needs_extra
@@ -104,14 +106,15 @@ def cmd_export_peaq(args: argparse.Namespace) -> int:
         except OSError as exc:
             return _fail(f"cannot write {args.out}: {exc.strerror}")
     print(
-        f"signet: {result.revenue_events} revenue and {result.activity_events} activity events"
+        f"signet: {result.revenue_events} revenue and "
+        f"{counted(result.activity_events, 'activity event')}"
         + (f" to {args.out}" if args.out else ""),
         file=sys.stderr,
     )
     if result.refunds_skipped:
         print(
-            f"signet: {len(result.refunds_skipped)} refund record(s) left out: peaq's value is"
-            " unsigned (they stay in `signet report`)",
+            f"signet: {counted(len(result.refunds_skipped), 'refund record')} left out: "
+            "peaq's value is unsigned (they stay in `signet report`)",
             file=sys.stderr,
         )
     return EXIT_OK

@@ -55,6 +55,7 @@ from signet.agent import Agent, RecordRefused
 from signet.fsio import Files
 from signet.signer import SoftwareSigner
 from signet_gateway.mcr.aggregate import DEFAULT_HB_TOLERANCE, PPM
+from signet_gateway.mcr.display import counted
 from signet_tools.pi.paho_transport import PahoTransport
 from signet_tools.records import keygen
 
@@ -779,7 +780,7 @@ def _names(devices: Sequence[VirtualDevice]) -> str:
 def fmt_money(amounts: dict[str, dict[str, int]]) -> str:
     return (
         ", ".join(
-            f"{r['amount'] // 100}.{r['amount'] % 100:02d} {cur} ({r['count']} sales)"
+            f"{r['amount'] // 100}.{r['amount'] % 100:02d} {cur} ({counted(r['count'], 'sale')})"
             for cur, r in amounts.items()
         )
         or "none"

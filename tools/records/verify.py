@@ -10,6 +10,7 @@ from typing import Any
 
 import cbor2
 
+from signet_gateway.mcr.display import counted
 from signet_gateway.verify.cose_decode import decode_envelope
 from signet_gateway.verify.pubkeys import DevicePublicKey
 from signet_gateway.verify.refusals import Refused
@@ -98,7 +99,7 @@ def verify_file(
 def summary(verdicts: list[Verdict]) -> str:
     refused = Counter(v.reason for v in verdicts if not v.valid)
     valid = len(verdicts) - sum(refused.values())
-    text = f"{len(verdicts)} records: {valid} valid, {sum(refused.values())} refused"
+    text = f"{counted(len(verdicts), 'record')}: {valid} valid, {sum(refused.values())} refused"
     if refused:
         text += " (" + ", ".join(f"{r}: {c}" for r, c in sorted(refused.items())) + ")"
     return text

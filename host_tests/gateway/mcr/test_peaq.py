@@ -203,6 +203,6 @@ def test_cli_export_writes_a_json_array(device: Signed, tmp_path: Path, capsys) 
     assert {e["machineId"] for e in events} == {4242}
     err = capsys.readouterr().err
     assert "1 revenue and 2 activity events" in err
-    assert "1 refund record(s) left out" in err
+    assert "1 refund record left out" in err
     assert cli.main(["export", "peaq", "--db", db, "--device", "0000"]) == 2
     assert "no device '0000' is enrolled" in capsys.readouterr().err

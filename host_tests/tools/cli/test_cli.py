@@ -320,3 +320,19 @@ def test_help_lists_commands() -> None:
     ):
         assert cmd in result.stdout
     assert os.access(SIGNET, os.X_OK)
+
+
+def test_counts_of_one_take_the_singular(keyed: tuple[Path, str], tmp_path: Path) -> None:
+    key, _ = keyed
+    out = tmp_path / "one.cbor"
+    assert _sign(key, out, 1, "boot", "rc=power_on", "fw=0.1.0", "ls=0").returncode == 0
+    result = signet("verify", out, "--pubkey", f"{key}.pub.pem")
+    assert "1 record: 1 valid, 0 refused" in result.stdout, result.stdout
+    db = tmp_path / "gw.db"
+    assert signet("db", "init", "--db", db).returncode == 0
+    assert (
+        signet("enroll", "--db", db, "--pubkey", f"{key}.pub.pem", "--tier", "software").returncode
+        == 0
+    )
+    listed = signet("devices", "--db", db)
+    assert f"1 device in {db}" in listed.stderr, listed.stderr

@@ -129,6 +129,8 @@ def _cases() -> Iterator[Case]:
                 "": True,
                 "-1": kind in ("choices", "number") and (command, opt) not in NEGATIVE_OK,
                 "abc": kind in ("choices", "number"),
+                "nan": kind in ("choices", "number"),
+                "inf": kind in ("choices", "number"),
                 "{pathlike}": kind in ("choices", "number", "path"),
             }
             for value, usage in values.items():
