@@ -34,13 +34,6 @@ SIGNET = str(Path(sys.executable).parent / "signet")
 
 
 @pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    mosquitto = Mosquitto(tmp_path / "broker").start()
-    yield mosquitto
-    mosquitto.stop()
-
-
-@pytest.fixture
 def gateway(tmp_path: Path, broker: Mosquitto) -> Iterator[GatewayProcess]:
     """Configured for the broker, not started (each test starts it when it needs it)."""
     toml = tmp_path / "gateway.toml"

@@ -16,13 +16,6 @@ from signet_tools.runners.waiting import wait_until
 
 
 @pytest.fixture
-def broker(tmp_path: Path):
-    b = Mosquitto(tmp_path / "broker").start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
 def running(tmp_path: Path, broker: Mosquitto):
     """A gateway with an empty registry, and a client."""
     cfg = write_config(tmp_path / "gateway.toml", broker.port, tmp_path / "gateway.db")

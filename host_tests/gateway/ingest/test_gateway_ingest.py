@@ -18,13 +18,6 @@ from signet_tools.runners.mosquitto import Mosquitto
 from signet_tools.runners.waiting import wait_until
 
 
-@pytest.fixture
-def broker(tmp_path: Path):
-    b = Mosquitto(tmp_path / "broker").start()
-    yield b
-    b.stop()
-
-
 def _setup(tmp_path: Path, broker: Mosquitto, devs: list[Dev], **sections) -> tuple[Path, Path]:
     db = tmp_path / "gateway.db"
     with Store.create(db) as store:
@@ -32,17 +25,6 @@ def _setup(tmp_path: Path, broker: Mosquitto, devs: list[Dev], **sections) -> tu
             store.enroll(d.key, "software", name=f"dev{d.kid[:4]}")
     cfg = write_config(tmp_path / "gateway.toml", broker.port, db, **sections)
     return cfg, db
-
-
-@pytest.fixture
-def procs():
-    started: list[GatewayProcess] = []
-    clients: list[Mqtt] = []
-    yield started, clients
-    for c in clients:
-        c.close()
-    for g in started:
-        g.kill()
 
 
 def _stored_ns(db: Path, kid: str) -> set[int]:

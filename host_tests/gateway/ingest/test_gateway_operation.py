@@ -23,24 +23,6 @@ from signet_tools.runners.mosquitto import Mosquitto, free_port
 from signet_tools.runners.waiting import wait_until
 
 
-@pytest.fixture
-def broker(tmp_path: Path):
-    b = Mosquitto(tmp_path / "broker").start()
-    yield b
-    b.stop()
-
-
-@pytest.fixture
-def procs():
-    started: list[GatewayProcess] = []
-    clients: list[Mqtt] = []
-    yield started, clients
-    for c in clients:
-        c.close()
-    for g in started:
-        g.kill()
-
-
 def _enrolled(tmp_path: Path, broker: Mosquitto, devs: list[Dev], **sections) -> Path:
     db = tmp_path / "gateway.db"
     cfg = write_config(tmp_path / "gateway.toml", broker.port, db, **sections)
