@@ -13,6 +13,12 @@ from .extras import needs_extra
 
 DEFAULT_SOCKET = "/run/signet/agent.sock"  # signet.config's default for a local source
 
+# `agent record` and `agent status` (docs/AGENT.md, "Recording from the machine's software"):
+# 0 recorded (or already recorded under the same ref), 1 refused by the agent, 2 usage error,
+# and two ways of getting no answer, which a caller must retry differently:
+EXIT_NOT_DELIVERED = 3  # the request never reached the agent: not recorded, safe to retry
+EXIT_UNKNOWN = 4  # sent, no answer: it may be recorded; retry with the same --ref
+
 
 # -- signet agent run / record / status (HOSTAGENT) ---------------------------------------
 
@@ -46,12 +52,27 @@ def _ask(args: argparse.Namespace, req: dict[str, Any]) -> tuple[int, dict[str, 
     from signet_tools.pi import local_socket
     from signet_tools.pi import run as agent_run
 
+    recording = req["kind"] != "stats"
     try:
         answer = local_socket.request(_socket_path(args), req, timeout=args.timeout)
-    except (local_socket.LocalSocketError, agent_run.StartError) as exc:
+    except agent_run.StartError as exc:
         return fail(str(exc)), None
+    except local_socket.NotDelivered as exc:
+        hint = "; not recorded, safe to retry" if recording else ""
+        return fail(f"{exc}{hint}", EXIT_NOT_DELIVERED), None
+    except local_socket.OutcomeUnknown as exc:
+        hint = ""
+        if req.get("ref"):
+            hint = "; it may have been recorded: retry with the same --ref"
+        elif recording:
+            hint = "; it may have been recorded, and a retry without a ref may record it twice"
+        return fail(f"{exc}{hint}", EXIT_UNKNOWN), None
+    error = str(answer.get("error", answer))
     if not answer.get("ok"):
-        print(f"signet: refused: {answer.get('error', answer)}", file=sys.stderr)
+        if error.startswith("busy:"):  # the agent did not read the request
+            busy = f"the agent did not take the request ({error}); not recorded, safe to retry"
+            return fail(busy, EXIT_NOT_DELIVERED), None
+        print(f"signet: refused: {error}", file=sys.stderr)
         return EXIT_REFUSED, answer
     return EXIT_OK, answer
 
@@ -70,7 +91,12 @@ def cmd_agent_record(args: argparse.Namespace) -> int:
     req.update({k: v for k, v in optional.items() if v is not None})
     code, answer = _ask(args, req)
     if answer is not None and code == EXIT_OK:
-        print(f"recorded {args.kind} n={answer['n']}")
+        if answer.get("repeat"):
+            # A retry of a sale the agent already recorded under this ref: nothing new was
+            # signed, and the n is the original record's.
+            print(f"already recorded {args.kind} n={answer['n']} (ref {args.ref})")
+        else:
+            print(f"recorded {args.kind} n={answer['n']}")
     return code
 
 
@@ -112,12 +138,27 @@ def _register_agent(sub: argparse._SubParsersAction) -> argparse._SubParsersActi
     r.add_argument("--config", required=True, help="agent config JSON (docs/DEVICE.md)")
     r.set_defaults(func=cmd_agent_run)
 
-    rec = agent.add_parser("record", help="hand a revenue/meter/event record to a running agent")
+    rec = agent.add_parser(
+        "record",
+        help="hand a revenue/meter/event record to a running agent",
+        description="Hand one record to the running agent over its local socket. Exit 0: "
+        "recorded (signed and journaled), the record's n printed; a rev whose --ref the agent "
+        "already recorded is not signed again: exit 0 with the original n ('already "
+        "recorded'). 1: refused by the agent (the reason is printed; a ref already recorded "
+        "with another amount is ref_conflict). 2: usage error, nothing sent. 3: not "
+        "delivered (no agent, nothing listening, busy): not recorded, safe to retry. 4: sent "
+        "but no answer (timeout, the agent died): it may be recorded; retry with the same "
+        "--ref (without a ref a retry may count the sale twice). docs/AGENT.md.",
+    )
     kinds = rec.add_subparsers(dest="kind", required=True, metavar="KIND")
     k = kinds.add_parser("rev", help="revenue: integer amount in minor units (250 = 2.50 EUR)")
     k.add_argument("--amount", type=int, required=True, help="minor units; negative = refund")
     k.add_argument("--currency", required=True, help="ISO 4217 code, e.g. EUR")
-    k.add_argument("--ref", help="payment reference (1..64 bytes, no personal data; default: none)")
+    k.add_argument(
+        "--ref",
+        help="payment reference (1..64 bytes, no personal data; default: none), also the "
+        "sale's idempotency key: a retry with the same ref is recorded once",
+    )
     k.add_argument("--src", help="source token (default: the local source's src)")
     _client_options(k)
     k.set_defaults(func=cmd_agent_record)
@@ -133,7 +174,12 @@ def _register_agent(sub: argparse._SubParsersAction) -> argparse._SubParsersActi
     _client_options(k)
     k.set_defaults(func=cmd_agent_record)
 
-    s = agent.add_parser("status", help="a running agent's counters (JSON)")
+    s = agent.add_parser(
+        "status",
+        help="a running agent's counters (JSON)",
+        description="Print a running agent's counters as JSON. Exit 0, or as agent record: "
+        "2 usage error, 3 the agent was not reached, 4 no answer.",
+    )
     _client_options(s)
     s.set_defaults(func=cmd_agent_status)
     return agent

@@ -15,12 +15,16 @@ The answer's "n" is the sequence number of the signed record, journaled (durable
 answer is sent.
 
 Errors start with a code: bad_request (not JSON, unknown kind or field, wrong type),
-too_long (a line over 1024 bytes; the connection is closed), busy (too many clients), or the
-agent's refusal reason (journal_full, bad_record, ...). Every refusal is counted in `counts`.
+too_long (a line over 1024 bytes; the connection is closed), busy (too many clients; the
+request was not read, so it is safe to send again), or the agent's refusal reason
+(journal_full, bad_record, ...). Every refusal is counted in `counts`.
 
 LocalSocketSource is an agent source: Agent.step() calls poll(agent), which accepts, reads
 and answers whatever is ready and never blocks. `request()` is the client side used by
-`signet agent record`.
+`signet agent record`; when it gets no answer it says which of two things happened, because
+a caller must retry them differently (docs/AGENT.md, "Recording from the machine's software"):
+NotDelivered (the request never reached the agent: nothing was recorded) or OutcomeUnknown
+(it was sent, and the agent may have recorded it before it died or went silent).
 """
 
 from __future__ import annotations
@@ -54,7 +58,17 @@ _KINDS: dict[str, tuple[dict[str, type], dict[str, type]]] = {
 
 
 class LocalSocketError(Exception):
-    """The client could not talk to the agent (not running, no permission, no answer)."""
+    """The client got no answer from the agent: NotDelivered or OutcomeUnknown."""
+
+
+class NotDelivered(LocalSocketError):
+    """The request never reached the agent (no socket, nobody listening, no permission, or
+    the line could not be sent whole): nothing was recorded, sending it again is safe."""
+
+
+class OutcomeUnknown(LocalSocketError):
+    """The request was sent whole but no answer came (timeout, connection lost, the agent
+    died): it may have been recorded. Retry with the same ref (an idempotency key)."""
 
 
 class BadRequest(ValueError):
@@ -307,57 +321,86 @@ def _is_socket(path: str) -> bool:
 def request(
     path: str | os.PathLike[str], req: dict[str, Any], timeout: float = 10.0
 ) -> dict[str, Any]:
-    """Send one request to a running agent and return its answer (client side)."""
+    """Send one request to a running agent and return its answer (client side).
+
+    Raises NotDelivered when the agent cannot have seen the request, OutcomeUnknown when it
+    may have acted on it without answering.
+    """
     where = str(path)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
     try:
+        _connect(sock, where)
+        sent = False
         try:
-            sock.connect(where)
-        except FileNotFoundError:
-            raise LocalSocketError(
-                f"no agent socket at {where}: is the agent running? "
-                "(systemctl status signet-agent; or pass --socket PATH)"
-            ) from None
-        except ConnectionRefusedError:
-            if not _is_socket(where):  # a directory or a regular file refuses the same way
-                raise LocalSocketError(
-                    f"{where} is not a socket: pass the agent's socket (--socket PATH)"
-                ) from None
-            raise LocalSocketError(
-                f"nothing listens on {where}: the agent is not running (stale socket file)"
-            ) from None
-        except PermissionError:
-            raise LocalSocketError(
-                f"permission denied on {where}: the socket is mode 0660; add this user to "
-                "the agent's group (usermod -aG signet USER) and log in again"
-            ) from None
-        except OSError as exc:
-            raise LocalSocketError(f"cannot connect to {where}: {exc.strerror or exc}") from None
-        try:
-            # A busy agent answers and closes at once: its answer is still ours to read.
-            with contextlib.suppress(BrokenPipeError):
+            # The agent reads whole lines only: unless the newline went out, it cannot have
+            # acted on the request. A busy agent answers and closes at once: its answer is
+            # still ours to read.
+            with contextlib.suppress(OSError):
                 sock.sendall(json.dumps(req).encode() + b"\n")
-            answer = bytearray()
-            while not answer.endswith(b"\n"):
-                chunk = sock.recv(4096)
-                if not chunk:
-                    break
-                answer += chunk
+                sent = True
+            answer = _read_line(sock)
         except TimeoutError:
-            raise LocalSocketError(
+            if not sent:
+                raise NotDelivered(
+                    f"could not send to the agent at {where} within {timeout:g}s"
+                ) from None
+            raise OutcomeUnknown(
                 f"the agent at {where} did not answer within {timeout:g}s"
             ) from None
         except OSError as exc:
-            raise LocalSocketError(f"lost the connection to {where}: {exc}") from None
+            if not sent:
+                raise NotDelivered(f"lost the connection to {where} while sending: {exc}") from None
+            raise OutcomeUnknown(f"lost the connection to {where}: {exc}") from None
     finally:
         sock.close()
     try:
         obj = json.loads(answer)
     except ValueError:
-        raise LocalSocketError(
+        if not sent:
+            raise NotDelivered(
+                f"the agent at {where} closed the connection before the request was sent"
+            ) from None
+        raise OutcomeUnknown(
             f"the agent at {where} closed the connection without an answer"
         ) from None
     if not isinstance(obj, dict):
-        raise LocalSocketError(f"unexpected answer from {where}: {obj!r}")
+        raise OutcomeUnknown(f"unexpected answer from {where}: {obj!r}")
     return obj
+
+
+def _connect(sock: socket.socket, where: str) -> None:
+    """Connect, or NotDelivered naming what is wrong with the path."""
+    try:
+        sock.connect(where)
+    except FileNotFoundError:
+        raise NotDelivered(
+            f"no agent socket at {where}: is the agent running? "
+            "(systemctl status signet-agent; or pass --socket PATH)"
+        ) from None
+    except ConnectionRefusedError:
+        if not _is_socket(where):  # a directory or a regular file refuses the same way
+            raise NotDelivered(
+                f"{where} is not a socket: pass the agent's socket (--socket PATH)"
+            ) from None
+        raise NotDelivered(
+            f"nothing listens on {where}: the agent is not running (stale socket file)"
+        ) from None
+    except PermissionError:
+        raise NotDelivered(
+            f"permission denied on {where}: the socket is mode 0660; add this user to "
+            "the agent's group (usermod -aG signet USER) and log in again"
+        ) from None
+    except OSError as exc:  # a connect timeout included: the request was not sent
+        raise NotDelivered(f"cannot connect to {where}: {exc.strerror or exc}") from None
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    """Bytes up to and including the first newline, or up to end of stream."""
+    answer = bytearray()
+    while not answer.endswith(b"\n"):
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        answer += chunk
+    return bytes(answer)

@@ -278,7 +278,7 @@ def test_socket_file_mode_stale_and_in_use(tmp_path: Path) -> None:
 
 def test_client_errors_when_the_agent_is_not_running(tmp_path: Path) -> None:
     missing = tmp_path / "none.sock"
-    with pytest.raises(LocalSocketError, match="is the agent running"):
+    with pytest.raises(local_socket.NotDelivered, match="is the agent running"):
         request(missing, {"kind": "stats"})
     stale = socket.socket(socket.AF_UNIX)
     stale.bind(str(tmp_path / "stale.sock"))
@@ -324,6 +324,8 @@ def test_cli_record_and_status(served: Served, capsys: pytest.CaptureFixture[str
 
 
 def test_cli_record_without_agent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """No agent: exit 3, 'not delivered, safe to retry' (it was exit 2, which a caller could
+    not tell from 'sent, no answer')."""
     code = main(
         [
             "agent",
@@ -337,8 +339,107 @@ def test_cli_record_without_agent(tmp_path: Path, capsys: pytest.CaptureFixture[
             str(tmp_path / "x.sock"),
         ]
     )
-    assert code == 2
-    assert "signet: error: no agent socket at" in capsys.readouterr().err
+    assert code == 3
+    err = capsys.readouterr().err
+    assert err.startswith("signet: error: no agent socket at")
+    assert err.endswith("; not recorded, safe to retry\n") and err.count("\n") == 1
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(tmp_path / "stale.sock"))
+    stale.close()
+    rev = ["agent", "record", "rev", "--amount", "1", "--currency", "EUR", "--ref", "R-1"]
+    assert main([*rev, "--socket", str(tmp_path / "stale.sock")]) == 3
+    assert "the agent is not running (stale socket file)" in capsys.readouterr().err
+    assert main(["agent", "status", "--socket", str(tmp_path / "stale.sock")]) == 3
+
+
+class SilentAgent:
+    """A socket server that reads one request line and then never answers, or closes
+    without answering (an agent killed after it read the request)."""
+
+    def __init__(self, path: Path, close: bool) -> None:
+        self.server = socket.socket(socket.AF_UNIX)
+        self.server.bind(str(path))
+        self.server.listen(1)
+        self.close_after_read = close
+        self.received = b""
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self.server.accept()
+        with conn:
+            while not self.received.endswith(b"\n"):
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                self.received += chunk
+            if not self.close_after_read:
+                conn.recv(4096)  # until the client gives up and closes
+
+    def stop(self) -> None:
+        self._thread.join(30)
+        self.server.close()
+
+
+@pytest.mark.parametrize("close", [True, False], ids=["closed", "silent"])
+def test_sent_but_unanswered_is_outcome_unknown(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], close: bool
+) -> None:
+    """The request went out whole and no answer came: the agent may have recorded it, so the
+    caller must retry with the same ref: exit 4, never 3 (safe to retry) or 1 (refused)."""
+    path = tmp_path / "agent.sock"
+    silent = SilentAgent(path, close)
+    rev = ["agent", "record", "rev", "--amount", "250", "--currency", "EUR"]
+    code = main([*rev, "--ref", "R-7", "--socket", str(path), "--timeout", "0.5"])
+    silent.stop()
+    assert code == 4
+    assert json.loads(silent.received) == {
+        "kind": "rev",
+        "amount": 250,
+        "currency": "EUR",
+        "ref": "R-7",
+    }
+    err = capsys.readouterr().err
+    why = "closed the connection without an answer" if close else "did not answer within 0.5s"
+    assert why in err and err.count("\n") == 1
+    assert err.endswith("; it may have been recorded: retry with the same --ref\n")
+    with pytest.raises(local_socket.OutcomeUnknown):
+        silent = SilentAgent(tmp_path / "b.sock", close)
+        try:
+            request(tmp_path / "b.sock", {"kind": "stats"}, timeout=0.5)
+        finally:
+            silent.stop()
+
+
+def test_without_a_ref_the_caller_is_told_a_retry_may_count_twice(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "agent.sock"
+    silent = SilentAgent(path, close=True)
+    rev = ["agent", "record", "rev", "--amount", "250", "--currency", "EUR"]
+    assert main([*rev, "--socket", str(path)]) == 4
+    silent.stop()
+    assert "a retry without a ref may record it twice" in capsys.readouterr().err
+
+
+def test_a_busy_agent_did_not_take_the_request(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    idle = []
+    try:
+        for _ in range(local_socket.MAX_CLIENTS):
+            s = socket.socket(socket.AF_UNIX)
+            s.connect(str(served.source.path))
+            idle.append(s)
+        before = served.agent.recorder.last_n
+        rev = ["agent", "record", "rev", "--amount", "1", "--currency", "EUR", "--ref", "B-1"]
+        assert main([*rev, "--socket", str(served.source.path)]) == 3
+        assert served.agent.recorder.last_n == before
+    finally:
+        for s in idle:
+            s.close()
+    err = capsys.readouterr().err
+    assert "busy: too many clients" in err and err.endswith("; not recorded, safe to retry\n")
 
 
 AGENT_CLIENT_COMMANDS = [
