@@ -62,7 +62,8 @@ class BrokerTls:
 
 
 class Mosquitto:
-    """Start with start(); stop(), kill() and start() again keep port and data.
+    """Start with start(); stop(), kill() and start() again keep port and data; pause() and
+    resume() hang it and let it go on (fault injection).
 
     users: {name: password} turns anonymous access off and writes a password file.
     """
@@ -84,6 +85,7 @@ class Mosquitto:
         self.config = self.workdir / "mosquitto.conf"
         self.log = self.workdir / "mosquitto.log"
         self._proc: subprocess.Popen[bytes] | None = None
+        self._paused = False
 
     def _access_lines(self) -> str:
         if not self.users:
@@ -134,6 +136,19 @@ class Mosquitto:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def returncode(self) -> int | None:
+        """Its exit status once it has exited (None while it runs, or when never started)."""
+        return self._proc.poll() if self._proc is not None else None
+
+    @property
+    def paused(self) -> bool:
+        return self._paused and self.running
+
     def start(self, timeout: float = 10.0) -> Mosquitto:
         if self.running:
             return self
@@ -160,6 +175,8 @@ class Mosquitto:
             return
         assert self._proc is not None
         self._proc.send_signal(signal.SIGTERM)
+        if self._paused:  # a stopped process keeps SIGTERM pending until it runs again
+            self.resume()
         try:
             self._proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -175,6 +192,22 @@ class Mosquitto:
         self._proc.wait()
         self._close()
 
+    def pause(self) -> None:
+        """Hang: SIGSTOP. Its connections stay open and the kernel still completes new TCP
+        handshakes (the listen backlog), but nothing answers: a hung broker, as its clients
+        see it. resume() (SIGCONT) lets it go on; stop() and kill() work on it too."""
+        if self.running:
+            assert self._proc is not None
+            self._proc.send_signal(signal.SIGSTOP)
+            self._paused = True
+
+    def resume(self) -> None:
+        """SIGCONT after pause()."""
+        if self._proc is not None and self._paused:
+            with contextlib.suppress(ProcessLookupError):
+                self._proc.send_signal(signal.SIGCONT)
+        self._paused = False
+
     def restart(self) -> None:
         self.stop()
         self.start()
@@ -183,6 +216,7 @@ class Mosquitto:
         if self._proc is not None and self._proc.stderr is not None:
             self._proc.stderr.close()
         self._proc = None
+        self._paused = False
 
     def log_tail(self, lines: int = 20) -> str:
         try:

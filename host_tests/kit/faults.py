@@ -1,0 +1,208 @@
+"""Fault injection for the processes of a Signet site: Mosquitto, the gateway, an agent.
+
+A `Site` holds the three processes and the till selling through the agent. Each fault is a
+function `fault(site, rng)` that breaks one thing, holds the fault for a random time (and
+until the agent has taken a sale meanwhile: a fault outside the agent never stops it
+recording), then repairs it. `run_faults` injects them in a seeded random order at random
+moments; between faults and during each one the site is watched, and a process that exits
+while the test has not stopped it fails the run at once (ProcessDied, with its log).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from kit.agentproc import AgentProcess
+from kit.till import Till
+from signet_tools.runners.gateway_process import GatewayProcess
+from signet_tools.runners.mosquitto import Mosquitto
+
+# A fault outside the agent that keeps it from taking a sale for this long fails the run.
+SALE_DEADLINE_S = 45.0
+WATCH_S = 0.05  # how often the processes are looked at while waiting
+
+
+class ProcessDied(AssertionError):
+    """A process exited that the test had not stopped."""
+
+
+class NoSaleDuringFault(AssertionError):
+    """The agent took no sale while a fault outside it lasted."""
+
+
+@dataclass
+class Site:
+    broker: Mosquitto
+    gateway: GatewayProcess
+    agent: AgentProcess
+    till: Till
+    broker_keepalive_s: float = 5.0  # the longer of the gateway's and the agent's keepalive
+    down: set[str] = field(default_factory=set)  # processes the test stopped on purpose
+    history: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def note(self, what: str) -> None:
+        line = f"{time.monotonic() - self.started:7.1f}s  {what}"
+        self.history.append(line)
+        print(line, flush=True)
+
+    def check(self) -> None:
+        """ProcessDied if a process the test did not stop has exited."""
+        procs = (
+            ("broker", self.broker.running, self.broker.returncode, self.broker.log_tail),
+            ("gateway", _alive(self.gateway), _code(self.gateway), self.gateway.tail),
+            ("agent", self.agent.running, self.agent.returncode, self.agent.tail),
+        )
+        for name, running, code, tail in procs:
+            if name not in self.down and not running:
+                raise ProcessDied(
+                    f"the {name} exited by itself (status {code}) after:\n"
+                    + "\n".join(self.history[-8:])
+                    + f"\n--- {name} log ---\n{tail()}"
+                )
+
+    def watch(self, seconds: float) -> None:
+        """Let `seconds` pass (the schedule), checking the processes meanwhile."""
+        end = time.monotonic() + seconds
+        while True:
+            self.check()
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            time.sleep(min(WATCH_S, left))  # polling interval, not synchronisation
+
+    def hold(self, what: str, at_least_s: float) -> float:
+        """Keep a fault on for at_least_s and until the agent has taken a sale since it began;
+        NoSaleDuringFault after SALE_DEADLINE_S. Returns how long it was held."""
+        began = time.monotonic()
+        self.watch(at_least_s)
+        deadline = began + SALE_DEADLINE_S
+        while not self.till.accepted_since(began):
+            if time.monotonic() > deadline:
+                raise NoSaleDuringFault(
+                    f"no sale recorded by the agent in {SALE_DEADLINE_S:g}s while {what}\n"
+                    + "\n".join(self.history[-8:])
+                    + f"\n--- agent log ---\n{self.agent.tail()}"
+                )
+            self.watch(WATCH_S)
+        return time.monotonic() - began
+
+    def wait_for(self, cond: Callable[[], object], until: float, what: str) -> None:
+        """Poll cond (checking the processes) until it holds; AssertionError once
+        time.monotonic() passes `until` (cond is asked at least once)."""
+        while not cond():
+            if time.monotonic() > until:
+                raise AssertionError(f"{what}\n" + "\n".join(self.history[-8:]))
+            self.watch(WATCH_S)
+
+
+def _alive(gateway: GatewayProcess) -> bool:
+    return gateway.proc is not None and gateway.proc.poll() is None
+
+
+def _code(gateway: GatewayProcess) -> int | None:
+    return gateway.proc.poll() if gateway.proc is not None else None
+
+
+# -- the faults ------------------------------------------------------------------------------
+
+Fault = Callable[[Site, random.Random], str]
+
+
+def broker_sigkill(site: Site, rng: random.Random) -> str:
+    """Mosquitto crashes (what it had not saved is gone: queued messages, retained acks)."""
+    site.down.add("broker")
+    site.broker.kill()
+    held = site.hold("the broker was down (SIGKILL)", rng.uniform(0.2, 4.0))
+    site.broker.start()
+    site.down.discard("broker")
+    return f"broker SIGKILL, restarted after {held:.1f}s"
+
+
+def broker_sigterm(site: Site, rng: random.Random) -> str:
+    """Mosquitto stops cleanly (saves its state) and comes back."""
+    site.down.add("broker")
+    site.broker.stop()
+    held = site.hold("the broker was down (SIGTERM)", rng.uniform(0.2, 4.0))
+    site.broker.start()
+    site.down.discard("broker")
+    return f"broker SIGTERM, restarted after {held:.1f}s"
+
+
+def broker_hang(site: Site, rng: random.Random) -> str:
+    """Mosquitto hangs (SIGSTOP): connections stay open, nothing answers; then SIGCONT.
+    Half the hangs outlast 2.5 keepalives, so both clients must notice them."""
+    keepalive = site.broker_keepalive_s
+    detect = rng.random() < 0.5  # a hang both clients must notice, else a shorter stall
+    at_least = keepalive * rng.uniform(2.5, 3.5) if detect else rng.uniform(0.5, keepalive)
+    began = time.monotonic()
+    site.broker.pause()
+    held = site.hold("the broker was hung (SIGSTOP)", at_least)
+    if detect:
+        # Detection within the keepalive (the agent pings after keepalive / 2 of silence and
+        # gives up keepalive later), with a margin for a loaded machine. The gateway says so
+        # only in its log, rate-limited, so only the agent's own state is asked here.
+        site.wait_for(
+            lambda: not site.agent.stats()["connected"], began + 4 * keepalive,
+            f"the agent still connected to a broker hung for {4 * keepalive:g}s",
+        )  # fmt: skip
+    site.broker.resume()
+    return f"broker SIGSTOP, SIGCONT after {held:.1f}s"
+
+
+def gateway_kill(site: Site, rng: random.Random) -> str:
+    """The gateway crashes (kill -9) and is started again."""
+    site.down.add("gateway")
+    site.gateway.kill()
+    held = site.hold("the gateway was down (SIGKILL)", rng.uniform(0.1, 3.0))
+    site.gateway.start(wait=True, timeout=60)
+    site.down.discard("gateway")
+    return f"gateway SIGKILL, restarted after {held:.1f}s"
+
+
+def agent_kill(site: Site, rng: random.Random) -> str:
+    """The agent crashes (kill -9) and is started again: the till's sales meanwhile are
+    not delivered (exit 3) or, when the kill caught one in flight, of unknown outcome (4)."""
+    site.down.add("agent")
+    site.agent.kill()
+    down = rng.uniform(0.05, 2.0)
+    site.watch(down)
+    site.agent.start()
+    site.down.discard("agent")
+    return f"agent SIGKILL, restarted after {down:.1f}s"
+
+
+FAULTS: dict[str, Fault] = {
+    "broker_sigkill": broker_sigkill,
+    "broker_sigterm": broker_sigterm,
+    "broker_hang": broker_hang,
+    "gateway_kill": gateway_kill,
+    "agent_kill": agent_kill,
+}
+
+
+def run_faults(
+    site: Site,
+    faults: dict[str, Fault],
+    rng: random.Random,
+    duration_s: float,
+    gap_s: tuple[float, float] = (0.2, 3.0),
+) -> dict[str, int]:
+    """Inject faults for duration_s, and at least each one once: rounds of every fault in a
+    random order, a random gap before each. Returns how often each was injected."""
+    counts = dict.fromkeys(faults, 0)
+    end = time.monotonic() + duration_s
+    order: list[str] = []
+    while time.monotonic() < end or not all(counts.values()):
+        if not order:
+            order = rng.sample(sorted(faults), len(faults))
+        name = order.pop()
+        site.watch(rng.uniform(*gap_s))
+        site.note(f"{name} ...")
+        site.note(faults[name](site, rng))
+        counts[name] += 1
+    site.check()
+    return counts
