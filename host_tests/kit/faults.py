@@ -10,6 +10,8 @@ while the test has not stopped it fails the run at once (ProcessDied, with its l
 
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import time
 from collections.abc import Callable
@@ -175,12 +177,48 @@ def agent_kill(site: Site, rng: random.Random) -> str:
     return f"agent SIGKILL, restarted after {down:.1f}s"
 
 
+def agent_kill_mid_sale(site: Site, rng: random.Random) -> str:
+    """kill -9 of the agent the moment its journal changes while a sale is in flight: most
+    often the sale is journaled and not answered, the till gets 4 (outcome unknown) and
+    retries with the same ref, which must give the original n, not a second record."""
+    deadline = time.monotonic() + 20.0  # then at whatever moment it is
+    size = _journal_bytes(site.agent)
+    polls = 0
+    while time.monotonic() < deadline:
+        now = _journal_bytes(site.agent)
+        if now != size and site.till.in_flight:
+            break
+        size = now
+        polls += 1
+        if polls % 100 == 0:
+            site.check()
+        time.sleep(0.0005)  # as close behind the journal write as polling gets
+    site.down.add("agent")
+    site.agent.kill()
+    down = rng.uniform(0.05, 1.0)
+    site.watch(down)
+    site.agent.start()
+    site.down.discard("agent")
+    return f"agent SIGKILL mid-sale, restarted after {down:.1f}s"
+
+
+def _journal_bytes(agent: AgentProcess) -> int:
+    total = 0
+    with os.scandir(agent.journal) as entries:
+        for entry in entries:
+            if entry.name.endswith(".seg"):
+                with contextlib.suppress(FileNotFoundError):  # a segment pruned meanwhile
+                    total += entry.stat().st_size
+    return total
+
+
 FAULTS: dict[str, Fault] = {
     "broker_sigkill": broker_sigkill,
     "broker_sigterm": broker_sigterm,
     "broker_hang": broker_hang,
     "gateway_kill": gateway_kill,
     "agent_kill": agent_kill,
+    "agent_kill_mid_sale": agent_kill_mid_sale,
 }
 
 

@@ -92,6 +92,7 @@ class Till:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._abandon = threading.Event()
+        self._in_flight = threading.Event()
         self._thread = threading.Thread(target=self._run, name="till", daemon=True)
         self.error: BaseException | None = None
 
@@ -124,6 +125,11 @@ class Till:
     def sales(self) -> list[Sale]:
         with self._lock:
             return list(self._sales)
+
+    @property
+    def in_flight(self) -> bool:
+        """An attempt is running: `signet agent record` has been started and not returned."""
+        return self._in_flight.is_set()
 
     def accepted_since(self, since: float) -> int:
         """Sales accepted on an attempt that started at or after `since` (time.monotonic())."""
@@ -180,12 +186,16 @@ class Till:
 
     def _attempt(self, sale: Sale) -> Attempt:
         started = time.monotonic()
-        done = subprocess.run(
-            [SIGNET, "agent", "record", "rev", "--amount", str(sale.amount),
-             "--currency", sale.currency, "--ref", sale.ref, "--socket", str(self.socket),
-             "--timeout", f"{self.timeout_s:g}"],
-            capture_output=True, text=True, timeout=self.timeout_s + 60,
-        )  # fmt: skip
+        self._in_flight.set()
+        try:
+            done = subprocess.run(
+                [SIGNET, "agent", "record", "rev", "--amount", str(sale.amount),
+                 "--currency", sale.currency, "--ref", sale.ref, "--socket", str(self.socket),
+                 "--timeout", f"{self.timeout_s:g}"],
+                capture_output=True, text=True, timeout=self.timeout_s + 60,
+            )  # fmt: skip
+        finally:
+            self._in_flight.clear()
         return Attempt(started, done.returncode, done.stdout, done.stderr)
 
     def _finish(self, sale: Sale, outcome: str, n: int | None = None) -> None:
