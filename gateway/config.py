@@ -63,6 +63,9 @@ class MqttConfig:
 @dataclass(frozen=True)
 class StoreConfig:
     path: Path = Path("signet.db")
+    # A cap on the database file (MiB), None for none: at the cap the gateway stops
+    # acknowledging (devices keep their records) until the cap is raised or data removed.
+    max_size_mb: int | None = None
 
 
 @dataclass(frozen=True)
@@ -222,7 +225,12 @@ def parse(data: Mapping[str, Any], base_dir: Path | None = None) -> GatewayConfi
         raise ConfigError("mqtt.password: given without mqtt.username")
     for key in ("tls_ca", "tls_cert", "tls_key"):
         _readable_file(f"mqtt.{key}", getattr(mqtt, key))
-    store = _section(data, "store", StoreConfig(path=base / "signet.db"), {"path": path})
+    store = _section(
+        data,
+        "store",
+        StoreConfig(path=base / "signet.db"),
+        {"path": path, "max_size_mb": _int(1, 1 << 30)},
+    )
     ingest = _section(
         data,
         "ingest",

@@ -55,8 +55,9 @@ class Enrollment:
         version = self._data_version()  # read before the data: a commit in between is seen
         if version == self._version:  # at the next look, never lost
             return False
-        self._version = version
-        return self._reload(initial=False)
+        changed = self._reload(initial=False)
+        self._version = version  # only now: a reload that failed (store busy) is done again
+        return changed
 
     def _reload(self, initial: bool) -> bool:
         fresh = self.store.active_keys()

@@ -17,6 +17,12 @@ Order: the writer applies messages in arrival order (chunks are queued for the
 writer in the order they were filled), so each device's records reach the
 sequence rules in the order the broker delivered them, and PUBACKs leave in
 the order the PUBLISHes arrived (MQTT 4.6).
+
+Failures: a verifier process that dies or reports an error is replaced and the chunks
+it held are verified in-thread; one that has held a chunk for ``WORKER_ANSWER_S``
+without answering (hung, stopped) is killed by :meth:`Intake.check_workers`, and its
+thread then recovers as for a dead one. A verifier thread that fails anyway (a bug)
+reports it through ``on_failure`` and the service stops (exit 3, docs/GATEWAY.md).
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ import collections
 import logging
 import queue
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from signet_gateway.verify.pubkeys import DevicePublicKey
@@ -42,6 +49,9 @@ log = logging.getLogger("signet.gateway")
 CHUNK: Final = 32  # messages per verifier work item: amortises queue/event cost per message
 PROCESS_CHUNK: Final = 128  # per work item for a worker process: amortises the pipe round trip
 PIPELINE: Final = 2  # chunks sent to a worker process ahead of reading its results
+# A verifier process answers a chunk in milliseconds (128 records, ~0.1 ms each): one that
+# has not answered for this long is hung (stopped, swapped out for good) and is replaced.
+WORKER_ANSWER_S: Final = 30.0
 
 
 class Chunk:
@@ -93,8 +103,11 @@ class Intake:
         verifier: Verifier,
         threads: int,
         keys: Mapping[bytes, DevicePublicKey] | None = None,
+        on_failure: Callable[[str, BaseException], None] | None = None,
     ) -> None:
+        """on_failure(what, exc): a verifier thread failed beyond recovery (a bug)."""
         self.verifier = verifier
+        self._on_failure = on_failure
         self._keys = keys
         self.keys_generation = 0
         self._lock = threading.Lock()
@@ -111,7 +124,7 @@ class Intake:
             None if keys is None else VerifyWorker(f"signet-verify-{i}") for i in range(threads)
         ]
         self._threads = [
-            threading.Thread(target=self._verify_loop, args=(i,), name=f"signet-verify-{i}",
+            threading.Thread(target=self._verify_main, args=(i,), name=f"signet-verify-{i}",
                              daemon=True)
             for i in range(threads)
         ]  # fmt: skip
@@ -167,6 +180,29 @@ class Intake:
         for w in self.workers:
             if w is not None:
                 w.stop()
+
+    def check_workers(self, answer_s: float = WORKER_ANSWER_S) -> None:
+        """Kill any verifier process that has held a chunk for answer_s without answering:
+        its thread then finds it gone and recovers (a new process; the chunks in-thread)."""
+        now = time.monotonic()
+        for worker in self.workers:
+            if worker is not None and worker.silent_for(now) > answer_s:
+                log.error(
+                    "verifier process %d has not answered for %.0f s; killing it",
+                    worker.pid,
+                    worker.silent_for(now),
+                )
+                worker.kill()
+
+    def _verify_main(self, index: int) -> None:
+        try:
+            self._verify_loop(index)
+        except BaseException as exc:
+            # A bug (every expected failure is handled in the loop): the chunks this thread
+            # held will never be done, so the service must stop rather than wait forever.
+            if self._on_failure is None:
+                raise
+            self._on_failure(f"verifier thread signet-verify-{index}", exc)
 
     def _verify_loop(self, index: int) -> None:
         """Feed one worker process, keeping up to PIPELINE chunks sent to it.

@@ -13,6 +13,19 @@ message is stamped with the connection epoch; after a reconnect, messages of
 the old epoch are still stored but not PUBACKed (the broker redelivers them:
 they become duplicates). The epoch check and the PUBACK happen under one lock
 that the connect/disconnect callbacks also take.
+
+Acks: published through :class:`~.ack_outbox.AckOutbox`, which never asks paho's message
+infos anything (they raise for a publish that did not go out at once) and makes the
+broker end up holding every device's latest committed ack, across reconnects.
+
+A hung broker (stopped, or a frozen host: the TCP connection stays open, nothing answers)
+is found within one keepalive of the last byte it sent (``_BufferedClient._check_keepalive``:
+paho's own check takes up to two keepalives), logged as ``broker not answering``, and
+the connection is closed and made again with the usual backoff. A connection attempt that
+gets no CONNACK within the keepalive fails the same way.
+
+The network thread never ends by itself: if it does (an exception escaped paho's loop, a
+bug), ``on_failure`` is told, and the service stops with exit 3 (docs/GATEWAY.md).
 """
 
 from __future__ import annotations
@@ -26,7 +39,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import paho.mqtt.client as mqtt
-from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion
+from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion, _ConnectionState
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -34,6 +47,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from signet_gateway.config import ConfigError, MqttConfig
 
 from . import paho_fast
+from .ack_outbox import AckOutbox
 from .link_state import SESSION_TAKEN_OVER, LinkState, Throttle, describe_os_error
 from .wire import REC_SUBSCRIPTION, ack_payload, ack_topic
 from .writer import Message
@@ -64,6 +78,8 @@ class _BufferedClient(mqtt.Client):
     connect_error: BaseException | None = None
     # Called with the seconds paho is about to wait before its next connection attempt.
     on_reconnect_wait: Callable[[float], None] | None = None
+    # Called if the network thread ends with an exception (paho re-raises one from a callback).
+    on_thread_failed: Callable[[BaseException], None] | None = None
     _waited = False  # a backoff wait happened since the last connection attempt
 
     def _sock_recv(self, bufsize: int) -> bytes:
@@ -97,6 +113,68 @@ class _BufferedClient(mqtt.Client):
     def _sock_close(self) -> None:
         self._rbuf, self._rpos = b"", 0
         super()._sock_close()
+
+    def _check_keepalive(self) -> None:
+        """paho's keepalive check, with a deadline on the broker's silence.
+
+        paho sends a PINGREQ after a keepalive without traffic and closes the connection
+        only a keepalive after that (and moves its own deadline whenever it pings): a hung
+        broker stays "connected" for up to two keepalives. Here a PINGREQ goes out after
+        half a keepalive in which nothing arrived, and a keepalive in which nothing at all
+        arrived (no PINGRESP, no message, no CONNACK on a new connection) closes the
+        connection as ``broker not answering``. A live broker answers a PINGREQ in
+        milliseconds, so half a keepalive is a generous wait for it.
+        """
+        keepalive = self._keepalive
+        if keepalive == 0 or self._sock is None:
+            return
+        now = mqtt.time_func()
+        with self._msgtime_mutex:
+            last_out = self._last_msg_out
+            silent = now - self._last_bytes_received
+        connected = self._state == _ConnectionState.MQTT_CS_CONNECTED
+        if silent >= keepalive:
+            what = "nothing received" if connected else "no CONNACK"
+            if self.read_error is None:
+                self.read_error = (
+                    f"broker not answering: {what} for {silent:.0f} s (keepalive {keepalive} s)"
+                )
+            self._sock_close()
+            if self._state in (
+                _ConnectionState.MQTT_CS_DISCONNECTING,
+                _ConnectionState.MQTT_CS_DISCONNECTED,
+            ):
+                self._state = _ConnectionState.MQTT_CS_DISCONNECTED
+                rc = MQTTErrorCode.MQTT_ERR_SUCCESS
+            else:
+                rc = MQTTErrorCode.MQTT_ERR_KEEPALIVE
+            self._do_on_disconnect(packet_from_broker=False, v1_rc=rc)
+            return
+        if (
+            connected
+            and (silent >= keepalive / 2 or now - last_out >= keepalive)
+            and (self._ping_t == 0 or now - self._ping_t >= keepalive / 2)
+        ):
+            try:
+                self._send_pingreq()
+            except Exception:  # as paho does: a failed send is a lost connection
+                self._sock_close()
+                self._do_on_disconnect(
+                    packet_from_broker=False, v1_rc=MQTTErrorCode.MQTT_ERR_CONN_LOST
+                )
+            else:
+                with self._msgtime_mutex:
+                    self._last_msg_out = now
+
+    def _thread_main(self) -> None:
+        # paho re-raises an exception from a callback out of loop_forever, ending this thread
+        # with only a traceback on stderr: report it instead (the service stops, exit 3).
+        try:
+            super()._thread_main()
+        except BaseException as exc:
+            if self.on_thread_failed is None:
+                raise
+            self.on_thread_failed(exc)
 
     def reconnect(self) -> mqtt.MQTTErrorCode:
         self.read_error = None
@@ -154,12 +232,19 @@ class MqttLink:
         self,
         config: MqttConfig,
         on_message: Callable[[Message], None],
-        on_connected: Callable[[bool], None],
+        on_connected: Callable[[bool], None] | None = None,
+        *,
+        committed_acks: Callable[[], dict[str, int]] = dict,
+        on_failure: Callable[[str, BaseException], None] | None = None,
     ) -> None:
+        """on_message and on_connected run on the network thread; committed_acks (every
+        device's committed ack, republished after each connect) on the thread that calls
+        publish_acks; on_failure(what, exc) if the network thread ends by itself."""
         self.config = config
         paho_fast.install()
         self._deliver = on_message
         self._on_connected = on_connected
+        self._on_failure = on_failure
         self.epoch = 0
         self.connected = threading.Event()
         self.ack_lock = threading.Lock()
@@ -170,8 +255,7 @@ class MqttLink:
         self._drops = Throttle(burst=3, every_s=300)
         self._takeovers = Throttle(burst=1, every_s=300)  # a client-id fight: once, then count
         self._stopping = False
-        self.acks_published = 0
-        self._pending: list[mqtt.MQTTMessageInfo] = []
+        self.acks = AckOutbox(self._send_ack, self.connected.is_set, committed_acks)
         client = _BufferedClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=config.client_id,
@@ -205,7 +289,9 @@ class MqttLink:
         client.on_message = self._handle_message
         client.on_subscribe = self._handle_subscribe
         client.on_connect_fail = self._handle_connect_fail
+        client.on_publish = self._handle_puback
         client.on_reconnect_wait = self._before_reconnect_wait
+        client.on_thread_failed = self._thread_failed
         self.client = client
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -226,17 +312,15 @@ class MqttLink:
         self.client.loop_start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Wait (bounded) for acks in flight, then a clean DISCONNECT (the session stays)."""
+        """Wait (bounded) for the broker to confirm the acks, then a clean DISCONNECT (the
+        session stays). Call it after the last publish_acks (the writer has ended): acks not
+        confirmed by then are published again after the next start's connect."""
         deadline = time.monotonic() + timeout
-        for info in self._pending:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not self.connected.is_set():
+        while self.connected.is_set() and time.monotonic() < deadline:
+            self.acks.reconcile()
+            if self.acks.settled():
                 break
-            try:
-                info.wait_for_publish(remaining)
-            except (RuntimeError, ValueError):
-                break
-        self._pending.clear()
+            time.sleep(0.01)  # polling the PUBACKs the network thread takes in
         self._stopping = True
         self.client.disconnect()
         self.client.loop_stop()
@@ -264,7 +348,9 @@ class MqttLink:
             "yes" if session else "no",
         )
         client.subscribe(REC_SUBSCRIPTION, options=SubscribeOptions(qos=1))
-        self._on_connected(session)
+        self.acks.connected()
+        if self._on_connected is not None:
+            self._on_connected(session)
 
     def _handle_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
         self._attempt_failed(describe_os_error(self.client.connect_error))
@@ -282,8 +368,10 @@ class MqttLink:
                     f" {self.config.client_id!r}: is a second gateway using this mqtt.client_id?"
                 )
             return f"the broker sent DISCONNECT: {reason}"
+        if self.client.read_error:  # what we saw: a read error, the broker's silence
+            return self.client.read_error
         if getattr(reason, "value", None) == 0x80:  # paho's code for a lost connection
-            return self.client.read_error or "connection lost"
+            return "connection lost"
         return str(reason)
 
     def _before_reconnect_wait(self, delay: float) -> None:
@@ -343,6 +431,17 @@ class MqttLink:
         elif self._cause is None:  # closed before its CONNACK: that attempt failed
             self._attempt_failed(cause)
 
+    def _handle_puback(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason: Any, props: Any
+    ) -> None:
+        self.acks.puback(mid, bool(getattr(reason, "is_failure", False)), str(reason))
+
+    def _thread_failed(self, exc: BaseException) -> None:
+        if self._on_failure is not None:
+            self._on_failure("the MQTT network thread", exc)
+        else:
+            log.critical("the MQTT network thread failed", exc_info=exc)
+
     def _handle_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         # Keep this minimal: it runs on the network thread for every message. The topic is
         # taken as bytes: paho's .topic decodes UTF-8 and raises on garbage, and a garbled
@@ -367,10 +466,24 @@ class MqttLink:
                     client.ack(m.mid, m.qos)
         return len(mids)
 
+    @property
+    def acks_published(self) -> int:
+        return self.acks.published
+
     def publish_acks(self, acks: dict[str, int]) -> None:
-        pending = [i for i in self._pending if not i.is_published()]
-        for kid, n in acks.items():
-            pending.append(self.client.publish(ack_topic(kid), ack_payload(n), qos=1, retain=True))
-        self.acks_published += len(acks)
-        # Keep only what is still unconfirmed (for the bounded wait at shutdown).
-        self._pending = pending[-5000:]
+        """Committed acks (device -> n) for the broker: now if connected, else after the next
+        connect (ack_outbox.py)."""
+        self.acks.publish(acks)
+
+    def reconcile_acks(self) -> None:
+        """Take in the broker's PUBACKs and connects; publish what they showed is due. The
+        writer calls it on every turn of its loop."""
+        self.acks.reconcile()
+
+    def _send_ack(self, kid: str, n: int) -> int | None:
+        # NO_CONN: the connection dropped meanwhile; paho keeps the message and sends it
+        # after the reconnect, so it is in flight like any other (ack_outbox.py).
+        info = self.client.publish(ack_topic(kid), ack_payload(n), qos=1, retain=True)
+        if info.rc in (MQTTErrorCode.MQTT_ERR_SUCCESS, MQTTErrorCode.MQTT_ERR_NO_CONN):
+            return int(info.mid)
+        return None

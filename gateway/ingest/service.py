@@ -6,18 +6,28 @@ the verifier threads, the writer thread and the MQTT network thread.
 taken, commits it, PUBACKs it, publishes the acks, disconnects cleanly (the
 persistent session stays, holding anything that arrived meanwhile) and closes
 the database.
+
+Faults (docs/GATEWAY.md, "Faults"): the broker connection is made again whenever it
+is lost or the broker stops answering (mqtt_link.py); a store that is full or cannot
+be written is waited out with nothing acknowledged (store_outage.py); a verifier
+process that dies or hangs is replaced (intake.py). What no design recovers from -
+an unusable store, a thread that fails (a bug) - is said in one CRITICAL line and
+stops the gateway with exit 3 (:meth:`Gateway._fatal`). :meth:`Gateway.readiness` is
+what the HTTP console will serve as ``/readyz``; it is written beside the database
+(instance_lock.py) and ends the summary line meanwhile.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import sqlite3
 import threading
 import time
 from collections import Counter
-from typing import Final
+from typing import Any, Final
 
-from signet_gateway.config import GatewayConfig
+from signet_gateway.config import ConfigError, GatewayConfig, load
 from signet_gateway.mcr.aggregate import Aggregator, settings_from_config
 from signet_gateway.store.sqlite import Store
 from signet_gateway.verify.verifier import Verifier
@@ -25,9 +35,18 @@ from signet_gateway.verify.verifier import Verifier
 from .enrollment import Enrollment
 from .instance_lock import InstanceLock
 from .intake import Intake
+from .link_state import Throttle
 from .mqtt_link import MqttLink
+from .store_outage import StoreOutage
 from .wire import REC_SUBSCRIPTION
-from .writer import BatchWriter, Message, StorageError, WriteResult
+from .writer import (
+    BatchWriter,
+    Message,
+    StorageError,
+    StorageUnavailable,
+    WriteResult,
+    storage_error,
+)
 
 __all__ = ["Gateway", "rss_kib"]
 
@@ -35,6 +54,8 @@ log = logging.getLogger("signet.gateway")
 
 KEY_REFRESH_S: Final = 1.0  # an idle gateway logs enroll/revoke within this time
 REFUSAL_LOG_LIMIT: Final = 10  # refusal lines per reason per summary period (then counted)
+EXIT_OK: Final = 0
+EXIT_FAILED: Final = 3  # storage unusable, a thread failed, or could not start
 
 
 def rss_kib(pid: int | str = "self") -> tuple[int, int]:
@@ -60,11 +81,16 @@ class Gateway:
         self.stats: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
         self._refusal_lines: Counter[str] = Counter()
-        self._republish_all = threading.Event()
         self._writer_thread: threading.Thread | None = None
         self._started = 0.0
         self._lock: InstanceLock | None = None
         self._stop_requested = False
+        self._stopping = threading.Event()  # stop requested, or a fatal failure
+        self._abort = threading.Event()  # a fatal failure: commit nothing more
+        self.outage = StoreOutage()
+        self._max_size_mb = config.store.max_size_mb
+        self._read_errors = Throttle(burst=1, every_s=60)
+        self._status: dict[str, Any] | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -99,6 +125,15 @@ class Gateway:
         cfg = self.config
         conn = self.store.conn
         self.aggregator = Aggregator(conn, hb_tolerance=settings_from_config(cfg.aggregate))
+        if cfg.store.max_size_mb is not None:
+            self.store.limit_size(cfg.store.max_size_mb)
+            if self.store.at_size_limit():
+                log.warning(
+                    "database is %d MiB, at or over store.max_size_mb = %d: it takes no new"
+                    " records until the cap is raised",
+                    self.store.size_bytes() >> 20,
+                    cfg.store.max_size_mb,
+                )
         self.enrollment = enrollment = Enrollment(self.store)
         self.verifier = Verifier(enrollment.keys)
         agg = self.aggregator
@@ -112,10 +147,17 @@ class Gateway:
             known_device=enrollment.known.__contains__,
             revoked_device=enrollment.revoked.__contains__,
         )
-        self.intake = Intake(self.verifier, cfg.ingest.verify_threads, keys=enrollment.keys)
+        self.intake = Intake(
+            self.verifier, cfg.ingest.verify_threads, keys=enrollment.keys, on_failure=self._fatal
+        )
         if self._stop_requested:  # SIGTERM/SIGINT while starting: take nothing
             self.intake.close()
-        self.link = MqttLink(cfg.mqtt, self.intake.put, self._on_connected)
+        self.link = MqttLink(
+            cfg.mqtt,
+            self.intake.put,
+            committed_acks=self.writer.all_acks,
+            on_failure=self._fatal,
+        )
         log.info(
             "database %s (%d devices enrolled, %d active)",
             self.store.path.resolve(),
@@ -146,12 +188,17 @@ class Gateway:
         Safe at any moment, also from a signal handler that runs while start() has not
         created the intake yet."""
         self._stop_requested = True
+        self._stopping.set()
         intake: Intake | None = getattr(self, "intake", None)
         if intake is not None:
             intake.close()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Graceful: drain and commit what was taken, ack it, disconnect, close the database."""
+        """Graceful: drain and commit what was taken, ack it, disconnect, close the database.
+
+        While the store cannot be written, or after a fatal failure, what was not committed
+        is left to the broker (not acknowledged: delivered again after the next start)."""
+        self._stopping.set()
         self.intake.close()
         self.stopped.wait(timeout)
         self.link.stop()
@@ -163,6 +210,7 @@ class Gateway:
         except Exception:  # closing must not hide why we stopped
             log.exception("closing the database")
         if self._lock is not None:
+            self._write_status()
             self._lock.release()
         log.info(
             "stopped: %d messages received, %d records stored, %d duplicates, %d refused",
@@ -189,37 +237,127 @@ class Gateway:
         if stale:
             self.intake.verify_in_thread(stale)
 
-    def _on_connected(self, session_present: bool) -> None:
-        # Retained acks may be gone (a broker that lost its store) or stale (we stopped between
-        # COMMIT and publish): after every connect, publish every device's committed ack.
-        # Committed acks never decrease, so this never moves a device's ack backwards.
-        self._republish_all.set()
+    # -- failures ------------------------------------------------------------------------------
+
+    def _fatal(self, what: str, exc: BaseException) -> None:
+        """``what`` failed in a way no design recovers from: say so once, commit nothing more,
+        and make run() stop the gateway with exit 3. Any thread may call it."""
+        if self.failed is None:
+            self.failed = exc
+            if isinstance(exc, StorageError):
+                log.critical(
+                    "storage failure (the database is unusable), stopping without"
+                    " acknowledging the batch (exit 3): %s",
+                    exc,
+                )
+            else:
+                log.critical(
+                    "%s failed, stopping (exit 3): %s: %s",
+                    what,
+                    type(exc).__name__,
+                    exc,
+                    exc_info=exc,
+                )
+        self._abort.set()
+        self._stopping.set()
+        self.intake.close()
+        self.intake.arrived.set()  # wake the writer
 
     # -- writer thread -------------------------------------------------------------------------
 
     def _writer_main(self) -> None:
         try:
             self._writer_loop()
-        except StorageError as exc:
-            self.failed = exc
-            log.critical("storage failure, stopping without acknowledging the batch: %s", exc)
-        except BaseException as exc:  # pragma: no cover - a bug in the loop itself
-            self.failed = exc
-            log.critical("writer thread died", exc_info=exc)
+        except BaseException as exc:
+            self._fatal("the writer thread", exc)
         finally:
             self.stopped.set()
 
     def _housekeeping(self, now: float) -> None:
+        # Acks: take in the broker's PUBACKs and connects; publish what is due (ack_outbox.py).
+        self.link.reconcile_acks()
         if now >= self._next_refresh:
             # While idle too: the "device ... enrolled/revoked" lines appear without traffic.
             self._next_refresh = now + KEY_REFRESH_S
-            self._sync_enrollment()
-        if self._republish_all.is_set():
-            self._republish_all.clear()
-            acks = self.writer.all_acks()
-            if acks:
-                self.link.publish_acks(acks)
-                log.info("republished the committed ack of %d devices", len(acks))
+            try:
+                self._sync_enrollment()
+            except sqlite3.Error as exc:
+                error = storage_error(exc)
+                if not isinstance(error, StorageUnavailable):
+                    raise error from exc
+                # Busy or failing now: the next look tries again (a commit reports the store).
+                if self._read_errors.allow() is not None:
+                    log.warning("cannot read the enrolled keys now (%s); trying again", exc)
+
+    def _commit(self, msgs: list[Message]) -> WriteResult | None:
+        """Commit msgs; while the store is full or cannot be written, wait and try the same
+        batch again, acknowledging nothing (store_outage.py). None if the gateway stops first."""
+        while True:
+            try:
+                try:
+                    self._verify_with_current_keys(msgs)
+                except sqlite3.Error as exc:  # reading the keys
+                    raise storage_error(exc) from exc
+                result = self.writer.commit(msgs)
+            except StorageUnavailable as exc:
+                waiting = len(msgs) + sum(len(c.msgs) for c in list(self.intake.order))
+                delay = self.outage.failed(exc.fault, self._cause(exc), waiting)
+                if not self._wait_for_store(delay):
+                    log.warning(
+                        "stopping with %d messages not stored (store %s): not acknowledged,"
+                        " the broker delivers them again after the next start",
+                        waiting,
+                        exc.fault,
+                    )
+                    return None
+                continue
+            self.outage.recovered()
+            return result
+
+    def _cause(self, exc: StorageUnavailable) -> str:
+        """The SQLite message, and whether the size cap (store.max_size_mb) is what is full."""
+        if exc.fault == "full" and self._max_size_mb is not None:
+            with contextlib.suppress(sqlite3.Error):
+                if self.store.at_size_limit():
+                    return f"the database reached store.max_size_mb = {self._max_size_mb} ({exc})"
+        return str(exc)
+
+    def _wait_for_store(self, delay: float) -> bool:
+        """Wait ``delay`` s before the next try, keeping acks and key refreshes going; then
+        take in a changed store.max_size_mb. False if the gateway is stopping."""
+        deadline = time.monotonic() + delay
+        while (now := time.monotonic()) < deadline:
+            if self._stopping.is_set():
+                return False
+            self._housekeeping(now)
+            self._stopping.wait(min(0.1, deadline - now))
+        if self._stopping.is_set():
+            return False
+        if self.outage.fault == "full":
+            self._reload_size_limit()
+        return True
+
+    def _reload_size_limit(self) -> None:
+        """While the store is full, read store.max_size_mb again from the configuration file:
+        raising the cap lets the gateway go on without a restart."""
+        source = self.config.source
+        if source is None:
+            return
+        try:
+            wanted = load(source).store.max_size_mb
+        except ConfigError as exc:
+            if self._read_errors.allow() is not None:
+                log.warning("cannot read store.max_size_mb again from %s: %s", source, exc)
+            return
+        if wanted != self._max_size_mb:
+            self.store.limit_size(wanted)
+            log.info(
+                "store.max_size_mb is now %s (was %s), read again from %s",
+                "not set" if wanted is None else wanted,
+                "not set" if self._max_size_mb is None else self._max_size_mb,
+                source,
+            )
+            self._max_size_mb = wanted
 
     def _writer_loop(self) -> None:
         intake = self.intake
@@ -230,7 +368,7 @@ class Gateway:
         self._next_refresh = time.monotonic() + KEY_REFRESH_S
         unpublished: dict[str, int] = {}  # committed acks not yet published (coalescing)
         next_ack = 0.0
-        while True:
+        while not self._abort.is_set():
             now = time.monotonic()
             self._housekeeping(now)
             if not order and not intake.seal_partial():
@@ -253,12 +391,15 @@ class Gateway:
                     if not head.done.wait(max(0.0, deadline - time.monotonic())):
                         break
                 else:
-                    head.done.wait()
+                    while not head.done.wait(0.5):
+                        if self._abort.is_set():  # a verifier thread failed: never done
+                            return
                     deadline = time.monotonic() + batch_s
                 order.popleft()
                 msgs.extend(head.msgs)
-            self._verify_with_current_keys(msgs)
-            result = self.writer.commit(msgs)
+            result = self._commit(msgs)
+            if result is None:  # stopping while the store could not be written
+                return
             # Durable now: only from here on may anything be acknowledged.
             self.link.puback(msgs)
             unpublished.update(result.acks)
@@ -301,6 +442,34 @@ class Gateway:
 
     # -- main thread ---------------------------------------------------------------------------
 
+    def readiness(self) -> tuple[bool, list[str]]:
+        """Ready to take, store and acknowledge records now, and if not, why: what ``/readyz``
+        will serve. Not ready while the broker is not connected, the store cannot be written,
+        or the gateway is stopping."""
+        problems = []
+        if self.outage.problem is not None:
+            problems.append(self.outage.problem)
+        if not self.link.connected.is_set():
+            problems.append(f"broker not connected: {self.link.state.describe()}")
+        if self._stopping.is_set():
+            problems.append("stopping")
+        return not problems, problems
+
+    def _write_status(self) -> None:
+        """Write the readiness beside the database (instance_lock.py) when it changed."""
+        ready, problems = self.readiness()
+        # The broker's state text carries times and counts: compare and write its gist.
+        gist = [p.split(":")[0] if p.startswith("broker") else p for p in problems]
+        if self._status is not None and self._status["problems"] == gist:
+            return
+        self._status = {
+            "ready": ready,
+            "problems": gist,
+            "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+        assert self._lock is not None
+        self._lock.write_status(self._status)
+
     def summary(self) -> str:
         elapsed = max(1e-9, time.monotonic() - self._started)
         rss, hwm = rss_kib()
@@ -311,15 +480,27 @@ class Gateway:
             f" since start), {self.stats['stored']} records stored, {self.stats['duplicates']}"
             f" duplicates, {self.stats['equivocations']} equivocations, refused: {refused};"
             f" {self.link.acks_published} acks published, {self.stats['commits']} commits;"
-            f" rss {rss // 1024} MiB (peak {hwm // 1024} MiB); {self.link.state.describe()}"
+            f" {self._readiness_text()}; rss {rss // 1024} MiB (peak {hwm // 1024} MiB);"
+            f" {self.link.state.describe()}"
         )
 
+    def _readiness_text(self) -> str:
+        ready, problems = self.readiness()
+        if ready:
+            return "ready"
+        # The broker's state ends the line anyway.
+        said = [p for p in problems if not p.startswith("broker")]
+        return f"not ready ({'; '.join(said)})" if said else "not ready (broker not connected)"
+
     def run(self, stop: threading.Event) -> int:
-        """Run until ``stop`` is set (signal handler) or storage fails; 0 ok, 3 storage failure."""
+        """Run until ``stop`` is set (signal handler) or something fails beyond recovery;
+        0 after a graceful stop, 3 after a failure (:meth:`_fatal`)."""
         period = self.config.ingest.summary_s
         next_summary = time.monotonic() + period if period else float("inf")
-        while not stop.is_set() and not self.stopped.is_set():
+        while not stop.is_set() and not self.stopped.is_set() and not self._abort.is_set():
             stop.wait(min(1.0, max(0.05, next_summary - time.monotonic())))
+            self.intake.check_workers()  # a hung verifier process is replaced
+            self._write_status()
             if time.monotonic() >= next_summary:
                 log.info("%s", self.summary())
                 next_summary += period
@@ -327,4 +508,4 @@ class Gateway:
             log.info("stopping: no new messages; draining, committing and acknowledging")
         self.stop()
         log.info("%s", self.summary())
-        return 0 if self.failed is None else 3
+        return EXIT_OK if self.failed is None else EXIT_FAILED

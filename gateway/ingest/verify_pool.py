@@ -39,6 +39,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import time
 import weakref
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Final
@@ -204,6 +205,8 @@ class VerifyWorker:
             self._proc.start()
         theirs.close()
         self.keys_generation = -1
+        self._unanswered = 0  # chunks sent whose results were not read yet
+        self._waiting_since = 0.0  # monotonic: since when the oldest of them waits
         if not _live:
             atexit.unregister(_kill_unstopped)
             atexit.register(_kill_unstopped)  # after multiprocessing's (imported by now)
@@ -215,6 +218,9 @@ class VerifyWorker:
 
     def submit(self, msgs: list[tuple[bytes, bytes]]) -> None:
         """Send one chunk; its results come from :meth:`result`, in the order sent."""
+        if not self._unanswered:
+            self._waiting_since = time.monotonic()
+        self._unanswered += 1
         try:
             self._conn.send(("chunk", msgs))
         except (OSError, ValueError) as exc:
@@ -227,9 +233,27 @@ class VerifyWorker:
             status, body = self._conn.recv()
         except (EOFError, OSError) as exc:
             raise RuntimeError(f"verifier process {self._proc.pid} is gone ({exc})") from exc
+        self._unanswered -= 1
+        self._waiting_since = time.monotonic()  # the next chunk has been worked on since now
         if status != "ok":
             raise RuntimeError(f"verifier process failed: {body}")
         return body  # type: ignore[no-any-return]
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid
+
+    def silent_for(self, now: float) -> float:
+        """Seconds the worker has held a chunk without answering (0 when it holds none)."""
+        return now - self._waiting_since if self._unanswered else 0.0
+
+    def kill(self) -> None:
+        """SIGKILL and reap: for a worker that failed or hangs (any thread may call it; a
+        thread blocked on its pipe then gets an error)."""
+        _live.discard(self)
+        with contextlib.suppress(OSError, ValueError):
+            self._proc.kill()
+        self._proc.join(5)
 
     def stop(self, timeout: float = 5.0) -> None:
         """Ask the worker to exit; SIGKILL after timeout (it ignores the group signals)."""

@@ -10,10 +10,12 @@ when COMMIT has returned does the caller PUBACK the messages and publish acks.
 A bug while handling one message (an exception that is not a storage error)
 must not stop ingest, and must not half-apply: the whole transaction is rolled
 back, the message is set aside as ``internal_error`` (quarantined, counted) and
-the batch is applied again without it. A storage error (disk full, I/O error)
-is not any message's fault: it is raised as :class:`StorageError` and the
-service stops without acknowledging anything of the batch, so the broker keeps
-the messages for the next start.
+the batch is applied again without it. A storage error is not any message's
+fault, and nothing of the batch is committed or acknowledged: a store that is full
+or cannot be written now (``gateway/store/faults.py``) raises
+:class:`StorageUnavailable`, and the service waits and commits the same batch
+again; a corrupt or unusable store raises :class:`StorageError` and the service
+stops, the broker keeping the messages for the next start.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from signet_gateway.mcr.aggregate import day_of
+from signet_gateway.store.faults import UNUSABLE, fault_of
 from signet_gateway.store.model import StoredRecord
 
 from .sequencer import (
@@ -37,7 +40,15 @@ from .sequencer import (
     Sequencer,
 )
 
-__all__ = ["BatchWriter", "Message", "Rejection", "StorageError", "WriteResult"]
+__all__ = [
+    "BatchWriter",
+    "Message",
+    "Rejection",
+    "StorageError",
+    "StorageUnavailable",
+    "WriteResult",
+    "storage_error",
+]
 
 log = logging.getLogger("signet.gateway")
 
@@ -51,7 +62,25 @@ def _raw_of(m: Message, item: tuple[Any, ...]) -> bytes:
 
 
 class StorageError(RuntimeError):
-    """The database failed (not the input): nothing of the batch was committed."""
+    """The database failed (not the input): nothing of the batch was committed. As such
+    (not StorageUnavailable): the database is corrupt or unusable, waiting will not help."""
+
+
+class StorageUnavailable(StorageError):
+    """The store is full or cannot be written now (``fault``: ``full`` or ``unwritable``,
+    gateway/store/faults.py): nothing was committed; the same work may be tried again."""
+
+    def __init__(self, message: str, fault: str) -> None:
+        super().__init__(message)
+        self.fault = fault
+
+
+def storage_error(exc: sqlite3.Error) -> StorageError:
+    """The StorageError (or StorageUnavailable) an SQLite error amounts to."""
+    fault = fault_of(exc)
+    if fault == UNUSABLE:
+        return StorageError(f"database error: {exc}")
+    return StorageUnavailable(f"{exc}", fault)
 
 
 class Rejection:
@@ -154,7 +183,7 @@ class BatchWriter:
                 if isinstance(failed.exc, sqlite3.Error) and not isinstance(
                     failed.exc, sqlite3.IntegrityError
                 ):
-                    raise StorageError(f"database error: {failed.exc}") from failed.exc
+                    raise storage_error(failed.exc) from failed.exc
                 if failed.index == UNATTRIBUTED and not self.seq.unbatched:
                     # The batched hook failed and cannot say for which record: apply the
                     # batch again calling the hook record by record, which can.
@@ -170,7 +199,7 @@ class BatchWriter:
                 continue
             except sqlite3.Error as exc:
                 self._rollback()
-                raise StorageError(f"database error: {exc}") from exc
+                raise storage_error(exc) from exc
             except BaseException:
                 self._rollback()
                 raise
@@ -184,6 +213,10 @@ class BatchWriter:
         try:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            # SQLite may have rolled back by itself (SQLITE_FULL, SQLITE_IOERR on COMMIT);
+            # the error that got us here is the one to report.
+            pass
         finally:
             self.seq.rolled_back()
 

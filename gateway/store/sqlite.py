@@ -142,6 +142,32 @@ class Store:
     def close(self) -> None:
         self.conn.close()
 
+    # -- size ------------------------------------------------------------------------------
+
+    def limit_size(self, max_mib: int | None) -> None:
+        """Cap the database file at ``max_mib`` MiB for this connection's writes (``[store]
+        max_size_mb``); None lifts the cap. A write that would grow the database past it
+        fails with SQLITE_FULL, as on a full disk (faults.py). SQLite never sets the cap
+        below the current size: a database already over it takes no new pages at all."""
+        if not hasattr(self, "_sqlite_max_pages"):  # SQLite's own limit, to lift a cap again
+            self._sqlite_max_pages = int(self.conn.execute("PRAGMA max_page_count").fetchone()[0])
+        if max_mib is None:
+            pages = self._sqlite_max_pages
+        else:
+            page_size = int(self.conn.execute("PRAGMA page_size").fetchone()[0])
+            pages = max_mib * 1024 * 1024 // page_size
+        self.conn.execute(f"PRAGMA max_page_count = {int(pages)}")
+
+    def at_size_limit(self) -> bool:
+        """The database has as many pages as its cap (limit_size) allows."""
+        count = int(self.conn.execute("PRAGMA page_count").fetchone()[0])
+        return count >= int(self.conn.execute("PRAGMA max_page_count").fetchone()[0])
+
+    def size_bytes(self) -> int:
+        """The database's size (pages times page size; the -wal file not counted)."""
+        count = int(self.conn.execute("PRAGMA page_count").fetchone()[0])
+        return count * int(self.conn.execute("PRAGMA page_size").fetchone()[0])
+
     def __enter__(self) -> Store:
         return self
 

@@ -1,0 +1,153 @@
+"""The gateway process against a broker that fails: killed (SIGKILL) and restarted while
+the gateway drains a backlog, and hung (SIGSTOP) with its TCP connections left open. The
+gateway never exits, stores every record exactly once, and the retained acks end equal to
+the store's."""
+
+from __future__ import annotations
+
+import random
+import re
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.enums import CallbackAPIVersion
+
+from kit.gatewaykit import Dev, Mqtt, write_config
+from signet_gateway.ingest.wire import parse_ack
+from signet_gateway.store.sqlite import Store
+from signet_tools.runners.gateway_process import GatewayProcess
+from signet_tools.runners.mosquitto import Mosquitto
+from signet_tools.runners.waiting import wait_until
+
+
+def _setup(tmp_path: Path, broker: Mosquitto, devs: list[Dev], **sections: Any) -> Path:
+    db = tmp_path / "gateway.db"
+    cfg = write_config(tmp_path / "gateway.toml", broker.port, db, **sections)
+    with Store(db) as store:
+        for d in devs:
+            store.enroll(d.key, "software")
+    return cfg
+
+
+def _store_acks(db: Path) -> dict[str, int]:
+    with Store(db, readonly=True) as store:
+        return store.acks()
+
+
+def _stored(db: Path) -> int:
+    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
+        return int(conn.execute("SELECT count(*) FROM records").fetchone()[0])
+
+
+def retained_acks(port: int, kids: list[str], timeout: float = 10) -> dict[str, int]:
+    """What a device subscribing now reads on its ack topic: the broker's retained acks."""
+    got: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def on_message(c: Any, u: Any, msg: Any) -> None:
+        if msg.retain:
+            with lock:
+                got[msg.topic.split("/")[2]] = parse_ack(msg.payload)
+
+    client = mqtt.Client(callback_api_version=CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    client.on_message = on_message
+    client.on_connect = lambda c, u, f, rc, p: c.subscribe("signet/v1/+/ack", qos=1)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        wait_until(lambda: len(got) >= len(kids), timeout, f"retained acks of {len(kids)} devices")
+        with lock:
+            return dict(got)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+def _until(gw: GatewayProcess, cond: Any, timeout: float, what: str) -> None:
+    """wait_until, failing at once (with its log) if the gateway exits meanwhile."""
+
+    def alive_and() -> Any:
+        assert gw.proc is not None and gw.proc.poll() is None, f"gateway exited:\n{gw.tail(30)}"
+        return cond()
+
+    wait_until(alive_and, timeout, what)
+
+
+def _subscribed(gw: GatewayProcess) -> int:
+    return gw.text().count("subscribed to signet/v1/+/rec")
+
+
+def _assert_clean(gw: GatewayProcess) -> None:
+    text = gw.text()
+    for wrong in ("CRITICAL", "Traceback", "thread died", "storage failure"):
+        assert wrong not in text, gw.tail(30)
+
+
+@pytest.mark.timeout(240)
+def test_broker_killed_and_restarted_during_a_drain_never_stops_the_gateway(
+    tmp_path: Path, broker: Mosquitto, procs
+) -> None:
+    started, clients = procs
+    devs = [Dev(300 + i) for i in range(8)]
+    per = 400
+    cfg = _setup(tmp_path, broker, devs, ingest={"batch_max": 100, "batch_ms": 5})
+    db = tmp_path / "gateway.db"
+    # The gateway's persistent session exists, the gateway is down: a backlog builds up.
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+    assert gw.stop() == 0
+    client = Mqtt(broker.port)
+    clients.append(client)
+    client.publish_all([(d.topic, r) for i in range(per) for d in devs for r in [d.chain(1)[0]]])
+    client.close()
+    clients.remove(client)
+    broker.stop()  # a clean stop saves the backlog: every restart below starts from it again
+    broker.start()
+
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+    started.append(gw)
+    rng = random.Random(16)
+    kills = 0
+    # Every restart restores the saved backlog (the broker was killed before its next
+    # autosave), so each new connection redelivers it: every kill lands in a drain.
+    while kills < 6:
+        time.sleep(rng.uniform(0.02, 0.4))  # a random moment of the drain, not a wait
+        before = _subscribed(gw)
+        broker.kill()
+        kills += 1
+        broker.start()
+        _until(gw, lambda b=before: _subscribed(gw) > b, 40, "the gateway back on the broker")
+    expected = {d.kid: per for d in devs}
+    _until(gw, lambda: _store_acks(db) == expected, 120, "every record stored")
+    kids = [d.kid for d in devs]
+    _until(
+        gw,
+        lambda: retained_acks(broker.port, kids) == _store_acks(db),
+        30,
+        "the retained acks equal to the store's",
+    )
+    assert gw.proc is not None and gw.proc.poll() is None, gw.tail(30)
+    _assert_clean(gw)
+    assert gw.stop() == 0
+    with Store(db, readonly=True) as store:
+        for d in devs:
+            assert store.record_count(d.kid) == per
+            assert store.missing(d.kid) == 0
+            findings = store.findings(d.kid)
+            assert findings["verified"] == per  # stored once; redeliveries are duplicates
+            assert set(findings) <= {"verified", "duplicate"}
+
+
+def _detected_after(gw: GatewayProcess, t0_wall: float) -> float | None:
+    """Seconds from t0_wall to the gateway's log line saying the broker does not answer."""
+    for line in gw.text().splitlines():
+        if "broker not answering" in line:
+            stamp = re.match(r"(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d),(\d{3})", line)
+            assert stamp, line
+            wall = time.mktime(time.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S"))
+            return wall + int(stamp.group(2)) / 1000 - t0_wall
+    return None
