@@ -137,7 +137,7 @@ class _BufferedClient(mqtt.Client):
             what = "nothing received" if connected else "no CONNACK"
             if self.read_error is None:
                 self.read_error = (
-                    f"broker not answering: {what} for {silent:.0f} s (keepalive {keepalive} s)"
+                    f"broker not answering: {what} for {silent:.0f} s, keepalive {keepalive} s"
                 )
             self._sock_close()
             if self._state in (

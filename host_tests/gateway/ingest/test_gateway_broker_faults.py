@@ -151,3 +151,56 @@ def _detected_after(gw: GatewayProcess, t0_wall: float) -> float | None:
             wall = time.mktime(time.strptime(stamp.group(1), "%Y-%m-%d %H:%M:%S"))
             return wall + int(stamp.group(2)) / 1000 - t0_wall
     return None
+
+
+@pytest.mark.timeout(180)
+def test_a_hung_broker_is_found_within_the_keepalive_and_the_gateway_rejoins_it(
+    tmp_path: Path, broker: Mosquitto, procs
+) -> None:
+    started, clients = procs
+    dev = Dev(330)
+    keepalive = 5
+    cfg = _setup(tmp_path, broker, [dev], mqtt={"keepalive_s": keepalive})
+    db = tmp_path / "gateway.db"
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+    started.append(gw)
+    client = Mqtt(broker.port)  # keepalive 60 s: it stays connected through the hang
+    clients.append(client)
+    client.publish_all([(dev.topic, r) for r in dev.chain(10)])
+    client.wait_acks({dev.kid: 10})
+
+    # Hung (SIGSTOP) just after traffic: the TCP connection stays open, nothing answers.
+    t0 = time.time()
+    broker.pause()
+    gw.wait_log("broker not answering", 3 * keepalive)
+    detected = _detected_after(gw, t0)
+    assert detected is not None and detected <= keepalive + 1.5, (detected, gw.tail())
+    # A connection attempt to the hung broker (the kernel completes the TCP handshake) gets
+    # no CONNACK: it fails within the keepalive too, and the next one waits its backoff.
+    gw.wait_log("broker not answering: no CONNACK", 4 * keepalive)
+    client.publish(dev.topic, dev.make("rev"), wait=False)  # sent into the hung broker
+    broker.resume()
+    _until(gw, lambda: _subscribed(gw) >= 2, 30 + keepalive, "the gateway back on the broker")
+    client.publish_all([(dev.topic, r) for r in dev.chain(9)])
+    client.wait_acks({dev.kid: 20}, 30)
+
+    # Hung, then restarted instead of resumed.
+    broker.pause()
+    _until(gw, lambda: gw.text().count("broker not answering") >= 3, 3 * keepalive, "detected")
+    broker.kill()
+    broker.start()
+    _until(gw, lambda: _subscribed(gw) >= 3, 40, "the gateway back on the restarted broker")
+    client.close()
+    clients.remove(client)
+    client = Mqtt(broker.port)
+    clients.append(client)
+    client.publish_all([(dev.topic, r) for r in dev.chain(10)])
+    client.wait_acks({dev.kid: 30}, 30)
+    _until(gw, lambda: retained_acks(broker.port, [dev.kid]) == {dev.kid: 30}, 20, "retained")
+    _assert_clean(gw)
+    assert gw.stop() == 0
+    with Store(db, readonly=True) as store:
+        assert store.record_count(dev.kid) == 30
+        findings = store.findings(dev.kid)
+        assert findings["verified"] == 30
+        assert set(findings) <= {"verified", "duplicate"}
