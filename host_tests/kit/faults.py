@@ -13,11 +13,15 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import re
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from kit.agentproc import AgentProcess
+from kit.store_audit import store_ack
 from kit.till import Till
 from signet_tools.runners.gateway_process import GatewayProcess
 from signet_tools.runners.mosquitto import Mosquitto
@@ -25,6 +29,10 @@ from signet_tools.runners.mosquitto import Mosquitto
 # A fault outside the agent that keeps it from taking a sale for this long fails the run.
 SALE_DEADLINE_S = 45.0
 WATCH_S = 0.05  # how often the processes are looked at while waiting
+# The gateway's log lines for a store outage (gateway/ingest/store_outage.py: stable).
+STORE_FULL = "store full, not acknowledging"
+STORE_BACK = "store writable again"
+BALLAST = "test_ballast"  # the table another writer fills the database with
 
 
 class ProcessDied(AssertionError):
@@ -41,6 +49,7 @@ class Site:
     gateway: GatewayProcess
     agent: AgentProcess
     till: Till
+    store: StoreCap
     broker_keepalive_s: float = 5.0  # the longer of the gateway's and the agent's keepalive
     down: set[str] = field(default_factory=set)  # processes the test stopped on purpose
     history: list[str] = field(default_factory=list)
@@ -92,6 +101,13 @@ class Site:
             self.watch(WATCH_S)
         return time.monotonic() - began
 
+    def check_acks(self) -> None:
+        """Nothing acknowledged that is not committed: the agent's ack (read first) is at most
+        the store's (which only grows)."""
+        device = self.agent.stats()["acked"]
+        stored = store_ack(self.store.db, self.agent.kid)
+        assert device <= stored, f"the agent holds ack {device}, the store only {stored}"
+
     def wait_for(self, cond: Callable[[], object], until: float, what: str) -> None:
         """Poll cond (checking the processes) until it holds; AssertionError once
         time.monotonic() passes `until` (cond is asked at least once)."""
@@ -99,6 +115,48 @@ class Site:
             if time.monotonic() > until:
                 raise AssertionError(f"{what}\n" + "\n".join(self.history[-8:]))
             self.watch(WATCH_S)
+
+
+@dataclass
+class StoreCap:
+    """The gateway's database and its size cap, `[store] max_size_mb` in its config file
+    (which the gateway reads again while its store is full)."""
+
+    config: Path
+    db: Path
+    mb: int
+
+    def set(self, mb: int) -> None:
+        text = self.config.read_text()
+        changed, count = re.subn(r"(?m)^max_size_mb = \d+$", f"max_size_mb = {mb}", text)
+        assert count == 1, f"no max_size_mb line in {self.config}"
+        self.config.write_text(changed)
+        self.mb = mb
+
+
+def fill_database(db: Path, mb: int) -> None:
+    """Another writer takes the database's free space up to mb MiB (a table of its own): the
+    gateway, capped at mb, finds no room for its next new page."""
+    with contextlib.closing(sqlite3.connect(db, timeout=30, isolation_level=None)) as conn:
+        page = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        target = mb * 1024 * 1024 // page
+        conn.execute("BEGIN IMMEDIATE")
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {BALLAST} (b BLOB)")
+        while True:
+            # Free pages (a table dropped earlier) count in page_count: take them too.
+            pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+            free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+            if pages >= target and not free:
+                break
+            size = min(max(target - pages, free), 256) * page
+            conn.execute(f"INSERT INTO {BALLAST} VALUES (zeroblob(?))", (size,))
+        conn.execute("COMMIT")
+
+
+def free_database(db: Path) -> None:
+    """The other writer's table deleted: its pages are free for the gateway again."""
+    with contextlib.closing(sqlite3.connect(db, timeout=30, isolation_level=None)) as conn:
+        conn.execute(f"DROP TABLE IF EXISTS {BALLAST}")
 
 
 def _alive(gateway: GatewayProcess) -> bool:
@@ -212,6 +270,38 @@ def _journal_bytes(agent: AgentProcess) -> int:
     return total
 
 
+def store_full(site: Site, rng: random.Random) -> str:
+    """The gateway's store fills up (another writer takes the space up to [store]
+    max_size_mb): it stops acknowledging and waits, the agent keeps recording; then the
+    space comes back, either freed or by a higher cap in the config file, and it resumes
+    by itself."""
+    store = site.store
+    full_before = site.gateway.text().count(STORE_FULL)
+    back_before = site.gateway.text().count(STORE_BACK)
+    began = time.monotonic()
+    fill_database(store.db, store.mb)
+    site.wait_for(
+        lambda: site.gateway.text().count(STORE_FULL) > full_before,
+        began + SALE_DEADLINE_S,
+        f"the gateway did not say {STORE_FULL!r} with its database at the cap",
+    )
+    held = site.hold("the gateway's store was full", rng.uniform(0.5, 4.0))
+    site.check_acks()
+    raise_cap = rng.random() < 0.5
+    if raise_cap:
+        store.set(store.mb + 1)
+    else:
+        free_database(store.db)
+    site.wait_for(
+        lambda: site.gateway.text().count(STORE_BACK) > back_before,
+        time.monotonic() + SALE_DEADLINE_S,
+        f"the gateway did not say {STORE_BACK!r} once its store had room",
+    )
+    free_database(store.db)
+    how = f"cap raised to {store.mb} MiB" if raise_cap else "space freed"
+    return f"store full for {held:.1f}s, resumed ({how})"
+
+
 FAULTS: dict[str, Fault] = {
     "broker_sigkill": broker_sigkill,
     "broker_sigterm": broker_sigterm,
@@ -219,6 +309,7 @@ FAULTS: dict[str, Fault] = {
     "gateway_kill": gateway_kill,
     "agent_kill": agent_kill,
     "agent_kill_mid_sale": agent_kill_mid_sale,
+    "store_full": store_full,
 }
 
 
@@ -241,6 +332,7 @@ def run_faults(
         site.watch(rng.uniform(*gap_s))
         site.note(f"{name} ...")
         site.note(faults[name](site, rng))
+        site.check_acks()
         counts[name] += 1
     site.check()
     return counts
