@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -91,6 +92,7 @@ class Gateway:
         self._max_size_mb = config.store.max_size_mb
         self._read_errors = Throttle(burst=1, every_s=60)
         self._status: dict[str, Any] | None = None
+        self._unpublished: dict[str, int] = {}  # committed acks held back (ack_interval_ms)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -289,6 +291,11 @@ class Gateway:
                 if self._read_errors.allow() is not None:
                     log.warning("cannot read the enrolled keys now (%s); trying again", exc)
 
+    def _flush_acks(self) -> None:
+        if self._unpublished:
+            self.link.publish_acks(self._unpublished)
+            self._unpublished.clear()
+
     def _commit(self, msgs: list[Message]) -> WriteResult | None:
         """Commit msgs; while the store is full or cannot be written, wait and try the same
         batch again, acknowledging nothing (store_outage.py). None if the gateway stops first."""
@@ -300,9 +307,11 @@ class Gateway:
                     raise storage_error(exc) from exc
                 result = self.writer.commit(msgs)
             except StorageUnavailable as exc:
+                self._flush_acks()  # what did commit is acknowledged while this waits
                 waiting = len(msgs) + sum(len(c.msgs) for c in list(self.intake.order))
                 delay = self.outage.failed(exc.fault, self._cause(exc), waiting)
                 if not self._wait_for_store(delay):
+                    waiting = len(msgs) + sum(len(c.msgs) for c in list(self.intake.order))
                     log.warning(
                         "stopping with %d messages not stored (store %s): not acknowledged,"
                         " the broker delivers them again after the next start",
@@ -315,12 +324,20 @@ class Gateway:
             return result
 
     def _cause(self, exc: StorageUnavailable) -> str:
-        """The SQLite message, and whether the size cap (store.max_size_mb) is what is full."""
-        if exc.fault == "full" and self._max_size_mb is not None:
-            with contextlib.suppress(sqlite3.Error):
-                if self.store.at_size_limit():
-                    return f"the database reached store.max_size_mb = {self._max_size_mb} ({exc})"
-        return str(exc)
+        """The SQLite message; for a full store, the database's size against the cap
+        (store.max_size_mb) and the space left on its filesystem: which of them is full."""
+        if exc.fault != "full":
+            return str(exc)
+        facts = []
+        with contextlib.suppress(sqlite3.Error):
+            size = f"the database is {self.store.size_bytes() / 2**20:.1f} MiB"
+            if self._max_size_mb is not None:
+                size += f", store.max_size_mb = {self._max_size_mb}"
+            facts.append(size)
+        with contextlib.suppress(OSError):
+            fs = os.statvfs(self.store.path.resolve().parent)
+            facts.append(f"{fs.f_bavail * fs.f_frsize / 2**20:.0f} MiB free on its filesystem")
+        return f"{exc} ({'; '.join(facts)})" if facts else str(exc)
 
     def _wait_for_store(self, delay: float) -> bool:
         """Wait ``delay`` s before the next try, keeping acks and key refreshes going; then
@@ -366,16 +383,14 @@ class Gateway:
         batch_s = self.config.ingest.batch_ms / 1000.0
         ack_every = self.config.ingest.ack_interval_ms / 1000.0
         self._next_refresh = time.monotonic() + KEY_REFRESH_S
-        unpublished: dict[str, int] = {}  # committed acks not yet published (coalescing)
+        unpublished = self._unpublished  # committed acks not yet published (coalescing)
         next_ack = 0.0
         while not self._abort.is_set():
             now = time.monotonic()
             self._housekeeping(now)
             if not order and not intake.seal_partial():
                 # Idle: publish what is committed before waiting for more.
-                if unpublished:
-                    self.link.publish_acks(unpublished)
-                    unpublished = {}
+                self._flush_acks()
                 if intake.closed and intake.idle():
                     return
                 intake.arrived.wait(0.1)
@@ -407,8 +422,7 @@ class Gateway:
                 unpublished[kid] = self.writer.seq.ack(kid)
             now = time.monotonic()
             if unpublished and now >= next_ack:
-                self.link.publish_acks(unpublished)
-                unpublished = {}
+                self._flush_acks()
                 next_ack = now + ack_every
             self._account(msgs, result)
 
