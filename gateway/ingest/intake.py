@@ -181,9 +181,11 @@ class Intake:
             if w is not None:
                 w.stop()
 
-    def check_workers(self, answer_s: float = WORKER_ANSWER_S) -> None:
-        """Kill any verifier process that has held a chunk for answer_s without answering:
-        its thread then finds it gone and recovers (a new process; the chunks in-thread)."""
+    def check_workers(self) -> None:
+        """Kill any verifier process that has held a chunk for WORKER_ANSWER_S without
+        answering: its thread then finds it gone and recovers (a new process; the chunks
+        in-thread). The service calls it every second."""
+        answer_s = WORKER_ANSWER_S
         now = time.monotonic()
         for worker in self.workers:
             if worker is not None and worker.silent_for(now) > answer_s:
