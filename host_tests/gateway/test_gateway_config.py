@@ -58,6 +58,7 @@ def test_password_is_never_in_repr() -> None:
         ({"mqtt": 3}, "[mqtt]: must be a table"),
         ({"stor": {}}, "[stor]: unknown section"),
         ({"store": {"path": ""}}, "store.path: must be a non-empty path string"),
+        ({"store": {"max_size_mb": 0}}, "store.max_size_mb: must be an integer 1..1073741824"),
         ({"ingest": {"verify_threads": 0}}, "ingest.verify_threads: must be an integer 1..64"),
         ({"ingest": {"batch_ms": 1.5}}, "ingest.batch_ms: must be an integer 1..10000, got 1.5"),
         (
@@ -196,6 +197,7 @@ def test_a_tls_file_that_is_not_pem_is_a_config_error_at_start(tmp_path: Path) -
 
 _DURATIONS_AND_COUNTS = {
     "mqtt": ["port", "receive_maximum", "session_expiry_s", "keepalive_s"],
+    "store": ["max_size_mb"],
     "ingest": ["verify_threads", "batch_max", "batch_ms", "summary_s", "ack_interval_ms"],
     "quarantine": ["max_rows", "max_bytes_per_row"],
     "time": ["max_future_skew_s"],
