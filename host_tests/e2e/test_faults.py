@@ -53,8 +53,6 @@ from kit.faults import FAULTS, Site, StoreCap, run_faults
 from kit.gatewaykit import Mqtt, write_config
 from kit.store_audit import integrity_problems, sale_problems, store_ack, stored_sales
 from kit.till import SIGNET, Till
-from signet.fsio import Files
-from signet.journal import Journal
 from signet_tools.runners.gateway_process import GatewayProcess
 from signet_tools.runners.mosquitto import Mosquitto
 from signet_tools.runners.waiting import wait_until
@@ -124,9 +122,9 @@ def site(
 
 
 def test_faults_never_stop_the_service_and_retries_never_count_twice(
-    site: Site, tmp_path: Path, procs: tuple[list[GatewayProcess], list[Mqtt]], seed: int
+    site: Site, procs: tuple[list[GatewayProcess], list[Mqtt]], seed: int
 ) -> None:
-    db = tmp_path / "gateway.db"
+    db = site.store.db
     kid = site.agent.kid
     chosen = {n for n in os.environ.get("SIGNET_FAULTS", "").split(",") if n}
     assert chosen <= set(FAULTS), f"SIGNET_FAULTS: unknown {sorted(chosen - set(FAULTS))}"
@@ -148,8 +146,7 @@ def test_faults_never_stop_the_service_and_retries_never_count_twice(
     wait_until(all_acked, 120, f"the agent's journal acknowledged in full (seed {seed})")
     assert site.agent.stop() == 0, site.agent.tail()
     site.down.add("agent")
-    journal = Journal(Files(str(site.agent.journal)))
-    journal.open()
+    journal = site.agent.open_journal()
     last_n, _hash = journal.last()
 
     # The retained ack a device gets when it connects is the store's ack.

@@ -14,6 +14,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from signet import config as config_mod
+from signet.fsio import Files
+from signet.journal import Journal
 from signet_tools.pi.local_socket import LocalSocketError, request
 from signet_tools.records import keygen
 from signet_tools.runners.waiting import wait_until
@@ -63,6 +66,7 @@ class AgentProcess:
             "sources": [{"type": "local", "path": "agent.sock"}],
         }
         self.config.write_text(json.dumps(config, indent=1))
+        self.journal_settings = config_mod.loads(json.dumps(config)).journal
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -115,6 +119,15 @@ class AgentProcess:
             proc.kill()
             proc.wait()
             raise AgentProcessError(f"the agent did not stop on SIGTERM in {timeout:g}s") from None
+
+    def open_journal(self) -> Journal:
+        """The agent's journal as it left it (the agent stopped: one writer per journal)."""
+        j = self.journal_settings
+        journal = Journal(
+            Files(str(self.journal)), j["segment_bytes"], j["segments"], j["reserve_segments"]
+        )
+        journal.open()
+        return journal
 
     def tail(self, lines: int = 20) -> str:
         try:
