@@ -513,11 +513,14 @@ class Gateway:
         next_summary = time.monotonic() + period if period else float("inf")
         while not stop.is_set() and not self.stopped.is_set() and not self._abort.is_set():
             stop.wait(min(1.0, max(0.05, next_summary - time.monotonic())))
-            self.intake.check_workers()  # a hung verifier process is replaced
-            self._write_status()
-            if time.monotonic() >= next_summary:
-                log.info("%s", self.summary())
-                next_summary += period
+            try:
+                self.intake.check_workers()  # a hung verifier process is replaced
+                self._write_status()
+                if time.monotonic() >= next_summary:
+                    log.info("%s", self.summary())
+                    next_summary += period
+            except Exception as exc:
+                self._fatal("the main thread", exc)
         if self.failed is None:
             log.info("stopping: no new messages; draining, committing and acknowledging")
         self.stop()

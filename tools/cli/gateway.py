@@ -255,6 +255,12 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     r = gw.add_parser(
         "run",
         help="run the gateway until SIGTERM, SIGINT (Ctrl-C) or SIGHUP, then drain and exit 0",
+        description="Run the gateway until SIGTERM, SIGINT (Ctrl-C) or SIGHUP, then drain,"
+        " commit, acknowledge and exit 0. It rides out a broker that goes away or hangs and a"
+        " store that is full or cannot be written (it stops acknowledging and waits); see"
+        " docs/GATEWAY.md, Faults. Exit 2: a set-up error (configuration, no database,"
+        " another gateway on it); 3: the store is unusable, a thread failed, or it could not"
+        " start.",
     )
     r.add_argument(
         "--config",
