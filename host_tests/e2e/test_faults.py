@@ -15,9 +15,11 @@ seeded random order at random moments, each of:
   moment its journal changes while `agent record` runs: the sale is journaled, its answer
   never sent, and the till's retry with the same ref must not count it twice).
 
-Each fault outside the agent lasts until the agent has taken a sale meanwhile; after each,
-the agent's ack is at most the store's (nothing acknowledged that is not committed). At the
-end, from the gateway's database (payloads decoded, sales matched by ref):
+Each fault outside the agent lasts until the agent has taken a sale meanwhile and the
+gateway's readiness names the fault (`broker not connected`, `store full`; a hang only when
+it outlasts the keepalives, which the agent must notice too); after each, the agent's ack
+is at most the store's (nothing acknowledged that is not committed). At the end, the
+gateway ready again, and from its database (payloads decoded, sales matched by ref):
 
 - every sale the till saw accepted (exit 0) is stored exactly once, at the n it was told,
   including those whose first attempts had an unknown outcome; no refused sale is stored;
@@ -156,6 +158,7 @@ def test_faults_never_stop_the_service_and_retries_never_count_twice(
         lambda: watcher.acks.get(kid) == store_ack(db, kid), 30,
         f"the retained ack {watcher.acks.get(kid)} to equal the store's {store_ack(db, kid)}",
     )  # fmt: skip
+    wait_until(lambda: site.gateway_problems() == [], 60, "the gateway ready again")
     assert site.gateway.stop() == 0, site.gateway.tail()
     site.down.add("gateway")
 

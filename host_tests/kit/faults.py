@@ -23,6 +23,7 @@ from pathlib import Path
 from kit.agentproc import AgentProcess
 from kit.store_audit import store_ack
 from kit.till import Till
+from signet_gateway.ingest.instance_lock import read_status
 from signet_tools.runners.gateway_process import GatewayProcess
 from signet_tools.runners.mosquitto import Mosquitto
 
@@ -32,6 +33,7 @@ WATCH_S = 0.05  # how often the processes are looked at while waiting
 # The gateway's log lines for a store outage (gateway/ingest/store_outage.py: stable).
 STORE_FULL = "store full, not acknowledging"
 STORE_BACK = "store writable again"
+BROKER_GONE = "broker not connected"  # the gateway's readiness problem while it has none
 BALLAST = "test_ballast"  # the table another writer fills the database with
 
 
@@ -108,6 +110,22 @@ class Site:
         stored = store_ack(self.store.db, self.agent.kid)
         assert device <= stored, f"the agent holds ack {device}, the store only {stored}"
 
+    def gateway_problems(self) -> list[str] | None:
+        """Why the gateway is not ready ([] when it is), from the status it writes beside its
+        database (docs/GATEWAY.md, Readiness); None while no gateway runs on it."""
+        status = read_status(self.store.db)
+        if status is None:
+            return None
+        return [] if status["ready"] else [str(p) for p in status["problems"]]
+
+    def wait_not_ready(self, problem: str, until: float) -> None:
+        """Wait until the gateway's readiness names a problem starting with `problem`."""
+        self.wait_for(
+            lambda: any(p.startswith(problem) for p in self.gateway_problems() or []),
+            until,
+            f"the gateway's readiness does not say {problem!r}: {self.gateway_problems()}",
+        )
+
     def wait_for(self, cond: Callable[[], object], until: float, what: str) -> None:
         """Poll cond (checking the processes) until it holds; AssertionError once
         time.monotonic() passes `until` (cond is asked at least once)."""
@@ -176,6 +194,7 @@ def broker_sigkill(site: Site, rng: random.Random) -> str:
     """Mosquitto crashes (what it had not saved is gone: queued messages, retained acks)."""
     site.down.add("broker")
     site.broker.kill()
+    site.wait_not_ready(BROKER_GONE, time.monotonic() + SALE_DEADLINE_S)
     held = site.hold("the broker was down (SIGKILL)", rng.uniform(0.2, 4.0))
     site.broker.start()
     site.down.discard("broker")
@@ -186,6 +205,7 @@ def broker_sigterm(site: Site, rng: random.Random) -> str:
     """Mosquitto stops cleanly (saves its state) and comes back."""
     site.down.add("broker")
     site.broker.stop()
+    site.wait_not_ready(BROKER_GONE, time.monotonic() + SALE_DEADLINE_S)
     held = site.hold("the broker was down (SIGTERM)", rng.uniform(0.2, 4.0))
     site.broker.start()
     site.down.discard("broker")
@@ -202,13 +222,13 @@ def broker_hang(site: Site, rng: random.Random) -> str:
     site.broker.pause()
     held = site.hold("the broker was hung (SIGSTOP)", at_least)
     if detect:
-        # Detection within the keepalive (the agent pings after keepalive / 2 of silence and
-        # gives up keepalive later), with a margin for a loaded machine. The gateway says so
-        # only in its log, rate-limited, so only the agent's own state is asked here.
+        # Both find a hung broker within one or two keepalives: with a margin for a loaded
+        # machine, each must have given up on it within four.
         site.wait_for(
             lambda: not site.agent.stats()["connected"], began + 4 * keepalive,
             f"the agent still connected to a broker hung for {4 * keepalive:g}s",
         )  # fmt: skip
+        site.wait_not_ready(BROKER_GONE, began + 4 * keepalive)
     site.broker.resume()
     return f"broker SIGSTOP, SIGCONT after {held:.1f}s"
 
@@ -285,6 +305,7 @@ def store_full(site: Site, rng: random.Random) -> str:
         began + SALE_DEADLINE_S,
         f"the gateway did not say {STORE_FULL!r} with its database at the cap",
     )
+    site.wait_not_ready("store full", time.monotonic() + SALE_DEADLINE_S)
     held = site.hold("the gateway's store was full", rng.uniform(0.5, 4.0))
     site.check_acks()
     raise_cap = rng.random() < 0.5
