@@ -3,9 +3,11 @@
 A `Site` holds the three processes and the till selling through the agent. Each fault is a
 function `fault(site, rng)` that breaks one thing, holds the fault for a random time (and
 until the agent has taken a sale meanwhile: a fault outside the agent never stops it
-recording), then repairs it. `run_faults` injects them in a seeded random order at random
-moments; between faults and during each one the site is watched, and a process that exits
-while the test has not stopped it fails the run at once (ProcessDied, with its log).
+recording; and until the gateway's readiness names the fault, where it can tell), then
+repairs it. `run_faults` injects them in a seeded random order at random moments; between
+faults and during each one the site is watched, and a process that exits while the test has
+not stopped it fails the run at once (ProcessDied, with its log). After each fault, the
+agent's ack must be at most the store's.
 """
 
 from __future__ import annotations
@@ -120,18 +122,25 @@ class Site:
 
     def wait_not_ready(self, problem: str, until: float) -> None:
         """Wait until the gateway's readiness names a problem starting with `problem`."""
-        self.wait_for(
-            lambda: any(p.startswith(problem) for p in self.gateway_problems() or []),
-            until,
-            f"the gateway's readiness does not say {problem!r}: {self.gateway_problems()}",
-        )
 
-    def wait_for(self, cond: Callable[[], object], until: float, what: str) -> None:
-        """Poll cond (checking the processes) until it holds; AssertionError once
-        time.monotonic() passes `until` (cond is asked at least once)."""
+        def named() -> bool:
+            return any(p.startswith(problem) for p in self.gateway_problems() or [])
+
+        def said() -> str:
+            return f"the gateway's readiness does not say {problem!r}: {self.gateway_problems()}"
+
+        self.wait_for(named, until, said)
+
+    def wait_for(
+        self, cond: Callable[[], object], until: float, what: str | Callable[[], str]
+    ) -> None:
+        """Poll cond (checking the processes) until it holds; AssertionError saying `what`
+        (a callable: asked then) once time.monotonic() passes `until` (cond is asked at
+        least once)."""
         while not cond():
             if time.monotonic() > until:
-                raise AssertionError(f"{what}\n" + "\n".join(self.history[-8:]))
+                said = what() if callable(what) else what
+                raise AssertionError(f"{said}\n" + "\n".join(self.history[-8:]))
             self.watch(WATCH_S)
 
 
