@@ -256,8 +256,13 @@ class VerifyWorker:
         self._proc.join(5)
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Ask the worker to exit; SIGKILL after timeout (it ignores the group signals)."""
+        """Ask the worker to exit; SIGKILL after timeout (it ignores the group signals).
+
+        A worker still holding a chunk is killed at once: its thread has stopped waiting for
+        it, and a hung worker with a full pipe would block the polite send for ever."""
         _live.discard(self)
+        if self._unanswered:
+            self.kill()
         with contextlib.suppress(OSError, ValueError):
             self._conn.send(None)
         self._proc.join(timeout)
