@@ -174,7 +174,8 @@ def test_a_hung_broker_is_found_within_the_keepalive_and_the_gateway_rejoins_it(
     broker.pause()
     gw.wait_log("broker not answering", 3 * keepalive)
     detected = _detected_after(gw, t0)
-    assert detected is not None and detected <= keepalive + 1.5, (detected, gw.tail())
+    # paho alone: up to two keepalives (a PINGREQ after one, its deadline one later).
+    assert detected is not None and detected <= keepalive + 2.5, (detected, gw.tail())
     # A connection attempt to the hung broker (the kernel completes the TCP handshake) gets
     # no CONNACK: it fails within the keepalive too, and the next one waits its backoff.
     gw.wait_log("broker not answering: no CONNACK", 4 * keepalive)
