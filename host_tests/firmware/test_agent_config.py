@@ -31,6 +31,7 @@ def test_minimal_config_gets_defaults() -> None:
         "segment_bytes": 4096,
         "segments": 16,
         "reserve_segments": 2,
+        "ref_window": 16,
     }
     assert cfg.intervals["heartbeat_s"] == 60 and cfg.sources == [] and cfg.wifi is None
     assert config.parse(_with("mqtt.tls", {"ca": "/ca.pem"})).mqtt["port"] == 8883
@@ -52,6 +53,8 @@ def test_minimal_config_gets_defaults() -> None:
         ("key.type", "tpm", "key.type: must be one of 'file', got 'tpm'"),
         ("journal.segments", 2, "journal.segments: must be an integer 3..4096, got 2"),
         ("journal.reserve_segments", 15, "journal.reserve_segments: must leave at least 2 of 16"),
+        ("journal.ref_window", 1025, "journal.ref_window: must be an integer 0..1024, got 1025"),
+        ("journal.ref_window", -1, "journal.ref_window: must be an integer 0..1024, got -1"),
         ("intervals.heartbeat_s", 0, "intervals.heartbeat_s: must be an integer 1..86400, got 0"),
         ("time.resync_s", 10, "time.resync_s: must be an integer 60..604800, got 10"),
         ("watchdog_ms", -1, "watchdog_ms: must be an integer 0..3600000, got -1"),

@@ -1,15 +1,18 @@
 """The whole agent loses power at every write boundary of a short run.
 
-A run: start (boot record), three revenue records, heartbeats, publishing to the
-scripted broker whose gateway stores and acks (so the journal is pruned and the
-lease renewed). It is repeated with power cut at each write boundary (and torn
-inside each write, see powercut.py); then the device reboots on the same
-directory and runs until the gateway has caught up. Checked each time: every
-record whose journal append returned before the cut reached the gateway, no
-sequence number carries two different payloads, the ack covers everything up
-to the last record (numbers skipped only where a boot record declares them
-unused), every stored record verifies with the gateway's Verifier, and the p
-chain links.
+A run: start (boot record), fourteen sales with a ref, heartbeats, publishing to
+the scripted broker whose gateway stores and acks (so the journal is pruned and
+the lease renewed). It is repeated with power cut at each write boundary (and
+torn inside each write, see powercut.py); then the device reboots on the same
+directory, the till retries every sale with its ref (it cannot know which ones
+the cut left unanswered) and the agent runs until the gateway has caught up.
+Checked each time: every record whose journal append returned before the cut
+reached the gateway, each sale is stored exactly once and a retry of a journaled
+sale was answered with its original n (the window of recent refs, refwindow.py,
+is as crash-safe as the journal), no sequence number carries two different
+payloads, the ack covers everything up to the last record (numbers skipped only
+where a boot record declares them unused), every stored record verifies with
+the gateway's Verifier, and the p chain links.
 """
 
 from __future__ import annotations
@@ -36,19 +39,26 @@ CFG = make_config(
 )
 
 
+SALES = 14
+
+
 class TrackedAgent(Agent):
-    """Remembers every n whose journal append returned (durable from then on)."""
+    """Remembers every n whose journal append returned (durable from then on), and the
+    ref of each sale among them."""
 
     journaled: list[int]
+    sold: dict[str, int]
 
     def __init__(self, *args):
         super().__init__(*args)
         make = self.recorder._make  # every record is signed and journaled here
 
-        def tracked(kind, fields, reserve, keep):
-            n = make(kind, fields, reserve, keep)
+        def tracked(kind, fields, reserve, keep, key=None):
+            n = make(kind, fields, reserve, keep, key)
             if n:
                 self.journaled.append(n)
+                if "ref" in fields:
+                    self.sold[fields["ref"]] = n
             return n
 
         self.recorder._make = tracked
@@ -60,6 +70,7 @@ class World:
         self.gateway: fakeumqtt.Gateway | None = None
         self.retained: dict[str, bytes] = {}
         self.journaled: list[int] = []
+        self.sold: dict[str, int] = {}  # ref -> n of every sale journaled
 
     def broker(self) -> fakeumqtt.Broker:
         # A new broker per boot (the old TCP connection died with the power);
@@ -78,6 +89,7 @@ class World:
         transport = UmqttTransport.from_config(CFG.mqtt, signer().device_id, fakeumqtt.MQTTClient)
         agent = TrackedAgent(CFG, self.platform, signer(), transport, files)
         agent.journaled = self.journaled
+        agent.sold = self.sold
         return agent
 
 
@@ -92,7 +104,7 @@ def _run(world: World, files: Files) -> None:
     agent = world.agent(files)
     agent.start()
     _step(world, agent, 600)
-    for i in range(14):  # ~20 records: a second segment, so an ack prunes the first
+    for i in range(SALES):  # ~20 records: a second segment, so an ack prunes the first
         agent.record_revenue(100 + i, "EUR", "pulse", f"r{i}")
         _step(world, agent, 300)
 
@@ -100,6 +112,12 @@ def _run(world: World, files: Files) -> None:
 def _recover(world: World, root: str) -> TrackedAgent:
     agent = world.agent(Files(root, sync=False))
     agent.start()
+    before = dict(world.sold)
+    for i in range(SALES):  # the till retries every sale: any answer may have been lost
+        n = agent.record_revenue(100 + i, "EUR", "pulse", f"r{i}")
+        if f"r{i}" in before:
+            assert n == before[f"r{i}"], f"retry of r{i}: n={n}, journaled as {before[f'r{i}']}"
+            assert agent.recorder.repeated
     end = world.platform.true_ms + 60000
     while (
         world.gateway.ack < agent.stats["last_n"]
@@ -120,6 +138,8 @@ def _check(world: World, agent: Agent) -> None:
     assert gw.check_chain() == len(gw.records)
     for n, raw in gw.raw.items():
         assert VERIFIER.verify(raw, signer().kid).seq == n
+    refs = sorted(gw.fields(n)["ref"] for n in gw.records if gw.kinds[n] == "rev")
+    assert refs == sorted(f"r{i}" for i in range(SALES)), "a sale lost or counted twice"
 
 
 @pytest.mark.timeout(120)

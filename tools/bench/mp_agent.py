@@ -58,7 +58,12 @@ class _Cfg:
         }
         self.intervals = {"heartbeat_s": 3600, "loop_ms": 100}
         self.time = {"resync_s": 3600}
-        self.journal = {"segment_bytes": 4096, "segments": 16, "reserve_segments": 2}
+        self.journal = {
+            "segment_bytes": 4096,
+            "segments": 16,
+            "reserve_segments": 2,
+            "ref_window": 16,  # the default: every sale below carries a ref
+        }
 
 
 def main():

@@ -4,6 +4,7 @@ A Unix stream socket (mode 0660: the agent's user and group only) speaking JSON 
 request per line, one answer per line, in order, on the same connection:
 
     {"kind": "rev", "amount": 250, "currency": "EUR", "ref": "R-1"}   -> {"ok": true, "n": 42}
+    the same again (a retry after a lost answer)         -> {"ok": true, "n": 42, "repeat": true}
     {"kind": "meter", "q": 1500, "unit": "Wh", "src": "meter1"}       -> {"ok": true, "n": 43}
     {"kind": "evt", "ev": "door_open", "msg": "service"}              -> {"ok": true, "n": 44}
     {"kind": "stats"}                                       -> {"ok": true, "stats": {...}}
@@ -12,7 +13,9 @@ request per line, one answer per line, in order, on the same connection:
 `amount` is an integer in minor units (250 = 2.50 EUR), never a float. Optional fields:
 rev "ref" and "src" (default: the source's configured src, "local"); meter "src"; evt "msg".
 The answer's "n" is the sequence number of the signed record, journaled (durable) before the
-answer is sent.
+answer is sent. A rev's (src, ref) is its idempotency key: a rev whose key the agent recorded
+among its last journal.ref_window sales is not signed again; the answer carries the original
+n and "repeat": true, or ref_conflict if the amount or currency differ.
 
 Errors start with a code: bad_request (not JSON, unknown kind or field, wrong type),
 too_long (a line over 1024 bytes; the connection is closed), busy (too many clients; the
@@ -112,6 +115,8 @@ def dispatch(agent: Any, req: dict[str, Any], default_src: str = "local") -> dic
         n = agent.record_revenue(
             req["amount"], req["currency"], req.get("src", default_src), ref=req.get("ref")
         )
+        if agent.recorder.repeated:  # a retry: the original record's n, nothing signed
+            return {"ok": True, "n": n, "repeat": True}
     elif kind == "meter":
         n = agent.record_meter(req["q"], req["unit"], src=req.get("src"))
     else:
@@ -147,7 +152,7 @@ class LocalSocketSource:
         self._log = log
         self._server: socket.socket | None = None
         self._clients: list[_Client] = []
-        self.counts: dict[str, int] = {"requests": 0, "recorded": 0, "refused": 0}
+        self.counts: dict[str, int] = {"requests": 0, "recorded": 0, "refused": 0, "repeats": 0}
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -279,7 +284,9 @@ class LocalSocketSource:
             reason = getattr(exc, "reason", None) or "bad_record"
             self._refuse(str(reason))
             return {"ok": False, "error": refusal_text(exc)}
-        if "n" in answer:
+        if answer.get("repeat"):
+            self.counts["repeats"] += 1
+        elif "n" in answer:
             self.counts["recorded"] += 1
         return answer
 

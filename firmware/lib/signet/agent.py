@@ -114,6 +114,7 @@ class Agent:
             "disconnects": link.disconnects,
             "resends": link.resends,
             "refused": rec.refused,
+            "repeats": rec.repeats,
             "bad_acks": link.bad_acks,
             "stale_acks": link.stale_acks,
             "hb_skipped": rec.hb_skipped,

@@ -235,6 +235,8 @@ def _spec():
                     "segment_bytes": (_int(2048, 1048576), 4096),
                     "segments": (_int(3, 4096), 16),
                     "reserve_segments": (_int(1, 1024), 2),
+                    # recent sale refs kept for idempotent retries (31 bytes each); 0 = off
+                    "ref_window": (_int(0, 1024), 16),
                 },
             ),
             _EMPTY,

@@ -3,12 +3,13 @@
 # Owns the journal and the sequence state, the boot record, heartbeats under
 # the journal fill policy (HB_STEPS), the journal_nearly_full, journal_full and
 # clock_lost events, and the inputs sources hand in (record_revenue,
-# record_meter, record_event). Every record goes build+sign -> journal append
-# (durable); sending it is the link's job (link.py), which reads `journal`,
-# `last_n` and `live` from here and nothing else.
+# record_meter, record_event), with the window of recent sale references that
+# makes a retried sale count once (refwindow.py). Every record goes build+sign
+# -> journal append (durable); sending it is the link's job (link.py), which
+# reads `journal`, `last_n` and `live` from here and nothing else.
 #
-# May import: builder, journal, record, state and the package's version; never
-# link.py or an MQTT module, so signing never waits on the network.
+# May import: builder, journal, record, refwindow, state and the package's
+# version; never link.py or an MQTT module, so signing never waits on the network.
 
 from . import FIRMWARE_VERSION
 from .builder import RecordBuilder
@@ -70,6 +71,8 @@ class Recorder:
         self.live = None  # (n, record) of the newest record: sent without a flash read
         self._need_boot = True
         self._last_hb = 0
+        self.refs = None  # refwindow.RefWindow, unless journal.ref_window is 0
+        self.repeated = False  # the last record_* call was a retried sale: nothing signed
         # flags for once-per-episode events
         self._nearly_reported = False
         self._full_reported = False
@@ -78,6 +81,7 @@ class Recorder:
         self.refused = 0
         self.hb_skipped = 0
         self.events_dropped = 0
+        self.repeats = 0
 
     def start(self):
         """Recover journal and sequence state, then sign the boot record."""
@@ -85,6 +89,12 @@ class Recorder:
         self.journal = Journal(self.files, j["segment_bytes"], j["segments"], j["reserve_segments"])
         self.journal.open()
         ls, p = self.journal.last()
+        size = j["ref_window"]
+        if size:
+            from .refwindow import RefWindow  # loaded only when configured: heap counts
+
+            self.refs = RefWindow(self.files, size)
+            self.refs.open(ls)  # before any record: an entry above ls was never journaled
         self.state = SeqState(self.files)
         self.boot = self.state.start(ls)
         self._prev = bytes(p)
@@ -151,10 +161,11 @@ class Recorder:
 
     # -- making records ----------------------------------------------------------
 
-    def _make(self, kind, fields, reserve, keep):
+    def _make(self, kind, fields, reserve, keep, key=None):
         """Sign and journal one record; returns its n, or 0 if the journal has no room.
 
         keep: bytes that must stay free afterwards (room for the journal_full event).
+        key: a sale's reference key (RefWindow.key), noted in the window first.
         """
         j = self.journal
         if not j.free_for(ROOM + keep, reserve):
@@ -162,10 +173,18 @@ class Recorder:
         u = self.uptime.now()
         t = self.wall.now()
         n = self.state.next_n()
-        rec = self._builder.build(kind, n, self.boot, u, t, self._prev, fields)[1]
         try:
+            if key is not None:
+                # On flash before the record: a retry after a cut that follows the
+                # record's append finds it (refwindow.py).
+                self.refs.add(key, n, fields["am"], fields["cur"])
+            rec = self._builder.build(kind, n, self.boot, u, t, self._prev, fields)[1]
             j.append(n, rec, reserve)
-        except JournalFull:
+        except Exception as e:
+            if key is not None:
+                self.refs.forget(n)
+            if not isinstance(e, JournalFull):
+                raise
             # free_for said yes: should not happen. The number is lost (a gap the
             # gateway will count), the record was never stored nor sent.
             self.platform.log("agent: journal refused n=%d after free_for" % n)
@@ -186,14 +205,21 @@ class Recorder:
         return n
 
     def _external(self, kind, fields):
+        self.repeated = False
         # Validate before a number is taken: a bad input must not cost a sequence number.
         try:
             validate_fields(kind, fields)
         except RecordError as e:
             self.refused += 1
             raise RecordRefused("bad_record", str(e)) from None
+        key = None
+        if self.refs is not None and "ref" in fields:  # only rev records carry a ref
+            key = self.refs.key(fields["src"], fields["ref"])
+            seen = self.refs.find(key)
+            if seen is not None:
+                return self._repeat(fields, seen)
         if not self._need_boot:
-            n = self._make(kind, fields, True, ROOM)
+            n = self._make(kind, fields, True, ROOM, key)
             if n:
                 return n
             if not self._full_reported and self._make(
@@ -202,6 +228,20 @@ class Recorder:
                 self._full_reported = True
         self.refused += 1
         raise RecordRefused("journal_full")
+
+    def _repeat(self, fields, seen):
+        # A retry of a sale already journaled: its original n, nothing signed. The
+        # same reference with another amount is not a retry: refused, never merged.
+        n, am, cur = seen
+        if am != fields["am"] or cur != fields["cur"]:
+            self.refused += 1
+            raise RecordRefused(
+                "ref_conflict",
+                "ref %s was recorded as n=%d with %d %s" % (fields["ref"], n, am, cur),
+            )
+        self.repeated = True
+        self.repeats += 1
+        return n
 
     def record_revenue(self, amount, currency, src, ref=None):
         fields = {"am": amount, "cur": currency, "src": src}

@@ -7,8 +7,10 @@
 # with \n (\r\n accepted), at most 96 bytes. Replies, checksummed the same way:
 #   ACK,<n>*<XX>        the record was signed and journaled as sequence n
 #   NAK,<reason>*<XX>   refused; reason: checksum, format, too_long, amount,
-#                       currency, unit, ref, journal_full, bad_record
-# A NAKed line was not recorded: the sender keeps it and may retry it.
+#                       currency, unit, ref, ref_conflict, journal_full, bad_record
+# A NAKed line was not recorded: the sender keeps it and may retry it. A REV line
+# whose ref the agent recorded recently (a retry after a lost ACK) is answered
+# with the original ACK,<n> and not signed again (docs/AGENT.md, "Idempotent sales").
 
 try:
     from micropython import const
@@ -117,7 +119,8 @@ class UartSource:
         self._overflow = False
         self._heard = None  # agent uptime of the last good line
         self._missing = False
-        self.counts = {"lines": 0, "refused": 0}  # lines recorded, lines NAKed (stats)
+        # lines recorded, lines NAKed, retried REV lines ACKed with their first n (stats)
+        self.counts = {"lines": 0, "refused": 0, "repeats": 0}
 
     def poll(self, agent):
         now = agent.uptime.now()
@@ -167,8 +170,12 @@ class UartSource:
                 n = agent.record_revenue(msg[1], msg[2], self.src, msg[3])
             else:
                 n = agent.record_meter(msg[1], msg[2], self.src)
-        except Exception as e:  # RecordRefused: journal_full, bad_record
+        except Exception as e:  # RecordRefused: journal_full, bad_record, ref_conflict
             self._refuse(getattr(e, "reason", "bad_record"), line)
             return
-        self.counts["lines"] += 1
+        if agent.recorder.repeated:
+            self.counts["repeats"] += 1
+            self._log("uart: ref already recorded as n=%d: ACK again" % n)
+        else:
+            self.counts["lines"] += 1
         self.uart.write(frame(b"ACK,%d" % n))

@@ -50,6 +50,15 @@ def _fields(record):
     return minicbor.loads(bytes(cose.payload_of(record)))
 
 
+_sales = [0]
+
+
+def _ref():
+    # A new 60-byte reference per sale: a repeated one is a retry, answered, not signed.
+    _sales[0] += 1
+    return "x" * 52 + "%08d" % _sales[0]
+
+
 def _journaled(rec):
     """(n, bytes) of every record above the ack, oldest first."""
     return [(n, bytes(r)) for n, r in rec.journal.pending()]
@@ -84,7 +93,7 @@ def test_heartbeat_due_by_step_time_and_coarser_once_half_full():
     hb = _fields(rec.live[1])
     assert (hb["k"], hb["iv"], hb["st"], hb["u"]) == ("hb", 1000, "ok", 1000)
     while rec.journal.fill_percent < 50:
-        rec.record_revenue(100, "EUR", "pulse", "x" * 60)
+        rec.record_revenue(100, "EUR", "pulse", _ref())
     last = rec.last_n
     platform.advance(1000)
     rec.step(uptime.now())
@@ -102,7 +111,7 @@ def test_journal_nearly_full_signed_once_per_episode():
         return [f["msg"] for f in map(_fields, (r for _, r in _journaled(rec))) if f["k"] == "evt"]
 
     while rec.journal.fill_percent < 75:
-        rec.record_revenue(100, "EUR", "pulse", "x" * 60)
+        rec.record_revenue(100, "EUR", "pulse", _ref())
     fill = rec.journal.fill_percent
     rec.step(uptime.now())
     assert events() == ["fill %d%%" % fill]
@@ -111,7 +120,7 @@ def test_journal_nearly_full_signed_once_per_episode():
     rec.journal.ack(rec.last_n)  # the gateway caught up: below 50 %, re-armed
     rec.step(uptime.now())
     while rec.journal.fill_percent < 75:
-        rec.record_revenue(100, "EUR", "pulse", "x" * 60)
+        rec.record_revenue(100, "EUR", "pulse", _ref())
     assert events() == []
     rec.step(uptime.now())
     assert len(events()) == 1 and _fields(rec.live[1])["ev"] == "journal_nearly_full"

@@ -87,12 +87,51 @@ def test_uart_source_acks_records_and_naks_bad_lines():
         assert uart.tx[2] == frame(b"ACK,%d" % (n + 1))
         assert uart.tx[3] == frame(b"NAK,too_long")
         assert uart.tx[4] == frame(b"PONG")
-        assert src.counts == {"lines": 2, "refused": 2} and len(logs) == 2
-        assert rig.agent.stats["sources"] == {"uart": {"lines": 2, "refused": 2}}
+        assert src.counts == {"lines": 2, "refused": 2, "repeats": 0} and len(logs) == 2
+        assert rig.agent.stats["sources"] == {"uart": src.counts}
         rig.run_until(lambda: rig.gw.ack >= n + 1)
         rev = rig.gw.fields(n)
         assert (rev["am"], rev["cur"], rev["src"], rev["ref"]) == (250, "EUR", "uart", "r1")
         assert rig.gw.fields(n + 1)["q"] == 7
+    finally:
+        rig.close()
+
+
+def _revs_with_ref(rig, ref):
+    return [
+        n for n in rig.gw.records if rig.gw.kinds[n] == "rev" and rig.gw.fields(n).get("ref") == ref
+    ]
+
+
+def test_uart_repeated_line_is_acked_with_its_first_n_not_signed_again():
+    """A terminal that missed the ACK sends the same line again: it gets the same ACK,
+    before and after a reboot, and the sale is stored once."""
+    uart = FakeUart()
+    logs = []
+    src = UartSource(uart, log=logs.append)
+    rig = Rig(sources=[src])
+    try:
+        line = frame(b"REV,250,EUR,T-17")
+        uart.rx = line
+        rig.run_ms(300)
+        n = int(uart.tx[0][4:].split(b"*")[0])
+        assert uart.tx == [frame(b"ACK,%d" % n)]
+        uart.rx = line + line
+        rig.run_ms(300)
+        assert uart.tx[1:] == [frame(b"ACK,%d" % n)] * 2
+        assert rig.agent.recorder.repeats == 2
+        assert logs == ["uart: ref already recorded as n=%d: ACK again" % n] * 2
+        # The same reference with another amount is not a retry: refused, not merged.
+        uart.rx = frame(b"REV,300,EUR,T-17")
+        rig.run_ms(300)
+        assert uart.tx[3] == frame(b"NAK,ref_conflict")
+        rig.reboot()  # power cycle: the window comes back from flash
+        uart.rx = line
+        rig.run_ms(300)
+        assert uart.tx[4] == frame(b"ACK,%d" % n)
+        assert src.counts == {"lines": 1, "refused": 1, "repeats": 3}
+        rig.run_until(lambda: rig.gw.ack >= rig.agent.stats["last_n"])
+        assert _revs_with_ref(rig, "T-17") == [n]
     finally:
         rig.close()
 

@@ -122,6 +122,42 @@ def test_records_each_kind_and_journals_it(served: Served) -> None:
     assert stats["sources"]["till"]["recorded"] == 4  # per-source counters for operators
 
 
+def test_a_retried_rev_is_answered_with_its_first_n(
+    served: Served, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The sale's (src, ref) is its idempotency key: a retry is not signed again."""
+    path = served.source.path
+    sale = {"kind": "rev", "amount": 250, "currency": "EUR", "ref": "R-1"}
+    first = request(path, sale)
+    assert first == {"ok": True, "n": first["n"]}
+    last = served.agent.recorder.last_n
+    assert request(path, sale) == {"ok": True, "n": first["n"], "repeat": True}
+    sock = ["--socket", str(path)]
+    rev = ["agent", "record", "rev", "--amount", "250", "--currency", "EUR", "--ref", "R-1"]
+    assert main([*rev, *sock]) == 0
+    assert capsys.readouterr().out == f"already recorded rev n={first['n']} (ref R-1)\n"
+    assert served.agent.recorder.last_n == last
+    # Another src is another till: its R-1 is another sale.
+    other = request(path, {**sale, "src": "till2"})
+    assert other == {"ok": True, "n": last + 1}
+    # The same reference with another amount is refused, naming the original.
+    conflict = request(path, {**sale, "amount": 300})
+    assert conflict == {
+        "ok": False,
+        "error": f"ref_conflict: ref R-1 was recorded as n={first['n']} with 250 EUR",
+    }
+    rev[4] = "300"
+    assert main([*rev, *sock]) == 1
+    assert capsys.readouterr().err.startswith("signet: refused: ref_conflict: ref R-1 was")
+    counts = served.source.counts
+    assert (counts["recorded"], counts["repeats"], counts["refused:ref_conflict"]) == (2, 2, 2)
+    assert [r["ref"] for r in journaled(served.agent).values() if r["k"] == "rev"] == [
+        "R-1",
+        "R-1",
+    ]
+    assert request(path, {"kind": "stats"})["stats"]["repeats"] == 2
+
+
 @pytest.mark.parametrize(
     ("req", "expect"),
     [
@@ -166,7 +202,8 @@ def test_journal_full_is_refused_at_the_source(tmp_path: Path) -> None:
         for i in range(100):
             answers.append(
                 request(
-                    source.path, {"kind": "rev", "amount": i, "currency": "EUR", "ref": "x" * 60}
+                    source.path,
+                    {"kind": "rev", "amount": i, "currency": "EUR", "ref": "x" * 56 + f"{i:04d}"},
                 )
             )
             if not answers[-1]["ok"]:
