@@ -16,7 +16,11 @@ Design choices:
   from a dead connection is dropped, because the agent republishes from its journal anyway
   (it prunes only on the gateway's ack, never on PUBACK).
 - Every failure surfaces as OSError, which is what the agent catches to reconnect with
-  backoff. paho's own keepalive (driven from poll) pings the broker and detects a dead one.
+  backoff.
+- The agent's link decides when the broker is dead, as on a board (docs/AGENT.md,
+  "Keepalive"): `rx` counts the reads that brought bytes, ping() sends a PINGREQ now, and
+  the link drops a connection that received nothing for keepalive_s. paho's own keepalive
+  (from loop_misc in poll) stays on underneath; the link's pings keep it from firing first.
 """
 
 from __future__ import annotations
@@ -78,6 +82,7 @@ class PahoTransport:
         self._connack: Any = None  # reason code once CONNACK arrived
         self._lost: str | None = None  # why the connection went away, for the OSError
         self._inflight: list[mqtt.MQTTMessageInfo] = []
+        self.rx = 0  # socket reads that brought bytes: the link's proof that the broker answers
 
     @classmethod
     def from_config(cls, mqtt_section: dict[str, Any], client_id: str) -> PahoTransport:
@@ -245,9 +250,14 @@ class PahoTransport:
         self._pump(0.0)
 
     def ping(self) -> None:
-        """Keepalive is paho's (PINGREQ from loop_misc in poll, connection dropped when no
-        PINGRESP comes back within keepalive); here only: raise if the connection is gone."""
-        self.poll()
+        """Send a PINGREQ now (the link's keepalive and dead-peer probe); OSError if gone.
+
+        paho has no public call for it: _send_pingreq is private, and paho is pinned to 2.2.x
+        (pyproject.toml) for the gateway's use of its internals; test_paho_transport.py checks
+        that the broker's PINGRESP arrives."""
+        client = self._live()
+        self._check(client._send_pingreq())
+        self._pump(0.0)
 
     # -- internals -----------------------------------------------------------------------
 
@@ -267,7 +277,8 @@ class PahoTransport:
             if writable:
                 self._check(client.loop_write())
             if readable or buffered:
-                self._check(client.loop_read())
+                self._check(client.loop_read())  # an error if it read nothing (EOF)
+                self.rx += 1
         self._check(client.loop_misc())
 
     def _live(self) -> mqtt.Client:

@@ -1,8 +1,10 @@
 # The link: the MQTT session that carries journaled records to a gateway.
 #
-# Owns the connection (with backoff and jitter), the keepalive ping, the
-# gateway's ack (parsed, checked, applied to the journal), live publishes of
-# the newest record and catch-up batches built in one buffer allocated here.
+# Owns the connection (with backoff and jitter), the keepalive ping and the
+# dead-peer check (a hung broker keeps the TCP connection open and answers
+# nothing: dropped once nothing arrived for keepalive_s), the gateway's ack
+# (parsed, checked, applied to the journal), live publishes of the newest
+# record and catch-up batches built in one buffer allocated here.
 # It only sends what is already journaled, and only the gateway's retained ack
 # prunes the journal, never an MQTT PUBACK (a broker may have no gateway
 # behind it). From the recorder it reads, once per step: `journal` (acked,
@@ -54,7 +56,8 @@ class Link:
         self.topic_rec = base + "/rec"
         self.topic_ack = base + "/ack"
         self.topic_status = base + "/status"
-        self._ping_ms = mqtt_cfg["keepalive_s"] * 500  # ping at half the keepalive
+        self._dead_ms = mqtt_cfg["keepalive_s"] * 1000  # nothing received this long: dead
+        self._ping_ms = self._dead_ms // 2  # ping at half the keepalive
         self._ack_timeout = mqtt_cfg["ack_timeout_s"] * 1000
         self._ack_wait = mqtt_cfg["ack_wait_ms"]
         self._bmin = mqtt_cfg["backoff_min_ms"]
@@ -70,6 +73,9 @@ class Link:
         self._sync_until = 0
         self._ack_progress = 0
         self._last_tx = 0
+        self._last_rx = 0  # when the transport's rx count last moved
+        self._rx = 0  # that count, as last seen
+        self._pinged = 0  # when the last ping went out
         # counters (Agent.stats)
         self.published = 0
         self.records_sent = 0
@@ -170,19 +176,37 @@ class Link:
             self._sync_until = now + self._ack_wait  # let the retained ack arrive first
             self._ack_progress = now
             self._last_tx = now
+            self._last_rx = now
+            self._rx = self.transport.rx
             return False
         try:
             self.transport.poll()
+            self._check_peer(now)
             j = rec.journal
             last_n = rec.last_n
             self._apply_ack(now, j, last_n)
-            if now - self._last_tx >= self._ping_ms:
-                self.transport.ping()  # umqtt sends no keepalive by itself
-                self._last_tx = now
             return self._send(now, j, last_n, rec.live)
         except Exception as e:
             self._drop(now, e)
             return False
+
+    def _check_peer(self, now):
+        # A hung broker (SIGSTOP, a dead NAT entry) leaves the connection open and
+        # answers nothing; umqtt.simple never checks that a PINGRESP comes back.
+        # Anything received proves the peer alive; after keepalive/2 of silence one
+        # ping asks it, and keepalive of silence ends the connection.
+        rx = self.transport.rx
+        if rx != self._rx:
+            self._rx = rx
+            self._last_rx = now
+        quiet = now - self._last_rx
+        if quiet >= self._dead_ms:
+            raise OSError("no packet from the broker for %d s" % (quiet // 1000))
+        if now - self._last_tx >= self._ping_ms or (
+            quiet >= self._ping_ms and self._pinged <= self._last_rx
+        ):
+            self.transport.ping()  # umqtt sends no keepalive by itself
+            self._last_tx = self._pinged = now
 
     def _send(self, now, j, last_n, live):
         if not self._ack_got and now < self._sync_until:

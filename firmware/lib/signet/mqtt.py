@@ -5,7 +5,11 @@
 # socket back into blocking mode after every read (check_msg() included). The
 # socket is therefore wrapped so that "blocking" always means "blocking with
 # our timeout": a lost PUBACK or a dead peer raises OSError after timeout_ms,
-# and the agent reconnects. The agent sends the keepalive pings itself.
+# and the agent reconnects. The agent sends the keepalive pings itself, and
+# since umqtt.simple swallows PINGRESP, the wrapper counts the reads that
+# brought bytes (`rx`): the link's proof that the broker still answers. The
+# CONNACK wait is bounded too (umqtt.simple >= 1.4 takes a connect timeout): a
+# hung broker's kernel still accepts the TCP connection and then says nothing.
 
 
 class _TimeoutSocket:
@@ -13,6 +17,7 @@ class _TimeoutSocket:
 
     def __init__(self, sock, timeout_s):
         self._s = sock
+        self.rx = 0  # reads that returned bytes
         # A port whose TLS socket lacks settimeout() keeps plain blocking mode
         # there (the watchdog is then the last resort): see docs/AGENT.md.
         self._t = timeout_s if hasattr(sock, "settimeout") else None
@@ -25,7 +30,10 @@ class _TimeoutSocket:
             self._s.setblocking(flag)
 
     def read(self, *args):
-        return self._s.read(*args)
+        data = self._s.read(*args)
+        if data:
+            self.rx += 1
+        return data
 
     def write(self, *args):
         return self._s.write(*args)
@@ -103,9 +111,13 @@ class UmqttTransport:
         c.set_callback(self._deliver)
         c.set_last_will(will_topic, will_payload, True, 1)
         self._client = c
-        # umqtt creates its socket inside connect(): the TCP/TLS handshake itself
-        # is bounded by the port's own connect timeout, not ours.
-        c.connect()
+        # umqtt creates its socket inside connect(). With a timeout (umqtt.simple
+        # 1.4 and later) it bounds the TCP connect on most ports and the CONNACK
+        # wait; an older umqtt.simple takes none, and then only the watchdog does.
+        try:
+            c.connect(True, self._timeout)
+        except TypeError:
+            c.connect()
         c.sock = _TimeoutSocket(c.sock, self._timeout)
 
     def subscribe(self, topic):
@@ -123,6 +135,12 @@ class UmqttTransport:
 
     def ping(self):
         self._client.ping()
+
+    @property
+    def rx(self):
+        """Reads that brought bytes on this connection: grows while the broker answers."""
+        c = self._client
+        return getattr(c.sock, "rx", 0) if c is not None else 0
 
     def disconnect(self):
         c, self._client = self._client, None

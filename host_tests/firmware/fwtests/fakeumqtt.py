@@ -3,7 +3,10 @@
 #
 # The module-level `broker` is the world the clients connect to; a test sets
 # it (fakeumqtt.broker = Broker(...)) and scripts it: refuse connects, drop
-# connections, lose PUBACKs, take the gateway offline, inject acks.
+# connections, lose PUBACKs, take the gateway offline, inject acks, go silent
+# (hung: connections stay open, nothing is answered, as a SIGSTOPped broker).
+# What the broker sends (PUBACK, PINGRESP, a message) is read by the client
+# through its socket, as umqtt.simple does, so a wrapper sees the bytes arrive.
 
 try:
     from . import minicbor
@@ -24,12 +27,14 @@ _ETIMEDOUT = 110
 class FakeSocket:
     """Records how umqtt and the transport drive the socket."""
 
-    def __init__(self):
+    def __init__(self, clock=None):
         self.timeout = None  # seconds, or None
         self.blocking = True
         self.closed = False
         self.dead = False
         self.modes = []  # "timeout", "blocking", "nonblocking" in call order
+        self.incoming = bytearray()  # bytes the broker sent, not read yet
+        self.clock = clock  # a blocking read that times out costs the timeout
 
     def _mode(self, mode):
         self.modes.append(mode)
@@ -47,6 +52,16 @@ class FakeSocket:
         self._mode("blocking" if flag else "nonblocking")
 
     def read(self, n=-1):
+        if self.dead:
+            raise OSError(_ECONNRESET)
+        if self.incoming:
+            data = bytes(self.incoming[:n])
+            self.incoming = self.incoming[n:]
+            return data
+        if self.blocking:  # nothing comes: a blocking read with a timeout times out
+            if self.clock is not None and self.timeout:
+                self.clock.advance(int(self.timeout * 1000))
+            raise OSError(_ETIMEDOUT)
         return None
 
     def write(self, data, n=None):
@@ -152,6 +167,7 @@ class Gateway:
 class Broker:
     def __init__(self, clock=None):
         self.up = True
+        self.silent = False  # hung: accepts TCP, answers nothing (no CONNACK, PUBACK, PINGRESP)
         self.refuse = 0  # refuse this many connects even when up
         self.lose_pubacks = 0  # next publishes block until the socket timeout
         self.clock = clock  # FakePlatform: a lost PUBACK costs the socket timeout
@@ -178,7 +194,7 @@ class Broker:
     def publish_retained(self, topic, payload):
         self.retained[topic] = payload
         for c in self.subs.get(topic, ()):
-            c.inbox.append((topic, payload))
+            c.deliver(topic, payload)
 
     # -- what clients call ---------------------------------------------------------
 
@@ -188,6 +204,9 @@ class Broker:
                 self.refuse -= 1
             self.refused += 1
             raise OSError(_ECONNREFUSED)
+        if self.silent:  # the kernel accepted the connection; no CONNACK ever comes
+            client.raw.blocking = True
+            client.raw.read(4)
         self.connects += 1
         self.clients.append(client)
 
@@ -204,6 +223,8 @@ class Broker:
                 self.retained[client.lw_topic] = client.lw_msg
 
     def publish(self, client, topic, msg, retain):
+        if self.silent:
+            return  # bytes in a socket buffer nobody reads
         if self.keep_log:
             self.published.append((topic, retain, len(msg)))
             if len(self.published) > 64:
@@ -218,11 +239,19 @@ class Broker:
                 t = client.raw.timeout
                 self.clock.advance(int(t * 1000) if t else 0)
             raise OSError(_ETIMEDOUT)
+        client.raw.incoming += b"\x40\x02\x00\x01"  # PUBACK
 
     def subscribe(self, client, topic):
+        if self.silent:
+            return
         self.subs.setdefault(topic, []).append(client)
         if topic in self.retained:
-            client.inbox.append((topic, self.retained[topic]))
+            client.deliver(topic, self.retained[topic])
+
+    def ping(self, client):
+        self.pings += 1
+        if not self.silent:
+            client.raw.incoming += b"\xd0\x00"  # PINGRESP
 
 
 def _text(s):
@@ -262,10 +291,16 @@ class MQTTClient:
         self.lw_retain = retain
         self.lw_qos = qos
 
-    def connect(self, clean_session=True):
-        self.sock = self.raw = FakeSocket()
+    def connect(self, clean_session=True, timeout=None):
+        self.sock = self.raw = FakeSocket(broker.clock)
+        self.raw.timeout = timeout
         broker.connect(self)
         return 0
+
+    def deliver(self, topic, payload):
+        """The broker sends a PUBLISH: one marker byte in the socket, the message here."""
+        self.inbox.append((topic, payload))
+        self.raw.incoming += b"\x30"
 
     def _alive(self):
         if self.raw is None or self.raw.dead or self.raw.closed:
@@ -274,9 +309,15 @@ class MQTTClient:
     def publish(self, topic, msg, retain=False, qos=0):
         self._alive()
         self.sock.write(msg)
+        broker.publish(self, _text(topic), bytes(msg), retain)
         if qos == 1:
             self.sock.setblocking(True)  # as umqtt's wait_msg() does
-        broker.publish(self, _text(topic), bytes(msg), retain)
+            while True:  # what came before the PUBACK is handled on the way, as wait_msg()
+                op = self.sock.read(1)
+                if op == b"\x40":
+                    self.sock.read(3)
+                    return
+                self._handle(op)
 
     def subscribe(self, topic, qos=0):
         assert self.cb is not None, "Subscribe callback is not set"
@@ -285,17 +326,25 @@ class MQTTClient:
 
     def ping(self):
         self._alive()
-        broker.pings += 1
+        broker.ping(self)
 
-    def check_msg(self):
-        self.sock.setblocking(False)
-        self._alive()
-        self.sock.setblocking(True)  # umqtt's wait_msg() does this after every read
-        if not self.inbox:
-            return None
+    def _message(self):
         topic, msg = self.inbox.pop(0)
         self.cb(topic.encode(), msg)
+
+    def _handle(self, op):
+        if op == b"\xd0":  # PINGRESP
+            self.sock.read(1)
+            return None
+        self._message()
         return 0x30
+
+    def check_msg(self):
+        self._alive()
+        self.sock.setblocking(False)
+        res = self.sock.read(1)
+        self.sock.setblocking(True)  # umqtt's wait_msg() does this after every read
+        return None if res is None else self._handle(res)
 
     def disconnect(self):
         self.sock.write(b"\xe0\0")

@@ -74,6 +74,8 @@ class Transport:
         self.calls = []
         self.inbox = []  # (topic, payload) delivered by the next poll()
         self.fail = None
+        self.silent = False  # a hung broker: nothing comes back
+        self.rx = 0  # what came back (acks, PUBACKs, PINGRESPs): the link's liveness proof
 
     def _call(self, *call):
         self.calls.append(call)
@@ -86,21 +88,28 @@ class Transport:
 
     def connect(self, will_topic, will_payload):
         self._call("connect", will_topic, will_payload)
+        if self.silent:
+            raise OSError(110)  # the TCP connection opens, no CONNACK comes
 
     def subscribe(self, topic):
         self._call("subscribe", topic)
 
     def publish(self, topic, payload, retain=False):
         self._call("publish", topic, bytes(payload), retain)  # payload may be a memoryview
+        if not self.silent:
+            self.rx += 1  # its PUBACK
 
     def poll(self):
         self._call("poll")
-        while self.inbox:
+        while self.inbox and not self.silent:
             topic, payload = self.inbox.pop(0)
+            self.rx += 1
             self.cb(topic, payload)
 
     def ping(self):
         self._call("ping")
+        if not self.silent:
+            self.rx += 1  # its PINGRESP
 
     def disconnect(self):
         self._call("disconnect")
@@ -307,6 +316,58 @@ def test_ping_when_idle_for_half_the_keepalive():
     assert tr.count("ping") == 1
     link.step(11000, rec)  # ...from the time it went out
     assert tr.count("ping") == 2
+
+
+def _run(link, rec, start, end, sign_every=0):
+    """Step every 100 ms from start to end; returns the time of the first drop, or None."""
+    for t in range(start, end, 100):
+        if sign_every and t % sign_every == 0:
+            link.uptime.ms = t
+            rec.sign(rec.last_n + 1)
+        was = link.connected
+        link.step(t, rec)
+        if was and not link.connected:
+            return t
+    return None
+
+
+def test_a_silent_broker_is_dropped_within_the_keepalive_then_retried_with_backoff():
+    link, tr, platform = _link(keepalive_s=10, ack_timeout_s=600, backoff_min_ms=1000)
+    rec = Recorder()
+    link.step(0, rec)
+    # A broker that answers: an idle link pings every 5 s and is never dropped.
+    assert _run(link, rec, 100, 60000) is None
+    assert link.connected and tr.count("ping") == 11
+    tr.silent = True  # hung at 60 s (SIGSTOP): the connection stays open, nothing comes back
+    pings = tr.count("ping")
+    dropped = _run(link, rec, 60000, 120000)
+    # The last answer (the PINGRESP of the ping at 55 s, seen at 55.1 s) came before
+    # the hang: dropped keepalive_s after it, once pings had found nobody.
+    assert dropped == 65100, dropped
+    assert tr.count("ping") > pings and link.disconnects == 1
+    assert platform.logs[-1].startswith("agent: connection lost: OSError(")
+    assert "no packet from the broker for 10 s" in platform.logs[-1]
+    # Reconnect attempts get no CONNACK: each fails, waits a growing backoff.
+    attempts = tr.count("connect")
+    _run(link, rec, dropped + 100, dropped + 8000)
+    assert 3 <= tr.count("connect") - attempts <= 4 and not link.connected
+    tr.silent = False  # SIGCONT
+    _run(link, rec, dropped + 8000, dropped + 20000)
+    assert link.connected and link.connects == 2
+
+
+def test_a_broker_that_takes_publishes_but_answers_nothing_is_probed_and_dropped():
+    # Records go out every second, so the link is never idle: the probe ping must
+    # come from the silence, not from the lack of traffic.
+    link, tr, _ = _link(keepalive_s=10, ack_timeout_s=600)
+    rec = Recorder()
+    link.step(0, rec)
+    assert _run(link, rec, 100, 30000, sign_every=1000) is None
+    assert tr.count("ping") == 0  # PUBACKs prove it alive, publishes keep it from idling
+    tr.silent = True
+    dropped = _run(link, rec, 30000, 60000, sign_every=1000)
+    assert dropped is not None and 30000 < dropped <= 41000, dropped
+    assert tr.count("ping") == 1
 
 
 def test_stop_says_offline_once_and_disconnects():

@@ -204,3 +204,31 @@ def test_keepalive_ping_and_socket_timeout_reapplied():
         assert "blocking" not in sock.modes
     finally:
         rig.close()
+
+
+def test_a_hung_broker_is_dropped_within_the_keepalive_and_nothing_is_lost():
+    # keepalive 10 s and rare heartbeats: only the keepalive can notice the hang.
+    cfg = make_config(
+        intervals={"heartbeat_s": 3600}, mqtt={"backoff_min_ms": 500, "backoff_max_ms": 4000}
+    )
+    rig = Rig(cfg=cfg)
+    try:
+        rig.run_until(lambda: rig.agent.link.connected)
+        rig.run_ms(7000)
+        assert rig.broker.pings >= 1  # answered: still connected
+        assert rig.agent.link.connected and rig.agent.link.disconnects == 0
+        rig.broker.silent = True  # SIGSTOP: the TCP connection stays open, nothing answers
+        hung = rig.platform.true_ms
+        rig.run_until(lambda: not rig.agent.link.connected, max_ms=20000)
+        assert rig.platform.true_ms - hung <= 10000 + 100  # within keepalive_s of the hang
+        assert rig.agent.link.disconnects == 1
+        # While it hangs, a sale is journaled and each attempt times out waiting for CONNACK.
+        n = rig.agent.record_revenue(7, "EUR", "pulse", "H-1")
+        rig.run_ms(15000)
+        assert not rig.agent.link.connected and rig.broker.connects == 1
+        rig.broker.silent = False  # SIGCONT
+        rig.run_until(lambda: rig.gw.ack >= n)
+        assert rig.agent.link.connects == 2
+        assert rig.gw.fields(n)["ref"] == "H-1" and rig.gw.check_chain() == len(rig.gw.records)
+    finally:
+        rig.close()

@@ -254,3 +254,14 @@ def test_tls_files_missing_is_oserror() -> None:
     t = PahoTransport("127.0.0.1", 8883, "dev-k", tls_ca="/nonexistent/ca.pem")
     with pytest.raises(OSError, match="mqtt tls: cannot load"):
         t.connect("t/k/status", b"offline")
+
+
+def test_ping_sends_a_pingreq_and_the_pingresp_counts_in_rx(broker: Mosquitto) -> None:
+    """The link's dead-peer check rests on these two: ping() goes out now (paho's private
+    _send_pingreq, pinned paho 2.2.x), and what comes back moves rx."""
+    t, _ = make(broker, "dev-ping", keepalive=60)
+    t.connect("t/ping/status", b"offline")
+    for k in range(1, 4):
+        t.ping()
+        poll_until(lambda k=k: t.rx >= k, t)  # nothing else is on its way: the PINGRESP
+    t.disconnect()
