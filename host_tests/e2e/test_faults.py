@@ -35,7 +35,7 @@ It asserts outcomes with deadlines, never timing. Settings (environment):
 - SIGNET_FAULT_SEED: replay a run's schedule (a fresh seed otherwise; printed at the start
   and in every failure);
 - SIGNET_FAULTS: only these faults, comma-separated names of kit.faults.FAULTS (to chase
-  one, or to try one left out in DISABLED below).
+  one).
 """
 
 from __future__ import annotations
@@ -63,17 +63,6 @@ DURATION_S = float(os.environ.get("SIGNET_FAULT_SECONDS", "60"))
 KEEPALIVE_S = 5  # the gateway's and the agent's (the smallest either accepts)
 # The database grows ~0.3 MiB a minute here: a cap it never reaches by itself in the run.
 STORE_CAP_MB = 2 + math.ceil(DURATION_S / 60)
-
-# Faults left out until the fix for what they expose lands: name -> why.
-_REF_SIGNED_TWICE = (
-    "a kill between journaling a sale and answering gives exit 4, and the retry with the same"
-    " --ref is signed again (a second record for one sale): the agent does not recognise a"
-    " ref yet (issue 16, agent side: idempotent --ref)"
-)
-DISABLED: dict[str, str] = {
-    "agent_kill": _REF_SIGNED_TWICE,
-    "agent_kill_mid_sale": _REF_SIGNED_TWICE,
-}
 
 pytestmark = pytest.mark.timeout(int(DURATION_S) + 420)
 
@@ -130,7 +119,7 @@ def test_faults_never_stop_the_service_and_retries_never_count_twice(
     kid = site.agent.kid
     chosen = {n for n in os.environ.get("SIGNET_FAULTS", "").split(",") if n}
     assert chosen <= set(FAULTS), f"SIGNET_FAULTS: unknown {sorted(chosen - set(FAULTS))}"
-    faults = {n: f for n, f in FAULTS.items() if n in chosen or (not chosen and n not in DISABLED)}
+    faults = {n: f for n, f in FAULTS.items() if n in chosen or not chosen}
     site.till.start()
     counts = run_faults(site, faults, random.Random(seed), DURATION_S)
     site.note(f"faults injected: {counts}")
@@ -170,17 +159,10 @@ def test_faults_never_stop_the_service_and_retries_never_count_twice(
     summary = (
         f"seed {seed}: {len(sales)} sales, {sum(s.outcome == 'accepted' for s in sales)}"
         f" accepted, {sum(s.outcome == 'refused' for s in sales)} refused,"
-        f" {sum(s.retried_after_unknown for s in sales)} retried after an unknown outcome,"
+        f" {sum(s.retried_after_unknown for s in sales)} retried after an unknown outcome"
+        f" ({sum(s.repeated for s in sales)} of them found already recorded),"
         f" {sum(len(s.attempts) > 1 for s in sales)} retried; faults {counts}"
     )
     print(summary)
     assert problems == [], summary + "\n" + "\n".join(problems) + "\n" + "\n".join(site.history)
     assert all(counts.values()) and sales  # the run did what it says
-
-
-@pytest.mark.parametrize("name", sorted(FAULTS))
-def test_every_fault_is_injected(name: str) -> None:
-    """A fault left out of the run above is reported here as a skip with its reason."""
-    if name in DISABLED:
-        pytest.skip(f"{name} left out of the fault run: {DISABLED[name]}")
-    assert FAULTS[name].__doc__

@@ -4,7 +4,8 @@ It runs the real command (a process per attempt, as a payment terminal's script 
 follows the exit-status contract of docs/AGENT.md for each sale, which carries a unique
 `--ref` from its first attempt to its last:
 
-    0  recorded (a retry of a ref already recorded also says 0, with the original n)
+    0  recorded (a retry of a ref already recorded also says 0, with the original n, and
+       "already recorded")
     1  refused by the agent: the sale is not recorded; the till keeps the refusal
     2  usage error: nothing was sent; a till bug, so it gives the sale up (a test fails on it)
     3  not delivered: retry
@@ -57,6 +58,11 @@ class Sale:
     @property
     def retried_after_unknown(self) -> bool:
         return UNKNOWN in self.codes[:-1]
+
+    @property
+    def repeated(self) -> bool:
+        """Accepted on a retry that the agent recognised by its ref (signed before)."""
+        return bool(self.attempts) and self.attempts[-1].out.startswith("already recorded")
 
     def describe(self) -> str:
         last = self.attempts[-1] if self.attempts else None
