@@ -132,6 +132,11 @@ class LinkTransport:
         self._check()
         self.inner.ping()
 
+    @property
+    def rx(self) -> int:
+        """The inner transport's count of reads that brought bytes (the link's liveness)."""
+        return int(self.inner.rx)
+
     def disconnect(self) -> None:
         self.inner.disconnect()
 
