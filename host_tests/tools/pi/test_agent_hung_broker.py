@@ -29,7 +29,7 @@ from signet_tools.runners.waiting import wait_until
 pytestmark = pytest.mark.timeout(120)
 
 KEEPALIVE_S = 5  # the smallest the config allows
-SLACK_S = 1.5  # the agent's loop period, process scheduling on a loaded machine
+SLACK_S = 2.0  # the agent's loop period, process scheduling on a loaded machine
 
 
 def _stats(sock: Path) -> dict[str, Any] | None:
@@ -97,7 +97,8 @@ def test_a_hung_broker_is_dropped_within_the_keepalive_and_the_agent_comes_back(
 
     broker.pause()
     hung = time.monotonic()
-    wait_until(lambda: not _stats(sock)["connected"], KEEPALIVE_S + SLACK_S, "the drop")  # type: ignore[index]
+    wait_until(lambda: (s := _stats(sock)) and not s["connected"], KEEPALIVE_S + SLACK_S,
+               "the drop")  # fmt: skip
     assert time.monotonic() - hung <= KEEPALIVE_S + SLACK_S
     log = (where / "agent.log").read_text()
     assert f"no packet from the broker for {KEEPALIVE_S} s" in log
@@ -106,7 +107,9 @@ def test_a_hung_broker_is_dropped_within_the_keepalive_and_the_agent_comes_back(
     assert sale["ok"]
     wait_until(lambda: "no CONNACK within 1s" in (where / "agent.log").read_text(), 10,
                "a reconnect attempt that times out")  # fmt: skip
-    assert _stats(sock)["connects"] == up["connects"]  # type: ignore[index]
+    assert (
+        wait_until(lambda: _stats(sock), 10, "the agent's counters")["connects"] == up["connects"]
+    )
 
     broker.resume()
     wait_until(lambda: (s := _stats(sock)) and s["connected"] and s["connects"] > up["connects"],
