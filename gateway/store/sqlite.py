@@ -159,9 +159,15 @@ class Store:
         self.conn.execute(f"PRAGMA max_page_count = {int(pages)}")
 
     def at_size_limit(self) -> bool:
-        """The database has as many pages as its cap (limit_size) allows."""
-        count = int(self.conn.execute("PRAGMA page_count").fetchone()[0])
-        return count >= int(self.conn.execute("PRAGMA max_page_count").fetchone()[0])
+        """The database's pages in use fill its cap (limit_size): no room to write.
+
+        Free pages inside the file (left by deleted rows) are reused before the file grows,
+        so a file at its cap with free pages still takes writes."""
+        conn = self.conn
+        used = int(conn.execute("PRAGMA page_count").fetchone()[0]) - int(
+            conn.execute("PRAGMA freelist_count").fetchone()[0]
+        )
+        return used >= int(conn.execute("PRAGMA max_page_count").fetchone()[0])
 
     def size_bytes(self) -> int:
         """The database's size (pages times page size; the -wal file not counted)."""
