@@ -211,6 +211,34 @@ def cmd_devices(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_gateway_status(args: argparse.Namespace) -> int:
+    """The readiness a running gateway reports for its database (what /readyz will serve):
+    0 ready; 1 not ready (a fault it is riding out) or no gateway running; 2 usage."""
+    from signet_gateway.config import ConfigError
+    from signet_gateway.ingest.instance_lock import read_status
+    from signet_gateway.store.model import StoreError
+    from signet_gateway.store.sqlite import Store
+
+    try:
+        path, _config = gateway_db(args.db, args.config)
+        Store(path, readonly=True).close()  # the same refusal of a missing database as elsewhere
+    except (ConfigError, FileNotFoundError, StoreError) as exc:
+        return _fail(str(exc))
+    status = read_status(path)
+    if args.json:
+        print(json.dumps(status or {"ready": False, "running": False}, sort_keys=True))
+    elif status is None:
+        print(f"not running: no gateway is running on {path}")
+    else:
+        state = "ready" if status.get("ready") else "not ready"
+        problems = "; ".join(status.get("problems") or ())
+        print(
+            f"{state} (pid {status['pid']}, since {status.get('since', '?')})"
+            + (f": {problems}" if problems else "")
+        )
+    return EXIT_OK if status is not None and status.get("ready") else EXIT_REFUSED
+
+
 def cmd_revoke(args: argparse.Namespace) -> int:
     from signet_gateway.store.model import DeviceLookupError, StoreError, StoreOpenError
     from signet_gateway.store.sqlite import Store
@@ -270,6 +298,16 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     )
     r.add_argument("--verbose", action="store_true", help="also log paho/debug lines")
     r.set_defaults(func=cmd_gateway_run)
+    st = gw.add_parser(
+        "status",
+        help="is the gateway on this database running and ready? (exit 0 ready, 1 not)",
+        description="The readiness the running gateway writes beside its database: ready, or"
+        " not ready with the faults it is riding out (broker not connected, store full or"
+        " unwritable, stopping). Exit 0 ready; 1 not ready or no gateway running; 2 usage.",
+    )
+    st.add_argument("--json", action="store_true", help="the status as one JSON object")
+    add_db_args(st)
+    st.set_defaults(func=cmd_gateway_status)
 
     p = sub.add_parser("enroll", help="enroll a device public key at the gateway")
     p.add_argument("--pubkey", type=Path, required=True, help="the device's public key (PEM)")

@@ -3,9 +3,12 @@ set-up errors, and what it logs about its broker connection."""
 
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -333,3 +336,37 @@ def test_throttle_lets_a_burst_through_then_one_per_period_with_the_count_held_b
     assert throttle.allow() is None
     throttle.reset()  # a new outage: a new burst
     assert [throttle.allow() for _ in range(4)] == [1, 0, 0, None]
+
+
+@pytest.mark.timeout(120)
+def test_gateway_status_says_ready_not_ready_and_not_running(
+    tmp_path: Path, broker: Mosquitto, procs
+) -> None:
+    started, _ = procs
+    cfg = _enrolled(tmp_path, broker, [Dev(71)])
+    signet = str(Path(sys.executable).parent / "signet")
+
+    def status(*extra: str) -> subprocess.CompletedProcess[str]:
+        argv = [signet, "gateway", "status", "--config", str(cfg), *extra]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=30)
+
+    before = status()
+    assert (before.returncode, before.stdout) == (1, f"not running: no gateway is running on "
+                                                     f"{tmp_path / 'gateway.db'}\n")  # fmt: skip
+    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
+    started.append(gw)
+    ready = wait_until(lambda: (r := status()).returncode == 0 and r, 30, "ready")
+    assert ready.stdout.startswith(f"ready (pid {gw.pid}, since "), ready.stdout
+
+    broker.stop()  # the gateway rides it out, and says so
+    down = wait_until(lambda: (r := status()).returncode == 1 and r, 30, "not ready")
+    assert down.stdout.startswith(f"not ready (pid {gw.pid}, since "), down.stdout
+    assert "broker" in down.stdout
+    as_json = json.loads(status("--json").stdout)
+    assert as_json["ready"] is False and as_json["pid"] == gw.pid
+    assert any(p.startswith("broker") for p in as_json["problems"])
+
+    broker.start()
+    wait_until(lambda: status().returncode == 0, 60, "ready again")
+    assert gw.stop() == 0
+    assert status().returncode == 1

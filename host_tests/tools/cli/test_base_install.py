@@ -74,6 +74,7 @@ SMOKE: dict[str, tuple[list[str], str]] = {
         "ok",
     ),
     "devices": (["--db", "{w}/gateway.db"], "ok"),
+    "gateway status": (["--db", "{w}/none.db"], "setup"),
     "report": (["--db", "{w}/gateway.db"], "ok"),
     "export peaq": (["--db", "{w}/gateway.db"], "extra:gateway"),
     "revoke": (["{kid}", "--db", "{w}/gateway.db"], "ok"),
