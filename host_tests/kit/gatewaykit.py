@@ -17,6 +17,7 @@ from signet.builder import RecordBuilder
 from signet.record import GENESIS_HASH
 from signet.signer import SoftwareSigner
 from signet_gateway.ingest.wire import parse_ack
+from signet_gateway.store.sqlite import Store
 from signet_gateway.verify.pubkeys import DevicePublicKey
 from signet_tools.runners.gateway_process import write_gateway_config
 from signet_tools.runners.waiting import wait_until
@@ -101,6 +102,22 @@ def write_config(
     unless create_db is false or it exists: see write_gateway_config)."""
     ingest = {"batch_ms": 20, "ack_interval_ms": 50, **sections.pop("ingest", {})}
     return write_gateway_config(path, port, db, create_db=create_db, ingest=ingest, **sections)
+
+
+def enrolled_gateway(tmp_path: Path, port: int, devs: list[Dev], **sections: Any) -> Path:
+    """gateway.toml and its database in tmp_path, with every device enrolled (software tier)."""
+    db = tmp_path / "gateway.db"
+    cfg = write_config(tmp_path / "gateway.toml", port, db, **sections)
+    with Store(db) as store:
+        for d in devs:
+            store.enroll(d.key, "software")
+    return cfg
+
+
+def store_acks(db: Path) -> dict[str, int]:
+    """Each device's ack as the store computes it."""
+    with Store(db, readonly=True) as store:
+        return store.acks()
 
 
 class Mqtt:

@@ -17,26 +17,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
-from kit.gatewaykit import Dev, Mqtt, write_config
+from kit.gatewaykit import Dev, Mqtt, enrolled_gateway, store_acks
 from signet_gateway.ingest.wire import parse_ack
 from signet_gateway.store.sqlite import Store
 from signet_tools.runners.gateway_process import GatewayProcess
 from signet_tools.runners.mosquitto import Mosquitto
 from signet_tools.runners.waiting import wait_until
-
-
-def _setup(tmp_path: Path, broker: Mosquitto, devs: list[Dev], **sections: Any) -> Path:
-    db = tmp_path / "gateway.db"
-    cfg = write_config(tmp_path / "gateway.toml", broker.port, db, **sections)
-    with Store(db) as store:
-        for d in devs:
-            store.enroll(d.key, "software")
-    return cfg
-
-
-def _store_acks(db: Path) -> dict[str, int]:
-    with Store(db, readonly=True) as store:
-        return store.acks()
 
 
 def _stored(db: Path) -> int:
@@ -95,7 +81,7 @@ def test_broker_killed_and_restarted_during_a_drain_never_stops_the_gateway(
     started, clients = procs
     devs = [Dev(300 + i) for i in range(8)]
     per = 400
-    cfg = _setup(tmp_path, broker, devs, ingest={"batch_max": 100, "batch_ms": 5})
+    cfg = enrolled_gateway(tmp_path, broker.port, devs, ingest={"batch_max": 100, "batch_ms": 5})
     db = tmp_path / "gateway.db"
     # The gateway's persistent session exists, the gateway is down: a backlog builds up.
     gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
@@ -122,11 +108,11 @@ def test_broker_killed_and_restarted_during_a_drain_never_stops_the_gateway(
         broker.start()
         _until(gw, lambda b=before: _subscribed(gw) > b, 40, "the gateway back on the broker")
     expected = {d.kid: per for d in devs}
-    _until(gw, lambda: _store_acks(db) == expected, 120, "every record stored")
+    _until(gw, lambda: store_acks(db) == expected, 120, "every record stored")
     kids = [d.kid for d in devs]
     _until(
         gw,
-        lambda: retained_acks(broker.port, kids) == _store_acks(db),
+        lambda: retained_acks(broker.port, kids) == store_acks(db),
         30,
         "the retained acks equal to the store's",
     )
@@ -160,7 +146,7 @@ def test_a_hung_broker_is_found_within_the_keepalive_and_the_gateway_rejoins_it(
     started, clients = procs
     dev = Dev(330)
     keepalive = 5
-    cfg = _setup(tmp_path, broker, [dev], mqtt={"keepalive_s": keepalive})
+    cfg = enrolled_gateway(tmp_path, broker.port, [dev], mqtt={"keepalive_s": keepalive})
     db = tmp_path / "gateway.db"
     gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
     started.append(gw)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kit.gatewaykit import Dev, Mqtt, write_config
+from kit.gatewaykit import Dev, Mqtt, enrolled_gateway, write_config
 from signet_gateway.config import MqttConfig, load
 from signet_gateway.ingest.instance_lock import InstanceLock, lock_path
 from signet_gateway.ingest.link_state import Throttle
@@ -26,22 +26,13 @@ from signet_tools.runners.mosquitto import Mosquitto, free_port
 from signet_tools.runners.waiting import wait_until
 
 
-def _enrolled(tmp_path: Path, broker: Mosquitto, devs: list[Dev], **sections) -> Path:
-    db = tmp_path / "gateway.db"
-    cfg = write_config(tmp_path / "gateway.toml", broker.port, db, **sections)
-    with Store(db) as store:
-        for d in devs:
-            store.enroll(d.key, "software")
-    return cfg
-
-
 @pytest.mark.timeout(90)
 def test_second_gateway_on_a_database_refuses_and_a_killed_holder_blocks_nothing(
     tmp_path: Path, broker: Mosquitto, procs
 ) -> None:
     started, clients = procs
     dev = Dev(70)
-    cfg = _enrolled(tmp_path, broker, [dev])
+    cfg = enrolled_gateway(tmp_path, broker.port, [dev])
     first = GatewayProcess(cfg, tmp_path / "gw1.log").start()
     started.append(first)
 
@@ -84,7 +75,7 @@ def test_a_signal_to_the_process_group_stops_it_as_sigterm_does(
     SIGTERM (drain what was taken, exit 0, no traceback) and nothing is lost."""
     started, clients = procs
     devs = [Dev(72 + i) for i in range(4)]
-    cfg = _enrolled(tmp_path, broker, devs, ingest={"batch_max": 50})
+    cfg = enrolled_gateway(tmp_path, broker.port, devs, ingest={"batch_max": 50})
     gw = GatewayProcess(cfg, tmp_path / "gw.log", new_session=True).start()
     started.append(gw)
     assert gw.stop() == 0  # its persistent session now queues the backlog
@@ -183,7 +174,7 @@ def test_a_session_taken_over_on_a_real_mosquitto_is_logged_once_as_what_happene
     tmp_path: Path, broker: Mosquitto, procs
 ) -> None:
     started, _clients = procs
-    cfg = _enrolled(tmp_path, broker, [])
+    cfg = enrolled_gateway(tmp_path, broker.port, [])
     gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
     started.append(gw)
     client_id = load(cfg).mqtt.client_id
@@ -343,7 +334,7 @@ def test_gateway_status_says_ready_not_ready_and_not_running(
     tmp_path: Path, broker: Mosquitto, procs
 ) -> None:
     started, _ = procs
-    cfg = _enrolled(tmp_path, broker, [Dev(71)])
+    cfg = enrolled_gateway(tmp_path, broker.port, [Dev(71)])
     signet = str(Path(sys.executable).parent / "signet")
 
     def status(*extra: str) -> subprocess.CompletedProcess[str]:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from kit.gatewaykit import Dev, Mqtt, write_config
+from kit.gatewaykit import Dev, Mqtt, enrolled_gateway, store_acks
 from signet_gateway.ingest.instance_lock import read_status
 from signet_gateway.ingest.store_outage import LOG_EVERY_S, StoreOutage
 from signet_gateway.store.faults import FULL, UNUSABLE, UNWRITABLE, fault_of
@@ -26,23 +26,9 @@ from signet_tools.runners.mosquitto import Mosquitto
 from signet_tools.runners.waiting import wait_until
 
 
-def _setup(tmp_path: Path, broker: Mosquitto, devs: list[Dev], **sections: Any) -> Path:
-    db = tmp_path / "gateway.db"
-    cfg = write_config(tmp_path / "gateway.toml", broker.port, db, **sections)
-    with Store(db) as store:
-        for d in devs:
-            store.enroll(d.key, "software")
-    return cfg
-
-
 def _stored_ns(db: Path, kid: str) -> set[int]:
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
         return {n for (n,) in conn.execute("SELECT n FROM records WHERE kid = ?", (kid,))}
-
-
-def _store_acks(db: Path) -> dict[str, int]:
-    with Store(db, readonly=True) as store:
-        return store.acks()
 
 
 def _until(gw: GatewayProcess, cond: Any, timeout: float, what: str) -> Any:
@@ -78,9 +64,9 @@ def test_a_full_store_stops_the_acks_until_the_cap_is_raised_then_everything_is_
     started, clients = procs
     devs = [Dev(400 + i) for i in range(4)]
     per = 700
-    cfg = _setup(
+    cfg = enrolled_gateway(
         tmp_path,
-        broker,
+        broker.port,
         devs,
         store={"max_size_mb": 1},
         ingest={"summary_s": 1, "batch_max": 100},
@@ -115,7 +101,7 @@ def test_a_full_store_stops_the_acks_until_the_cap_is_raised_then_everything_is_
     stored_while_full = sum(len(_stored_ns(db, d.kid)) for d in devs)
     assert 0 < stored_while_full < per * len(devs), "the cap never bit"
     # Nothing more is acknowledged than is committed, and the broker session stays.
-    acks_while_full = _store_acks(db)
+    acks_while_full = store_acks(db)
     _until(gw, lambda: client.acks == acks_while_full, 10, "the acks of what was committed")
     assert all(n < per for n in acks_while_full.values())
     assert "disconnected from the broker" not in gw.text()
@@ -149,7 +135,7 @@ def test_sigterm_while_the_store_is_full_stops_at_once_and_loses_nothing(
     started, clients = procs
     dev = Dev(410)
     per = 2500
-    cfg = _setup(tmp_path, broker, [dev], store={"max_size_mb": 1})
+    cfg = enrolled_gateway(tmp_path, broker.port, [dev], store={"max_size_mb": 1})
     db = tmp_path / "gateway.db"
     gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
     started.append(gw)
@@ -178,7 +164,7 @@ def test_a_store_locked_by_another_process_is_waited_out(
 ) -> None:
     started, clients = procs
     dev = Dev(420)
-    cfg = _setup(tmp_path, broker, [dev])
+    cfg = enrolled_gateway(tmp_path, broker.port, [dev])
     db = tmp_path / "gateway.db"
     gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
     started.append(gw)
@@ -211,7 +197,7 @@ def test_an_unusable_store_stops_the_gateway_with_exit_3(
 ) -> None:
     started, clients = procs
     dev = Dev(430)
-    cfg = _setup(tmp_path, broker, [dev])
+    cfg = enrolled_gateway(tmp_path, broker.port, [dev])
     db = tmp_path / "gateway.db"
     gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
     started.append(gw)

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import signet_gateway.ingest.intake as intake_module
-from kit.gatewaykit import Dev, Mqtt, write_config
+from kit.gatewaykit import Dev, Mqtt, enrolled_gateway
 from signet_gateway.config import load
 from signet_gateway.ingest.service import Gateway
 from signet_gateway.store.sqlite import Store
@@ -29,12 +29,8 @@ class Running:
     """A Gateway started in this process, run() in a thread; stop() ends it."""
 
     def __init__(self, tmp_path: Path, broker: Mosquitto, devs: list[Dev]) -> None:
-        db = tmp_path / "gateway.db"
-        cfg = write_config(tmp_path / "gateway.toml", broker.port, db)
-        with Store(db) as store:
-            for d in devs:
-                store.enroll(d.key, "software")
-        self.db = db
+        cfg = enrolled_gateway(tmp_path, broker.port, devs)
+        self.db = tmp_path / "gateway.db"
         self.gateway = Gateway(load(cfg))
         self.gateway.start()
         self._stop = threading.Event()

@@ -6,7 +6,6 @@ import errno
 import fcntl
 import os
 import select
-import signal
 import socket
 import threading
 import time
@@ -115,14 +114,13 @@ def test_clean_disconnect_flushes_queued_publishes_and_sends_no_will(broker: Mos
     big = b"x" * (8 << 20)
     # Freeze the broker so the socket fills: the publishes are still queued in paho when
     # disconnect() is called (the case under test), whatever the kernel's buffer sizes.
-    assert broker._proc is not None
-    os.kill(broker._proc.pid, signal.SIGSTOP)
+    broker.pause()
     try:
         dev.publish("t/c/big", big)
         dev.publish("t/c/status", b"offline", retain=True)
         assert dev._client is not None and dev._client.want_write()
     finally:
-        os.kill(broker._proc.pid, signal.SIGCONT)
+        broker.resume()
     dev.disconnect()
     poll_until(lambda: inbox.on("t/c/status")[-1:] == [b"offline"], watcher)
     assert inbox.on("t/c/big") == [big]
