@@ -8,11 +8,7 @@ reused and the hash chain intact across every restart.
 from __future__ import annotations
 
 import itertools
-import json
 import os
-import signal
-import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -24,12 +20,13 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from kit.agentproc import AgentProcess
 from signet.fsio import Files
 from signet.journal import Journal
 from signet_gateway.verify.refusals import Refused
 from signet_gateway.verify.verifier import VerifiedRecord, Verifier
-from signet_tools.pi.local_socket import LocalSocketError, request
-from signet_tools.records import keygen, keystore
+from signet_tools.pi.local_socket import request
+from signet_tools.records import keystore
 from signet_tools.runners.mosquitto import Mosquitto
 from signet_tools.runners.waiting import wait_until
 
@@ -121,46 +118,14 @@ class FakeGateway:
             )
 
 
-@dataclass
-class AgentProc:
-    name: str
-    config: Path
-    socket: Path
-    journal: Path
-    kid: str
-    stderr: Path
-    proc: subprocess.Popen[bytes] | None = None
-    recorded: dict[int, tuple[int, str]] = field(default_factory=dict)  # n -> (amount, ref)
+class AgentProc(AgentProcess):
+    """An agent process that remembers what it was asked to record (n -> (amount, ref))."""
 
-    def start(self) -> None:
-        err = open(self.stderr, "ab")  # noqa: SIM115 - the child owns it
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "signet_tools",
-                "agent",
-                "run",
-                "--config",
-                str(self.config),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-        err.close()
-        wait_for(self._answers, f"{self.name} serving its socket")
-
-    def _answers(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise AssertionError(f"{self.name} exited {self.proc.returncode}: {self.log()}")
-        try:
-            return request(self.socket, {"kind": "stats"}, timeout=5)["ok"]
-        except LocalSocketError:
-            return False
-
-    def stats(self) -> dict[str, Any]:
-        return request(self.socket, {"kind": "stats"}, timeout=10)["stats"]
+    def __init__(self, name: str, workdir: Path, broker_port: int, curve: str) -> None:
+        super().__init__(workdir, broker_port, mqtt={"backoff_max_ms": 800, "ack_timeout_s": 2},
+                         curve=curve)  # fmt: skip
+        self.name = name
+        self.recorded: dict[int, tuple[int, str]] = {}
 
     def record(self, amount: int) -> int:
         ref = f"{self.name}-{amount}"
@@ -173,16 +138,6 @@ class AgentProc:
         self.recorded[answer["n"]] = (amount, ref)
         return answer["n"]
 
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        code = self.proc.wait(20)
-        self.proc = None
-        return code
-
-    def log(self) -> str:
-        return self.stderr.read_text(errors="replace")
-
 
 @pytest.fixture
 def rig(tmp_path: Path) -> Iterator[tuple[Mosquitto, FakeGateway, list[AgentProc]]]:
@@ -190,46 +145,18 @@ def rig(tmp_path: Path) -> Iterator[tuple[Mosquitto, FakeGateway, list[AgentProc
     agents: list[AgentProc] = []
     keys = {}
     for i in range(DEVICES):
-        d = tmp_path / f"dev{i}"
-        d.mkdir()
-        signer = keygen.generate("p256" if i % 2 == 0 else "secp256k1", d / "dev.key")
-        key = keystore.load_pem(keygen.pub_path(d / "dev.key"))
-        keys[key.kid] = key
-        cfg = {
-            "mqtt": {
-                "host": "127.0.0.1",
-                "port": broker.port,
-                "keepalive_s": 5,
-                "timeout_ms": 2000,
-                "backoff_min_ms": 100,
-                "backoff_max_ms": 800,
-                "ack_timeout_s": 2,
-                "ack_wait_ms": 300,
-            },
-            "key": {"type": "file", "path": "dev.key"},
-            "journal": {"dir": "journal"},
-            "intervals": {"heartbeat_s": 1, "loop_ms": 20},
-            "sources": [{"type": "local", "path": "agent.sock"}],
-        }
-        (d / "agent.json").write_text(json.dumps(cfg))
-        agents.append(
-            AgentProc(
-                f"dev{i}",
-                d / "agent.json",
-                d / "agent.sock",
-                d / "journal",
-                signer.device_id,
-                d / "stderr.log",
-            )
+        agent = AgentProc(
+            f"dev{i}", tmp_path / f"dev{i}", broker.port, "p256" if i % 2 == 0 else "secp256k1"
         )
+        key = keystore.load_pem(agent.pubkey)
+        keys[key.kid] = key
+        agents.append(agent)
     gateway = FakeGateway(broker.port, keys)
     try:
         yield broker, gateway, agents
     finally:
         for a in agents:
-            if a.proc is not None:
-                a.proc.kill()
-                a.proc.wait()
+            a.kill()
         gateway.close()
         broker.stop()
 
@@ -274,7 +201,7 @@ def test_agents_through_broker_restart_and_kill(
     broker.stop()
     feed([victim], 3, 300)
     killed_at = victim.stats()["last_n"]
-    assert victim.stop(signal.SIGKILL) == -signal.SIGKILL
+    victim.kill()
     broker.start()
     victim.start()
     feed(agents, 3, 400)
@@ -287,7 +214,7 @@ def test_agents_through_broker_restart_and_kill(
         "agents see acks for all they signed",
     )
     for a in agents:
-        assert a.stop() == 0, a.log()
+        assert a.stop() == 0, a.tail(50)
 
     assert gateway.refused == []
     for a in agents:
@@ -330,5 +257,5 @@ def test_agents_through_broker_restart_and_kill(
             assert boots[1].payload["ls"] >= killed_at  # nothing signed before the kill reused
         # the clean stop left its marker: the next start will report rc=soft
         assert (a.journal / "clean-stop").exists()
-        assert "stopped cleanly" in a.log()
+        assert "stopped cleanly" in a.tail(50)
     assert os.path.exists(broker.log)
