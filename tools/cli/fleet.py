@@ -43,6 +43,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
             heartbeat_s=args.heartbeat,
             hb_tolerance=simulate.hb_tolerance_of(db, tolerance),
             hardware=args.hardware,
+            name_prefix=args.name_prefix,
             seed=args.seed,
             drain_timeout_s=args.drain_timeout,
         )
@@ -135,6 +136,12 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         type=int,
         default=0,
         help="enroll the first K devices as hardware tier with SIMULATED evidence (default: 0)",
+    )
+    p.add_argument(
+        "--name-prefix",
+        default="sim",
+        help="devices are named PREFIX-01, PREFIX-02, ...: names are unique among active"
+        " devices, so a second fleet on one database needs its own prefix (default: sim)",
     )
     p.add_argument(
         "--seed", type=int, help="random seed: sales, reboot schedule (default: a new one each run)"

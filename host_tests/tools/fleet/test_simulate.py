@@ -119,6 +119,12 @@ def test_a_second_fleet_on_one_database_is_refused_by_name(tmp_path: Path) -> No
         simulate.Fleet(again).create()
     with Store(first.db, readonly=True) as store:
         assert len(store.devices()) == 2
+    # With its own name prefix (`signet simulate --name-prefix`), a second fleet joins.
+    other = _params(tmp_path, devices=2, out=tmp_path / "fleet3", name_prefix="site2")
+    simulate.Fleet(other).create()
+    with Store(first.db, readonly=True) as store:
+        names = sorted(d.name or "" for d in store.devices())
+    assert names == ["sim-01", "sim-02", "site2-01", "site2-02"]
 
 
 def test_fleet_enrolls_every_device_with_its_tier(tmp_path: Path) -> None:
