@@ -109,6 +109,22 @@ def rmtree(path):
     os.rmdir(path)
 
 
+class TempDirs:
+    """Directories a test module makes (new()); its teardown_function calls tidy()."""
+
+    def __init__(self):
+        self._made = []
+
+    def new(self):
+        directory = tmpdir()
+        self._made.append(directory)
+        return directory
+
+    def tidy(self):
+        while self._made:
+            rmtree(self._made.pop())
+
+
 def make_config(**over):
     from signet import config  # imported here: the soak drops it after use
 

@@ -12,19 +12,18 @@ from signet.recorder import Recorder, RecordRefused
 
 try:
     from . import minicbor
-    from .agentkit import FakePlatform, make_config, rmtree, signer, tmpdir
+    from .agentkit import FakePlatform, TempDirs, make_config, signer
     from .fwassert import raises
 except ImportError:  # MicroPython runner: flat import path
     import minicbor
-    from agentkit import FakePlatform, make_config, rmtree, signer, tmpdir
+    from agentkit import FakePlatform, TempDirs, make_config, signer
     from fwassert import raises
 
-_dirs = []
+_dirs = TempDirs()
 
 
 def teardown_function(_):
-    while _dirs:
-        rmtree(_dirs.pop())
+    _dirs.tidy()
 
 
 def _small():
@@ -37,8 +36,7 @@ def _recorder(cfg=None, platform=None, directory=None):
     cfg = cfg or make_config()
     platform = platform or FakePlatform()
     if directory is None:
-        directory = tmpdir()
-        _dirs.append(directory)
+        directory = _dirs.new()
     uptime = Uptime(platform.ticks_ms, platform.ticks_diff)
     wall = WallClock(platform, uptime, cfg.time["resync_s"] * 1000)
     rec = Recorder(cfg, platform, signer(), Files(directory, sync=False), uptime, wall)
@@ -129,8 +127,7 @@ def test_journal_nearly_full_signed_once_per_episode():
 def test_the_boot_record_waits_for_room_and_nothing_is_signed_before_it():
     cfg = _small()
     platform = FakePlatform()
-    directory = tmpdir()
-    _dirs.append(directory)
+    directory = _dirs.new()
     rec, _ = _recorder(cfg, platform, directory)
     while True:  # revenue goes on into the reserve, until refused
         try:

@@ -12,25 +12,18 @@ from signet.refwindow import ENTRY, NAME, RefWindow
 
 try:
     from . import minicbor
-    from .agentkit import FakePlatform, make_config, rmtree, signer, tmpdir
+    from .agentkit import FakePlatform, TempDirs, make_config, signer
     from .fwassert import raises
 except ImportError:  # MicroPython runner: flat import path
     import minicbor
-    from agentkit import FakePlatform, make_config, rmtree, signer, tmpdir
+    from agentkit import FakePlatform, TempDirs, make_config, signer
     from fwassert import raises
 
-_dirs = []
+_dirs = TempDirs()
 
 
 def teardown_function(_):
-    while _dirs:
-        rmtree(_dirs.pop())
-
-
-def _dir():
-    d = tmpdir()
-    _dirs.append(d)
-    return d
+    _dirs.tidy()
 
 
 def _recorder(directory, window=4, files=None):
@@ -56,7 +49,7 @@ def _revs(rec):
 
 
 def test_a_retried_sale_gets_its_first_n_and_nothing_is_signed():
-    rec = _recorder(_dir())
+    rec = _recorder(_dirs.new())
     n = rec.record_revenue(250, "EUR", "uart", "T-17")
     assert not rec.repeated
     signed, last = rec.signed, rec.last_n
@@ -74,7 +67,7 @@ def test_a_retried_sale_gets_its_first_n_and_nothing_is_signed():
 
 
 def test_the_same_ref_with_another_amount_is_a_conflict_not_a_retry():
-    rec = _recorder(_dir())
+    rec = _recorder(_dirs.new())
     n = rec.record_revenue(250, "EUR", "uart", "T-1")
     last = rec.last_n
     msg = raises(RecordRefused, rec.record_revenue, 300, "EUR", "uart", "T-1")
@@ -91,7 +84,7 @@ def test_the_same_ref_with_another_amount_is_a_conflict_not_a_retry():
 
 
 def test_the_window_survives_restarts_and_holds_the_last_n_sales():
-    directory = _dir()
+    directory = _dirs.new()
     rec = _recorder(directory, window=4)
     ns = [rec.record_revenue(100 + i, "EUR", "uart", "S-%d" % i) for i in range(6)]
     for _ in range(2):  # two reboots: the window comes back from flash each time
@@ -105,7 +98,7 @@ def test_the_window_survives_restarts_and_holds_the_last_n_sales():
 
 
 def test_the_window_file_stays_bounded():
-    directory = _dir()
+    directory = _dirs.new()
     rec = _recorder(directory, window=4)
     files = rec.files
     for i in range(50):
@@ -124,7 +117,7 @@ def test_the_window_file_stays_bounded():
 def test_an_entry_whose_record_never_reached_the_journal_is_dropped_at_start():
     # Power lost after the window noted the sale and before its record was
     # journaled: the entry names an n above the journal's newest.
-    directory = _dir()
+    directory = _dirs.new()
     rec = _recorder(directory)
     rec.record_revenue(250, "EUR", "uart", "A-1")
     files = Files(directory, sync=False)
@@ -153,7 +146,7 @@ class FailingFiles(Files):
 
 
 def test_a_sale_whose_record_failed_is_not_remembered():
-    directory = _dir()
+    directory = _dirs.new()
     files = FailingFiles(directory, sync=False)
     rec = _recorder(directory, files=files)
     files.broken = True
@@ -167,7 +160,7 @@ def test_a_sale_whose_record_failed_is_not_remembered():
 
 
 def test_a_refused_sale_is_not_remembered_and_a_window_of_0_is_off():
-    directory = _dir()
+    directory = _dirs.new()
     cfg = make_config(journal={"segment_bytes": 2048, "segments": 3, "reserve_segments": 1})
     platform = FakePlatform()
     uptime = Uptime(platform.ticks_ms, platform.ticks_diff)
@@ -185,7 +178,7 @@ def test_a_refused_sale_is_not_remembered_and_a_window_of_0_is_off():
     rec.journal.ack(rec.last_n)  # room again: the refused sale is retried and recorded
     assert rec.record_revenue(i, "EUR", "uart", "J-%d" % i) == rec.last_n
     assert not rec.repeated
-    off = _recorder(_dir(), window=0)
+    off = _recorder(_dirs.new(), window=0)
     assert off.refs is None
     n = off.record_revenue(250, "EUR", "uart", "T-1")
     assert off.record_revenue(250, "EUR", "uart", "T-1") == n + 1

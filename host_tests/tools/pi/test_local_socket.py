@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -254,19 +255,26 @@ def test_overlong_line_closes_the_connection(served: Served) -> None:
     assert request(served.source.path, {"kind": "evt", "ev": "ok_again"})["ok"]
 
 
-def test_too_many_clients_get_busy(served: Served) -> None:
+@contextlib.contextmanager
+def _every_client_slot_taken(served: Served) -> Iterator[None]:
+    """MAX_CLIENTS idle connections hold every slot of the agent's socket while inside."""
     idle = []
     try:
         for _ in range(local_socket.MAX_CLIENTS):
             s = socket.socket(socket.AF_UNIX)
             s.connect(str(served.source.path))
             idle.append(s)
-        # the idle ones hold every slot; wait until the server accepted them all
-        deadline_answer = request(served.source.path, {"kind": "stats"}, timeout=10)
-        assert deadline_answer == {"ok": False, "error": "busy: too many clients"}
+        yield
     finally:
         for s in idle:
             s.close()
+
+
+def test_too_many_clients_get_busy(served: Served) -> None:
+    with _every_client_slot_taken(served):
+        # the idle ones hold every slot; wait until the server accepted them all
+        deadline_answer = request(served.source.path, {"kind": "stats"}, timeout=10)
+        assert deadline_answer == {"ok": False, "error": "busy: too many clients"}
     assert served.source.counts["refused:busy"] >= 1
 
 
@@ -462,19 +470,11 @@ def test_without_a_ref_the_caller_is_told_a_retry_may_count_twice(
 def test_a_busy_agent_did_not_take_the_request(
     served: Served, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    idle = []
-    try:
-        for _ in range(local_socket.MAX_CLIENTS):
-            s = socket.socket(socket.AF_UNIX)
-            s.connect(str(served.source.path))
-            idle.append(s)
+    with _every_client_slot_taken(served):
         before = served.agent.recorder.last_n
         rev = ["agent", "record", "rev", "--amount", "1", "--currency", "EUR", "--ref", "B-1"]
         assert main([*rev, "--socket", str(served.source.path)]) == 3
         assert served.agent.recorder.last_n == before
-    finally:
-        for s in idle:
-            s.close()
     err = capsys.readouterr().err
     assert "busy: too many clients" in err and err.endswith("; not recorded, safe to retry\n")
 
