@@ -50,7 +50,7 @@ def test_minimal_config_gets_defaults() -> None:
         ("mqtt.tls", {"cert": "/c.pem"}, "mqtt.tls: cert and key must be given together"),
         ("mqtt.tls", {"cafile": "/ca"}, "mqtt.tls.cafile: unknown key (allowed: ca, cert, key)"),
         ("mqtt.hots", "x", "mqtt.hots: unknown key (allowed: "),
-        ("key.type", "tpm", "key.type: must be one of 'file', got 'tpm'"),
+        ("key.type", "tpm", "key.type: must be one of 'file', 'atecc608', 'tpm2', got 'tpm'"),
         ("journal.segments", 2, "journal.segments: must be an integer 3..4096, got 2"),
         ("journal.reserve_segments", 15, "journal.reserve_segments: must leave at least 2 of 16"),
         ("journal.ref_window", 1025, "journal.ref_window: must be an integer 0..1024, got 1025"),

@@ -192,6 +192,55 @@ def _source_spec(kind):
     return None
 
 
+def _key_spec(kind):
+    # Where the device key lives (docs/TRUST.md). "path" is always required:
+    #   file      the private key file (software tier)
+    #   atecc608  the binding file written at provisioning (chip serial, slot,
+    #             public key): a swapped or re-keyed chip is caught at boot
+    #   tpm2      the key's blob (public + wrapped private part): only the TPM
+    #             that created it can load it
+    s = _str(256)
+    spec = {"type": (_str(), "file"), "path": (s, _REQUIRED)}
+    if kind == "atecc608":
+        spec["slot"] = (_int(0, 15), 0)
+        spec["address"] = (_int(1, 127), 0x60)  # 0x35 on Trust&GO parts
+        # Board: machine.I2C(id, scl=Pin(scl), sda=Pin(sda), freq=freq).
+        # Pi: the kernel's I2C device, e.g. "/dev/i2c-1".
+        spec["i2c"] = (
+            lambda p, v: _section(
+                p,
+                v,
+                {
+                    "id": (_int(0, 8), 0),
+                    "scl": (_opt(_pin), None),
+                    "sda": (_opt(_pin), None),
+                    "freq": (_int(10000, 1000000), 100000),
+                    "bus": (_opt(_str(64)), None),
+                },
+            ),
+            _EMPTY,
+        )
+        # The chip's monotonic counter (0 or 1) the sequence lease is bound to;
+        # null: the lease lives in flash only (docs/JOURNAL.md).
+        spec["counter"] = (_opt(_int(0, 1)), 1)
+    elif kind == "tpm2":
+        spec["tcti"] = (_str(256), "device:/dev/tpmrm0")
+    if kind in ("atecc608", "tpm2"):
+        # A software key file used when the secure element fails its boot
+        # self-test; null: the agent signs an evt and stops instead.
+        spec["fallback_path"] = (_opt(s), None)
+    return spec
+
+
+def _key(path, v):
+    kind = v.get("type", "file") if isinstance(v, dict) else None
+    if kind not in ("file", "atecc608", "tpm2"):
+        if not isinstance(v, dict):
+            _fail(path, "must be a JSON object", v)
+        _fail(path + ".type", "must be one of 'file', 'atecc608', 'tpm2'", kind)
+    return _section(path, v, _key_spec(kind))
+
+
 def _sources(path, v):
     if not isinstance(v, list):
         _fail(path, "must be a JSON array", v)
@@ -220,12 +269,7 @@ def _spec():
             None,
         ),
         "mqtt": (lambda p, v: _section(p, v, _mqtt_spec()), _REQUIRED),
-        "key": (
-            lambda p, v: _section(
-                p, v, {"type": (_one_of("file"), "file"), "path": (s, _REQUIRED)}
-            ),
-            _REQUIRED,
-        ),
+        "key": (_key, _REQUIRED),
         "journal": (
             lambda p, v: _section(
                 p,
@@ -300,6 +344,8 @@ def parse(obj, board=False):
     if board:
         if data["wifi"] is None:
             raise ConfigError("wifi: is required on a board")
+        if data["key"]["type"] == "tpm2":
+            raise ConfigError("key.type: 'tpm2' exists only on a Pi")
         for i, src in enumerate(data["sources"]):
             if src["type"] == "local":
                 raise ConfigError("sources[%d].type: 'local' exists only on a Pi" % i)
