@@ -31,7 +31,7 @@ from .recorder import Recorder, RecordRefused  # noqa: F401 (sources and tools c
 
 
 class Agent:
-    def __init__(self, config, platform, signer, transport, files, sources=None):
+    def __init__(self, config, platform, signer, transport, files, sources=None, counter=None):
         self.config = config
         self.platform = platform
         self.signer = signer
@@ -41,7 +41,10 @@ class Agent:
         self._loop_ms = config.intervals["loop_ms"]
         self.uptime = Uptime(platform.ticks_ms, platform.ticks_diff)
         self.wall = WallClock(platform, self.uptime, config.time["resync_s"] * 1000)
-        self.recorder = rec = Recorder(config, platform, signer, files, self.uptime, self.wall)
+        # counter: the chip's monotonic counter the sequence lease is bound to (state.py)
+        self.recorder = rec = Recorder(
+            config, platform, signer, files, self.uptime, self.wall, counter
+        )
         self.link = Link(config.mqtt, platform, transport, signer.device_id, self.uptime)
         # Bound once rather than wrapped: no extra call per record, no method
         # objects in RAM. start() recovers journal and state, signs the boot record.

@@ -55,8 +55,9 @@ def hb_multiplier(fill):
 class Recorder:
     """Signs and journals records; start() once, then step(now) once per loop."""
 
-    def __init__(self, config, platform, signer, files, uptime, wall):
+    def __init__(self, config, platform, signer, files, uptime, wall, counter=None):
         self.config = config
+        self.counter = counter  # a chip's monotonic counter the sequence lease is bound to
         self.platform = platform
         self.files = files
         self.uptime = uptime
@@ -95,7 +96,7 @@ class Recorder:
 
             self.refs = RefWindow(self.files, size)
             self.refs.open(ls)  # before any record: an entry above ls was never journaled
-        self.state = SeqState(self.files)
+        self.state = SeqState(self.files, counter=self.counter)
         self.boot = self.state.start(ls)
         self._prev = bytes(p)
         self.last_n = ls
