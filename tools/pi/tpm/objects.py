@@ -1,0 +1,148 @@
+"""What a Signet TPM key is (its template and the attribute rules a loaded blob must meet) and
+the blob file that holds it between runs.
+
+A TPM key lives outside the TPM as TPM2B_PUBLIC + TPM2B_PRIVATE: the private part is
+encrypted and integrity-protected under the storage primary key (session.py), so the file
+is useless on any other TPM, and the TPM refuses to load a public area that was changed.
+The attribute check on open is for a blob that was created wrong, not forged.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from tpm2_pytss.constants import TPM2_ALG, TPM2_ECC, TPMA_OBJECT
+from tpm2_pytss.types import TPM2B_PRIVATE, TPM2B_PUBLIC, TPMT_PUBLIC
+
+from .session import TpmError
+
+# The device's signing key (TPM 2.0 Part 2, 8.3 TPMA_OBJECT):
+#   fixedTPM             never duplicated out of this TPM
+#   fixedParent          never re-parented (duplicated) either
+#   sensitiveDataOrigin  the TPM generated the private key itself (it was never outside)
+#   userWithAuth         TPM2_Sign with a password session (empty auth: the Pi's own user
+#                        access to /dev/tpmrm0 is the gate, as a file key's mode is)
+#   sign                 a signing key, and NOT decrypt and NOT restricted: it signs any
+#                        32-byte digest (a record's COSE digest), nothing else
+SIGNING_KEY_ATTRIBUTES = (
+    TPMA_OBJECT.FIXEDTPM
+    | TPMA_OBJECT.FIXEDPARENT
+    | TPMA_OBJECT.SENSITIVEDATAORIGIN
+    | TPMA_OBJECT.USERWITHAUTH
+    | TPMA_OBJECT.SIGN_ENCRYPT
+)
+# The attestation key: the same, plus restricted, so it signs only structures the TPM
+# itself generated (TPMS_ATTEST from TPM2_Certify / Quote), never an outside digest that
+# could imitate one (Part 1, 25.1 "Restricted signing keys").
+ATTESTATION_KEY_ATTRIBUTES = SIGNING_KEY_ATTRIBUTES | TPMA_OBJECT.RESTRICTED
+
+_REQUIRED = (
+    (TPMA_OBJECT.FIXEDTPM, "fixedTPM"),
+    (TPMA_OBJECT.FIXEDPARENT, "fixedParent"),
+    (TPMA_OBJECT.SENSITIVEDATAORIGIN, "sensitiveDataOrigin"),
+    (TPMA_OBJECT.USERWITHAUTH, "userWithAuth"),
+    (TPMA_OBJECT.SIGN_ENCRYPT, "sign"),
+)
+
+
+def key_template(attributes: TPMA_OBJECT) -> TPM2B_PUBLIC:
+    """ECC NIST P-256, nameAlg SHA-256, scheme ECDSA with SHA-256, no symmetric algorithm."""
+    template = TPM2B_PUBLIC.parse(
+        "ecc256:ecdsa-sha256", objectAttributes=attributes, nameAlg="sha256"
+    )
+    # parse() gives a restricted key AES-128-CFB, which only a restricted DECRYPTION key may
+    # have: a signing key's symmetric must be TPM_ALG_NULL (Part 2, 12.2.3.6 TPMS_ECC_PARMS).
+    template.publicArea.parameters.eccDetail.symmetric.algorithm = TPM2_ALG.NULL
+    return template
+
+
+def attribute_problems(public: TPMT_PUBLIC, restricted: bool) -> list[str]:
+    """What makes `public` not a Signet signing key (restricted=False) or AK (True)."""
+    problems = []
+    if public.type != TPM2_ALG.ECC:
+        return [f"it is not an ECC key (type 0x{int(public.type):04x})"]
+    if public.nameAlg != TPM2_ALG.SHA256:
+        problems.append("its nameAlg is not SHA-256")
+    attrs = public.objectAttributes
+    problems += [f"it lacks {name}" for flag, name in _REQUIRED if not attrs & flag]
+    if attrs & TPMA_OBJECT.DECRYPT:
+        problems.append("it is a decrypt key too")
+    if bool(attrs & TPMA_OBJECT.RESTRICTED) != restricted:
+        problems.append("it is restricted" if not restricted else "it is not restricted")
+    detail = public.parameters.eccDetail
+    if detail.curveID != TPM2_ECC.NIST_P256:
+        problems.append("its curve is not NIST P-256")
+    if detail.scheme.scheme != TPM2_ALG.ECDSA or detail.scheme.details.ecdsa.hashAlg != (
+        TPM2_ALG.SHA256
+    ):
+        problems.append("its scheme is not ECDSA with SHA-256")
+    return problems
+
+
+def ecc_point(public: TPMT_PUBLIC) -> tuple[int, int]:
+    point = public.unique.ecc
+    return int.from_bytes(bytes(point.x), "big"), int.from_bytes(bytes(point.y), "big")
+
+
+# --- the blob file ----------------------------------------------------------------------
+# "<format>\n" then TPM2B_PUBLIC then TPM2B_PRIVATE, each as the TPM marshals it (a 2-byte
+# size first, so the file needs no other framing). The first line names what it is, so a
+# key blob is never loaded as an attestation key or the reverse.
+KEY_FORMAT = "signet-tpm2-key/1"
+AK_FORMAT = "signet-tpm2-ak/1"
+
+
+@dataclass(frozen=True)
+class Blob:
+    public: TPM2B_PUBLIC
+    private: TPM2B_PRIVATE
+
+
+def write_blob(path: Path, fmt: str, blob: Blob, force: bool = False) -> None:
+    """Atomically, mode 0600 from the first byte; an existing blob is a key: not overwritten
+    unless force."""
+    path = Path(path)
+    if path.exists() and not force:
+        raise TpmError(f"{path} exists; refusing to overwrite a TPM key blob")
+    data = fmt.encode() + b"\n" + blob.public.marshal() + blob.private.marshal()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp: 0600
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)  # the rename itself survives a power cut
+    finally:
+        os.close(dir_fd)
+
+
+def read_blob(path: Path, fmt: str) -> Blob:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise TpmError(f"no TPM key blob at {path}") from None
+    except OSError as exc:
+        raise TpmError(f"TPM key blob {path}: cannot read it ({exc.strerror})") from None
+    head, nl, body = data.partition(b"\n")
+    if not nl or head != fmt.encode():
+        shown = head[:40].decode("ascii", "replace") if nl else "no format line"
+        raise TpmError(f"{path} is not a {fmt} blob (it starts with {shown!r})")
+    try:
+        public, used = TPM2B_PUBLIC.unmarshal(body)
+        private, used2 = TPM2B_PRIVATE.unmarshal(body[used:])
+    except Exception:
+        raise TpmError(f"TPM key blob {path}: truncated or corrupt") from None
+    if used + used2 != len(body):
+        raise TpmError(f"TPM key blob {path}: {len(body) - used - used2} stray bytes at its end")
+    return Blob(public, private)
