@@ -6,7 +6,7 @@ names it (``mqtt.port: must be an integer 1..65535, got 'x'``); unknown
 sections and keys are errors too, because a silently ignored typo
 (``recieve_maximum``) is a setting the operator believes is in force.
 
-Sections: [mqtt], [store], [ingest], [quarantine], [time] are the gateway's;
+Sections: [mqtt], [store], [ingest], [quarantine], [time], [trust] are the gateway's;
 [aggregate] belongs to the report code (gateway/mcr/aggregate.py), which validates
 its own keys: this loader only checks that it is a table and passes it on.
 """
@@ -30,6 +30,7 @@ __all__ = [
     "QuarantineConfig",
     "StoreConfig",
     "TimeConfig",
+    "TrustConfig",
     "load",
     "parse",
 ]
@@ -93,6 +94,19 @@ class TimeConfig:
     max_future_skew_s: int = 300
 
 
+@dataclass(frozen=True)
+class TrustConfig:
+    # PEM files (one or more certificates each) of the roots that enrollment evidence must
+    # chain to: secure-element manufacturers (Microchip's Trust&GO root) and TPM attestation
+    # key CAs. Read and parsed by gateway/trust/policy.py when a command needs them.
+    se_roots: tuple[Path, ...] = ()
+    tpm_roots: tuple[Path, ...] = ()
+    # PEM public keys of manufacturing lines whose statements the operator trusts.
+    line_keys: tuple[Path, ...] = ()
+    # How long an enrollment challenge (`signet challenge`) may be answered.
+    challenge_ttl_s: int = 900
+
+
 AggregateSection = Mapping[str, Any]
 
 
@@ -103,6 +117,7 @@ class GatewayConfig:
     ingest: IngestConfig = IngestConfig()
     quarantine: QuarantineConfig = QuarantineConfig()
     time: TimeConfig = TimeConfig()
+    trust: TrustConfig = TrustConfig()
     # [aggregate] as written in the file; gateway/mcr/aggregate.py interprets it.
     aggregate: AggregateSection = field(default_factory=lambda: MappingProxyType({}))
     source: Path | None = None  # the file this came from, if any
@@ -159,6 +174,21 @@ class _PathCheck:
         return path if path.is_absolute() else self.base / path
 
 
+class _PathListCheck:
+    """A list of paths (relative to the config file), each readable when the config is read."""
+
+    def __init__(self, base: Path) -> None:
+        self.path = _PathCheck(base)
+
+    def __call__(self, name: str, value: Any) -> tuple[Path, ...]:
+        if not isinstance(value, list):
+            raise ConfigError(f"{name}: must be a list of path strings, got {value!r}")
+        paths = tuple(self.path(f"{name}[{i}]", item) for i, item in enumerate(value))
+        for i, item in enumerate(paths):
+            _readable_file(f"{name}[{i}]", item)
+        return paths
+
+
 def _readable_file(name: str, path: Path | None) -> None:
     """A file the gateway opens later (TLS material) must be readable now: a missing file is
     an error naming its key at load time, for every command that reads the configuration,
@@ -191,7 +221,7 @@ def _section(
     return type(default)(**{**default.__dict__, **values})  # type: ignore[arg-type]
 
 
-_SECTIONS = ("mqtt", "store", "ingest", "quarantine", "time", "aggregate")
+_SECTIONS = ("mqtt", "store", "ingest", "quarantine", "time", "trust", "aggregate")
 
 
 def parse(data: Mapping[str, Any], base_dir: Path | None = None) -> GatewayConfig:
@@ -257,6 +287,18 @@ def parse(data: Mapping[str, Any], base_dir: Path | None = None) -> GatewayConfi
         {"max_rows": _int(1, 10_000_000), "max_bytes_per_row": _int(0, 65536)},
     )
     time = _section(data, "time", TimeConfig(), {"max_future_skew_s": _int(0, 10 * 365 * 86400)})
+    paths = _PathListCheck(base)
+    trust = _section(
+        data,
+        "trust",
+        TrustConfig(),
+        {
+            "se_roots": paths,
+            "tpm_roots": paths,
+            "line_keys": paths,
+            "challenge_ttl_s": _int(1, 7 * 86400),
+        },
+    )
     aggregate = data.get("aggregate", {})
     if not isinstance(aggregate, dict):
         raise ConfigError(f"[aggregate]: must be a table, got {type(aggregate).__name__}")
@@ -266,6 +308,7 @@ def parse(data: Mapping[str, Any], base_dir: Path | None = None) -> GatewayConfi
         ingest=ingest,
         quarantine=quarantine,
         time=time,
+        trust=trust,
         aggregate=MappingProxyType(dict(aggregate)),
         source=None,
     )
