@@ -16,20 +16,18 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec as crypto_ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_dss_signature
 
-pytss = pytest.importorskip("tpm2_pytss", reason="the tpm extra (tpm2-pytss) is not installed")
-
-from signet.builder import RecordBuilder  # noqa: E402
-from signet.record import GENESIS_HASH  # noqa: E402
-from signet_gateway.verify.pubkeys import DevicePublicKey  # noqa: E402
-from signet_gateway.verify.verifier import Verifier  # noqa: E402
-from signet_tools.pi.tpm.session import storage_primary_template  # noqa: E402
-from signet_tools.pi.tpm_key import (  # noqa: E402
+from signet.builder import RecordBuilder
+from signet.record import GENESIS_HASH
+from signet_gateway.verify.pubkeys import DevicePublicKey
+from signet_gateway.verify.verifier import Verifier
+from signet_tools.pi.tpm.session import storage_primary_template
+from signet_tools.pi.tpm_key import (
     TpmError,
     TpmSigner,
     create_tpm_key,
     open_tpm_signer,
 )
-from signet_tools.runners.swtpm import Swtpm  # noqa: E402
+from signet_tools.runners.swtpm import Swtpm
 
 pytestmark = pytest.mark.timeout(60)
 
