@@ -26,7 +26,7 @@ import os
 import signal
 import socket
 import ssl
-import stat
+import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +34,12 @@ from types import FrameType
 from typing import Any
 
 from signet import config as config_mod
-from signet import keyfile
 from signet.agent import Agent
 from signet.fsio import Files
-from signet.signer import SoftwareSigner
 from signet.state import StateError
 
 from .journal_lock import JournalInUse, JournalLock
+from .keys import SELFTEST_EVENT, KeyUnusable, OpenedKey, open_device_key
 from .local_socket import LocalSocketSource
 from .paho_transport import PahoTransport
 from .platform import PiPlatform
@@ -76,6 +75,8 @@ def load_config(path: str | os.PathLike[str]) -> Any:
         )
     base = Path(path).resolve().parent
     cfg.key["path"] = _resolve(base, cfg.key["path"])
+    if cfg.key.get("fallback_path") is not None:
+        cfg.key["fallback_path"] = _resolve(base, cfg.key["fallback_path"])
     cfg.journal["dir"] = _resolve(base, cfg.journal["dir"])
     tls = cfg.mqtt["tls"]
     if tls:
@@ -89,29 +90,6 @@ def load_config(path: str | os.PathLike[str]) -> Any:
             )
         src["path"] = _resolve(base, src["path"])
     return cfg
-
-
-def load_key(path: str) -> SoftwareSigner:
-    """The key file of `signet keygen`; refused if group/world readable (software tier)."""
-    try:
-        mode = os.stat(path).st_mode
-    except FileNotFoundError:
-        raise StartError(
-            f"key.path: no key file at {path} (create one: signet keygen --out {path})"
-        ) from None
-    except OSError as exc:
-        raise StartError(f"key.path: cannot read {path}: {exc.strerror}") from None
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
-        raise StartError(
-            f"key.path: {path} is accessible by group/others (mode {stat.S_IMODE(mode):04o}); "
-            f"the private key must be private: chmod 600 {path}"
-        )
-    try:
-        return keyfile.load(path)
-    except keyfile.KeyFileError as exc:
-        raise StartError(f"key.path: {path}: {exc}") from None
-    except OSError as exc:
-        raise StartError(f"key.path: cannot read {path}: {exc.strerror}") from None
 
 
 def check_tls_files(tls: dict[str, Any] | None) -> None:
@@ -146,12 +124,21 @@ def check_tls_files(tls: dict[str, Any] | None) -> None:
             ) from None
 
 
+# A secure element that failed its self-test with no fallback key: how long the agent
+# tries to deliver the evt that says so before it stops.
+REFUSED_DELIVERY_S = 10.0
+# The fallback key's journal and sequence state, inside journal.dir: its own chain, apart
+# from the records of the chip's key (which stay until the chip works again).
+FALLBACK_JOURNAL = "fallback"
+
+
 @dataclass
 class Runtime:
     agent: Agent
     platform: PiPlatform
     sources: list[LocalSocketSource]
     lock: JournalLock
+    key: OpenedKey
 
     def close(self) -> None:
         """Close the local sockets and release the journal lock."""
@@ -160,9 +147,25 @@ class Runtime:
         self.lock.release()
 
 
-def build(cfg: Any) -> Runtime:
-    """Everything the agent needs, from a loaded config. StartError on any problem."""
-    signer = load_key(cfg.key["path"])
+def _key_failure(kind: str, key: OpenedKey) -> str:
+    part = {"atecc608": "ATECC608", "tpm2": "TPM"}.get(kind, kind)
+    return (
+        f"key: the {part} failed its start self-test ({key.event_message()}) and "
+        "key.fallback_path is not set: the agent does not start (docs/TRUST.md)"
+    )
+
+
+def build(cfg: Any, i2c: Any = None) -> Runtime:
+    """Everything the agent needs, from a loaded config. StartError on any problem.
+
+    i2c: the ATECC608's bus instead of key.i2c.bus (tests, the virtual fleet)."""
+    try:
+        key = open_device_key(cfg.key, i2c)
+    except KeyUnusable as exc:
+        raise StartError(str(exc)) from None
+    if key.refused and key.signer is None:  # nothing can even say so in a signed evt
+        raise StartError(_key_failure(cfg.key["type"], key))
+    signer = key.signer
     check_tls_files(cfg.mqtt["tls"])
     journal_dir = cfg.journal["dir"]
     try:
@@ -176,7 +179,10 @@ def build(cfg: Any) -> Runtime:
     sources: list[LocalSocketSource] = []
     try:
         try:
-            files = Files(journal_dir, sync=True)
+            if key.selftest_error is not None and not key.refused:
+                files = Files(os.path.join(journal_dir, FALLBACK_JOURNAL), sync=True)
+            else:
+                files = Files(journal_dir, sync=True)
             # Probe writability now, with a clear message, rather than at the first record.
             probe = os.path.join(journal_dir, ".write-test")
             with open(probe, "wb"):
@@ -201,8 +207,35 @@ def build(cfg: Any) -> Runtime:
     for s in sources:
         platform.add_fd_source(s.fds)
     platform.add_fd_source(lambda: [transport.fileno()])
-    agent = Agent(cfg, platform, signer, transport, files, sources)
-    return Runtime(agent, platform, sources, lock)
+    agent = Agent(cfg, platform, signer, transport, files, sources, key.counter)
+    return Runtime(agent, platform, sources, lock, key)
+
+
+def report_key_failure(rt: Runtime) -> None:
+    """After start(): sign the evt naming a failed self-test (fallback key or the chip's own).
+
+    Refused (no fallback): try for REFUSED_DELIVERY_S to deliver it, then StartError."""
+    key, agent, platform = rt.key, rt.agent, rt.platform
+    if key.selftest_error is None:
+        return
+    msg = key.event_message()
+    platform.log(f"agent: key self-test failed: {key.selftest_error}")
+    try:
+        agent.record_event(SELFTEST_EVENT, msg)
+    except Exception as exc:  # a full journal: the log line above still says it
+        platform.log(f"agent: could not sign {SELFTEST_EVENT}: {exc!r}")
+    if not key.refused:
+        platform.log(f"agent: signing with the software key {rt.agent.config.key['fallback_path']}"
+                     " (tier software) instead")  # fmt: skip
+        return
+    deadline = time.monotonic() + REFUSED_DELIVERY_S
+    journal = agent.recorder.journal
+    while journal.acked < agent.recorder.last_n and time.monotonic() < deadline:
+        wait = agent.step()
+        if wait:
+            platform.sleep_ms(min(wait, 100))
+    agent.stop()
+    raise StartError(_key_failure(agent.config.key["type"], key))
 
 
 def run(config_path: str | os.PathLike[str]) -> bool:
@@ -226,6 +259,7 @@ def run(config_path: str | os.PathLike[str]) -> bool:
             agent.start()
         except (StateError, OSError) as exc:
             raise StartError(f"journal.dir: cannot recover state: {exc}") from None
+        report_key_failure(rt)
         mq = agent.config.mqtt
         platform.log(
             f"agent: device {agent.signer.device_id} boot {agent.recorder.boot} "

@@ -18,8 +18,9 @@ from signet.agent import Agent
 from signet.fsio import Files
 from signet_tools.cli.main import main
 from signet_tools.pi import kernel_clock
+from signet_tools.pi.keys import KeyUnusable, load_key
 from signet_tools.pi.platform import PiPlatform
-from signet_tools.pi.run import StartError, build, load_config, load_key
+from signet_tools.pi.run import StartError, build, load_config
 from signet_tools.records import keygen
 
 
@@ -85,12 +86,12 @@ def test_a_config_that_is_not_text_is_one_line(
 
 
 def test_key_file_must_be_private(tmp_path: Path) -> None:
-    with pytest.raises(StartError, match=r"no key file at .*signet keygen --out"):
+    with pytest.raises(KeyUnusable, match=r"no key file at .*signet keygen --out"):
         load_key(str(tmp_path / "dev.key"))
     keygen.generate("p256", tmp_path / "dev.key")
     os.chmod(tmp_path / "dev.key", 0o640)
     with pytest.raises(
-        StartError, match=r"mode 0640\); the private key must be private: chmod 600"
+        KeyUnusable, match=r"mode 0640\); the private key must be private: chmod 600"
     ):
         load_key(str(tmp_path / "dev.key"))
     os.chmod(tmp_path / "dev.key", 0o600)
