@@ -25,6 +25,8 @@
 #   messages through the callback), ping(), disconnect() (clean), close() (drop).
 # source (anything with poll(agent), called once per step, must not block).
 
+import gc
+
 from .clock import Uptime, WallClock
 from .link import Link
 from .recorder import Recorder, RecordRefused  # noqa: F401 (sources and tools catch it here)
@@ -54,6 +56,7 @@ class Agent:
         self.record_event = rec.record_event
         self._stop_requested = False
         self.source_errors = 0
+        self.memory_errors = 0  # outside the link (which counts its own)
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -82,13 +85,25 @@ class Agent:
     def step(self):
         """One loop iteration; returns the ms the caller may sleep."""
         rec = self.recorder
-        rec.step(self.uptime.now())
+        try:
+            rec.step(self.uptime.now())
+        except MemoryError:
+            # Low heap is not fatal: what was due (a heartbeat) is due again at
+            # the next step, after the collection frees what this one left.
+            gc.collect()
+            self.memory_errors += 1
         for src in self.sources:
             try:
                 src.poll(self)
+            except MemoryError:
+                gc.collect()
+                self.memory_errors += 1
             except Exception as e:  # a broken source must not stop heartbeats
                 self.source_errors += 1
-                self.platform.log("agent: source %r: %r" % (src, e))
+                try:
+                    self.platform.log("agent: source %r: %r" % (src, e))
+                except MemoryError:
+                    pass
         more = self.link.step(self.uptime.now(), rec)
         return 0 if more else self._loop_ms
 
@@ -116,6 +131,7 @@ class Agent:
             "connects": link.connects,
             "disconnects": link.disconnects,
             "resends": link.resends,
+            "memory_errors": self.memory_errors + link.memory_errors,
             "refused": rec.refused,
             "repeats": rec.repeats,
             "bad_acks": link.bad_acks,

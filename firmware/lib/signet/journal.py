@@ -296,6 +296,10 @@ class Journal:
                 "journal full: %d of %d segments%s"
                 % (len(self._segs), self.segments, "" if use_reserve else " outside the reserve")
             )
+        # Everything that allocates happens before the write: a MemoryError
+        # (low heap) then leaves the journal as it was, and after the write
+        # nothing can fail halfway between flash and the state kept here.
+        digest = hashlib.sha256(payload).digest()
         buf = self._buf
         buf[0] = _M0
         buf[1] = _M1
@@ -307,10 +311,22 @@ class Journal:
         # A new segment's id is spent only once its file holds a frame: a failed
         # append is retried into the same file, where open() reports the garbage.
         seg = [self._next_id, n, n, 0, 0, False] if room else self._segs[-1]
-        self.files.append(segment_name(seg[_ID]), self._mv[:frame])
-        # Durable from here on.
+        runs = self._runs
+        new_run = n > self.acked and not (runs and runs[-1][1] == n - 1)
         if room:
             self._segs.append(seg)
+        if new_run:
+            runs.append([n, n - 1])  # widened to n once durable
+        try:
+            self.files.append(segment_name(seg[_ID]), self._mv[:frame])
+        except BaseException:
+            if room:
+                self._segs.pop()
+            if new_run:
+                runs.pop()
+            raise
+        # Durable from here on.
+        if room:
             self._next_id += 1
         if seg[_COUNT] == 0:
             seg[_FIRST] = n
@@ -318,11 +334,14 @@ class Journal:
         seg[_COUNT] += 1
         seg[_SIZE] += frame
         self._last_n = n
-        self._last_hash = hashlib.sha256(payload).digest()
+        self._last_hash = digest
         if n > self.acked:
-            self._add_pending(n)
+            runs[-1][1] = n
         if room:
-            self._prune()  # the previous newest segment may be fully acked by now
+            try:
+                self._prune()  # the previous newest segment may be fully acked by now
+            except MemoryError:
+                pass  # redone at the next ack or segment
 
     def last(self):
         """(n, payload SHA-256) of the newest record ever journaled: the next

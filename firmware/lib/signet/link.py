@@ -10,9 +10,18 @@
 # behind it). From the recorder it reads, once per step: `journal` (acked,
 # pending(), ack()), `last_n` and `live` ((n, bytes) of the newest record).
 #
+# Low memory is not a network fault. A MemoryError inside a transport call
+# leaves the MQTT stream in an unknown state (half a packet may be out), so the
+# connection is closed and reopened, but at once after a gc.collect(), without
+# backoff, counted in memory_errors (not disconnects), and the catch-up batch
+# is halved until publishes succeed again. Handlers never format a message
+# that could itself fail to allocate and escape step().
+#
 # May import: record (for MAX_SAFE_INT) only; the transport is handed in
 # (mqtt.py on MicroPython, tools/pi/paho_transport.py on CPython), so this module
 # never imports an MQTT client, nor anything that signs.
+
+import gc
 
 from .record import MAX_SAFE_INT
 
@@ -25,6 +34,7 @@ except ImportError:  # CPython
 
 
 _BATCH_HEAD = const(3)  # room for a CBOR array head (count < 65536)
+_BATCH_MIN = const(1030)  # smallest catch-up batch after low memory: one 1 KiB record + heads
 
 
 def parse_ack(data):
@@ -64,6 +74,7 @@ class Link:
         self._bmax = mqtt_cfg["backoff_max_ms"]
         # One catch-up buffer for the link's life: a batch never allocates.
         self._batch = memoryview(bytearray(mqtt_cfg["batch_bytes"]))
+        self._batch_limit = mqtt_cfg["batch_bytes"]  # halved after a MemoryError
         self.connected = False
         self._failures = 0
         self._next_try = 0
@@ -85,6 +96,7 @@ class Link:
         self.bad_acks = 0
         self.stale_acks = 0
         self.last_backoff_ms = 0
+        self.memory_errors = 0
         transport.set_callback(self._on_message)
 
     def stop(self):
@@ -94,7 +106,7 @@ class Link:
                 self.transport.publish(self.topic_status, b"offline", True)
                 self.transport.disconnect()
             except Exception as e:
-                self.platform.log("agent: disconnect: %r" % (e,))
+                _log(self.platform, "agent: disconnect: %r", e)
             self.connected = False
 
     def _on_message(self, topic, payload):
@@ -138,15 +150,30 @@ class Link:
         self.last_backoff_ms = delay
         self._next_try = now + delay
 
-    def _drop(self, now, e):
-        self.platform.log("agent: connection lost: %r" % (e,))
+    def _close(self):
         self.connected = False
-        self.disconnects += 1
         try:
             self.transport.close()
         except Exception:
             pass
+
+    def _drop(self, now, e):
+        _log(self.platform, "agent: connection lost: %r", e)
+        self._close()
+        self.disconnects += 1
         self._backoff(now)
+
+    def _low_memory(self, now):
+        # Free what the failed call left, then reconnect at the next step; the
+        # journal still holds everything, so nothing is lost, only resent.
+        gc.collect()
+        self.memory_errors += 1
+        limit = self._batch_limit // 2
+        self._batch_limit = limit if limit > _BATCH_MIN else _BATCH_MIN
+        if self.connected:
+            self._close()
+        self._next_try = now
+        _log(self.platform, "agent: low memory (%d): reconnecting", self.memory_errors)
 
     def step(self, now, rec):
         """Connect or exchange messages; True if more is ready to send at once.
@@ -164,6 +191,9 @@ class Link:
                 self.transport.connect(self.topic_status, b"offline")
                 self.transport.subscribe(self.topic_ack)
                 self.transport.publish(self.topic_status, b"online", True)
+            except MemoryError:
+                self._low_memory(now)
+                return False
             except Exception as e:  # OSError, umqtt's MQTTException and asserts
                 self._drop(now, e)
                 self.disconnects -= 1  # never connected: a failed attempt, not a drop
@@ -186,6 +216,9 @@ class Link:
             last_n = rec.last_n
             self._apply_ack(now, j, last_n)
             return self._send(now, j, last_n, rec.live)
+        except MemoryError:
+            self._low_memory(now)
+            return False
         except Exception as e:
             self._drop(now, e)
             return False
@@ -239,7 +272,7 @@ class Link:
         # are written after a gap of _BATCH_HEAD bytes; the array head goes right
         # before them once the count is known, so nothing is copied twice.
         buf = self._batch
-        cap = len(buf)
+        cap = self._batch_limit
         pos = _BATCH_HEAD
         count = 0
         last = self._cursor
@@ -285,3 +318,14 @@ class Link:
             buf[1] = count >> 8
             buf[2] = count & 0xFF
         self._publish(buf[start:pos], last, count)
+        if cap < len(buf):  # it went through: let the batch grow back
+            self._batch_limit = cap * 2 if cap * 2 < len(buf) else len(buf)
+
+
+def _log(platform, fmt, arg):
+    # Called from error handlers: a message that cannot be allocated is skipped,
+    # never raised out of the handler.
+    try:
+        platform.log(fmt % (arg,))
+    except MemoryError:
+        pass

@@ -74,6 +74,7 @@ class Transport:
         self.calls = []
         self.inbox = []  # (topic, payload) delivered by the next poll()
         self.fail = None
+        self.error = OSError(110)  # what the failing call raises
         self.silent = False  # a hung broker: nothing comes back
         self.rx = 0  # what came back (acks, PUBACKs, PINGRESPs): the link's liveness proof
 
@@ -81,7 +82,7 @@ class Transport:
         self.calls.append(call)
         if call[0] == self.fail:
             self.fail = None
-            raise OSError(110)
+            raise self.error
 
     def set_callback(self, cb):
         self.cb = cb
@@ -381,3 +382,50 @@ def test_stop_says_offline_once_and_disconnects():
     assert not link.connected
     link.stop()
     assert tr.count("disconnect") == 1
+
+
+def test_low_memory_is_not_a_network_fault_and_shrinks_the_catch_up_batch():
+    link, tr, platform = _link(batch_bytes=4096, backoff_min_ms=1000)
+    rec = Recorder()
+    records = [rec.sign(n, 200, live=False) for n in range(1, 41)]
+    link.step(0, rec)
+    tr.fail = "publish"
+    tr.error = MemoryError("memory allocation failed")
+    assert link.step(1, rec) is False  # caught, not raised out of step()
+    assert link.memory_errors == 1 and link.disconnects == 0  # not counted as a drop
+    assert not link.connected and tr.calls[-1] == ("close",)  # the stream state is unknown
+    assert platform.logs[-1] == "agent: low memory (1): reconnecting"
+    link.step(1, rec)  # no backoff: reconnects at once
+    assert link.connected and link.connects == 2 and link.last_backoff_ms == 0
+    before = len(tr.sent())
+    link.step(2, rec)
+    first = tr.sent()[before]
+    assert len(first) <= 2048  # half the batch after the MemoryError
+    for i in range(40):
+        if not link.step(3 + i, rec):
+            break
+    carried = []
+    for message in tr.sent()[before:]:
+        carried.extend(_records_in(message, records))
+    assert carried == records  # every record, once, after the failure
+    sizes = [len(m) for m in tr.sent()[before:]]
+    assert max(sizes) > 2048  # the batch grew back once publishes went through
+
+
+def test_an_error_handler_that_cannot_allocate_its_message_does_not_raise():
+    link, tr, platform = _link()
+    rec = Recorder()
+    rec.sign(1)
+    link.step(0, rec)
+
+    def log(msg):
+        raise MemoryError("no room for the log line")
+
+    platform.log = log
+    tr.fail = "poll"  # an OSError: the drop handler logs it
+    assert link.step(1, rec) is False
+    assert link.disconnects == 1 and not link.connected
+    tr.fail = "connect"
+    tr.error = MemoryError()
+    assert link.step(link.last_backoff_ms + 2, rec) is False
+    assert link.memory_errors == 1

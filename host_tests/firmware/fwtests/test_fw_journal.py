@@ -213,6 +213,8 @@ def test_corrupt_frame_is_reported_and_later_frames_kept():
     for n in range(1, 15):
         j.append(n, _record(n))
     segs = _segments(files)  # 1-6, 7-12, 13-14
+    del j
+    gc.collect()  # this test's own 1 KiB buffers need a 64 KiB heap unfragmented
     for name, off in ((segs[0], 166), (segs[2], 0)):  # a sealed segment, then the newest
         raw = bytearray(files.read(name))
         raw[off + 40] ^= 0x55  # inside frame 2 (n=2), frame 1 (n=13)
