@@ -1,3 +1,4 @@
 """Processes the tools and tests start and wait for: a private Mosquitto on a free loopback
-port, `signet gateway run` as a child, and polling with a deadline. Imports nothing above.
+port, a private software TPM (swtpm.py, with tpm_ca.py, a test CA for its attestation keys),
+`signet gateway run` as a child, and polling with a deadline. Imports nothing above.
 """
