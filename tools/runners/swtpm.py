@@ -29,6 +29,10 @@ class SwtpmError(RuntimeError):
     """swtpm is missing, or did not start or stop as asked."""
 
 
+class _PortTaken(SwtpmError):
+    """The port pair chosen was bound by another process first."""
+
+
 def find_swtpm() -> str:
     found = shutil.which("swtpm")
     if found:
@@ -87,6 +91,9 @@ class Swtpm:
         self.state_dir = Path(state_dir)
         self.host = host
         self.port = port or free_port_pair(host)
+        # A pair picked here may be taken by someone else before swtpm binds it: then the
+        # first start() picks another pair. A restart keeps the pair (the TCTI names it).
+        self._may_move = port is None
         self.log = self.state_dir / "swtpm.log"
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -109,6 +116,14 @@ class Swtpm:
     def start(self, timeout: float = 10.0) -> Swtpm:
         if self.running:
             return self
+        for _attempt in range(3):
+            try:
+                return self._start(timeout)
+            except _PortTaken:
+                self.port = free_port_pair(self.host)
+        return self._start(timeout)
+
+    def _start(self, timeout: float) -> Swtpm:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._proc = subprocess.Popen(
             [
@@ -135,8 +150,12 @@ class Swtpm:
             if self._proc.poll() is not None:
                 err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
                 self._close()
-                raise SwtpmError(f"swtpm exited at start: {err.strip()} {self.log_tail()}".strip())
+                why = f"{err.strip()} {self.log_tail()}".strip()
+                if self._may_move and "Address already in use" in why:
+                    raise _PortTaken(why)
+                raise SwtpmError(f"swtpm exited at start: {why}")
             if tpm_answers(self.host, self.port):
+                self._may_move = False
                 return self
             time.sleep(0.01)  # polling interval, not synchronisation
         self.kill()

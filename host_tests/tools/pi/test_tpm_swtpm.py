@@ -54,3 +54,16 @@ def test_missing_swtpm_is_one_sentence(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setattr(swtpm_runner.shutil, "which", lambda name: None)
     with pytest.raises(SwtpmError, match=r"^swtpm not found: `./run setup` installs it"):
         Swtpm(tmp_path).start()
+
+
+def test_a_port_taken_before_the_start_moves_it_unless_it_was_asked_for(tmp_path: Path) -> None:
+    tpm = Swtpm(tmp_path / "a")
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", tpm.ctrl_port))  # someone else got there first
+        squatter.listen()
+        taken = tpm.port
+        with tpm:
+            assert tpm.port != taken
+            assert len(_get_random(tpm.port, 2)) == 2
+        with pytest.raises(SwtpmError, match=r"exited at start: .*Address already in use"):
+            Swtpm(tmp_path / "b", port=taken).start()
