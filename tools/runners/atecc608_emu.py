@@ -35,7 +35,8 @@ What is modelled (datasheet section in brackets):
 
 Faults: `missing` (every transfer NACKs), `corrupt_reads` (the next N response reads get
 their CRC flipped on the wire; -1 = all), `busy_extra_ms` (execution takes that much longer),
-`high_s` (always answer the high-S twin of the signature).
+`high_s` (always answer the high-S twin of the signature), `fail_next` (the next command
+answers that status code: ECC fault, self-test error, ...).
 Use a virtual clock (the default) and give the driver `sleep_us=chip.sleep_us`: then no
 test waits for real time.
 """
@@ -205,6 +206,7 @@ class EmulatedATECC608:
         self.corrupt_reads = 0
         self.busy_extra_ms = 0
         self.high_s = False
+        self.fail_next: int | None = None
 
     # -- configuration zone -------------------------------------------------
 
@@ -367,7 +369,10 @@ class EmulatedATECC608:
         if now - self.woke_at + exec_us > T_WATCHDOG_US:
             return self._answer(bytes([WATCHDOG]), _PARSE_US)
         self.commands.append(name)
-        result = getattr(self, "_cmd_" + name.lower())(p1, p2, data)
+        if self.fail_next is not None:  # fault: this command answers that status
+            result, self.fail_next = self.fail_next, None
+        else:
+            result = getattr(self, "_cmd_" + name.lower())(p1, p2, data)
         if isinstance(result, int):
             result = bytes([result])
         self._answer(result, exec_us + self.busy_extra_ms * 1000)

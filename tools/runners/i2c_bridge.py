@@ -12,10 +12,10 @@ EmulatedATECC608 (a NACK comes back as OSError, as from machine.I2C). One line p
 
 Control requests, {"op": ...}: "new" (a fresh chip: kind "tng" = Trust&GO-shaped with
 options address, slot, slot_config, key_config, lock; kind "blank"), "fault" (missing,
-corrupt_reads, busy_extra_ms, high_s), "advance" (us on the clock), "facts" (serial, public
-key, counters, config, chip_time_us, bus_time_us, transfers), "verify" (an r || s over a
-digest with the slot's key, by `cryptography`). LocalBus offers the same methods in-process,
-so one test module runs under CPython and MicroPython alike.
+corrupt_reads, busy_extra_ms, high_s, fail_next), "advance" (us on the clock), "facts"
+(serial, public key, counters, config, chip_time_us, bus_time_us, transfers), "verify" (an
+r || s over a digest with the slot's key, by `cryptography`). LocalBus offers the same
+methods in-process, so one test module runs under CPython and MicroPython alike.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed, encode_ds
 
 from .atecc608_emu import EmulatedATECC608, VirtualClock, blank_chip, trust_and_go
 
-_FAULTS = ("missing", "corrupt_reads", "busy_extra_ms", "high_s")
+_FAULTS = ("missing", "corrupt_reads", "busy_extra_ms", "high_s", "fail_next")
 
 
 class ChipControl:
