@@ -32,6 +32,7 @@ from .tpm.objects import (
     attribute_problems,
     ecc_point,
     key_template,
+    load_blob,
     read_blob,
     write_blob,
 )
@@ -58,17 +59,6 @@ def check_signing_key(blob: Blob, blob_path: Path) -> None:
             f"TPM key blob {blob_path}: refused, {'; '.join(problems)} (not a non-exportable "
             "signing key generated in the TPM)"
         )
-
-
-def _load(esapi: ESAPI, blob: Blob) -> ESYS_TR:
-    """Load blob under a freshly derived storage primary, which is flushed again at once: a
-    loaded key needs no loaded parent, and a TPM without a resource manager has only ~3
-    object slots."""
-    primary = storage_primary(esapi)
-    try:
-        return esapi.load(primary, blob.private, blob.public)
-    finally:
-        esapi.flush_context(primary)
 
 
 class TpmSigner:
@@ -107,7 +97,7 @@ class TpmSigner:
     def _load_context(self) -> TPMS_CONTEXT:
         esapi = self._session()
         with tpm_errors(self.tcti, f"loading the key {self.blob_path}"):
-            handle = _load(esapi, self.blob)
+            handle = load_blob(esapi, self.tcti, self.blob, self.blob_path)
             try:
                 return esapi.context_save(handle)
             finally:

@@ -157,9 +157,10 @@ def test_a_blob_from_another_tpm_is_refused(tmp_path: Path) -> None:
         create_tpm_key(first.tcti, blob).close()
     with Swtpm(tmp_path / "b") as other, pytest.raises(TpmError) as refused:
         open_tpm_signer(other.tcti, blob)
-    message = str(refused.value)
-    assert message.startswith(f"TPM at {other.tcti}: loading the key {blob} failed"), message
-    assert "\n" not in message
+    assert str(refused.value) == (
+        f"TPM at {other.tcti}: refuses the key blob {blob} (integrity check failed): it was "
+        "created by another TPM, this TPM was cleared since, or the file was altered"
+    )
 
 
 # --- blobs created wrong, straight through tpm2-pytss (not through the module under test) --
@@ -218,7 +219,7 @@ def test_attributes_edited_into_a_blob_are_refused_by_the_tpm(tpm: Swtpm, tmp_pa
     attrs = int.from_bytes(data[at : at + 4], "big") | FIXED_TPM | FIXED_PARENT
     data[at : at + 4] = attrs.to_bytes(4, "big")
     blob.write_bytes(bytes(data))
-    with pytest.raises(TpmError, match=r"loading the key .* failed"):
+    with pytest.raises(TpmError, match=r"refuses the key blob .*or the file was altered$"):
         open_tpm_signer(tpm.tcti, blob)
 
 

@@ -30,6 +30,7 @@ from .objects import (
     attribute_problems,
     ecc_point,
     key_template,
+    load_blob,
     read_blob,
     write_blob,
 )
@@ -118,11 +119,7 @@ def certify_evidence(
     esapi = signer._session()  # the signer's connection: both keys must be in one TPM
     with tpm_errors(tcti, "certifying the key"):
         try:
-            primary = storage_primary(esapi)
-            try:
-                ak_handle = esapi.load(primary, ak.blob.private, ak.blob.public)
-            finally:
-                esapi.flush_context(primary)
+            ak_handle = load_blob(esapi, tcti, ak.blob, ak.blob_path)
             try:
                 # NULL scheme: the AK's own (ECDSA-SHA256).
                 attest, signature = esapi.certify(

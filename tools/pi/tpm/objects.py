@@ -14,10 +14,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from tpm2_pytss.constants import TPM2_ALG, TPM2_ECC, TPMA_OBJECT
+from tpm2_pytss import ESAPI, TSS2_Exception
+from tpm2_pytss.constants import ESYS_TR, TPM2_ALG, TPM2_ECC, TPM2_RC, TPMA_OBJECT
 from tpm2_pytss.types import TPM2B_PRIVATE, TPM2B_PUBLIC, TPMT_PUBLIC
 
-from .session import TpmError
+from .session import TpmError, storage_primary
 
 # The device's signing key (TPM 2.0 Part 2, 8.3 TPMA_OBJECT):
 #   fixedTPM             never duplicated out of this TPM
@@ -146,3 +147,22 @@ def read_blob(path: Path, fmt: str) -> Blob:
     if used + used2 != len(body):
         raise TpmError(f"TPM key blob {path}: {len(body) - used - used2} stray bytes at its end")
     return Blob(public, private)
+
+
+def load_blob(esapi: ESAPI, tcti: str, blob: Blob, blob_path: Path) -> ESYS_TR:
+    """TPM2_Load the blob under a freshly derived storage primary, which is flushed again at
+    once: a loaded key needs no loaded parent, and a TPM without a resource manager has only
+    about three object slots. The caller flushes the key."""
+    primary = storage_primary(esapi)
+    try:
+        return esapi.load(primary, blob.private, blob.public)
+    except TSS2_Exception as exc:
+        if exc.error != TPM2_RC.INTEGRITY:
+            raise
+        # The private part is bound to the primary's seed and to the public area.
+        raise TpmError(
+            f"TPM at {tcti}: refuses the key blob {blob_path} (integrity check failed): it "
+            "was created by another TPM, this TPM was cleared since, or the file was altered"
+        ) from None
+    finally:
+        esapi.flush_context(primary)
