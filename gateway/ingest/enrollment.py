@@ -11,8 +11,12 @@ takes effect for every record the gateway receives after the command returned:
   :meth:`Enrollment.now_enrolled` picks the messages whose device is enrolled and active
   now, and the writer verifies them again with the current keys. Only a dict lookup per
   refused message: a flood of records from unknown keys costs no database query each.
-- A record verified with a key revoked meanwhile is refused by the writer
-  (``BatchWriter``'s ``revoked_device``, which reads :attr:`Enrollment.revoked`).
+- Revoked and rotated keys stay in the key set: their records are verified, then the
+  writer (``BatchWriter``'s ``key_limits``, which is :attr:`Enrollment.limits`) refuses those
+  received at or after the revocation moment (``revoked``) and those numbered above the last
+  n of a rotated key (``rotated``). The moment is compared with each record's receive time,
+  so a revocation scheduled ahead takes effect while the gateway runs, with no reload; and a
+  forged record of a revoked key is still refused for its signature, not for the revocation.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from signet_gateway.store.model import iso_ms
 from signet_gateway.store.sqlite import Store
 from signet_gateway.verify.pubkeys import DevicePublicKey
 
@@ -33,16 +38,18 @@ UNKNOWN_KEY = "unknown_key"
 
 
 class Enrollment:
-    """Keys of active devices, every enrolled id and the revoked ids; used by the writer thread.
+    """Keys of every enrolled device, their ids, and the limits of revoked and rotated keys;
+    used by the writer thread.
 
-    ``keys`` is mutated in place, so a ``Verifier`` built on it stays current.
+    ``keys`` and ``limits`` are mutated in place, so a ``Verifier`` built on the one and a
+    ``BatchWriter`` on the other stay current.
     """
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.keys: dict[bytes, DevicePublicKey] = {}
         self.known: set[str] = set()  # every device id ever enrolled (revoked ones too)
-        self.revoked: set[str] = set()
+        self.limits: dict[str, tuple[int | None, int | None]] = {}  # kid -> (revoked_ms, last_n)
         self._version = self._data_version()
         self._reload(initial=True)
 
@@ -60,22 +67,36 @@ class Enrollment:
         return changed
 
     def _reload(self, initial: bool) -> bool:
-        fresh = self.store.active_keys()
+        fresh = self.store.all_keys()
+        limits = self.store.key_limits()
         changed = False
         for kid in list(self.keys):
-            if kid not in fresh:
+            if kid not in fresh:  # not done by any command; a database restored from a backup
                 del self.keys[kid]
                 changed = True
-                if not initial:
-                    log.info("device %s revoked: its records are now refused", kid.hex())
         for kid, key in fresh.items():
             if kid not in self.keys:
                 self.keys[kid] = key
                 changed = True
                 if not initial:
                     log.info("device %s enrolled", kid.hex())
+        for kid, (revoked_ms, last_n) in limits.items():
+            before = self.limits.get(kid, (None, None))
+            if not initial and revoked_ms != before[0] and revoked_ms is not None:
+                log.info(
+                    "device %s revoked from %s: records received from then on are refused",
+                    kid,
+                    iso_ms(revoked_ms),
+                )
+            if not initial and last_n != before[1] and last_n is not None:
+                log.info(
+                    "device %s rotated to a new key: its records above n=%d are refused",
+                    kid,
+                    last_n,
+                )
+        self.limits.clear()
+        self.limits.update(limits)
         self.known |= {kid for (kid,) in self.store.conn.execute("SELECT kid FROM devices")}
-        self.revoked |= self.store.revoked_ids()
         return changed
 
     def now_enrolled(self, messages: Iterable[Message]) -> list[Message]:

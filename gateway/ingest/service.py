@@ -147,7 +147,7 @@ class Gateway:
             on_stored=agg.on_stored,
             on_stored_many=agg.on_stored_many,
             known_device=enrollment.known.__contains__,
-            revoked_device=enrollment.revoked.__contains__,
+            key_limits=enrollment.limits,
         )
         self.intake = Intake(
             self.verifier, cfg.ingest.verify_threads, keys=enrollment.keys, on_failure=self._fatal
@@ -164,7 +164,7 @@ class Gateway:
             "database %s (%d devices enrolled, %d active)",
             self.store.path.resolve(),
             len(enrollment.known),
-            len(enrollment.keys),
+            len(self.store.active_keys()),
         )
         self._started = time.monotonic()
         self._writer_thread = threading.Thread(

@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from signet_gateway.mcr.aggregate import day_of
 from signet_gateway.store.faults import UNUSABLE, fault_of
-from signet_gateway.store.model import StoredRecord
+from signet_gateway.store.model import StoredRecord, iso_ms
 
 from .sequencer import (
     DUPLICATE,
@@ -54,11 +54,44 @@ log = logging.getLogger("signet.gateway")
 
 SIG_ITEM: Final = 66  # a valid record ends with 0x58 0x40 and the 64 signature bytes
 INTERNAL_ERROR: Final = "internal_error"
+REVOKED: Final = "revoked"  # received at or after its key's revocation (docs/TRUST.md)
+ROTATED: Final = "rotated"  # numbered above its key's last n before a rotation
 
 
 def _raw_of(m: Message, item: tuple[Any, ...]) -> bytes:
     """The received bytes of one verified item of ``m.results``."""
     return m.payload if len(item) == 3 else item[3]  # type: ignore[no-any-return]
+
+
+def _limited(m: Message, limit: tuple[int | None, int | None]) -> list[Any]:
+    """m's results with the records its key may no longer sign refused: received at or after
+    the key's revocation ('revoked': the moment is compared with each message's receive time,
+    so a revocation scheduled ahead takes effect while the gateway runs), or numbered above
+    its last n before a rotation ('rotated'). Records that did not verify keep their reason."""
+    revoked_ms, last_n = limit
+    kid = m.kid
+    if revoked_ms is not None and m.received_ms >= revoked_ms:
+        detail = (
+            f"device {kid} is revoked since {iso_ms(revoked_ms)}; this record was received"
+            f" at {iso_ms(m.received_ms)}"
+        )
+        return [
+            item if type(item) is Rejection else Rejection(REVOKED, detail, _raw_of(m, item))
+            for item in m.results
+        ]
+    if last_n is None:
+        return m.results
+    out: list[Any] = []
+    for item in m.results:
+        if type(item) is not Rejection and item[0]["n"] > last_n:
+            n = item[0]["n"]
+            item = Rejection(
+                ROTATED,
+                f"device {kid} was rotated to a new key after n={last_n}; record n={n} is refused",
+                _raw_of(m, item),
+            )
+        out.append(item)
+    return out
 
 
 class StorageError(RuntimeError):
@@ -149,7 +182,7 @@ class BatchWriter:
         on_stored: Callable[[StoredRecord], None] | None = None,
         on_stored_many: Callable[[list[StoredRecord]], None] | None = None,
         known_device: Callable[[str], bool] = lambda kid: False,
-        revoked_device: Callable[[str], bool] = lambda kid: False,
+        key_limits: Mapping[str, tuple[int | None, int | None]] | None = None,
     ) -> None:
         self.conn = conn
         self.findings = Findings()
@@ -163,7 +196,10 @@ class BatchWriter:
         self.quarantine_rows = quarantine_rows
         self.quarantine_bytes = quarantine_bytes
         self.known_device = known_device
-        self.revoked_device = revoked_device
+        # kid -> (revoked_ms, last_n) for keys with either (Enrollment.limits, kept current).
+        self.key_limits: Mapping[str, tuple[int | None, int | None]] = (
+            {} if key_limits is None else key_limits
+        )
 
     def commit(self, messages: list[Message]) -> WriteResult:
         """Apply and commit one batch; raise StorageError if the database failed."""
@@ -223,7 +259,7 @@ class BatchWriter:
     def _apply(self, messages: list[Message], poisoned: dict[int, str], out: WriteResult) -> None:
         seq = self.seq
         apply_parts = seq.apply_parts
-        revoked = self.revoked_device
+        limits = self.key_limits
         refused: list[tuple[Any, ...]] = []
         stored = duplicates = equivocations = 0
         for index, m in enumerate(messages):
@@ -238,15 +274,9 @@ class BatchWriter:
                     refused.append((m, m.rejection, day))
                     continue
                 kid = m.kid
-                if revoked(kid):
-                    # Belt and braces: a verifier thread may have used a key cached just
-                    # before the revocation was noticed. A revoked key counts nothing.
-                    m.results = [
-                        item
-                        if type(item) is Rejection
-                        else Rejection("unknown_key", "", _raw_of(m, item))
-                        for item in m.results
-                    ]
+                limit = limits.get(kid)
+                if limit is not None:  # a dict miss for every key neither revoked nor rotated
+                    m.results = _limited(m, limit)
                 for item in m.results:
                     if type(item) is Rejection:
                         refused.append((m, item, day))
@@ -281,8 +311,6 @@ class BatchWriter:
         for m, rejection, day in refused:
             kid = m.kid
             reason, raw = rejection.reason, rejection.raw
-            if reason == "unknown_key" and kid and self.revoked_device(kid):
-                rejection.detail = f"device {kid} is revoked; its records are refused"
             detail = rejection.detail
             # Findings are per device only for enrolled devices: an unknown sender flooding
             # random device ids must not grow the findings table without bound.

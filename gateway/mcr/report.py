@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
-from signet_gateway.store.model import DeviceLookupError
+from signet_gateway.store.model import DeviceLookupError, iso_ms
 from signet_gateway.store.sqlite import Store
 
 from . import scoring
@@ -89,13 +89,6 @@ def record_span(conn: sqlite3.Connection, kid: str) -> tuple[int, int] | None:
     if first is None or last is None:
         return None
     return int(first[0]), int(last[0])
-
-
-def iso_ms(ms: int | None) -> str | None:
-    if ms is None:
-        return None
-    when = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC) + _dt.timedelta(milliseconds=ms)
-    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _days(first: str, last: str) -> list[str]:

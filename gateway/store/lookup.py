@@ -67,7 +67,7 @@ def resolve(devices: Sequence[Device], wanted: str) -> Device:
 
 
 def _describe(device: Device) -> str:
-    status = "active" if device.active else "revoked"
+    status = device.status()
     return (
         f"{device.kid} ({device.name!r}, {status})" if device.name else f"{device.kid} ({status})"
     )

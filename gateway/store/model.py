@@ -7,19 +7,22 @@ implementation (PostgreSQL) provides the same.
 
 from __future__ import annotations
 
+import datetime as _dt
 import time
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from signet_gateway.verify.pubkeys import DevicePublicKey
 
 __all__ = [
     "Device",
     "DeviceLookupError",
+    "EvidenceLike",
     "QuarantineRow",
     "StoreError",
     "StoreOpenError",
     "StoredRecord",
+    "iso_ms",
     "now_ms",
 ]
 
@@ -59,8 +62,22 @@ class StoredRecord(NamedTuple):
     future: bool
 
 
+class EvidenceLike(Protocol):
+    """Evidence that verified (gateway/trust's VerifiedEvidence): what the store keeps of it."""
+
+    @property
+    def kind(self) -> str: ...  # se-chain | tpm2-certify | line-statement
+    @property
+    def summary(self) -> dict[str, Any]: ...  # JSON-able: what an operator reads
+    @property
+    def raw(self) -> bytes: ...  # the evidence file as given
+
+
 @dataclass(frozen=True, slots=True)
 class Device:
+    """One enrolled key. A machine is the chain of keys that rotated into each other
+    (``machine``: the device id of its first key); reports group by it."""
+
     kid: str
     public_key: bytes
     curve: str
@@ -68,12 +85,29 @@ class Device:
     name: str | None
     evidence: bytes | None
     enrolled_ms: int
-    revoked_ms: int | None
+    revoked_ms: int | None  # records received at or after it are refused (may be ahead: scheduled)
     flagged: bool
+    evidence_kind: str | None = None  # set only by evidence that verified (the hardware tier)
+    evidence_summary: dict[str, Any] | None = None
+    machine: str = ""
+    replaces: str | None = None  # rotation: the key this one replaced
+    last_n: int | None = None  # rotated away: its records above last_n are refused
+
+    def revoked_at(self, ms: int) -> bool:
+        """Is a record received at ``ms`` refused as revoked?"""
+        return self.revoked_ms is not None and ms >= self.revoked_ms
+
+    def status(self, at_ms: int | None = None) -> str:
+        """'revoked' (at or after the moment), 'rotated' (a newer key replaced it) or
+        'active' (also while a revocation is scheduled ahead)."""
+        if self.revoked_at(now_ms() if at_ms is None else at_ms):
+            return "revoked"
+        return "active" if self.last_n is None else "rotated"
 
     @property
     def active(self) -> bool:
-        return self.revoked_ms is None
+        """Neither revoked (now) nor rotated away: the key that speaks for its machine."""
+        return self.status() == "active"
 
     def key(self) -> DevicePublicKey:
         return DevicePublicKey.from_sec1(self.public_key, self.curve)  # type: ignore[arg-type]
@@ -93,3 +127,11 @@ class QuarantineRow:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def iso_ms(ms: int | None) -> str | None:
+    """Unix ms as ISO 8601 UTC at millisecond precision (``...T16:07:44.175Z``); None stays."""
+    if ms is None:
+        return None
+    when = _dt.datetime(1970, 1, 1, tzinfo=_dt.UTC) + _dt.timedelta(milliseconds=ms)
+    return when.isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -1,8 +1,9 @@
-"""The gateway database's tables (schema version 1), shared by every store implementation.
+"""The gateway database's tables (schema version 2), shared by every store implementation.
 
 Tables (the ones REPORT reads are marked *):
 
-* ``devices``*  enrolled keys, tier, evidence, revocation, equivocation flag
+* ``devices``*  enrolled keys, tier, evidence, machine, rotation, revocation, equivocation flag
+* ``challenges`` single-use enrollment challenges (`signet challenge`)
 * ``records``*  every stored record: exact received bytes and payload bytes
 * ``findings``* per device and UTC day: counts of verified, duplicate, equivocation,
   chain_break, late, future_time and ``refused:<reason>``
@@ -16,22 +17,48 @@ from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "TIERS"]
+__all__ = ["CHALLENGES_TABLE", "DEVICES_TABLE", "SCHEMA", "SCHEMA_VERSION", "TIERS"]
 
 TIERS: Final = ("software", "hardware")
 
-SCHEMA: Final = """
+# The devices table on its own: schema version 1 -> 2 rebuilds it (migrate.py).
+DEVICES_TABLE: Final = """
 CREATE TABLE IF NOT EXISTS devices (
     kid TEXT PRIMARY KEY,            -- 32 lowercase hex: the device id
     public_key BLOB NOT NULL,        -- 33-byte compressed SEC1 point
     curve TEXT NOT NULL,             -- 'p256' | 'secp256k1'
     tier TEXT NOT NULL CHECK (tier IN ('software', 'hardware')),
     name TEXT,
-    evidence BLOB,                   -- hardware tier: certificate chain / enrollment statement
+    evidence BLOB,                   -- the evidence file as given to `signet enroll`
+    evidence_kind TEXT,              -- se-chain | tpm2-certify | line-statement: it VERIFIED
+    evidence_summary TEXT,           -- JSON: what the verification found (serial, subjects...)
     enrolled_ms INTEGER NOT NULL,
-    revoked_ms INTEGER,              -- NULL while active
-    flagged INTEGER NOT NULL DEFAULT 0  -- 1 once an equivocation was seen
+    revoked_ms INTEGER,              -- records received at or after it are refused 'revoked'
+    flagged INTEGER NOT NULL DEFAULT 0, -- 1 once an equivocation was seen
+    machine TEXT NOT NULL,           -- device id of the machine's first key (= kid if first)
+    replaces TEXT,                   -- rotation: the kid of the key this one replaced
+    last_n INTEGER,                  -- set when rotated away: its records above it are refused
+    -- The hardware tier only on evidence that verified (gateway/trust): no other write can
+    -- claim it, whatever wrote the row.
+    CHECK (tier = 'software' OR (evidence_kind IS NOT NULL AND evidence IS NOT NULL))
 );
+CREATE INDEX IF NOT EXISTS devices_machine ON devices (machine);
+"""
+
+CHALLENGES_TABLE: Final = """
+CREATE TABLE IF NOT EXISTS challenges (
+    nonce BLOB PRIMARY KEY,          -- 32 random bytes (`signet challenge`)
+    issued_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    used_ms INTEGER,                 -- set in the transaction of the enrollment it served
+    used_by TEXT                     -- that enrollment's device id
+) WITHOUT ROWID;
+"""
+
+SCHEMA: Final = (
+    DEVICES_TABLE
+    + CHALLENGES_TABLE
+    + """
 CREATE TABLE IF NOT EXISTS records (
     kid TEXT NOT NULL,
     n INTEGER NOT NULL,
@@ -91,5 +118,6 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 ) WITHOUT ROWID;
 """
+)
 
-SCHEMA_VERSION: Final = "1"
+SCHEMA_VERSION: Final = "2"

@@ -14,31 +14,47 @@ Tables: see schema.py.
 
 from __future__ import annotations
 
+import json
 import os
 import shlex
 import sqlite3
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from signet_gateway.verify.payload_schema import decode_payload
 from signet_gateway.verify.pubkeys import DevicePublicKey
 
 from .lookup import resolve
-from .model import Device, QuarantineRow, StoredRecord, StoreError, StoreOpenError, now_ms
+from .model import (
+    Device,
+    EvidenceLike,
+    QuarantineRow,
+    StoredRecord,
+    StoreError,
+    StoreOpenError,
+    iso_ms,
+    now_ms,
+)
 from .schema import SCHEMA, SCHEMA_VERSION, TIERS
 
 __all__ = ["Store", "connect"]
 
+DAY_MS: Final = 86_400_000
 
-def connect(path: Path | str, *, readonly: bool = False, new: bool = False) -> sqlite3.Connection:
+
+def connect(
+    path: Path | str, *, readonly: bool = False, new: bool = False, any_version: bool = False
+) -> sqlite3.Connection:
     """Open the database with the gateway's pragmas (autocommit mode: explicit BEGIN/COMMIT).
 
     The file must exist: SQLite would otherwise create an empty database at any mistyped
     path (Store.create is the one way to make one). Unless ``new`` (the empty file
     Store.create just made), it must be a Signet gateway database: checked before the first
-    write, so opening some other file changes nothing in it. StoreOpenError otherwise.
+    write, so opening some other file changes nothing in it. StoreOpenError otherwise, also
+    for a database of an older schema version (unless ``any_version``: the migration's own
+    connection), naming the command that migrates it.
     """
     path = Path(path)
     mode = "ro" if readonly else "rw"
@@ -58,6 +74,13 @@ def connect(path: Path | str, *, readonly: bool = False, new: bool = False) -> s
         if schema is None:
             conn.close()
             raise StoreOpenError(f"{path} is not a Signet gateway database")
+        if schema[0] != SCHEMA_VERSION and not any_version:
+            conn.close()
+            raise StoreOpenError(
+                f"database {path} has schema version {schema[0]}, this version of Signet needs"
+                f" {SCHEMA_VERSION}: migrate it with `signet db migrate --db"
+                f" {shlex.quote(str(path))}` (a backup first is wise)"
+            )
     if not readonly:
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if mode.lower() != "wal":
@@ -188,99 +211,268 @@ class Store:
         tier: str,
         *,
         name: str | None = None,
-        evidence: bytes | None = None,
+        evidence: EvidenceLike | None = None,
         enrolled_ms: int | None = None,
     ) -> Device:
-        """Add a device key. Hardware tier needs evidence; a kid is enrolled at most once
-        (a revoked key stays revoked: re-enrolling it would undo the revocation); a name is
-        carried by at most one active device (lookup.py: a name must say which device)."""
+        """Add a device key as a machine of its own, in one transaction (see add_device)."""
+        with self.transaction():
+            self.add_device(key, tier, name=name, evidence=evidence, enrolled_ms=enrolled_ms)
+        return self._existing(key.device_id)
+
+    def add_device(
+        self,
+        key: DevicePublicKey,
+        tier: str,
+        *,
+        name: str | None = None,
+        evidence: EvidenceLike | None = None,
+        enrolled_ms: int | None = None,
+        challenge: bytes | None = None,
+        rotate_from: str | None = None,
+        last_n: int | None = None,
+    ) -> None:
+        """Insert a device key inside the caller's write transaction (``transaction()``), so
+        that what was checked before it in that transaction (the evidence's challenge) still
+        holds when it commits.
+
+        The hardware tier needs ``evidence`` that verified (gateway/trust's VerifiedEvidence:
+        kind, summary, raw bytes); the table's CHECK refuses a hardware row without its kind,
+        whatever writes it. A kid is enrolled at most once (a revoked key stays revoked:
+        re-enrolling it would undo the revocation); a name is carried by at most one active
+        device (lookup.py: a name must say which device).
+
+        ``challenge``: the nonce the evidence answered (check_challenge), marked used here:
+        of two enrollments racing on one challenge, the second finds it used.
+        ``rotate_from``, ``last_n``: this key replaces that device's key (docs/TRUST.md,
+        Rotation): it joins that key's machine and inherits its name unless given one, and
+        the old key's records above ``last_n`` are refused from now on.
+        """
         if tier not in TIERS:
             raise StoreError(f"tier must be 'software' or 'hardware', got {tier!r}")
-        if tier == "hardware" and not evidence:
+        if isinstance(evidence, (bytes, bytearray)):  # the version-1 API: unchecked bytes
             raise StoreError(
-                "tier 'hardware' needs evidence (--evidence FILE: the secure element's "
-                "certificate chain or a signed enrollment statement)"
+                "evidence must be what gateway/trust verified (VerifiedEvidence), not bytes:"
+                " enroll hardware through gateway/store/admission.py"
+            )
+        if tier == "hardware" and (evidence is None or not evidence.raw):
+            raise StoreError(
+                "tier 'hardware' needs evidence that verified (--evidence FILE: a secure"
+                " element's certificate chain, a TPM2_Certify or a line statement)"
             )
         if name is not None and not name.strip():
             raise StoreError("a device name must not be empty (leave --name out instead)")
         when = now_ms() if enrolled_ms is None else enrolled_ms
-        # Checked inside the write transaction: two enrollments at once cannot both pass.
-        with self.transaction():
-            existing = self.device(key.device_id)
-            if existing is not None:
-                state = "revoked" if existing.revoked_ms is not None else "enrolled"
-                raise StoreError(f"device {key.device_id} is already {state}")
-            holder = self._active_named(name)
-            if holder is not None:
-                raise StoreError(
-                    f"the name {name!r} is taken by active device {holder}: names are unique"
-                    " among active devices (revoke that one first if this device replaces it)"
-                )
-            self.conn.execute(
-                "INSERT INTO devices (kid, public_key, curve, tier, name, evidence, enrolled_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (key.device_id, key.compressed, key.curve, tier, name, evidence, when),
+        existing = self.device(key.device_id)
+        if existing is not None:
+            state = "revoked" if existing.revoked_ms is not None else "enrolled"
+            raise StoreError(f"device {key.device_id} is already {state}")
+        machine = key.device_id
+        replaces = None
+        if rotate_from is not None:
+            old = self._rotatable(rotate_from, last_n, when)
+            self.conn.execute("UPDATE devices SET last_n = ? WHERE kid = ?", (last_n, old.kid))
+            machine, replaces = old.machine, old.kid
+            name = old.name if name is None else name
+        holder = self._active_named(name, when)
+        if holder is not None:
+            raise StoreError(
+                f"the name {name!r} is taken by active device {holder}: names are unique"
+                " among active devices (revoke that one first if this device replaces it)"
             )
-        device = self.device(key.device_id)
-        assert device is not None
-        return device
+        if challenge is not None:
+            used = self.conn.execute(
+                "UPDATE challenges SET used_ms = ?, used_by = ?"
+                " WHERE nonce = ? AND used_ms IS NULL",
+                (when, key.device_id, challenge),
+            )
+            if used.rowcount != 1:  # check_challenge passed in this transaction: a bug if so
+                raise StoreError(f"challenge {challenge.hex()} is not open")
+        self.conn.execute(
+            "INSERT INTO devices (kid, public_key, curve, tier, name, evidence, evidence_kind,"
+            " evidence_summary, enrolled_ms, machine, replaces)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                key.device_id,
+                key.compressed,
+                key.curve,
+                tier,
+                name,
+                None if evidence is None else evidence.raw,
+                None if evidence is None else evidence.kind,
+                None if evidence is None else json.dumps(evidence.summary, sort_keys=True),
+                when,
+                machine,
+                replaces,
+            ),
+        )
 
-    def revoke(self, device_id: str, revoked_ms: int | None = None) -> Device:
-        device = self.device(device_id)
-        if device is None:
-            raise StoreError(f"no device {device_id} is enrolled")
-        if device.revoked_ms is not None:
-            raise StoreError(f"device {device_id} is already revoked")
+    def _rotatable(self, kid: str, last_n: int | None, at_ms: int) -> Device:
+        """The device a rotation replaces, if it may be: enrolled, not revoked, not rotated
+        already, and no record of it stored above the statement's last n."""
+        old = self.device(kid)
+        if old is None:
+            raise StoreError(f"no device {kid} is enrolled")
+        if last_n is None or last_n < 0:
+            raise StoreError("a rotation needs the old key's last sequence number (>= 0)")
+        if old.revoked_at(at_ms):
+            raise StoreError(f"device {kid} is revoked: a revoked key cannot hand over")
+        if old.last_n is not None:
+            raise StoreError(
+                f"device {kid} was already rotated (its last n is {old.last_n}):"
+                " rotate from its newest key"
+            )
+        highest = self.highest(kid)
+        if highest > last_n:
+            raise StoreError(
+                f"the gateway already stored record n={highest} of device {kid}, above the"
+                f" rotation statement's last n={last_n}: the statement does not cover"
+                " everything the old key signed"
+            )
+        return old
+
+    def revoke(self, device_id: str, at_ms: int | None = None) -> Device:
+        """Revoke a key at ``at_ms`` (default: now): records received at or after that moment
+        are refused 'revoked', those received before stay counted. A moment ahead schedules
+        it (and may be moved while it is ahead); a moment in the past is refused: records
+        received since are already stored and counted. "Now" is read inside the write
+        transaction, so every record the gateway committed before is older than it."""
+        with self.transaction():
+            device = self.device(device_id)
+            if device is None:
+                raise StoreError(f"no device {device_id} is enrolled")
+            now = now_ms()
+            if device.revoked_at(now):
+                raise StoreError(f"device {device.kid} is already revoked")
+            when = now if at_ms is None else at_ms
+            if when < now:
+                raise StoreError(
+                    f"the moment {iso_ms(when)} is in the past (now {iso_ms(now)}): records"
+                    " received since then are stored and stay counted; revoke --at now or"
+                    " at a later moment"
+                )
+            self.conn.execute("UPDATE devices SET revoked_ms = ? WHERE kid = ?", (when, device.kid))
+        return self._existing(device.kid)
+
+    # -- challenges ------------------------------------------------------------------------
+
+    def issue_challenge(self, ttl_ms: int, issued_ms: int | None = None) -> tuple[bytes, int]:
+        """A fresh 32-byte challenge (os.urandom), open for ``ttl_ms``: (nonce, expires_ms).
+        Unused challenges that expired over a day ago are deleted (the table stays small;
+        used ones stay, naming the enrollment they served)."""
+        if ttl_ms <= 0:
+            raise StoreError(f"a challenge's time to live must be positive, got {ttl_ms} ms")
+        now = now_ms() if issued_ms is None else issued_ms
+        nonce = os.urandom(32)
         with self.transaction():
             self.conn.execute(
-                "UPDATE devices SET revoked_ms = ? WHERE kid = ?",
-                (now_ms() if revoked_ms is None else revoked_ms, device.kid),
+                "DELETE FROM challenges WHERE used_ms IS NULL AND expires_ms < ?", (now - DAY_MS,)
             )
-        revoked = self.device(device.kid)
-        assert revoked is not None
-        return revoked
+            self.conn.execute(
+                "INSERT INTO challenges (nonce, issued_ms, expires_ms) VALUES (?, ?, ?)",
+                (nonce, now, now + ttl_ms),
+            )
+        return nonce, now + ttl_ms
+
+    def check_challenge(self, nonce: bytes, at_ms: int | None = None) -> str | None:
+        """None if ``nonce`` is an issued challenge, unexpired and unused; otherwise the reason
+        code (docs/TRUST.md): challenge_unknown, challenge_expired or challenge_replayed. Call
+        it in the enrollment's transaction (add_device marks it used there)."""
+        row = self.conn.execute(
+            "SELECT expires_ms, used_ms FROM challenges WHERE nonce = ?", (bytes(nonce),)
+        ).fetchone()
+        if row is None:
+            return "challenge_unknown"
+        if row[1] is not None:
+            return "challenge_replayed"
+        if (now_ms() if at_ms is None else at_ms) >= row[0]:
+            return "challenge_expired"
+        return None
+
+    def challenge(self, nonce: bytes) -> tuple[int, int, int | None, str | None] | None:
+        """(issued_ms, expires_ms, used_ms, used_by) of a challenge, or None."""
+        row = self.conn.execute(
+            "SELECT issued_ms, expires_ms, used_ms, used_by FROM challenges WHERE nonce = ?",
+            (bytes(nonce),),
+        ).fetchone()
+        return None if row is None else tuple(row)  # type: ignore[return-value]
+
+    # -- reading devices -------------------------------------------------------------------
 
     def device(self, device_id: str) -> Device | None:
         row = self.conn.execute(
-            "SELECT kid, public_key, curve, tier, name, evidence, enrolled_ms, revoked_ms, flagged"
-            " FROM devices WHERE kid = ?",
-            (device_id.lower(),),
+            f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE kid = ?", (device_id.lower(),)
         ).fetchone()
-        return None if row is None else Device(*row[:8], flagged=bool(row[8]))
+        return None if row is None else _device(row)
+
+    def _existing(self, device_id: str) -> Device:
+        device = self.device(device_id)
+        assert device is not None
+        return device
 
     def resolve_device(self, wanted: str) -> Device:
         """The one device a device id, id prefix (>= 8 hex digits) or name names;
         DeviceLookupError, listing the candidates, if none or several do (lookup.py)."""
         return resolve(self.devices(), wanted)
 
-    def _active_named(self, name: str | None) -> str | None:
+    def _active_named(self, name: str | None, at_ms: int) -> str | None:
         if name is None:
             return None
         row = self.conn.execute(
-            "SELECT kid FROM devices WHERE name = ? AND revoked_ms IS NULL LIMIT 1", (name,)
+            "SELECT kid FROM devices WHERE name = ? AND (revoked_ms IS NULL OR revoked_ms > ?)"
+            " AND last_n IS NULL LIMIT 1",
+            (name, at_ms),
         ).fetchone()
         return None if row is None else str(row[0])
 
     def devices(self) -> list[Device]:
         rows = self.conn.execute(
-            "SELECT kid, public_key, curve, tier, name, evidence, enrolled_ms, revoked_ms, flagged"
-            " FROM devices ORDER BY enrolled_ms, kid"
+            f"SELECT {_DEVICE_COLUMNS} FROM devices ORDER BY enrolled_ms, kid"
         ).fetchall()
-        return [Device(*row[:8], flagged=bool(row[8])) for row in rows]
+        return [_device(row) for row in rows]
+
+    def machine_keys(self, machine: str) -> list[Device]:
+        """Every key of one machine (its first key's device id), oldest first."""
+        rows = self.conn.execute(
+            f"SELECT {_DEVICE_COLUMNS} FROM devices WHERE machine = ? ORDER BY enrolled_ms, kid",
+            (machine,),
+        ).fetchall()
+        return [_device(row) for row in rows]
 
     def active_keys(self) -> dict[bytes, DevicePublicKey]:
-        """kid -> key for every enrolled, non-revoked device (what the verifier may use)."""
+        """kid -> key for every enrolled device not revoked now (rotated keys included: their
+        records up to their last n stay valid)."""
+        return self._keys("WHERE revoked_ms IS NULL OR revoked_ms > ?", (now_ms(),))
+
+    def all_keys(self) -> dict[bytes, DevicePublicKey]:
+        """kid -> key for every enrolled device, revoked ones too: the gateway verifies their
+        records and refuses them by receive time ('revoked') or n ('rotated'), key_limits."""
+        return self._keys("", ())
+
+    def _keys(self, where: str, args: tuple[Any, ...]) -> dict[bytes, DevicePublicKey]:
         keys: dict[bytes, DevicePublicKey] = {}
-        for pub, curve in self.conn.execute(
-            "SELECT public_key, curve FROM devices WHERE revoked_ms IS NULL"
-        ):
+        for pub, curve in self.conn.execute(f"SELECT public_key, curve FROM devices {where}", args):
             key = DevicePublicKey.from_sec1(pub, curve)
             keys[key.kid] = key
         return keys
 
-    def revoked_ids(self) -> set[str]:
+    def key_limits(self) -> dict[str, tuple[int | None, int | None]]:
+        """kid -> (revoked_ms, last_n) of every key with either set: the writer refuses its
+        records received at or after revoked_ms, and those numbered above last_n."""
         return {
-            kid for (kid,) in self.conn.execute("SELECT kid FROM devices WHERE revoked_ms >= 0")
+            kid: (revoked_ms, last_n)
+            for kid, revoked_ms, last_n in self.conn.execute(
+                "SELECT kid, revoked_ms, last_n FROM devices"
+                " WHERE revoked_ms IS NOT NULL OR last_n IS NOT NULL"
+            )
+        }
+
+    def revoked_ids(self) -> set[str]:
+        """Devices revoked now (a revocation scheduled ahead is not yet)."""
+        return {
+            kid
+            for (kid,) in self.conn.execute(
+                "SELECT kid FROM devices WHERE revoked_ms <= ?", (now_ms(),)
+            )
         }
 
     # -- records and sequence state ----------------------------------------------------------
@@ -429,6 +621,25 @@ class _Transaction:
             self.conn.execute("COMMIT")
         else:
             self.conn.execute("ROLLBACK")
+
+
+_DEVICE_COLUMNS: Final = (
+    "kid, public_key, curve, tier, name, evidence, enrolled_ms, revoked_ms, flagged,"
+    " evidence_kind, evidence_summary, machine, replaces, last_n"
+)
+
+
+def _device(row: tuple[Any, ...]) -> Device:
+    summary = row[10]
+    return Device(
+        *row[:8],
+        flagged=bool(row[8]),
+        evidence_kind=row[9],
+        evidence_summary=None if summary is None else json.loads(summary),
+        machine=row[11],
+        replaces=row[12],
+        last_n=row[13],
+    )
 
 
 def _stored(row: tuple[Any, ...]) -> StoredRecord:

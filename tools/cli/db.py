@@ -1,4 +1,6 @@
 """`signet db ...`: the gateway database itself. `init` creates it; no other command does.
+`migrate` (or `init` on an existing database of an older version) brings it to this
+version's schema in place (gateway/store/migrate.py).
 
 Every other command (enroll, devices, revoke, report, export, simulate, gateway run) opens
 an existing database only, so a mistyped --db or [store] path is an error naming the file
@@ -12,7 +14,7 @@ from pathlib import Path
 
 from .exits import EXIT_OK
 from .exits import fail as _fail
-from .gateway import gateway_db
+from .gateway import add_db_args, gateway_db
 
 
 def cmd_db_init(args: argparse.Namespace) -> int:
@@ -22,6 +24,8 @@ def cmd_db_init(args: argparse.Namespace) -> int:
 
     try:
         path, config = gateway_db(args.db, args.config)
+        if path.exists():  # an older version's database is migrated; a current one refused
+            return _migrate(path, refuse_current=True)
         create_gateway_database(path, None if config is None else config.aggregate)
     except (ConfigError, FileNotFoundError, StoreError) as exc:
         return _fail(str(exc))
@@ -29,17 +33,60 @@ def cmd_db_init(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    from signet_gateway.config import ConfigError
+    from signet_gateway.store.model import StoreError
+
+    try:
+        path, _config = gateway_db(args.db, args.config)
+        return _migrate(path, refuse_current=False)
+    except (ConfigError, FileNotFoundError, StoreError) as exc:
+        return _fail(str(exc))
+
+
+def _migrate(path: Path, *, refuse_current: bool) -> int:
+    from signet_gateway.store.migrate import migrate
+    from signet_gateway.store.model import StoreError
+
+    migration = migrate(path)
+    if not migration.changed:
+        if refuse_current:
+            raise StoreError(
+                f"{path} already exists (schema version {migration.to_version}, nothing to"
+                " migrate): a new database is made only where there is none"
+            )
+        print(f"database {path} is at schema version {migration.to_version}: nothing to do")
+        return EXIT_OK
+    for note in migration.notes:
+        print(f"note: {note}")
+    print(
+        f"migrated gateway database {path} from schema version {migration.from_version}"
+        f" to {migration.to_version}"
+    )
+    return EXIT_OK
+
+
 def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
     """Add this group's commands to `sub` and its benchmarks to `bench`."""
-    p = sub.add_parser("db", help="the gateway database: create it (`signet db init`)")
+    p = sub.add_parser("db", help="the gateway database: create it (`signet db init`), migrate it")
     db = p.add_subparsers(dest="db_command", required=True, metavar="SUBCOMMAND")
     i = db.add_parser(
         "init",
-        help="create a new, empty gateway database (refused if the file exists);"
-        " the only command that creates one",
+        help="create a new, empty gateway database (the only command that creates one);"
+        " an existing one of an older version is migrated, a current one refused",
     )
     # Required (no ./gateway.toml fallback): the file to create is always named.
     where = i.add_mutually_exclusive_group(required=True)
     where.add_argument("--config", type=Path, help="gateway.toml: create its [store] path")
     where.add_argument("--db", type=Path, help="create this SQLite database file")
     i.set_defaults(func=cmd_db_init)
+    m = db.add_parser(
+        "migrate",
+        help="bring an existing gateway database to this version's schema, in place",
+        description="Migrate the gateway database in place, in one transaction (stop the"
+        " gateway first; keep a backup). Version 1 to 2: devices gain machine, rotation and"
+        " evidence columns, and a key enrolled as hardware on evidence never verified becomes"
+        " software (said on a `note:` line). Nothing to do on a current database (exit 0).",
+    )
+    add_db_args(m)
+    m.set_defaults(func=cmd_db_migrate)

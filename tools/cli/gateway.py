@@ -1,9 +1,11 @@
-"""Gateway commands: `signet gateway run`, `signet enroll`, `signet devices`, `signet revoke`,
-and the `signet bench gateway` benchmark."""
+"""Gateway commands: `signet gateway run`, `signet challenge`, `signet enroll`, `signet devices`,
+`signet revoke`, and the `signet bench gateway` benchmark."""
 
 from __future__ import annotations
 
 import argparse
+import base64
+import datetime
 import json
 import logging
 import signal
@@ -11,7 +13,7 @@ import sys
 import threading
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from signet_gateway.mcr.display import counted
 
@@ -125,43 +127,149 @@ def cmd_gateway_run(args: argparse.Namespace) -> int:
 # -- enrollment ---------------------------------------------------------------------------------
 
 
+def _read_file(path: Path, what: str) -> bytes:
+    """A file's bytes for `enroll`; OSError/ValueError become the one error line."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read {what} {path}: {exc.strerror}") from None
+    if not data:
+        raise ValueError(f"{what} file {path} is empty")
+    return data
+
+
+def _statement_bytes(data: bytes) -> bytes:
+    """A rotation statement file: the COSE_Sign1 bytes, or them in hex (text)."""
+    text = data.strip()
+    if text and all(c in b"0123456789abcdefABCDEF" for c in text):
+        try:
+            return bytes.fromhex(text.decode())
+        except ValueError:
+            pass
+    return data
+
+
 def cmd_enroll(args: argparse.Namespace) -> int:
-    from signet_gateway.store.model import StoreError, StoreOpenError
+    from signet_gateway.config import TrustConfig
+    from signet_gateway.store.admission import enroll
+    from signet_gateway.store.model import DeviceLookupError, StoreError, StoreOpenError
     from signet_gateway.store.sqlite import Store
+    from signet_gateway.trust import EvidenceRefused, load_policy
     from signet_tools.records.keystore import KeyStoreError, load_pem
 
     try:
         key = load_pem(args.pubkey)
     except KeyStoreError as exc:
         return _fail(str(exc))
-    evidence = None
-    if args.evidence is not None:
-        try:
-            evidence = args.evidence.read_bytes()
-        except OSError as exc:
-            return _fail(f"cannot read evidence {args.evidence}: {exc.strerror}")
-        if not evidence:
-            return _fail(f"evidence file {args.evidence} is empty")
-    if args.tier == "hardware" and evidence is None:
-        return _fail(
-            "--tier hardware needs --evidence FILE (the secure element's certificate chain or"
-            " a signed enrollment statement)"
-        )
-    if args.tier == "software" and evidence is not None:
-        return _fail("--evidence is for --tier hardware only")
+    tier = args.tier or ("software" if args.rotate_from else None)
+    if tier is None:
+        return _fail("--tier is required (software, or hardware with --evidence FILE)")
     try:
-        path, _config = gateway_db(args.db, args.config)
+        evidence = None if args.evidence is None else _read_file(args.evidence, "evidence")
+        statement = None
+        if args.statement is not None:
+            statement = _statement_bytes(_read_file(args.statement, "statement"))
+    except ValueError as exc:
+        return _fail(str(exc))
+    if tier == "hardware" and evidence is None:
+        return _fail(
+            "--tier hardware needs --evidence FILE (written by `signet device provision --se`"
+            " or `signet agent provision`)"
+        )
+    if tier == "software" and evidence is not None:
+        return _fail("--evidence is for --tier hardware only")
+    if (args.rotate_from is None) != (statement is None):
+        return _fail("--rotate-from OLD and --statement FILE go together (a key rotation)")
+    try:
+        path, config = gateway_db(args.db, args.config)
+        policy = load_policy(config.trust if config is not None else TrustConfig())
         with Store(path) as store:
-            device = store.enroll(key, args.tier, name=args.name, evidence=evidence)
+            old = None if args.rotate_from is None else store.resolve_device(args.rotate_from)
+            device = enroll(
+                store,
+                key,
+                tier,
+                policy=policy,
+                evidence=evidence,
+                name=args.name,
+                rotate_from=None if old is None else old.kid,
+                statement=statement,
+            )
+    except EvidenceRefused as refused:
+        return _fail(f"enrollment refused ({refused.reason}): {refused.sentence}", EXIT_REFUSED)
     except StoreOpenError as exc:  # no database (only `signet db init` makes one): set-up
         return _fail(str(exc))
-    except (StoreError, FileNotFoundError) as exc:
-        return _fail(str(exc), EXIT_REFUSED if isinstance(exc, StoreError) else EXIT_USAGE)
+    except (StoreError, FileNotFoundError) as exc:  # DeviceLookupError (--rotate-from): usage
+        refused_here = isinstance(exc, StoreError) and not isinstance(exc, DeviceLookupError)
+        return _fail(str(exc), EXIT_REFUSED if refused_here else EXIT_USAGE)
     except Exception as exc:  # config errors, unwritable database
         return _fail(str(exc))
     label = f", name {device.name!r}" if device.name else ""
-    print(f"enrolled {device.kid} ({key.curve}, tier {device.tier}{label}) in {path}")
+    via = f", evidence {device.evidence_kind}" if device.evidence_kind else ""
+    print(f"enrolled {device.kid} ({key.curve}, tier {device.tier}{via}{label}) in {path}")
+    if device.replaces is not None:
+        old_device = device.replaces
+        print(
+            f"rotated: machine {device.machine} now signs with {device.kid}; records of"
+            f" {old_device} up to its last n stay valid, those above are refused (rotated)"
+        )
     return EXIT_OK
+
+
+def cmd_challenge(args: argparse.Namespace) -> int:
+    """A fresh enrollment challenge: 32 random bytes, stored, single use, with an expiry."""
+    from signet_gateway.config import TrustConfig
+    from signet_gateway.mcr.report import iso_ms
+    from signet_gateway.store.model import StoreError
+    from signet_gateway.store.sqlite import Store
+
+    try:
+        path, config = gateway_db(args.db, args.config)
+        ttl_s = args.ttl
+        if ttl_s is None:
+            ttl_s = (
+                TrustConfig().challenge_ttl_s if config is None else config.trust.challenge_ttl_s
+            )
+        with Store(path) as store:
+            nonce, expires_ms = store.issue_challenge(ttl_s * 1000)
+    except (StoreError, FileNotFoundError) as exc:
+        return _fail(str(exc))
+    except Exception as exc:  # config errors, unwritable database
+        return _fail(str(exc))
+    if args.json:
+        print(
+            json.dumps(
+                {"challenge": nonce.hex(), "expires_ms": expires_ms, "expires": iso_ms(expires_ms)},
+                sort_keys=True,
+            )
+        )
+    else:
+        print(nonce.hex())
+        print(f"expires {iso_ms(expires_ms)} (in {ttl_s} s); single use", file=sys.stderr)
+    return EXIT_OK
+
+
+def _device_row(store: Any, d: Any) -> dict[str, Any]:
+    return {
+        "device": d.kid,
+        "curve": d.curve,
+        "tier": d.tier,
+        "name": d.name,
+        "status": d.status(),
+        "flagged": d.flagged,
+        "enrolled_ms": d.enrolled_ms,
+        "revoked_ms": d.revoked_ms,
+        "ack": store.ack(d.kid),
+        "highest": store.highest(d.kid),
+        "missing": store.missing(d.kid),
+        "evidence_bytes": len(d.evidence) if d.evidence else 0,
+        "evidence_kind": d.evidence_kind,
+        "evidence_summary": d.evidence_summary,
+        "evidence": base64.b64encode(d.evidence).decode() if d.evidence else None,
+        "machine": d.machine,
+        "replaces": d.replaces,
+        "last_n": d.last_n,
+    }
 
 
 def cmd_devices(args: argparse.Namespace) -> int:
@@ -171,24 +279,14 @@ def cmd_devices(args: argparse.Namespace) -> int:
     try:
         path, _config = gateway_db(args.db, args.config)
         with Store(path, readonly=True) as store:
-            rows = []
-            for d in store.devices():
-                rows.append(
-                    {
-                        "device": d.kid,
-                        "curve": d.curve,
-                        "tier": d.tier,
-                        "name": d.name,
-                        "status": "active" if d.active else "revoked",
-                        "flagged": d.flagged,
-                        "enrolled_ms": d.enrolled_ms,
-                        "revoked_ms": d.revoked_ms,
-                        "ack": store.ack(d.kid),
-                        "highest": store.highest(d.kid),
-                        "missing": store.missing(d.kid),
-                        "evidence_bytes": len(d.evidence) if d.evidence else 0,
-                    }
-                )
+            if args.evidence is not None:
+                device = store.resolve_device(args.evidence)
+                if not device.evidence:
+                    return _fail(f"device {device.kid} has no stored evidence", EXIT_REFUSED)
+                sys.stdout.buffer.write(device.evidence)
+                sys.stdout.flush()
+                return EXIT_OK
+            rows = [_device_row(store, d) for d in store.devices()]
     except (StoreError, FileNotFoundError) as exc:
         return _fail(str(exc))
     except Exception as exc:
@@ -239,21 +337,45 @@ def cmd_gateway_status(args: argparse.Namespace) -> int:
     return EXIT_OK if status is not None and status.get("ready") else EXIT_REFUSED
 
 
+def revoke_moment(text: str) -> int | None:
+    """argparse type of `revoke --at`: 'now' (None: read by the store in its transaction) or
+    an ISO 8601 moment with a time zone, as Unix ms."""
+    if text.strip().lower() == "now":
+        return None
+    try:
+        when = datetime.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected 'now' or an ISO 8601 moment such as 2026-05-04T10:00:00Z"
+        ) from None
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give the time zone (2026-05-04T10:00:00Z or +02:00): a revocation"
+            " moment must not depend on the machine's local time"
+        )
+    return int(when.timestamp() * 1000)
+
+
 def cmd_revoke(args: argparse.Namespace) -> int:
+    from signet_gateway.mcr.report import iso_ms
     from signet_gateway.store.model import DeviceLookupError, StoreError, StoreOpenError
     from signet_gateway.store.sqlite import Store
 
     try:
         path, _config = gateway_db(args.db, args.config)
         with Store(path) as store:
-            device = store.revoke(store.resolve_device(args.device).kid)
+            device = store.revoke(store.resolve_device(args.device).kid, args.at)
     except (DeviceLookupError, StoreOpenError) as exc:  # which device / which database: usage
         return _fail(str(exc))
-    except StoreError as exc:  # already revoked
+    except StoreError as exc:  # already revoked, a moment in the past
         return _fail(str(exc), EXIT_REFUSED)
     except Exception as exc:  # config errors, unwritable database
         return _fail(str(exc))
-    print(f"revoked {device.kid}: its records are refused (unknown_key) from now on")
+    assert device.revoked_ms is not None
+    print(
+        f"revoked {device.kid} from {iso_ms(device.revoked_ms)}: records received from then"
+        " on are refused (revoked); those received before stay counted"
+    )
     return EXIT_OK
 
 
@@ -309,29 +431,88 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     add_db_args(st)
     st.set_defaults(func=cmd_gateway_status)
 
-    p = sub.add_parser("enroll", help="enroll a device public key at the gateway")
+    p = sub.add_parser(
+        "challenge",
+        help="issue a single-use enrollment challenge (hex) for hardware evidence",
+        description="Issue a fresh 32-byte challenge, stored in the gateway database: the"
+        " device's provisioning signs it into its evidence, and `signet enroll --tier hardware`"
+        " accepts it once, before it expires. Prints the hex on stdout (the expiry on stderr).",
+    )
+    p.add_argument(
+        "--ttl",
+        type=positive_int,
+        help="seconds it may be answered (default: [trust] challenge_ttl_s, 900)",
+    )
+    p.add_argument("--json", action="store_true", help="one JSON object: challenge, expiry")
+    add_db_args(p)
+    p.set_defaults(func=cmd_challenge)
+
+    p = sub.add_parser(
+        "enroll",
+        help="enroll a device public key at the gateway (or rotate a device to a new key)",
+        description="Enroll a device key. Hardware tier only on evidence the gateway verifies"
+        " against [trust] (docs/TRUST.md); refused evidence prints `enrollment refused"
+        " (REASON): SENTENCE` and exits 1. With --rotate-from and --statement, the key"
+        " replaces an enrolled key of the same machine (docs/TRUST.md, Rotation).",
+    )
     p.add_argument("--pubkey", type=Path, required=True, help="the device's public key (PEM)")
-    p.add_argument("--tier", choices=("software", "hardware"), required=True)
+    p.add_argument(
+        "--tier",
+        choices=("software", "hardware"),
+        help="required, except for a rotation (default then: software)",
+    )
     p.add_argument(
         "--evidence",
         type=Path,
-        help="hardware tier: certificate chain / statement (default: none, software tier)",
+        help="hardware tier: the evidence file from the device's provisioning (JSON;"
+        " default: none, software tier)",
     )
     p.add_argument(
         "--name",
         type=device_name,
-        help="a label for people (machine name, site); unique among active devices (default: none)",
+        help="a label for people (machine name, site); unique among active devices (default:"
+        " none; a rotation keeps the old key's)",
+    )
+    p.add_argument(
+        "--rotate-from",
+        metavar="DEVICE",
+        help=f"rotation: the key this one replaces ({DEVICE_HELP}; default: none, a new machine)",
+    )
+    p.add_argument(
+        "--statement",
+        type=Path,
+        help="rotation: the 'rotate' statement signed by the old key, bytes or hex (default:"
+        " none; required with --rotate-from)",
     )
     add_db_args(p)
     p.set_defaults(func=cmd_enroll)
 
     p = sub.add_parser("devices", help="list enrolled devices with their ack and missing counts")
     p.add_argument("--json", action="store_true", help="one JSON object per device")
+    p.add_argument(
+        "--evidence",
+        metavar="DEVICE",
+        help="write that device's stored enrollment evidence to stdout, for an auditor"
+        " (default: list the devices)",
+    )
     add_db_args(p)
     p.set_defaults(func=cmd_devices)
 
-    p = sub.add_parser("revoke", help="revoke a device key: its records are refused from now on")
+    p = sub.add_parser(
+        "revoke",
+        help="revoke a device key: records received from the moment on are refused",
+        description="Revoke a device key at a moment (default now): records received at or"
+        " after it are refused 'revoked', records received before stay counted. A moment"
+        " ahead schedules it; a moment in the past is refused (exit 1).",
+    )
     p.add_argument("device", help=DEVICE_HELP)
+    p.add_argument(
+        "--at",
+        type=revoke_moment,
+        default=None,
+        metavar="ISO-8601|now",
+        help="when it takes effect, with a time zone (2026-05-04T10:00:00Z); default now",
+    )
     add_db_args(p)
     p.set_defaults(func=cmd_revoke)
 

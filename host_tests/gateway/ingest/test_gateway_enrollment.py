@@ -83,7 +83,7 @@ def test_a_record_right_after_revoke_is_refused(tmp_path: Path, running) -> None
 
     def refused() -> list[int]:
         with Store(db, readonly=True) as store:
-            return [store.findings(d.kid).get("refused:unknown_key", 0) for d in devs]
+            return [store.findings(d.kid).get("refused:revoked", 0) for d in devs]
 
     wait_until(lambda: refused() == [1] * len(devs), 30, "every record after revoke refused")
     assert gw.stop() == 0

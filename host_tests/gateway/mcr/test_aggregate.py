@@ -47,11 +47,13 @@ class Db:
 
     def enroll(self, seed: int = 1, tier: str = "software", name: str | None = None) -> str:
         key = DevicePublicKey.from_sec1(make_key(seed=seed).compressed, "p256")
+        hardware = tier == "hardware"  # (as if its evidence had verified: the schema's CHECK)
         self.conn.execute(
-            "INSERT INTO devices (kid, public_key, curve, tier, name, evidence, enrolled_ms)"
-            " VALUES (?, ?, 'p256', ?, ?, ?, ?)",
-            (key.device_id, key.compressed, tier, name, b"ev" if tier == "hardware" else None, 0),
-        )
+            "INSERT INTO devices (kid, public_key, curve, tier, name, evidence, evidence_kind,"
+            " enrolled_ms, machine) VALUES (?, ?, 'p256', ?, ?, ?, ?, ?, ?)",
+            (key.device_id, key.compressed, tier, name, b"ev" if hardware else None,
+             "se-chain" if hardware else None, 0, key.device_id),
+        )  # fmt: skip
         return key.device_id
 
     def put(self, rec: StoredRecord, payload_bytes: bytes | None = None) -> None:

@@ -30,6 +30,7 @@ from signet_gateway.mcr.peaq import (
 )
 from signet_gateway.mcr.report import Period
 from signet_gateway.store.sqlite import Store
+from signet_gateway.trust import VerifiedEvidence
 from signet_gateway.verify.pubkeys import DevicePublicKey
 from signet_gateway.verify.verifier import Verifier
 from signet_tools.cli import main as cli
@@ -75,7 +76,8 @@ class Signed:
         self.agg = Aggregator(self.store.conn)
         self.key = make_key(seed=seed)
         public = DevicePublicKey.from_sec1(self.key.compressed, "p256")
-        self.store.enroll(public, tier, evidence=b"cert" if tier == "hardware" else None)
+        evidence = VerifiedEvidence("se-chain", {}, b"cert") if tier == "hardware" else None
+        self.store.enroll(public, tier, evidence=evidence)
         self.kid = public.device_id
         self.verifier = Verifier(self.store.active_keys())
         self.seq = Sequencer(self.store.conn, Findings(), on_stored=self.agg.on_stored)

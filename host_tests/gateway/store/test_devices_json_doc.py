@@ -12,6 +12,7 @@ import pytest
 from kit.gatewaykit import Dev
 from kit.paths import REPO
 from signet_gateway.store.sqlite import Store
+from signet_gateway.trust import VerifiedEvidence
 from signet_tools.cli.main import main
 from signet_tools.runners.gateway_process import create_gateway_database
 
@@ -40,7 +41,8 @@ def test_the_documented_fields_are_exactly_the_fields_printed(
     create_gateway_database(db)
     with Store(db) as store:
         store.enroll(Dev(600).key, "software", name="till-1")
-        revoked = store.enroll(Dev(601).key, "hardware", evidence=b"chain")
+        evidence = VerifiedEvidence("se-chain", {"chip_serial": "0123"}, b"chain")
+        revoked = store.enroll(Dev(601).key, "hardware", evidence=evidence)
         store.revoke(revoked.kid)
     assert main(["devices", "--json", "--db", str(db)]) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -53,3 +55,6 @@ def test_the_documented_fields_are_exactly_the_fields_printed(
     by_status = {row["status"]: row for row in rows}
     assert by_status["active"]["name"] == "till-1" and by_status["active"]["revoked_ms"] is None
     assert by_status["revoked"]["evidence_bytes"] == 5
+    assert by_status["revoked"]["evidence"] == "Y2hhaW4="  # base64 of the bytes as given
+    assert by_status["revoked"]["evidence_kind"] == "se-chain"
+    assert by_status["revoked"]["evidence_summary"] == {"chip_serial": "0123"}

@@ -67,19 +67,21 @@ def test_enroll_list_revoke(tmp_path: Path, pem, capsys) -> None:
     assert err.value.reason == "unknown_key"
 
 
-def test_hardware_tier_needs_evidence_which_is_stored(tmp_path: Path, pem, capsys) -> None:
+def test_hardware_tier_needs_evidence_that_verifies(tmp_path: Path, pem, capsys) -> None:
     dev, path = pem
     db = _init(tmp_path / "g.db")
     assert main(["enroll", "--pubkey", str(path), "--tier", "hardware", "--db", str(db)]) == 2
     assert "--tier hardware needs --evidence FILE" in capsys.readouterr().err
+    # Evidence nobody can check (what version 1 accepted) is refused: exit 1, one line.
     evidence = tmp_path / "chain.pem"
     evidence.write_bytes(b"-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n")
     assert main(["enroll", "--pubkey", str(path), "--tier", "hardware", "--evidence",
-                 str(evidence), "--db", str(db)]) == 0  # fmt: skip
+                 str(evidence), "--db", str(db)]) == 1  # fmt: skip
+    err = capsys.readouterr().err
+    assert err.startswith("signet: error: enrollment refused (evidence_malformed): ")
+    assert err.count("\n") == 1
     with Store(db) as store:
-        device = store.device(dev.kid)
-    assert device is not None and device.tier == "hardware"
-    assert device.evidence == evidence.read_bytes()
+        assert store.device(dev.kid) is None
 
 
 def test_bad_inputs(tmp_path: Path, pem, capsys) -> None:

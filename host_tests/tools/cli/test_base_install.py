@@ -69,6 +69,8 @@ SMOKE: dict[str, tuple[list[str], str]] = {
     "device logs": ([], "extra:tools"),
     "gateway run": (["--config", "{w}/none.toml"], "setup"),
     "db init": (["--db", "{w}/gateway.db"], "ok"),
+    "db migrate": (["--db", "{w}/gateway.db"], "ok"),
+    "challenge": (["--db", "{w}/gateway.db"], "ok"),
     "enroll": (
         ["--pubkey", "{w}/dev.key.pub.pem", "--tier", "software", "--db", "{w}/gateway.db"],
         "ok",

@@ -1,0 +1,90 @@
+"""Schema migration in place: version 1 (before issue 11) to 2, in one transaction.
+
+Kept deliberately small: one step, SQLite only. Version 2 rebuilds the devices table (new
+columns; a CHECK that ties the hardware tier to evidence that verified) and adds the
+challenges table. A version-1 key enrolled as ``hardware`` was enrolled on evidence nobody
+verified: it becomes ``software`` (its evidence bytes are kept), and the migration says so;
+the way back to the hardware tier is a new key enrolled on verified evidence (a rotation,
+docs/TRUST.md). Every other row, record and aggregate is unchanged.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .model import StoreError, StoreOpenError
+from .schema import CHALLENGES_TABLE, DEVICES_TABLE, SCHEMA_VERSION
+from .sqlite import connect
+
+__all__ = ["Migration", "migrate"]
+
+
+@dataclass
+class Migration:
+    from_version: str
+    to_version: str = SCHEMA_VERSION
+    notes: list[str] = field(default_factory=list)  # one line per thing an operator must know
+
+    @property
+    def changed(self) -> bool:
+        return self.from_version != self.to_version
+
+
+def migrate(path: Path | str) -> Migration:
+    """Bring the database at ``path`` to SCHEMA_VERSION. Nothing is changed when it already
+    is; StoreOpenError for a file that is not a gateway database or of an unknown version."""
+    path = Path(path)
+    if not path.exists():
+        raise StoreOpenError(f"database {path} does not exist")
+    conn = connect(path, any_version=True)
+    try:
+        conn.execute("BEGIN IMMEDIATE")  # the version is read under the write lock
+        try:
+            version = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
+            result = Migration(version)
+            if version == "1":
+                result.notes = _v1_to_v2(conn)
+            elif version != SCHEMA_VERSION:
+                raise StoreOpenError(
+                    f"database {path} has schema version {version}, which this version of"
+                    f" Signet does not know (it knows 1 and {SCHEMA_VERSION})"
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        raise StoreError(f"cannot migrate database {path}: {exc}") from None
+    finally:
+        conn.close()
+    return result
+
+
+def _statements(script: str) -> list[str]:
+    return [s.strip() for s in script.split(";") if s.strip()]
+
+
+def _v1_to_v2(conn: sqlite3.Connection) -> list[str]:
+    notes = [
+        f"device {kid}{f' ({name!r})' if name else ''} was enrolled as hardware on evidence"
+        " that was never verified: it is software tier now (its evidence is kept); enroll a"
+        " new key on verified evidence with `signet enroll --rotate-from` to regain hardware"
+        for kid, name in conn.execute(
+            "SELECT kid, name FROM devices WHERE tier = 'hardware' ORDER BY enrolled_ms, kid"
+        )
+    ]
+    # SQLite's recipe for changing a table's constraints: a new table, copy, drop, rename.
+    conn.execute("ALTER TABLE devices RENAME TO devices_v1")
+    for statement in _statements(DEVICES_TABLE) + _statements(CHALLENGES_TABLE):
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO devices (kid, public_key, curve, tier, name, evidence, enrolled_ms,"
+        " revoked_ms, flagged, machine)"
+        " SELECT kid, public_key, curve, 'software', name, evidence, enrolled_ms, revoked_ms,"
+        " flagged, kid FROM devices_v1"
+    )
+    conn.execute("DROP TABLE devices_v1")
+    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
+    return notes
