@@ -228,10 +228,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="benchmarks that print their figures")
     bench = p.add_subparsers(dest="what", required=True, metavar="BENCHMARK")
-    b = bench.add_parser("sign", help="firmware signing on MicroPython vs ecdsa on CPython")
+    b = bench.add_parser(
+        "sign",
+        help="firmware signing on MicroPython vs ecdsa on CPython; the emulated ATECC608 path",
+    )
     needs_extra(b, "bench")
     b.add_argument(
-        "--count", type=positive_int, default=300, help="records per curve (default: 300)"
+        "--count",
+        type=positive_int,
+        default=300,
+        help="records per curve (default: 300; at most 40 on the ATECC608 path)",
     )
     add_micropython_option(b)
     b.set_defaults(func=cmd_bench)

@@ -81,6 +81,18 @@ _SIGN = {
     "signature_heap_bytes": 10 * 1024,
     "table_bytes": 5 * 1024,
     "at_rest_bytes": 20 * 1024,
+    "atecc608": {
+        "records": 1,
+        "agent_ms": 1.0,
+        "bridge_ms": 5.0,
+        "chip_ms": 135.0,
+        "bus_ms": 30.0,
+        "transfers": 120,
+        "reference_ms": 2.0,
+        "ratio": 0.5,
+        "heap_bytes": 7 * 1024,
+        "at_rest_bytes": 30 * 1024,
+    },
 }
 
 
