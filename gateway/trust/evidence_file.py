@@ -1,9 +1,9 @@
 """The evidence file (JSON, UTF-8) that provisioning writes and `signet enroll --evidence` reads.
 
 Parsed strictly, because it is input from outside: exactly the documented fields for its
-kind (no unknown ones, no duplicates), each of its type, hex as even-length hex digits
-and base64 as canonical padded base64, DER certificates that parse, and a size cap. Any
-violation is ``evidence_malformed`` naming the field. Layout (docs/TRUST.md)::
+kind (no unknown ones, no duplicates), each of its type, hex as an even number of
+lowercase hex digits, base64 as canonical padded base64, DER certificates that parse,
+and a size cap. Any violation is ``evidence_malformed`` naming the field. Layout (docs/TRUST.md)::
 
     common           format: "signet-evidence/1"   kind: one of KINDS
                      curve: "p256"                  public_key: 66 hex (compressed point)
@@ -20,10 +20,12 @@ import base64
 import binascii
 import json
 import re
+import warnings
 from dataclasses import dataclass
 from typing import Any, Final
 
 from cryptography import x509
+from cryptography.exceptions import UnsupportedAlgorithm
 
 from .refusals import EvidenceRefused
 
@@ -46,7 +48,7 @@ MAX_EVIDENCE_BYTES: Final = 64 * 1024
 MAX_CHAIN: Final = 8  # certificates given in one chain
 MAX_BLOB: Final = 4096  # bytes of one hex field (TPM structures, statements)
 
-_HEX = re.compile(r"(?:[0-9a-fA-F]{2})*")
+_HEX = re.compile(r"(?:[0-9a-f]{2})*")  # lowercase: one spelling per value, as base64
 _COMMON: Final = ("format", "kind", "curve", "public_key")
 _FIELDS: Final = {
     "se-chain": (("chain", "proof"), ("slot",)),
@@ -164,7 +166,7 @@ def _hex(doc: dict[str, Any], name: str, exact: int | None = None) -> bytes:
     if type(value) is not str:
         raise _bad(f"field {name!r} must be a hex string, got {_json_type(value)}")
     if _HEX.fullmatch(value) is None:
-        raise _bad(f"field {name!r} is not an even number of hex digits")
+        raise _bad(f"field {name!r} is not an even number of lowercase hex digits")
     data = bytes.fromhex(value)
     if exact is not None and len(data) != exact:
         raise _bad(f"field {name!r} is {len(data)} bytes; it must be {exact}")
@@ -193,10 +195,25 @@ def _chain(doc: dict[str, Any], name: str) -> tuple[x509.Certificate, ...]:
         if base64.b64encode(der).decode("ascii") != item:
             raise _bad(f"field {where} is not canonical base64")
         try:
-            certs.append(x509.load_der_x509_certificate(der))
-        except ValueError as exc:
+            cert = x509.load_der_x509_certificate(der)
+            _parse_fields(cert)
+        except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
             raise _bad(f"field {where} is not a DER X.509 certificate ({exc})") from None
+        certs.append(cert)
     return tuple(certs)
+
+
+def _parse_fields(cert: x509.Certificate) -> None:
+    """Decode now what the chain check reads later: cryptography parses these lazily, and a
+    damaged name or key would otherwise surface as a ValueError in the middle of the checks."""
+    with warnings.catch_warnings():
+        # cryptography warns (UserWarning) about odd but parseable names, e.g. a country
+        # name that is not 2 letters; the evidence is judged by the checks, not by warnings
+        # printed in the middle of `signet enroll`.
+        warnings.simplefilter("ignore")
+        _ = (cert.subject, cert.issuer, cert.serial_number, cert.tbs_certificate_bytes)
+        _ = (cert.not_valid_before_utc, cert.not_valid_after_utc, cert.signature)
+        cert.public_key()
 
 
 def _json_type(value: Any) -> str:

@@ -17,7 +17,9 @@ keyUsage on the root, and Microchip's "Crypto Authentication Root CA 002" has no
 the TNGTLS device certificate's subjectAltName is a directoryName, on which the client
 verifier fails with "ASN.1 parsing error: invalid value" whatever the extension policy.
 So the path is walked here, with ``Certificate.verify_directly_issued_by`` (the
-library's own name-and-signature check) for each link. Trust&GO quirks that must pass:
+library's own name-and-signature check) for each link, and the extensions are read by
+:mod:`.der_extensions` (that SAN's PrintableString holds a '_', which cryptography's
+strict parser refuses for the whole extension list). Trust&GO quirks that must pass:
 no DNS/IP subjectAltName (or none at all), notAfter 9999-12-31 23:59:59 (RFC 5280
 4.1.2.5, "no well-defined expiration date"), 16-byte serial numbers, pathLen 0 on the
 signer.
@@ -36,22 +38,34 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtensionOID
 
+from .der_extensions import (
+    BASIC_CONSTRAINTS,
+    KEY_USAGE,
+    DerError,
+    Extension,
+    KeyUsage,
+    basic_constraints,
+    key_usage,
+    read_extensions,
+)
 from .refusals import EvidenceRefused
 
 __all__ = ["VerifiedChain", "cert_summary", "verify_chain"]
 
 # Extensions this module understands; an unknown one marked critical must be refused
 # (RFC 5280 4.2). Name constraints and policy constraints are not implemented, so a
-# critical one is refused too rather than ignored.
+# critical one is refused too rather than ignored. The SAN and extended key usage may be
+# critical: they restrict what the names and the key are for, which Signet does not use.
 _UNDERSTOOD: Final = frozenset(
-    {
+    oid.dotted_string
+    for oid in (
         ExtensionOID.BASIC_CONSTRAINTS,
         ExtensionOID.KEY_USAGE,
         ExtensionOID.EXTENDED_KEY_USAGE,
         ExtensionOID.SUBJECT_ALTERNATIVE_NAME,
         ExtensionOID.SUBJECT_KEY_IDENTIFIER,
         ExtensionOID.AUTHORITY_KEY_IDENTIFIER,
-    }
+    )
 )
 _HASHES: Final = (hashes.SHA256, hashes.SHA384, hashes.SHA512)
 _CURVES: Final = ("secp256r1", "secp384r1")
@@ -92,13 +106,12 @@ def verify_chain(
     ``what`` names the leaf in messages ("device certificate", "AK certificate").
     """
     certs = list(chain)
-    root_ders = {root.public_bytes(_DER): root for root in roots}
-    anchor = root_ders.get(certs[-1].public_bytes(_DER)) if len(certs) > 1 else None
+    anchor = _configured(certs[-1], roots) if len(certs) > 1 else None
     if anchor is not None:
-        certs.pop()  # the chain carried the configured root itself
+        certs.pop()  # the chain carried a configured root itself
     names = [what] + [f"chain certificate {i}" for i in range(1, len(certs))]
     for i, cert in enumerate(certs):
-        _check_extensions(cert, names[i])
+        _extensions(cert, names[i])
     _check_leaf_usage(certs[0], what)
     for i in range(len(certs) - 1):
         _check_link(certs[i], certs[i + 1], names[i], names[i + 1], ca_below=i)
@@ -112,7 +125,20 @@ def verify_chain(
     return VerifiedChain(path)
 
 
-_DER: Final = serialization.Encoding.DER
+def _spki(cert: x509.Certificate) -> bytes:
+    return cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _configured(
+    cert: x509.Certificate, roots: Sequence[x509.Certificate]
+) -> x509.Certificate | None:
+    """The configured root ``cert`` is a copy of (same name and key; a re-issue counts)."""
+    for root in roots:
+        if root.subject == cert.subject and _spki(root) == _spki(cert):
+            return root
+    return None
 
 
 def _invalid(sentence: str) -> EvidenceRefused:
@@ -123,35 +149,44 @@ def _cn(cert: x509.Certificate) -> str:
     return repr(cert.subject.rfc4514_string())
 
 
-def _check_extensions(cert: x509.Certificate, name: str) -> None:
+def _extensions(cert: x509.Certificate, name: str) -> dict[str, Extension]:
+    """The certificate's extensions by OID; an unknown critical one is refused (RFC 5280 4.2)."""
     try:
-        extensions = list(cert.extensions)
-    except ValueError as exc:  # a duplicate or unparsable extension
-        raise _invalid(f"{name} {_cn(cert)} has an invalid extension ({exc})") from None
+        extensions = read_extensions(cert.tbs_certificate_bytes)
+    except DerError as exc:
+        raise _invalid(f"{name} {_cn(cert)} has invalid extensions ({exc})") from None
     for ext in extensions:
         if ext.critical and ext.oid not in _UNDERSTOOD:
             raise _invalid(
-                f"{name} {_cn(cert)} has a critical extension {ext.oid.dotted_string} "
+                f"{name} {_cn(cert)} has a critical extension {ext.oid} "
                 "this verifier does not implement"
             )
+    return {ext.oid: ext for ext in extensions}
+
+
+def _key_usage(cert: x509.Certificate, name: str) -> KeyUsage | None:
+    ext = _extensions(cert, name).get(KEY_USAGE)
+    if ext is None:
+        return None
+    try:
+        return key_usage(ext.value)
+    except DerError as exc:
+        raise _invalid(f"{name} {_cn(cert)}: {exc}") from None
 
 
 def _check_leaf_usage(cert: x509.Certificate, name: str) -> None:
-    usage = _extension(cert, x509.KeyUsage)
+    usage = _key_usage(cert, name)
     if usage is not None and not usage.digital_signature:
         raise _invalid(f"{name} {_cn(cert)}: its keyUsage does not allow digitalSignature")
 
 
-def _extension(cert: x509.Certificate, kind: type[Any]) -> Any:
-    try:
-        return cert.extensions.get_extension_for_class(kind).value
-    except x509.ExtensionNotFound:
-        return None
-
-
 def _check_issuer(cert: x509.Certificate, name: str, ca_below: int, is_root: bool = False) -> None:
     """``cert`` may issue certificates, with ``ca_below`` CA certificates under it in the path."""
-    constraints = _extension(cert, x509.BasicConstraints)
+    ext = _extensions(cert, name).get(BASIC_CONSTRAINTS)
+    try:
+        constraints = basic_constraints(ext.value) if ext is not None else None
+    except DerError as exc:
+        raise _invalid(f"{name}: {exc}") from None
     if constraints is None or not constraints.ca:
         if is_root and constraints is None:
             return  # an X.509 v1 trust anchor: the operator configured it, that is its authority
@@ -163,7 +198,7 @@ def _check_issuer(cert: x509.Certificate, name: str, ca_below: int, is_root: boo
             f"{name} allows {constraints.path_length} CA certificate(s) below it "
             f"(pathLenConstraint); the chain has {ca_below}"
         )
-    usage = _extension(cert, x509.KeyUsage)
+    usage = _key_usage(cert, name)
     if usage is not None and not usage.key_cert_sign:
         raise _invalid(f"{name}: its keyUsage does not allow keyCertSign")
 
@@ -172,7 +207,11 @@ def _check_signed(child: x509.Certificate, parent: x509.Certificate) -> str | No
     """None if ``parent`` signed ``child`` (names link, signature verifies), else why not."""
     if child.issuer != parent.subject:
         return f"is issued by {child.issuer.rfc4514_string()!r}, not by {_cn(parent)}"
-    hash_alg = child.signature_hash_algorithm
+    try:
+        hash_alg = child.signature_hash_algorithm
+    except UnsupportedAlgorithm:
+        oid = child.signature_algorithm_oid.dotted_string
+        return f"is signed with an algorithm this verifier does not know ({oid})"
     if not isinstance(hash_alg, _HASHES):
         shown = hash_alg.name if hash_alg is not None else "none"
         return f"is signed with hash {shown}; SHA-256, SHA-384 or SHA-512 is required"

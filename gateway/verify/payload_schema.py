@@ -29,7 +29,7 @@ from typing import Any, Final
 from .cbor_strict import describe_problem, describe_value, loads_roundtrip
 from .refusals import Refused
 
-__all__ = ["KINDS", "PAYLOAD_VERSION", "decode_payload", "validate_payload"]
+__all__ = ["KINDS", "PAYLOAD_VERSION", "STATEMENT_KINDS", "decode_payload", "validate_payload"]
 
 PAYLOAD_VERSION: Final = 1
 MAX_SAFE: Final = 2**53 - 1
@@ -131,6 +131,10 @@ KINDS: Final[dict[str, tuple[dict[str, _Check], dict[str, _Check]]]] = {
     "evt": ({"ev": _token}, {"msg": _utf8_text}),
 }
 
+# Statements (gateway/trust/statements.py) share the envelope and the keys but are never
+# records: refused here by name, so a signed statement cannot be replayed as a record.
+STATEMENT_KINDS: Final = ("enroll", "line", "rotate")
+
 # Precomputed per kind: all checks by field, the required and the allowed key sets, and
 # the kind-specific fields (checked one by one after the common fields).
 _PLANS: Final = {
@@ -213,6 +217,8 @@ def _validate_slow(d: Any) -> None:
     if type(d) is not dict:
         raise _Bad(f"payload must be a map, got {describe_value(d)}")
     kind = d.get("k")
+    if kind in STATEMENT_KINDS:
+        raise _Bad(f"field 'k' = {kind!r} is a statement, not a record")
     plan = _PLANS.get(kind) if type(kind) is str else None
     if plan is None:
         _explain_common(d)

@@ -1,0 +1,100 @@
+"""[trust] in gateway.toml and load_policy: paths against the config folder; errors name the key."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from kit.crafted_evidence import TpmPki, TrustAndGo, pem
+from kit.independent_signer import make_key
+from signet_gateway.config import ConfigError, TrustConfig, load, parse
+from signet_gateway.trust import load_policy
+
+DEVICE = make_key("p256", 81)
+LINE = make_key("p256", 82)
+
+
+def write_pki(folder: Path) -> None:
+    (folder / "roots").mkdir()
+    (folder / "line").mkdir()
+    (folder / "roots" / "se.pem").write_bytes(pem(TrustAndGo(DEVICE).root(), TpmPki().root()))
+    (folder / "roots" / "tpm.pem").write_bytes(pem(TpmPki().root()))
+    (folder / "line" / "line-1.pub.pem").write_bytes(LINE.pem)
+
+
+def test_trust_section_paths_are_relative_to_the_config_file(tmp_path: Path):
+    write_pki(tmp_path)
+    cfg_file = tmp_path / "gateway.toml"
+    cfg_file.write_text(
+        '[trust]\nse_roots = ["roots/se.pem"]\ntpm_roots = ["roots/tpm.pem"]\n'
+        'line_keys = ["line/line-1.pub.pem"]\nchallenge_ttl_s = 120\n'
+    )
+    trust = load(cfg_file).trust
+    assert trust.se_roots == (tmp_path / "roots" / "se.pem",)
+    assert trust.challenge_ttl_s == 120
+    policy = load_policy(trust, now_ms=5)
+    assert len(policy.se_roots) == 2  # one file may hold a bundle
+    assert len(policy.tpm_roots) == 1
+    assert [k.device_id for k in policy.line_keys] == [LINE.kid.hex()]
+    assert (policy.now_ms, policy.challenge_ttl) == (5, 120)
+
+
+def test_the_defaults_trust_nothing():
+    trust = parse({}).trust
+    assert trust == TrustConfig()
+    policy = load_policy(trust)
+    assert policy.se_roots == policy.tpm_roots == policy.line_keys == ()
+    assert policy.challenge_ttl == 900
+    assert abs(policy.now_ms - time.time() * 1000) < 60_000
+
+
+@pytest.mark.parametrize(
+    ("section", "message"),
+    [
+        ({"se_roots": "roots/se.pem"}, "trust.se_roots: must be a list of path strings"),
+        ({"tpm_roots": [1]}, "trust.tpm_roots[0]: must be a non-empty path string"),
+        ({"line_keys": [""]}, "trust.line_keys[0]: must be a non-empty path string"),
+        ({"challenge_ttl_s": 0}, "trust.challenge_ttl_s: must be an integer 1..604800"),
+        ({"challenge_ttl_s": "900"}, "trust.challenge_ttl_s: must be an integer"),
+        ({"roots": []}, "trust.roots: unknown key"),
+        ({"se_roots": ["missing.pem"]}, "trust.se_roots[0]: cannot read"),
+    ],
+)
+def test_each_wrong_field_is_named(tmp_path: Path, section: dict, message: str):
+    with pytest.raises(ConfigError) as info:
+        parse({"trust": section}, base_dir=tmp_path)
+    assert message in str(info.value)
+
+
+def test_trust_must_be_a_table():
+    with pytest.raises(ConfigError, match=r"\[trust\]: must be a table"):
+        parse({"trust": 3})
+
+
+def test_a_roots_file_that_is_not_pem_names_field_and_file(tmp_path: Path):
+    bad = tmp_path / "se.pem"
+    bad.write_text("not a certificate")
+    trust = parse({"trust": {"se_roots": ["se.pem"]}}, base_dir=tmp_path).trust
+    with pytest.raises(ConfigError) as info:
+        load_policy(trust)
+    assert f"trust.se_roots[0]: {bad} is not a PEM certificate file" in str(info.value)
+
+
+def test_a_line_key_that_is_not_a_public_key_names_field_and_file(tmp_path: Path):
+    write_pki(tmp_path)
+    trust = parse({"trust": {"line_keys": ["roots/se.pem"]}}, base_dir=tmp_path).trust
+    with pytest.raises(ConfigError) as info:
+        load_policy(trust)
+    assert f"trust.line_keys[0]: {tmp_path / 'roots' / 'se.pem'} is not a line key" in str(
+        info.value
+    )
+
+
+def test_a_roots_file_removed_after_loading_the_config_names_field_and_file(tmp_path: Path):
+    write_pki(tmp_path)
+    trust = parse({"trust": {"tpm_roots": ["roots/tpm.pem"]}}, base_dir=tmp_path).trust
+    (tmp_path / "roots" / "tpm.pem").unlink()
+    with pytest.raises(ConfigError, match=r"trust.tpm_roots\[0\]: cannot read .*tpm.pem"):
+        load_policy(trust)
