@@ -258,3 +258,36 @@ def test_trust_and_go_chain_verifies_to_a_shared_root() -> None:
         assert "sn" + made.chip.serial.hex().upper() in cn
         assert made.chip.config_locked and made.chip.data_locked
     assert chips[0].chip.serial != chips[1].chip.serial
+
+
+class _NoisyWake:
+    """The emulator's bus with a bit flipped in every wake response's CRC."""
+
+    def __init__(self, emu: EmulatedATECC608) -> None:
+        self.emu = emu
+
+    def writeto(self, addr: int, buf: bytes) -> int:
+        return self.emu.writeto(addr, buf)
+
+    def readfrom_into(self, addr: int, buf: bytearray | memoryview) -> None:
+        self.emu.readfrom_into(addr, buf)
+        if len(buf) == 4 and buf[1] == 0x11:
+            buf[3] ^= 0x01
+
+
+def test_a_corrupted_wake_response_is_retried_then_reported() -> None:
+    emu = trust_and_go(address=0x60).chip
+    drv = ATECC608(_NoisyWake(emu), 0x60, sleep_us=emu.sleep_us)
+    with pytest.raises(ATECCError) as caught:
+        drv.info()
+    assert str(caught.value) == (
+        "ATECC608 at 0x60: wake response failed its CRC check 3 times (noise on the bus?)"
+    )
+
+
+def test_a_chip_left_awake_is_idled_and_woken_again() -> None:
+    emu = trust_and_go(address=0x60).chip
+    _awake(emu)
+    _answer(emu, _cmd(0x30))  # awake, its I/O buffer holding an old response
+    emu.io_ptr = 0
+    assert _driver(emu).counter_read(1) == 0

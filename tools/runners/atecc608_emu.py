@@ -33,10 +33,11 @@ What is modelled (datasheet section in brackets):
 - signatures: ECDSA P-256 with a random k, as the chip (not RFC 6979; about half the s
   values are > n/2, which the device's signer must normalise).
 
-Faults: `missing` (every transfer NACKs), `corrupt_reads` (the next N response reads get
-their CRC flipped on the wire; -1 = all), `busy_extra_ms` (execution takes that much longer),
-`high_s` (always answer the high-S twin of the signature), `fail_next` (the next command
-answers that status code: ECC fault, self-test error, ...).
+Faults: `missing` (every transfer NACKs), `corrupt_reads` (the next N reads of a command's
+response get a bit of its last data byte flipped on the wire, so its CRC fails; -1 = all),
+`busy_extra_ms` (execution takes that much longer), `high_s` (always answer the high-S twin
+of the signature), `fail_next` (the next command answers that status code: ECC fault,
+self-test error, ...).
 Use a virtual clock (the default) and give the driver `sleep_us=chip.sleep_us`: then no
 test waits for real time.
 """
@@ -195,6 +196,7 @@ class EmulatedATECC608:
         self.woke_at = 0
         self.tempkey: bytes | None = None
         self.io = b""
+        self.io_is_response = False
         self.io_ptr = 0
         self.busy_until = 0
         # accounting and faults
@@ -302,6 +304,7 @@ class EmulatedATECC608:
         self.state = "awake"
         self.woke_at = self.clock.now_us
         self.io = _packet(bytes([AFTER_WAKE]))
+        self.io_is_response = False
         self.io_ptr = 0
 
     def _ready(self, addr: int) -> None:
@@ -341,8 +344,9 @@ class EmulatedATECC608:
         self._ready(addr)
         end = self.io_ptr + len(buf)
         out = bytearray(self.io[self.io_ptr : end].ljust(len(buf), b"\xff"))
-        if self.corrupt_reads and self.io and self.io_ptr < len(self.io) <= end:
-            out[len(self.io) - 1 - self.io_ptr] ^= 0x01  # the CRC's high byte, on the wire
+        last_data = len(self.io) - 3  # the byte before the CRC
+        if self.corrupt_reads and self.io_is_response and self.io_ptr <= last_data < end:
+            out[last_data - self.io_ptr] ^= 0x01  # a bit flipped on the wire
             if self.corrupt_reads > 0:
                 self.corrupt_reads -= 1
         self.io_ptr = end
@@ -380,6 +384,7 @@ class EmulatedATECC608:
 
     def _answer(self, data: bytes, exec_us: int) -> None:
         self.io = _packet(data)
+        self.io_is_response = True
         self.io_ptr = 0
         self.busy_until = self.clock.now_us + exec_us
 
