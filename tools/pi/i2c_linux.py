@@ -28,7 +28,7 @@ I2C_SLAVE = 0x0703  # <linux/i2c-dev.h>: the 7-bit address of the next read/writ
 
 
 class I2CBusError(OSError):
-    """The bus itself failed (open, addressing, short transfer): an OSError like a NACK,
+    """The bus itself failed (addressing, short transfer): an OSError like a NACK,
     whose str() is one sentence naming the bus, without the "[Errno N]" prefix."""
 
     def __str__(self) -> str:
@@ -53,15 +53,9 @@ class LinuxI2C:
     ) -> None:
         self.path = path
         self._ioctl, self._read, self._write, self._close = ioctl, read, write, close
-        try:
-            self._fd: int | None = open_fd(path, os.O_RDWR)
-        except OSError as exc:
-            hint = {
-                errno.ENOENT: "no such bus: enable I2C (raspi-config nonint do_i2c 0) "
-                "and check the bus number",
-                errno.EACCES: "permission denied: add the agent's user to the i2c group",
-            }.get(exc.errno or 0, exc.strerror or str(exc))
-            raise I2CBusError(exc.errno, f"{path}: cannot open the I2C bus ({hint})") from None
+        # A failed open raises the OS's own error (FileNotFoundError, PermissionError):
+        # the caller (tools/pi/keys.py) names the config field and the fix.
+        self._fd: int | None = open_fd(path, os.O_RDWR)
         self._addr: int | None = None
 
     def _select(self, addr: int) -> int:

@@ -106,18 +106,17 @@ def test_no_chip_on_the_bus_is_the_drivers_no_response_sentence() -> None:
         drv.serial()
 
 
-def test_open_failures_name_the_bus_and_the_fix() -> None:
+def test_open_failures_are_the_oss_own_errors() -> None:
+    # tools/pi/keys.py tells a missing bus from a permission problem by these types.
     def missing(path: str, flags: int) -> int:
         raise FileNotFoundError(errno.ENOENT, "No such file or directory")
 
     def denied(path: str, flags: int) -> int:
         raise PermissionError(errno.EACCES, "Permission denied")
 
-    with pytest.raises(
-        OSError, match=r"^/dev/i2c-1: cannot open the I2C bus \(no such bus: enable"
-    ):
+    with pytest.raises(FileNotFoundError):
         LinuxI2C("/dev/i2c-1", open_fd=missing)
-    with pytest.raises(OSError, match=r"permission denied: add the agent's user to the i2c group"):
+    with pytest.raises(PermissionError):
         LinuxI2C("/dev/i2c-1", open_fd=denied)
 
 
