@@ -202,9 +202,9 @@ def _verify_tpm(
     nonce = _challenge(attest.extra_data, challenge_ok, "the attestation's extraData")
     return {
         "ak_chain": chain.summary(),
+        # Not the clock or firmware version: in the owner hierarchy the TPM obfuscates them.
         "tpm": {
             "attributes": f"0x{public.attributes:08x}",
-            "firmware_version": f"0x{attest.firmware_version:016x}",
             "qualified_signer": attest.qualified_signer.hex(),
         },
         "challenge": nonce.hex(),
