@@ -12,10 +12,12 @@ Two event types (peaq's EventRegistry):
 
 timestamp is Unix *seconds* (peaq's SDK passes ``Math.floor(Date.now() / 1000)``;
 the struct field is a uint256 "when the event occurred"), from the record's
-placed time (docs/MCR.md). trustLevel is 2 only for a hardware-enrolled key that
-is neither revoked nor flagged for equivocation, 0 otherwise: the tier comes from
-enrollment, never from a record. peaq's ``value`` is a uint256, so a refund
-(negative ``am``) cannot be expressed: refunds are left out and counted.
+placed time (docs/MCR.md). Events are grouped by machine (every key a rotation gave it,
+``machineId`` the machine's); trustLevel is 2 only for a record of a key enrolled hardware
+on verified evidence, on a machine none of whose keys is revoked or flagged for
+equivocation, 0 otherwise: the tier comes from enrollment, never from a record. peaq's
+``value`` is a uint256, so a refund (negative ``am``) cannot be expressed: refunds are left
+out and counted.
 """
 
 from __future__ import annotations
@@ -144,80 +146,100 @@ def export_events(
     if as_of is None:
         return result
     keyed: list[tuple[tuple[int, str, int, int], dict[str, Any]]] = []
-    for kid, _name, tier, revoked_ms, flagged in devices:
-        span = record_span(conn, kid)
+    for m in devices:
+        span = record_span(conn, m.kids)
         if span is None:
             continue
         day_from, day_to = period.days_for(span[0], span[1], as_of)
-        lo, hi = day_start_ms(day_from), day_start_ms(day_to) + DAY_MS
-        machine = (machine_ids or {}).get(kid, "0x" + kid)
-        trust = trust_level(tier, revoked_ms, bool(flagged))
-        for n, b, at_ms, placed, am, cur, raw in conn.execute(
-            "SELECT a.n, a.b, a.at_ms, a.placed, a.am, a.cur, r.raw FROM agg_records AS a"
-            " JOIN records AS r ON r.kid = a.kid AND r.n = a.n"
-            " WHERE a.kid = ? AND a.kind = 'rev' AND a.at_ms >= ? AND a.at_ms < ?",
-            (kid, lo, hi),
-        ):
-            if am < 0:
-                result.refunds_skipped.append((kid, n))
-                continue
-            meta = {"device": kid, "n": n, "kind": "rev", "b": b, "time": placed}
-            event = {
-                "machineId": machine,
-                "eventType": EVENT_REVENUE,
-                "value": am,
-                "currency": cur,
-                "timestamp": at_ms // 1000,
-                "dataHash": data_hash(bytes(raw)),
-                "trustLevel": trust,
-                "sourceChainId": 0,
-                "sourceTxHash": None,
-                "metadata": encode_metadata(meta, metadata_format),
-            }
-            keyed.append(((at_ms // 1000, kid, EVENT_REVENUE, n), event))
-            result.revenue_events += 1
-        for w in _windows(conn, kid, day_from, day_to):
-            raws = [
-                bytes(r)
-                for (r,) in (
-                    conn.execute(
-                        "SELECT raw FROM records WHERE kid = ? AND n = ?", (kid, n)
-                    ).fetchone()
-                    for n in w.ns
-                )
-            ]
-            placed = conn.execute(
-                "SELECT t_n IS NOT NULL FROM agg_boots WHERE kid = ? AND b = ?", (kid, w.b)
-            ).fetchone()
-            meta = {
-                "device": kid,
-                "kind": "hb",
-                "b": w.b,
-                "first_n": w.ns[0],
-                "last_n": w.ns[-1],
-                "records": len(w.ns),
-                "up_ms": w.up_ms,
-                "start_ms": w.start_ms,
-                "end_ms": w.end_ms,
-                "time": "boot_t" if placed and placed[0] else "received",
-            }
-            event = {
-                "machineId": machine,
-                "eventType": EVENT_ACTIVITY,
-                "value": w.up_ms // 1000,
-                "currency": "",
-                "timestamp": w.end_ms // 1000,
-                "dataHash": data_hash(b"".join(raws)),
-                "trustLevel": trust,
-                "sourceChainId": 0,
-                "sourceTxHash": None,
-                "metadata": encode_metadata(meta, metadata_format),
-            }
-            keyed.append(((w.end_ms // 1000, kid, EVENT_ACTIVITY, w.ns[-1]), event))
-            result.activity_events += 1
+        ids = machine_ids or {}
+        # --machine-ids may name the machine by its first key's id or by any of its keys'.
+        named = [ids[k] for k in (m.machine, *m.kids) if k in ids]
+        machine = named[0] if named else "0x" + m.machine
+        for key in m.keys:
+            trust = trust_level(key.tier, m.revoked_ms, m.flagged)
+            _key_events(
+                conn, key.kid, (machine, trust), (day_from, day_to), metadata_format, result, keyed
+            )
     keyed.sort(key=lambda item: item[0])
     result.events = [event for _, event in keyed]
     return result
+
+
+def _key_events(
+    conn: sqlite3.Connection,
+    kid: str,
+    event_of: tuple[int | str, int],
+    days: tuple[str, str],
+    metadata_format: str,
+    result: PeaqExport,
+    keyed: list[tuple[tuple[int, str, int, int], dict[str, Any]]],
+) -> None:
+    """The events of one key's records (its revenue, its uptime windows) in the days;
+    ``event_of``: the machine id and trust level its events carry."""
+    machine, trust = event_of
+    day_from, day_to = days
+    lo, hi = day_start_ms(day_from), day_start_ms(day_to) + DAY_MS
+    for n, b, at_ms, placed, am, cur, raw in conn.execute(
+        "SELECT a.n, a.b, a.at_ms, a.placed, a.am, a.cur, r.raw FROM agg_records AS a"
+        " JOIN records AS r ON r.kid = a.kid AND r.n = a.n"
+        " WHERE a.kid = ? AND a.kind = 'rev' AND a.at_ms >= ? AND a.at_ms < ?",
+        (kid, lo, hi),
+    ):
+        if am < 0:
+            result.refunds_skipped.append((kid, n))
+            continue
+        meta = {"device": kid, "n": n, "kind": "rev", "b": b, "time": placed}
+        event = {
+            "machineId": machine,
+            "eventType": EVENT_REVENUE,
+            "value": am,
+            "currency": cur,
+            "timestamp": at_ms // 1000,
+            "dataHash": data_hash(bytes(raw)),
+            "trustLevel": trust,
+            "sourceChainId": 0,
+            "sourceTxHash": None,
+            "metadata": encode_metadata(meta, metadata_format),
+        }
+        keyed.append(((at_ms // 1000, kid, EVENT_REVENUE, n), event))
+        result.revenue_events += 1
+    for w in _windows(conn, kid, day_from, day_to):
+        raws = [
+            bytes(r)
+            for (r,) in (
+                conn.execute("SELECT raw FROM records WHERE kid = ? AND n = ?", (kid, n)).fetchone()
+                for n in w.ns
+            )
+        ]
+        placed = conn.execute(
+            "SELECT t_n IS NOT NULL FROM agg_boots WHERE kid = ? AND b = ?", (kid, w.b)
+        ).fetchone()
+        meta = {
+            "device": kid,
+            "kind": "hb",
+            "b": w.b,
+            "first_n": w.ns[0],
+            "last_n": w.ns[-1],
+            "records": len(w.ns),
+            "up_ms": w.up_ms,
+            "start_ms": w.start_ms,
+            "end_ms": w.end_ms,
+            "time": "boot_t" if placed and placed[0] else "received",
+        }
+        event = {
+            "machineId": machine,
+            "eventType": EVENT_ACTIVITY,
+            "value": w.up_ms // 1000,
+            "currency": "",
+            "timestamp": w.end_ms // 1000,
+            "dataHash": data_hash(b"".join(raws)),
+            "trustLevel": trust,
+            "sourceChainId": 0,
+            "sourceTxHash": None,
+            "metadata": encode_metadata(meta, metadata_format),
+        }
+        keyed.append(((w.end_ms // 1000, kid, EVENT_ACTIVITY, w.ns[-1]), event))
+        result.activity_events += 1
 
 
 def render(export: PeaqExport) -> str:

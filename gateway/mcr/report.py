@@ -14,11 +14,11 @@ import datetime as _dt
 import io
 import json
 import sqlite3
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from signet_gateway.store.model import DeviceLookupError, iso_ms
+from signet_gateway.store.model import Device, DeviceLookupError, iso_ms
 from signet_gateway.store.sqlite import Store
 
 from . import scoring
@@ -78,17 +78,20 @@ class Period:
         return day_from, max(day_from, day_to)
 
 
-def record_span(conn: sqlite3.Connection, kid: str) -> tuple[int, int] | None:
-    """Placed times of a device's first and last record (two index probes), or None."""
-    first = conn.execute(
-        "SELECT at_ms FROM agg_records WHERE kid = ? ORDER BY at_ms LIMIT 1", (kid,)
-    ).fetchone()
-    last = conn.execute(
-        "SELECT at_ms FROM agg_records WHERE kid = ? ORDER BY at_ms DESC LIMIT 1", (kid,)
-    ).fetchone()
-    if first is None or last is None:
-        return None
-    return int(first[0]), int(last[0])
+def record_span(conn: sqlite3.Connection, kids: Sequence[str]) -> tuple[int, int] | None:
+    """Placed times of the first and last record of these keys (two index probes each)."""
+    firsts, lasts = [], []
+    for kid in kids:
+        first = conn.execute(
+            "SELECT at_ms FROM agg_records WHERE kid = ? ORDER BY at_ms LIMIT 1", (kid,)
+        ).fetchone()
+        last = conn.execute(
+            "SELECT at_ms FROM agg_records WHERE kid = ? ORDER BY at_ms DESC LIMIT 1", (kid,)
+        ).fetchone()
+        if first is not None and last is not None:
+            firsts.append(int(first[0]))
+            lasts.append(int(last[0]))
+    return (min(firsts), max(lasts)) if firsts else None
 
 
 def _days(first: str, last: str) -> list[str]:
@@ -115,18 +118,58 @@ def default_as_of(conn: sqlite3.Connection) -> int | None:
     return None if row is None or row[0] is None else int(row[0])
 
 
-def resolve_devices(conn: sqlite3.Connection, device: str | None) -> list[tuple[Any, ...]]:
-    """Device rows (kid, name, tier, revoked_ms, flagged): all, or the one device a kid, kid
-    prefix or name names (the store's one resolver; ReportError if none or several do)."""
+@dataclass(frozen=True)
+class Machine:
+    """What the report and the export group by: a machine and every key it has had (a
+    rotation adds one, docs/TRUST.md). ``keys`` oldest first; the newest speaks for it."""
+
+    keys: tuple[Device, ...]
+
+    @property
+    def machine(self) -> str:
+        return self.keys[0].machine or self.keys[0].kid
+
+    @property
+    def kids(self) -> tuple[str, ...]:
+        return tuple(k.kid for k in self.keys)
+
+    @property
+    def name(self) -> str | None:
+        return next((k.name for k in reversed(self.keys) if k.name), None)
+
+    @property
+    def revoked_ms(self) -> int | None:
+        """The earliest revocation of any of its keys: the operator withdrew trust then."""
+        return min((k.revoked_ms for k in self.keys if k.revoked_ms is not None), default=None)
+
+    @property
+    def flagged(self) -> bool:
+        return any(k.flagged for k in self.keys)
+
+    def tier(self, kids: Iterable[str] | None = None) -> str:
+        """'hardware' only if every key (of ``kids``, default all) is: one software key's
+        records in a figure make the whole figure software-tier."""
+        wanted = set(self.kids if kids is None else kids)
+        keys = [k for k in self.keys if k.kid in wanted] or list(self.keys)
+        return "hardware" if all(k.tier == "hardware" for k in keys) else "software"
+
+
+def resolve_devices(conn: sqlite3.Connection, device: str | None) -> list[Machine]:
+    """The machines to report, in enrollment order of their first key: all, or the one
+    machine a key's id, id prefix or name belongs to (the store's one resolver;
+    ReportError if none or several devices match)."""
     store = Store.over(conn)
-    if device is None:
-        chosen = store.devices()
-    else:
+    everything = store.devices()
+    by_machine: dict[str, list[Device]] = {}
+    for d in everything:  # enrollment order: a machine's first key comes first
+        by_machine.setdefault(d.machine or d.kid, []).append(d)
+    if device is not None:
         try:
-            chosen = [store.resolve_device(device)]
+            chosen = store.resolve_device(device)
         except DeviceLookupError as exc:
             raise ReportError(str(exc)) from None
-    return [(d.kid, d.name, d.tier, d.revoked_ms, d.flagged) for d in chosen]
+        return [Machine(tuple(by_machine[chosen.machine or chosen.kid]))]
+    return [Machine(tuple(keys)) for keys in by_machine.values()]
 
 
 # ------------------------------------------------------------------ uptime
@@ -152,17 +195,25 @@ def _merge(
 
 
 def uptime(
-    conn: sqlite3.Connection, kid: str, period_lo: int, period_hi: int, as_of: int
+    conn: sqlite3.Connection, kids: Sequence[str], period_lo: int, period_hi: int, as_of: int
 ) -> dict[str, Any]:
-    """Uptime over the observed span: [first boot/heartbeat point, as_of] within the period."""
-    first = conn.execute(
-        "SELECT at_ms FROM agg_points WHERE kid = ? ORDER BY at_ms LIMIT 1", (kid,)
-    ).fetchone()
-    last = conn.execute(
-        "SELECT at_ms FROM agg_points WHERE kid = ? ORDER BY at_ms DESC LIMIT 1", (kid,)
-    ).fetchone()
-    lo = period_lo if first is None else max(period_lo, int(first[0]))
-    hi = min(period_hi, as_of if last is None else max(as_of, int(last[0])))
+    """Uptime over the observed span: [first boot/heartbeat point, as_of] within the period,
+    over the heartbeats of every key of one machine (their up intervals merged)."""
+    firsts, lasts = [], []
+    for kid in kids:
+        first = conn.execute(
+            "SELECT at_ms FROM agg_points WHERE kid = ? ORDER BY at_ms LIMIT 1", (kid,)
+        ).fetchone()
+        last = conn.execute(
+            "SELECT at_ms FROM agg_points WHERE kid = ? ORDER BY at_ms DESC LIMIT 1", (kid,)
+        ).fetchone()
+        if first is not None:
+            firsts.append(int(first[0]))
+            lasts.append(int(last[0]))
+    first_at = min(firsts, default=None)
+    last_at = max(lasts, default=None)
+    lo = period_lo if first_at is None else max(period_lo, first_at)
+    hi = min(period_hi, as_of if last_at is None else max(as_of, last_at))
     result: dict[str, Any] = {
         "observed_from_ms": None,
         "observed_to_ms": None,
@@ -177,14 +228,30 @@ def uptime(
         "boots_placed_by_receive_time": 0,
         "daily": [],
     }
-    if first is None or hi <= lo:
+    if first_at is None or hi <= lo:
         return result
-    reach = look_back_ms(conn, kid)
-    intervals = conn.execute(
-        "SELECT up_start_ms, up_end_ms FROM agg_points WHERE kid = ?"
-        " AND up_start_ms >= ? AND up_start_ms < ? ORDER BY up_start_ms",
-        (kid, lo - reach, hi),
-    ).fetchall()
+    intervals: list[tuple[int, int]] = []
+    boots = 0
+    daily_ms: dict[str, int] = {}
+    for kid in kids:
+        reach = look_back_ms(conn, kid)
+        intervals += conn.execute(
+            "SELECT up_start_ms, up_end_ms FROM agg_points WHERE kid = ?"
+            " AND up_start_ms >= ? AND up_start_ms < ? ORDER BY up_start_ms",
+            (kid, lo - reach, hi),
+        ).fetchall()
+        boots += conn.execute(
+            "SELECT count(*) FROM agg_boots AS bt WHERE bt.kid = ? AND bt.t_n IS NULL AND EXISTS"
+            " (SELECT 1 FROM agg_points AS p WHERE p.kid = bt.kid AND p.b = bt.b"
+            " AND p.at_ms >= ? AND p.at_ms < ?)",
+            (kid, lo, hi),
+        ).fetchone()[0]
+        for day, ms in conn.execute(
+            "SELECT day, up_ms FROM agg_uptime_day WHERE kid = ? AND day >= ? AND day <= ?",
+            (kid, day_of(lo), day_of(hi - 1)),
+        ):
+            daily_ms[day] = daily_ms.get(day, 0) + int(ms)
+    intervals.sort()  # one key's rows come sorted; a machine's keys interleave
     runs, clipped = _merge(intervals, lo, hi)
     up = sum(e - s for s, e in runs)
     outages: list[tuple[int, int]] = []
@@ -197,17 +264,6 @@ def uptime(
         outages.append((pos, hi))
     longest = max(outages, key=lambda o: (o[1] - o[0], -o[0]), default=None)
     listed = sorted(outages, key=lambda o: (o[0] - o[1], o[0]))[:MAX_OUTAGES_LISTED]
-    boots = conn.execute(
-        "SELECT count(*) FROM agg_boots AS bt WHERE bt.kid = ? AND bt.t_n IS NULL AND EXISTS"
-        " (SELECT 1 FROM agg_points AS p WHERE p.kid = bt.kid AND p.b = bt.b"
-        " AND p.at_ms >= ? AND p.at_ms < ?)",
-        (kid, lo, hi),
-    ).fetchone()[0]
-    daily = conn.execute(
-        "SELECT day, up_ms FROM agg_uptime_day WHERE kid = ? AND day >= ? AND day <= ?"
-        " ORDER BY day",
-        (kid, day_of(lo), day_of(hi - 1)),
-    ).fetchall()
     result.update(
         observed_from_ms=lo,
         observed_to_ms=hi,
@@ -223,7 +279,7 @@ def uptime(
         ],
         overlap_ms=clipped - up,
         boots_placed_by_receive_time=int(boots),
-        daily=[{"day": d, "up_ms": int(ms)} for d, ms in daily],
+        daily=[{"day": d, "up_ms": ms} for d, ms in sorted(daily_ms.items())],
     )
     return result
 
@@ -231,23 +287,36 @@ def uptime(
 # ------------------------------------------------------------------ revenue
 
 
-def revenue(conn: sqlite3.Connection, kid: str, first_day: str, last_day: str) -> dict[str, Any]:
-    """Per currency: sum, count, the daily series (zero days included), trend, volatility."""
-    rows = conn.execute(
-        "SELECT day, cur, amount, count FROM agg_revenue_day WHERE kid = ?"
-        " AND day >= ? AND day <= ? ORDER BY cur, day",
-        (kid, first_day, last_day),
-    ).fetchall()
+def revenue(
+    conn: sqlite3.Connection, kids: Sequence[str], first_day: str, last_day: str
+) -> dict[str, Any]:
+    """Per currency: sum, count, the daily series (zero days included), trend, volatility;
+    summed over every key of one machine."""
     days = _days(first_day, last_day)
+    lo, hi = day_start_ms(first_day), day_start_ms(last_day) + DAY_MS
     by_cur: dict[str, dict[str, tuple[int, int]]] = {}
-    for day, cur, amount, count in rows:
-        by_cur.setdefault(cur, {})[day] = (int(amount), int(count))
-    received = conn.execute(
-        "SELECT cur, count(*) FROM agg_records WHERE kid = ? AND kind = 'rev' AND placed = ?"
-        " AND at_ms >= ? AND at_ms < ? GROUP BY cur",
-        (kid, PLACED_RECEIVED, day_start_ms(first_day), day_start_ms(last_day) + DAY_MS),
-    ).fetchall()
-    by_received = {cur: int(c) for cur, c in received}
+    by_received: dict[str, int] = {}
+    refunds: dict[str, int] = {}
+    for kid in kids:
+        for day, cur, amount, count in conn.execute(
+            "SELECT day, cur, amount, count FROM agg_revenue_day WHERE kid = ?"
+            " AND day >= ? AND day <= ?",
+            (kid, first_day, last_day),
+        ):
+            a, c = by_cur.setdefault(cur, {}).get(day, (0, 0))
+            by_cur[cur][day] = (a + int(amount), c + int(count))
+        for cur, c in conn.execute(
+            "SELECT cur, count(*) FROM agg_records WHERE kid = ? AND kind = 'rev' AND placed = ?"
+            " AND at_ms >= ? AND at_ms < ? GROUP BY cur",
+            (kid, PLACED_RECEIVED, lo, hi),
+        ):
+            by_received[cur] = by_received.get(cur, 0) + int(c)
+        for cur, c in conn.execute(
+            "SELECT cur, count(*) FROM agg_records WHERE kid = ? AND kind = 'rev'"
+            " AND am < 0 AND at_ms >= ? AND at_ms < ? GROUP BY cur",
+            (kid, lo, hi),
+        ):
+            refunds[cur] = refunds.get(cur, 0) + int(c)
     currencies = []
     for cur in sorted(by_cur):
         series = [by_cur[cur].get(d, (0, 0)) for d in days]
@@ -257,13 +326,7 @@ def revenue(conn: sqlite3.Connection, kid: str, first_day: str, last_day: str) -
                 "currency": cur,
                 "amount": sum(a for a, _ in series),
                 "count": sum(c for _, c in series),
-                "refunds": int(
-                    conn.execute(
-                        "SELECT count(*) FROM agg_records WHERE kid = ? AND kind = 'rev'"
-                        " AND cur = ? AND am < 0 AND at_ms >= ? AND at_ms < ?",
-                        (kid, cur, day_start_ms(first_day), day_start_ms(last_day) + DAY_MS),
-                    ).fetchone()[0]
-                ),
+                "refunds": refunds.get(cur, 0),
                 "placed_by_receive_time": by_received.get(cur, 0),
                 "days": stats.days,
                 "mean_daily": stats.mean,
@@ -289,17 +352,23 @@ def revenue(conn: sqlite3.Connection, kid: str, first_day: str, last_day: str) -
 
 def integrity(
     conn: sqlite3.Connection,
-    kid: str,
+    kids: Sequence[str],
     first_day: str,
     last_day: str,
     missing: Callable[[str], int] | None,
 ) -> dict[str, Any]:
-    found = Store.over(conn).findings(kid, first_day, last_day)
+    """The findings of every key of one machine, summed (each key's sequence and chain are
+    its own: missing numbers and chain breaks are counted per key, then added)."""
+    store = Store.over(conn)
+    found: dict[str, int] = {}
+    for kid in kids:
+        for finding, count in store.findings(kid, first_day, last_day).items():
+            found[finding] = found.get(finding, 0) + count
     refused = {
         f.split(":", 1)[1]: int(c) for f, c in sorted(found.items()) if f.startswith("refused:")
     }
     figures = {name: int(found.get(name, 0)) for name in INTEGRITY_FINDINGS}
-    miss = None if missing is None else int(missing(kid))
+    miss = None if missing is None else sum(int(missing(kid)) for kid in kids)
     bad = (miss or 0) + figures["chain_break"] + figures["future_time"]
     verified = figures["verified"]
     return {
@@ -316,17 +385,23 @@ def integrity(
     }
 
 
-def _history(conn: sqlite3.Connection, kid: str, until_ms: int) -> dict[str, Any]:
-    first = conn.execute(
-        "SELECT at_ms FROM agg_records WHERE kid = ? ORDER BY at_ms LIMIT 1", (kid,)
-    ).fetchone()
-    last = conn.execute(
-        "SELECT at_ms FROM agg_records WHERE kid = ? AND at_ms < ? ORDER BY at_ms DESC LIMIT 1",
-        (kid, until_ms),
-    ).fetchone()
-    if first is None or last is None:
+def _history(conn: sqlite3.Connection, kids: Sequence[str], until_ms: int) -> dict[str, Any]:
+    firsts, lasts = [], []
+    for kid in kids:
+        first = conn.execute(
+            "SELECT at_ms FROM agg_records WHERE kid = ? ORDER BY at_ms LIMIT 1", (kid,)
+        ).fetchone()
+        last = conn.execute(
+            "SELECT at_ms FROM agg_records WHERE kid = ? AND at_ms < ? ORDER BY at_ms DESC LIMIT 1",
+            (kid, until_ms),
+        ).fetchone()
+        if first is not None:
+            firsts.append(int(first[0]))
+        if last is not None:
+            lasts.append(int(last[0]))
+    if not firsts or not lasts:
         return {"first_ms": None, "last_ms": None, "first": None, "last": None, "days": 0.0}
-    f, la = int(first[0]), int(last[0])
+    f, la = min(firsts), max(lasts)
     return {
         "first_ms": f,
         "last_ms": la,
@@ -336,16 +411,29 @@ def _history(conn: sqlite3.Connection, kid: str, until_ms: int) -> dict[str, Any
     }
 
 
+def keys_in(conn: sqlite3.Connection, kids: Sequence[str], lo: int, hi: int) -> list[str]:
+    """The keys with a record placed in [lo, hi): whose tier a figure of that period has."""
+    return [
+        kid
+        for kid in kids
+        if conn.execute(
+            "SELECT 1 FROM agg_records WHERE kid = ? AND at_ms >= ? AND at_ms < ? LIMIT 1",
+            (kid, lo, hi),
+        ).fetchone()
+    ]
+
+
 def device_report(
     conn: sqlite3.Connection,
-    device: tuple[Any, ...],
+    machine: Machine,
     period: Period,
     as_of: int,
     missing: Callable[[str], int] | None,
 ) -> dict[str, Any] | None:
-    """One device's report, or None when it has no record at all."""
-    kid, name, tier, revoked_ms, flagged = device
-    span = record_span(conn, kid)
+    """One machine's report (every key it has had), or None when it has no record at all."""
+    kids = machine.kids
+    revoked_ms, flagged = machine.revoked_ms, machine.flagged
+    span = record_span(conn, kids)
     if span is None:
         return None
     first, last = span
@@ -355,13 +443,16 @@ def device_report(
     series_from = max(day_from, day_of(first))
     series_to = min(day_to, day_of(max(as_of, last)))
     rev = (
-        revenue(conn, kid, series_from, series_to)
+        revenue(conn, kids, series_from, series_to)
         if series_from <= series_to
         else {"primary_currency": None, "currencies": []}
     )
-    up = uptime(conn, kid, lo, hi, as_of)
-    integ = integrity(conn, kid, day_from, day_to, missing)
-    hist = _history(conn, kid, hi)
+    up = uptime(conn, kids, lo, hi, as_of)
+    integ = integrity(conn, kids, day_from, day_to, missing)
+    hist = _history(conn, kids, hi)
+    # The tier of what the period's figures are made of: hardware only if every key whose
+    # records are in it is (a software key's records in a sum make the sum software-tier).
+    tier = machine.tier(keys_in(conn, kids, lo, hi))
     primary = next((c for c in rev["currencies"] if c["currency"] == rev["primary_currency"]), None)
     stats = (
         None
@@ -387,11 +478,22 @@ def device_report(
         )
     )
     return {
-        "device": kid,
-        "name": name,
+        "device": machine.machine,
+        "name": machine.name,
         "tier": tier,
         "revoked_ms": revoked_ms,
         "flagged": bool(flagged),
+        "keys": [
+            {
+                "device": k.kid,
+                "tier": k.tier,
+                "evidence_kind": k.evidence_kind,
+                "replaces": k.replaces,
+                "last_n": k.last_n,
+                "revoked_ms": k.revoked_ms,
+            }
+            for k in machine.keys
+        ],
         "period": {"from": day_from, "to": day_to, "from_ms": lo, "to_ms": hi},
         "revenue": rev,
         "uptime": up,
@@ -429,12 +531,12 @@ def build_report(
     """The whole report as a JSON-ready dict (see REPORT_SCHEMA)."""
     check_rules(conn)
     period = period or Period()
-    devices = resolve_devices(conn, device)
+    machines = resolve_devices(conn, device)
     as_of = as_of_ms if as_of_ms is not None else default_as_of(conn)
     reports = []
     if as_of is not None:
-        for row in devices:
-            one = device_report(conn, row, period, as_of, missing)
+        for machine in machines:
+            one = device_report(conn, machine, period, as_of, missing)
             if one is not None:
                 reports.append(one)
     unattributed = sum(
@@ -572,6 +674,16 @@ def render_table(report: dict[str, Any]) -> str:
             + (f"   {', '.join(state)}" if state else ""),
             f"  score {sc['score']:3d}  {sc['letter']}",
         ]
+        if len(d["keys"]) > 1:  # a rotated machine: its keys, oldest first
+            lines.insert(
+                -1,
+                "  keys       "
+                + ", ".join(
+                    k["device"]
+                    + (" (current)" if k["last_n"] is None else f" (n <= {k['last_n']})")
+                    for k in d["keys"]
+                ),
+            )
         for c in sc["components"]:
             lines.append(
                 f"    {c['name']:<10} {rounded(c['points'], 2):>6} of {rounded(c['weight'], 1):>5}"
@@ -683,6 +795,20 @@ REPORT_SCHEMA: Final[dict[str, Any]] = {
                 "tier": {"enum": ["software", "hardware"]},
                 "revoked_ms": _OPT_INT,
                 "flagged": {"type": "boolean"},
+                "keys": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": _obj(
+                        {
+                            "device": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                            "tier": {"enum": ["software", "hardware"]},
+                            "evidence_kind": {"type": ["string", "null"]},
+                            "replaces": {"type": ["string", "null"]},
+                            "last_n": _OPT_INT,
+                            "revoked_ms": _OPT_INT,
+                        }
+                    ),
+                },
                 "period": _obj(
                     {"from": _DAY, "to": _DAY, "from_ms": _INT, "to_ms": _INT},
                 ),
