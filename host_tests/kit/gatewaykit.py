@@ -52,6 +52,16 @@ class Dev:
     def pem(self) -> bytes:
         return self.key.to_pem()
 
+    def independent_key(self) -> Any:
+        """The same private key as kit.independent_signer's SignerKey: statements (rotation,
+        enrollment) signed without the firmware's code."""
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        from kit.independent_signer import CURVES, SignerKey
+
+        d = int.from_bytes(self.signer.private_bytes(), "big")
+        return SignerKey(self.key.curve, ec.derive_private_key(d, CURVES[self.key.curve][0]))
+
     def make(
         self,
         kind: str = "hb",

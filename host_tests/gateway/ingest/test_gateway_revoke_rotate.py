@@ -9,11 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric import ec
 
 from kit.crafted_evidence import rotate_statement
 from kit.gatewaykit import Dev
-from kit.independent_signer import SignerKey
 from signet_gateway.ingest.enrollment import Enrollment
 from signet_gateway.ingest.intake import verify_message
 from signet_gateway.ingest.writer import BatchWriter, Message
@@ -23,12 +21,6 @@ from signet_gateway.store.sqlite import Store
 from signet_gateway.trust import EvidenceRefused, TrustPolicy
 from signet_gateway.verify.verifier import Verifier
 from signet_tools.runners.gateway_process import create_gateway_database
-
-
-def signer_key(dev: Dev) -> SignerKey:
-    """The independent signer's view of a kit Dev's key (same private scalar)."""
-    d = int.from_bytes(dev.signer.private_bytes(), "big")
-    return SignerKey("p256", ec.derive_private_key(d, ec.SECP256R1()))
 
 
 class Gw:
@@ -116,7 +108,7 @@ def test_revoke_refuses_a_moment_in_the_past_and_a_second_revocation(gw: Gw) -> 
 
 
 def _rotate(gw: Gw, old: Dev, new: Dev, last: int, **fields: object) -> None:
-    statement = rotate_statement(signer_key(old), signer_key(new), last=last, **fields)
+    statement = rotate_statement(old.independent_key(), new.independent_key(), last=last, **fields)
     enroll(gw.admin, new.key, "software", policy=TrustPolicy(), rotate_from=old.kid,
            statement=statement)  # fmt: skip
 
@@ -156,12 +148,12 @@ def test_rotation_refusals(gw: Gw) -> None:
     with pytest.raises(StoreError, match=r"already stored record n=4.*last n=3"):
         _rotate(gw, old, new, last=3)
     with pytest.raises(EvidenceRefused) as refused:  # signed by another key than the old one
-        statement = rotate_statement(signer_key(other), signer_key(new))
+        statement = rotate_statement(other.independent_key(), new.independent_key())
         enroll(gw.admin, new.key, "software", policy=TrustPolicy(), rotate_from=old.kid,
                statement=statement)  # fmt: skip
     assert refused.value.reason == "rotation_invalid"
     with pytest.raises(EvidenceRefused, match="not to the --pubkey given"):
-        statement = rotate_statement(signer_key(old), signer_key(new), last=4)
+        statement = rotate_statement(old.independent_key(), new.independent_key(), last=4)
         enroll(gw.admin, other.key, "software", policy=TrustPolicy(), rotate_from=old.kid,
                statement=statement)  # fmt: skip
     assert gw.admin.device(new.kid) is None and gw.admin.device(old.kid).last_n is None  # type: ignore[union-attr]
