@@ -2,11 +2,25 @@
 #
 # A config or key error is printed and the board stays up at the REPL instead
 # of resetting in a loop (no watchdog is started before the config is valid).
+# The key is opened as the config says (signet/devkey.py): only the modules
+# that backend needs are imported, and dropped again once the signer exists.
 
 import gc
 import sys
 
 CONFIG = "config.json"  # relative: a board starts main.py in /
+# A chip that failed its self-test, no fallback key: how long the agent tries to
+# deliver the evt that says so before it stops.
+REFUSED_DELIVERY_MS = 30000
+
+
+def _drop(*names):
+    import signet
+
+    for name in names:
+        sys.modules.pop("signet." + name, None)
+        if hasattr(signet, name):
+            delattr(signet, name)
 
 
 def _load():
@@ -16,11 +30,20 @@ def _load():
         return config.load(CONFIG, board=True)
     finally:
         # The validator is needed once: drop its code from the heap.
-        del sys.modules["signet.config"]
-        import signet
+        _drop("config")
 
-        if hasattr(signet, "config"):
-            del signet.config
+
+def _open_key(key):
+    from signet import devkey
+
+    try:
+        if key["type"] == "file":
+            return devkey.Opened(devkey.open_file(key["path"]))
+        from signet.board import i2c_bus
+
+        return devkey.open_atecc608(key, i2c_bus(key["i2c"]))
+    finally:
+        _drop("devkey", "keyfile", "binding")
 
 
 def main():
@@ -30,15 +53,18 @@ def main():
         print("signet: config error:", e)
         print("signet: fix %s (mpremote edit / signet device flash) and reset" % CONFIG)
         return
-    from signet import keyfile
-
     try:
-        signer = keyfile.load(cfg.key["path"])
+        key = _open_key(cfg.key)
     except (OSError, ValueError) as e:
         print("signet: key error (%s):" % cfg.key["path"], e)
         print("signet: provision the device first: signet device provision")
         return
-    del sys.modules["signet.keyfile"]
+    failure = key.selftest_error
+    if key.refused and key.signer is None:
+        print("signet: key error: the chip failed its self-test (%s)" % key.event_message())
+        print("signet: no key.fallback_path: the agent does not start")
+        return
+    signer = key.signer
     gc.collect()
     from signet.agent import Agent
     from signet.board import Board
@@ -48,17 +74,49 @@ def main():
     board = Board(cfg)
     sources, errors = board.make_sources()
     transport = UmqttTransport.from_config(cfg.mqtt, signer.device_id)
-    agent = Agent(cfg, board, signer, transport, Files(cfg.journal["dir"]), sources)
+    journal_dir = cfg.journal["dir"]
+    if failure is not None and not key.refused:
+        Files(journal_dir)  # made if missing: Files makes one directory level
+        journal_dir = journal_dir.rstrip("/") + "/fallback"  # the fallback key's own chain
+    agent = Agent(cfg, board, signer, transport, Files(journal_dir), sources, key.counter)
     agent.start()
+    if failure is not None:
+        errors.insert(0, "key self-test failed: %s" % key.event_message())
     for msg in errors:
         board.log("signet: " + msg)
         try:
-            agent.record_event("sensor_missing", msg[:64])
+            if msg[:4] == "key ":
+                agent.record_event("key_selftest_failed", key.event_message())
+            else:
+                agent.record_event("sensor_missing", msg[:64])
         except Exception as e:
             board.log("signet: %r" % (e,))
+    if key.refused:
+        _deliver_then_stop(agent, board)
+        return
     board.log("signet: device %s running, boot %d" % (signer.device_id, agent.recorder.boot))
     gc.collect()
     agent.run()
+
+
+def _deliver_then_stop(agent, board):
+    # The chip still signs its enrolled key but failed the self-test: the event is
+    # sent if the network allows within REFUSED_DELIVERY_MS, then the agent stops.
+    rec = agent.recorder
+    start = board.ticks_ms()
+    while rec.journal.acked < rec.last_n:
+        if board.ticks_diff(board.ticks_ms(), start) > REFUSED_DELIVERY_MS:
+            break
+        wait = agent.step()
+        board.feed_watchdog()
+        if wait:
+            board.sleep_ms(min(wait, 100))
+    agent.stop()
+    board.log("signet: key error: the chip failed its self-test; no key.fallback_path:")
+    board.log("signet: the agent does not start (docs/TRUST.md)")
+    while agent.config.watchdog_ms:  # a running watchdog would reset into a loop
+        board.feed_watchdog()
+        board.sleep_ms(1000)
 
 
 main()

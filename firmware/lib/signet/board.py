@@ -23,6 +23,19 @@ def _reset_names(machine):
     return names
 
 
+def i2c_bus(spec):
+    """machine.I2C for the secure element, from the config's key.i2c
+    ({"id", "scl", "sda", "freq"}; no scl/sda: the port's default pins for that id)."""
+    import machine
+
+    kw = {"freq": spec["freq"]}
+    if spec["scl"] is not None:
+        kw["scl"] = machine.Pin(spec["scl"])
+    if spec["sda"] is not None:
+        kw["sda"] = machine.Pin(spec["sda"])
+    return machine.I2C(spec["id"], **kw)
+
+
 class Board:
     def __init__(self, config):
         import machine

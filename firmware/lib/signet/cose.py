@@ -3,8 +3,6 @@
 
 import hashlib
 
-from . import ec
-
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -23,6 +21,12 @@ MAX_RECORD_BYTES = const(1024)
 _PROTECTED = {ALG_ES256: b"\xa1\x01\x26", ALG_ES256K: b"\xa1\x01\x38\x2e"}
 # CBOR of the array head and the "Signature1" context string of Sig_structure.
 _SIG_STRUCTURE_HEAD = b"\x84\x6aSignature1"
+# Group orders (SEC 2), for low-S only: kept here rather than taken from ec.py so a
+# device whose key is in a secure element never loads the curve arithmetic.
+_ORDER = {
+    ALG_ES256: 0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
+    ALG_ES256K: 0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141,
+}
 
 
 def protected_header(alg):
@@ -67,13 +71,12 @@ def _low_s(alg, signature):
     # secure element may not, so every signer's output is normalised here.
     if len(signature) != SIGNATURE_BYTES:
         raise ValueError("signer returned %d bytes, expected r || s" % len(signature))
-    curve = ec.P256 if alg == ALG_ES256 else ec.SECP256K1
-    n = curve.n
+    n = _ORDER[alg]
     r = int.from_bytes(signature[:32], "big")
     s = int.from_bytes(signature[32:], "big")
     if not (0 < r < n and 0 < s < n):
         raise ValueError("signer returned r or s out of range")
-    if s > curve.half_n:
+    if s > n >> 1:
         return signature[:32] + (n - s).to_bytes(32, "big")
     return signature
 

@@ -16,11 +16,14 @@ from typing import Any
 import cbor2
 import pytest
 
-from kit.agentproc import AgentProcess
+from kit.agentproc import FAST_MQTT, AgentProcess
+from kit.atecc608_emu import TNG_SLOT0_CONFIG, ProvisionedChip, trust_and_go
 from kit.gatewaykit import store_acks, write_config
+from signet import binding
 from signet_gateway.store.sqlite import Store
 from signet_gateway.verify.pubkeys import DevicePublicKey
 from signet_tools.pi.local_socket import request
+from signet_tools.pi.run import Runtime, StartError, build, load_config, report_key_failure
 from signet_tools.records import keygen
 from signet_tools.runners.gateway_process import GatewayProcess
 from signet_tools.runners.mosquitto import Mosquitto
@@ -154,3 +157,121 @@ def test_a_tpm_that_fails_at_start_without_fallback_stops_the_agent(
     assert result.stderr.startswith("signet: error: key: the TPM failed its start self-test (")
     assert "key.fallback_path is not set: the agent does not start" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+# -- ATECC608 (the emulator as the bus) ------------------------------------------------------
+
+
+def chip_binding(made: ProvisionedChip, path: Path, public_key: bytes | None = None) -> bytes:
+    """Write the chip's binding file as provisioning does; returns the bound public key."""
+    xy = made.chip.public_key_bytes(made.slot)
+    pub = public_key or bytes([2 + (xy[63] & 1)]) + xy[:32]
+    path.write_text(binding.dumps(made.chip.chip, made.chip.serial, made.slot, pub))
+    return pub
+
+
+def chip_config(work: Path, port: int, made: ProvisionedChip, **key: Any) -> Any:
+    config = {
+        "mqtt": {"host": "127.0.0.1", "port": port, **FAST_MQTT},
+        "key": {"type": "atecc608", "path": "chip.json", "address": made.chip.address, **key},
+        "journal": {"dir": "journal"},
+        "intervals": {"heartbeat_s": 1, "loop_ms": 20},
+    }
+    (work / "agent.json").write_text(json.dumps(config))
+    return load_config(work / "agent.json")
+
+
+def run_until_acked(rt: Runtime, deadline_s: float = 30) -> None:
+    rec = rt.agent.recorder
+
+    def acked() -> bool:
+        rt.agent.step()
+        return rec.journal.acked >= rec.last_n
+
+    wait_until(acked, deadline_s, "the gateway acknowledging every record")
+
+
+def test_agent_signs_with_the_chip_and_binds_its_sequence_to_the_counter(
+    broker: Mosquitto, gateway: tuple[Path, GatewayProcess], tmp_path: Path
+) -> None:
+    db, _ = gateway
+    made = trust_and_go()
+    kid = enroll(db, chip_binding(made, tmp_path / "chip.json"))
+    rt = build(chip_config(tmp_path, broker.port, made), i2c=made.chip)
+    try:
+        assert rt.key.tier == "hardware" and rt.key.selftest_error is None
+        assert rt.agent.signer.device_id == kid
+        rt.agent.start()
+        report_key_failure(rt)  # nothing to report
+        n = rt.agent.record_revenue(250, "EUR", "till")
+        run_until_acked(rt)
+        rt.agent.stop()
+    finally:
+        rt.close()
+    assert [(r["n"], r["k"]) for r in stored(db, kid)] == [(1, "boot"), (n, "rev")]
+    assert made.chip.counters[1] == 1  # the first lease came from the chip's counter 1
+
+
+@pytest.mark.parametrize("fault", ["unlocked", "swapped"])
+def test_a_chip_that_fails_its_self_test_hands_over_to_the_fallback_key(
+    broker: Mosquitto, gateway: tuple[Path, GatewayProcess], tmp_path: Path, fault: str
+) -> None:
+    db, _ = gateway
+    made = trust_and_go(lock=fault != "unlocked")
+    other = None if fault != "swapped" else chip_binding(trust_and_go(), tmp_path / "other.json")
+    enroll(db, chip_binding(made, tmp_path / "chip.json", other))
+    fallback = keygen.generate("p256", tmp_path / "fallback.key")
+    fallback_kid = enroll(db, fallback.public_key)
+    cfg = chip_config(tmp_path, broker.port, made, fallback_path="fallback.key")
+    rt = build(cfg, i2c=made.chip)
+    try:
+        assert rt.key.tier == "software" and rt.agent.signer.device_id == fallback_kid
+        rt.agent.start()
+        report_key_failure(rt)
+        run_until_acked(rt)
+        rt.agent.stop()
+    finally:
+        rt.close()
+    evt = next(r for r in stored(db, fallback_kid) if r["k"] == "evt")
+    code = "config_unlocked" if fault == "unlocked" else "key_mismatch"
+    assert evt["ev"] == "key_selftest_failed" and evt["msg"].startswith(code + ": ")
+    assert made.chip.counters[1] == 0  # the fallback key's lease is not the chip's
+
+
+def test_a_chip_with_a_wrong_slot_config_and_no_fallback_signs_the_evt_itself_then_stops(
+    broker: Mosquitto, gateway: tuple[Path, GatewayProcess], tmp_path: Path
+) -> None:
+    db, _ = gateway
+    # Locked, but slot 0 lets PrivWrite replace its key from outside: the chip still signs
+    # with the enrolled key, so it can say what is wrong before the agent stops.
+    made = trust_and_go(slot_config=TNG_SLOT0_CONFIG | 1 << 14)
+    kid = enroll(db, chip_binding(made, tmp_path / "chip.json"))
+    rt = build(chip_config(tmp_path, broker.port, made), i2c=made.chip)
+    try:
+        assert rt.key.refused and rt.agent.signer.device_id == kid
+        rt.agent.start()
+        with pytest.raises(StartError) as info:
+            report_key_failure(rt)  # delivers the evt, then refuses to go on
+    finally:
+        rt.close()
+    assert str(info.value).startswith("key: the ATECC608 failed its start self-test (slot_config: ")
+    assert "key.fallback_path is not set: the agent does not start" in str(info.value)
+    kinds = [(r["k"], r.get("ev")) for r in stored(db, kid)]
+    assert kinds == [("boot", None), ("evt", "key_selftest_failed")]
+
+
+def test_a_swapped_chip_without_fallback_does_not_start(broker: Mosquitto, tmp_path: Path) -> None:
+    made = trust_and_go()
+    other = chip_binding(trust_and_go(), tmp_path / "other.json")
+    chip_binding(made, tmp_path / "chip.json", other)
+    with pytest.raises(
+        StartError, match=r"^key: the ATECC608 failed its start self-test \(key_mismatch: "
+    ):
+        build(chip_config(tmp_path, broker.port, made), i2c=made.chip)
+    assert not (tmp_path / "journal").exists()  # nothing signed: the chip's key is not this one
+
+
+def test_a_missing_binding_file_is_a_set_up_error(broker: Mosquitto, tmp_path: Path) -> None:
+    made = trust_and_go()
+    with pytest.raises(StartError, match=r"^key.path: cannot read the binding file .*chip.json"):
+        build(chip_config(tmp_path, broker.port, made), i2c=made.chip)
