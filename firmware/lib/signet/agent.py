@@ -41,6 +41,7 @@ class Agent:
         self.files = files
         self.sources = list(sources or ())
         self._loop_ms = config.intervals["loop_ms"]
+        self._hb_ms = config.intervals["heartbeat_s"] * 1000
         self.uptime = Uptime(platform.ticks_ms, platform.ticks_diff)
         self.wall = WallClock(platform, self.uptime, config.time["resync_s"] * 1000)
         # counter: the chip's monotonic counter the sequence lease is bound to (state.py)
@@ -57,6 +58,8 @@ class Agent:
         self._stop_requested = False
         self.source_errors = 0
         self.memory_errors = 0  # outside the link (which counts its own)
+        self._mem_noted = 0  # the count the last low_memory evt reported
+        self._mem_noted_at = 0
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -92,6 +95,7 @@ class Agent:
             # the next step, after the collection frees what this one left.
             gc.collect()
             self.memory_errors += 1
+        self._note_low_memory(rec)
         for src in self.sources:
             try:
                 src.poll(self)
@@ -106,6 +110,22 @@ class Agent:
                     pass
         more = self.link.step(self.uptime.now(), rec)
         return 0 if more else self._loop_ms
+
+    def _note_low_memory(self, rec):
+        # Signed once the heap allows, at most once per heartbeat interval: the
+        # gateway sees that the device ran short, not one record per failure.
+        count = self.memory_errors + self.link.memory_errors
+        if count == self._mem_noted:
+            return
+        now = self.uptime.now()
+        if self._mem_noted_at and now - self._mem_noted_at < self._hb_ms:
+            return
+        try:
+            if rec.note_event("low_memory", "%d MemoryError survived" % count):
+                self._mem_noted = count
+                self._mem_noted_at = now
+        except MemoryError:
+            gc.collect()  # still short: tried again at a later step
 
     # -- introspection ---------------------------------------------------------------
 

@@ -70,6 +70,7 @@ class Recorder:
         self._prev = None
         self.last_n = 0  # newest journaled n (this boot or before): what the link sends up to
         self.live = None  # (n, record) of the newest record: sent without a flash read
+        self._spare = 0  # a number taken but never journaled: the next record uses it
         self._need_boot = True
         self._last_hb = 0
         self.refs = None  # refwindow.RefWindow, unless journal.ref_window is 0
@@ -173,7 +174,8 @@ class Recorder:
             return 0
         u = self.uptime.now()
         t = self.wall.now()
-        n = self.state.next_n()
+        n = self._spare or self.state.next_n()
+        self._spare = 0
         try:
             if key is not None:
                 # On flash before the record: a retry after a cut that follows the
@@ -184,10 +186,16 @@ class Recorder:
         except Exception as e:
             if key is not None:
                 self.refs.forget(n)
+            if j.last()[0] < n:
+                # Nothing with n is journaled (low heap while signing, a refused
+                # or failed write): the next record takes n. A number skipped here
+                # would be a gap no boot record declares, holding the gateway's
+                # ack below it for good. (A write that reached flash but reported
+                # failure would leave a second frame for n: open() keeps the first.)
+                self._spare = n
             if not isinstance(e, JournalFull):
                 raise
-            # free_for said yes: should not happen. The number is lost (a gap the
-            # gateway will count), the record was never stored nor sent.
+            # free_for said yes: should not happen; nothing was stored nor sent.
             self.platform.log("agent: journal refused n=%d after free_for" % n)
             return 0
         self.last_n, self._prev = j.last()  # the journal hashed the payload on append
@@ -204,6 +212,10 @@ class Recorder:
             self.events_dropped += 1
             self.platform.log("agent: no room for evt %s" % ev)
         return n
+
+    def note_event(self, ev, msg=None):
+        """An event of the agent's own (not a source's): its n, or 0 if no room."""
+        return self._event(ev, msg)
 
     def _external(self, kind, fields):
         self.repeated = False
