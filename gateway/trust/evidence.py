@@ -99,7 +99,7 @@ def verify_stored(raw: bytes, key: DevicePublicKey, policy: TrustPolicy) -> Veri
     """Re-check stored evidence offline (an auditor): every check but the challenge's freshness.
 
     The challenge was checked and consumed at enrollment, so it can only be required to be
-    present, not looked up. Set ``policy.now_ms`` to the enrollment time to judge the
+    present, not looked up. Set ``policy.check_time_ms()`` to the enrollment time to judge the
     certificates' validity as the gateway did then.
     """
     return verify_evidence(raw, key, policy, _any_challenge)
@@ -134,7 +134,9 @@ def _verify_se_chain(
 ) -> dict[str, Any]:
     if not policy.se_roots:
         raise _no_roots("se_roots")
-    chain = verify_chain(evidence.chain, policy.se_roots, policy.now_ms, "device certificate")
+    chain = verify_chain(
+        evidence.chain, policy.se_roots, policy.check_time_ms(), "device certificate"
+    )
     leaf_key = chain.leaf.public_key()
     if (
         not isinstance(leaf_key, ec.EllipticCurvePublicKey)
@@ -177,7 +179,9 @@ def _verify_tpm(
         )
     if not policy.tpm_roots:
         raise _no_roots("tpm_roots")
-    chain = verify_chain(evidence.ak_chain, policy.tpm_roots, policy.now_ms, "AK certificate")
+    chain = verify_chain(
+        evidence.ak_chain, policy.tpm_roots, policy.check_time_ms(), "AK certificate"
+    )
     ak_key = chain.leaf.public_key()
     if not isinstance(ak_key, ec.EllipticCurvePublicKey) or ak_key.curve.name != "secp256r1":
         raise EvidenceRefused(

@@ -25,15 +25,19 @@ class TrustPolicy:
     """The roots and line keys evidence is checked against, at ``now_ms``.
 
     ``now_ms`` is the moment certificates must be valid at: the enrollment's time, or, for
-    an auditor re-checking stored evidence, the time the device was enrolled.
-    ``challenge_ttl`` is in seconds (``[trust] challenge_ttl_s``).
+    an auditor re-checking stored evidence, the time the device was enrolled; None means
+    the moment of each check. ``challenge_ttl`` is in seconds (``[trust] challenge_ttl_s``).
     """
 
     se_roots: tuple[x509.Certificate, ...] = ()
     tpm_roots: tuple[x509.Certificate, ...] = ()
     line_keys: tuple[DevicePublicKey, ...] = ()
-    now_ms: int = 0
+    now_ms: int | None = None
     challenge_ttl: int = 900
+
+    def check_time_ms(self) -> int:
+        """``now_ms``, or the current time when it is None."""
+        return int(time.time() * 1000) if self.now_ms is None else self.now_ms
 
 
 def load_policy(cfg: TrustConfig, now_ms: int | None = None) -> TrustPolicy:

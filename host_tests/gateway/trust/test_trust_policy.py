@@ -98,3 +98,26 @@ def test_a_roots_file_removed_after_loading_the_config_names_field_and_file(tmp_
     (tmp_path / "roots" / "tpm.pem").unlink()
     with pytest.raises(ConfigError, match=r"trust.tpm_roots\[0\]: cannot read .*tpm.pem"):
         load_policy(trust)
+
+
+def test_a_policy_without_a_time_judges_certificates_now():
+    import datetime as dt
+
+    from kit.crafted_evidence import Challenges, se_chain_evidence
+    from signet_gateway.trust import EvidenceRefused, TrustPolicy, verify_evidence
+    from signet_gateway.verify.pubkeys import DevicePublicKey
+
+    pki = TrustAndGo(DEVICE)
+    expired_yesterday = dt.datetime.now(dt.UTC) - dt.timedelta(days=1)
+    raw = se_chain_evidence(
+        DEVICE, pki, chain=[pki.device_cert(not_after=expired_yesterday), pki.signer()]
+    )
+    challenges = Challenges()
+    challenges.now_ms = int(time.time() * 1000)
+    challenges.issue()
+    key = DevicePublicKey.from_sec1(DEVICE.compressed)
+    with pytest.raises(EvidenceRefused) as info:
+        verify_evidence(raw, key, TrustPolicy(se_roots=(pki.root(),)), challenges.check)
+    assert info.value.reason == "cert_expired"
+    good = se_chain_evidence(DEVICE, pki)
+    assert verify_evidence(good, key, TrustPolicy(se_roots=(pki.root(),)), challenges.check).kind
