@@ -7,7 +7,8 @@ on the list of devices any store implementation returns.
 Names are unique among active devices (Store.enroll refuses a second active device with the
 same name); a revoked device's name may be reused by its replacement. So a name means the
 active device that carries it, or, when no active device does, the one revoked device that
-did. Anything that still matches several devices (two revoked devices of one name, or a
+did (a key replaced by a rotation gave its name to its successor and is passed over). Anything
+that still matches several devices (two revoked devices of one name, or a
 database enrolled before names were unique) is refused with the candidates listed, never
 resolved by picking one.
 """
@@ -51,7 +52,9 @@ def resolve(devices: Sequence[Device], wanted: str) -> Device:
         else []
     )
     named = [d for d in devices if d.name == text]
-    by_name = [d for d in named if d.active] or named
+    # A rotated key handed its name to its successor: among inactive ones, the name is the
+    # successor's (revoked) rather than the key it replaced.
+    by_name = [d for d in named if d.active] or [d for d in named if d.last_n is None] or named
     candidates = list({d.kid: d for d in by_id + by_name}.values())
     if len(candidates) == 1:
         return candidates[0]

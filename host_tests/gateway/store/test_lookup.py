@@ -3,6 +3,8 @@ shared prefixes, names that look like ids, duplicate names from before names wer
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from signet_gateway.store.lookup import MIN_PREFIX, resolve
@@ -72,3 +74,15 @@ def test_nothing_given_or_nothing_found() -> None:
         resolve([_device(A)], "  ")
     with pytest.raises(DeviceLookupError, match="no device 'nobody' is enrolled"):
         resolve([_device(A)], "nobody")
+
+
+def test_a_name_goes_with_the_newest_key_of_a_rotated_machine() -> None:
+    old = Device(kid=A, public_key=b"", curve="p256", tier="software", name="kiosk",
+                 evidence=None, enrolled_ms=0, revoked_ms=None, flagged=False, machine=A,
+                 last_n=41)  # fmt: skip
+    new = Device(kid=C, public_key=b"", curve="p256", tier="software", name="kiosk",
+                 evidence=None, enrolled_ms=1, revoked_ms=None, flagged=False, machine=A,
+                 replaces=A)  # fmt: skip
+    assert resolve([old, new], "kiosk").kid == C
+    revoked = dataclasses.replace(new, revoked_ms=1)
+    assert resolve([old, revoked], "kiosk").kid == C  # revoked successor, not the rotated key
