@@ -31,7 +31,14 @@ from typing import Any, Final
 from Crypto.Hash import keccak
 
 from .aggregate import DAY_MS, day_of, day_start_ms, look_back_ms
-from .report import Period, check_rules, default_as_of, record_span, resolve_devices
+from .report import (
+    Period,
+    check_rules,
+    default_as_of,
+    record_span,
+    resolve_devices,
+    verified_hardware,
+)
 
 EVENT_REVENUE: Final = 0
 EVENT_ACTIVITY: Final = 1
@@ -156,7 +163,8 @@ def export_events(
         named = [ids[k] for k in (m.machine, *m.kids) if k in ids]
         machine = named[0] if named else "0x" + m.machine
         for key in m.keys:
-            trust = trust_level(key.tier, m.revoked_ms, m.flagged)
+            tier = "hardware" if verified_hardware(key) else "software"
+            trust = trust_level(tier, m.revoked_ms, m.flagged)
             _key_events(
                 conn, key.kid, (machine, trust), (day_from, day_to), metadata_format, result, keyed
             )

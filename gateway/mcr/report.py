@@ -151,7 +151,13 @@ class Machine:
         records in a figure make the whole figure software-tier."""
         wanted = set(self.kids if kids is None else kids)
         keys = [k for k in self.keys if k.kid in wanted] or list(self.keys)
-        return "hardware" if all(k.tier == "hardware" for k in keys) else "software"
+        return "hardware" if all(verified_hardware(k) for k in keys) else "software"
+
+
+def verified_hardware(key: Device) -> bool:
+    """Hardware tier on evidence that verified: the schema's CHECK already ties the one to
+    the other; read both so that no other path to the tier exists here either."""
+    return key.tier == "hardware" and key.evidence_kind is not None
 
 
 def resolve_devices(conn: sqlite3.Connection, device: str | None) -> list[Machine]:
