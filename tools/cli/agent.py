@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 from .args import positive_int, positive_seconds
@@ -107,6 +109,197 @@ def cmd_agent_status(args: argparse.Namespace) -> int:
     return code
 
 
+def _hex_bytes(text: str) -> bytes:
+    try:
+        value = bytes.fromhex(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not hex: {text!r}") from None
+    if not 1 <= len(value) <= 64:
+        raise argparse.ArgumentTypeError(f"{len(value)} bytes; expected 1..64 (64 hex digits)")
+    return value
+
+
+def cmd_agent_provision(args: argparse.Namespace) -> int:
+    """0 provisioned (evidence written), 1 the chip/TPM is refused or a step is left to do,
+    2 usage or set-up error."""
+    from signet_tools.pi import provision
+    from signet_tools.pi import run as agent_run
+
+    try:
+        cfg = agent_run.load_config(args.config)
+    except agent_run.StartError as exc:
+        return fail(str(exc))
+    key_cfg = cfg.key
+    backend = args.backend or key_cfg["type"]
+    if backend != key_cfg["type"]:
+        return fail(
+            f"--backend {backend}: the config's key.type is {key_cfg['type']!r}; set key.type "
+            f"to {backend!r} (and its fields: docs/DEVICE.md section 7) first"
+        )
+    try:
+        if backend == "atecc608":
+            return _provision_atecc608(args, key_cfg, provision)
+        if backend == "tpm2":
+            return _provision_tpm2(args, key_cfg, provision)
+        return _provision_file(args, key_cfg, provision)
+    except provision.ProvisionError as exc:
+        return fail(str(exc), EXIT_REFUSED if exc.refused else EXIT_USAGE)
+
+
+def _outputs(args: argparse.Namespace, key_path: str) -> tuple[Path, Path]:
+    from signet_tools.records import evidence
+
+    # Default: beside the key, named after it: chip.json -> chip.pem, chip.evidence.json.
+    pubkey = args.out_pubkey or Path(key_path).with_suffix(".pem")
+    return pubkey, args.out_evidence or evidence.default_path(pubkey)
+
+
+def _write_pem(public_key: bytes, out: Path) -> None:
+    from signet_gateway.verify.pubkeys import DevicePublicKey
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(DevicePublicKey.from_sec1(public_key, "p256").to_pem())
+
+
+def _report(
+    device_id: str, lines: list[tuple[str, str]], pubkey: Path, evidence: Path | None
+) -> int:
+    from .device import enroll_next_step
+
+    print(f"device id  {device_id}")
+    for label, text in lines:
+        print(f"{label:<10} {text}")
+    print(f"public     {pubkey}")
+    if evidence is not None:
+        print(f"evidence   {evidence}")
+    for line in enroll_next_step(pubkey, evidence):
+        print(line)
+    return EXIT_OK
+
+
+def _provision_atecc608(args: argparse.Namespace, key_cfg: dict[str, Any], provision: Any) -> int:
+    from signet import keyfile
+    from signet.cose import kid_for
+    from signet.statement import line as line_statement
+    from signet_tools.records import evidence
+
+    trust_and_go = args.chain is not None
+    if trust_and_go == (args.line_key is not None):
+        return fail(
+            "--backend atecc608 needs either --challenge HEX and --chain FILE.pem (a Trust&GO "
+            "part: its certificates) or --line-key FILE (a chip you configured and locked: "
+            "a statement signed by your line's key)"
+        )
+    if trust_and_go and args.challenge is None:
+        return fail("--chain needs --challenge HEX (from `signet challenge` on the gateway)")
+    chain: list[bytes] = []
+    line_signer = None
+    try:
+        if trust_and_go:
+            chain = evidence.read_chain(args.chain)
+        else:
+            line_signer = keyfile.load(str(args.line_key))
+    except evidence.EvidenceInputError as exc:
+        return fail(str(exc))
+    except (OSError, keyfile.KeyFileError) as exc:
+        return fail(f"--line-key: {args.line_key}: {exc}")
+    generate = "always" if args.new_key else ("never" if trust_and_go else "if_empty")
+    facts = provision.atecc608(key_cfg, args.challenge if trust_and_go else None, generate)
+    public_key = bytes.fromhex(facts["public_key"])
+    pubkey, evidence_path = _outputs(args, key_cfg["path"])
+    if trust_and_go:
+        xy = _uncompressed_xy(public_key)
+        try:
+            evidence.check_device_certificate(chain, xy, "--chain")
+        except evidence.EvidenceInputError as exc:
+            return fail(str(exc))
+        obj = evidence.se_chain(public_key, chain, bytes.fromhex(facts["proof"]))
+    else:
+        statement = line_statement(
+            line_signer,
+            public_key,
+            bytes.fromhex(facts["serial"]),
+            int(time.time() * 1000),
+            args.line_name,
+            bytes.fromhex(facts["config"]),
+        )
+        obj = evidence.line_statement(public_key, statement)
+    _write_pem(public_key, pubkey)
+    evidence.write(obj, evidence_path)
+    what = "made by GenKey in the chip" if facts["state"] == "new" else "already in the chip (kept)"
+    return _report(
+        kid_for(public_key).hex(),
+        [
+            (
+                "chip",
+                f"{facts['chip']} serial {facts['serial']}, slot {facts['slot']}, "
+                f"address 0x{key_cfg['address']:02x}",
+            ),
+            ("key", f"{what}; self-test passed; the private key cannot leave the chip"),
+            ("binding", key_cfg["path"]),
+            ("kind", obj["kind"]),
+        ],
+        pubkey,
+        evidence_path,
+    )
+
+
+def _uncompressed_xy(public_key: bytes) -> bytes:
+    from signet_gateway.verify.pubkeys import DevicePublicKey
+
+    point = DevicePublicKey.from_sec1(public_key, "p256").uncompressed
+    return bytes(point[1:])
+
+
+def _provision_tpm2(args: argparse.Namespace, key_cfg: dict[str, Any], provision: Any) -> int:
+    from signet.cose import kid_for
+    from signet_tools.records import evidence
+
+    ak_path = args.ak or Path(key_cfg["path"]).with_name(Path(key_cfg["path"]).name + ".ak")
+    ak = provision.tpm2_ak(key_cfg["tcti"], ak_path)
+    if args.ak_chain is None:
+        ak_pem = ak_path.with_name(ak_path.name + ".pub.pem")
+        from cryptography.hazmat.primitives import serialization
+
+        ak_pem.write_bytes(
+            ak.public_key.public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+        )
+        print(f"attestation key  {ak_path} (its public key: {ak_pem})")
+        print("next       have your TPM CA certify that AK (docs/TRUST.md), then run again with")
+        print("           --ak-chain AK-CERT.pem --challenge HEX")
+        return EXIT_REFUSED
+    if args.challenge is None:
+        return fail("--backend tpm2 needs --challenge HEX (from `signet challenge` on the gateway)")
+    try:
+        chain = evidence.read_chain(args.ak_chain, "--ak-chain")
+    except evidence.EvidenceInputError as exc:
+        return fail(str(exc))
+    obj = provision.tpm2(key_cfg, args.challenge, ak, chain, args.new_key)
+    public_key = bytes.fromhex(obj["public_key"])
+    pubkey, evidence_path = _outputs(args, key_cfg["path"])
+    _write_pem(public_key, pubkey)
+    evidence.write(obj, evidence_path)
+    return _report(
+        kid_for(public_key).hex(),
+        [
+            ("tpm", f"{key_cfg['tcti']}: key blob {key_cfg['path']}, AK {ak_path}"),
+            ("kind", "tpm2-certify"),
+        ],
+        pubkey,
+        evidence_path,
+    )
+
+
+def _provision_file(args: argparse.Namespace, key_cfg: dict[str, Any], provision: Any) -> int:
+    signer, state = provision.software(key_cfg, args.new_key)
+    pubkey, _ = _outputs(args, key_cfg["path"])
+    _write_pem(signer.public_key, pubkey)
+    what = "generated (mode 0600)" if state == "new" else "already there (kept)"
+    return _report(signer.device_id, [("key", f"{key_cfg['path']} {what}")], pubkey, None)
+
+
 def _client_options(p: argparse.ArgumentParser) -> None:
     where = p.add_mutually_exclusive_group()
     where.add_argument("--socket", help=f"the agent's local socket (default {DEFAULT_SOCKET})")
@@ -137,6 +330,51 @@ def _register_agent(sub: argparse._SubParsersAction) -> argparse._SubParsersActi
     )
     r.add_argument("--config", required=True, help="agent config JSON (docs/DEVICE.md)")
     r.set_defaults(func=cmd_agent_run)
+
+    v = agent.add_parser(
+        "provision",
+        help="make or find the device key (file, ATECC608, TPM) and write its evidence",
+        description="Provision the key the config's key section names, and write the public "
+        "key PEM and the evidence file `signet enroll --tier hardware --evidence` checks "
+        "(docs/TRUST.md, 'Enrolling a device step by step'). atecc608, a Trust&GO part: "
+        "--challenge HEX --chain FILE.pem (the chip answers the gateway's challenge; the chain "
+        "is the device certificate, then the signer's). atecc608, a chip you configured and "
+        "locked: --line-key FILE (GenKey in the slot if it is empty or with --new-key; your "
+        "line's key signs a statement). tpm2: --challenge HEX --ak-chain FILE.pem (first run "
+        "without --ak-chain creates the attestation key for your CA). file: a key file "
+        "(software tier). Exit 0 provisioned, 1 the chip or TPM is refused or a step is left "
+        "(the message says which), 2 usage or set-up error.",
+    )
+    v.add_argument("--config", required=True, help="agent config JSON (its key section)")
+    v.add_argument("--backend", choices=("atecc608", "tpm2", "file"), help="(default: key.type)")
+    v.add_argument(
+        "--challenge",
+        type=_hex_bytes,
+        help="the gateway's challenge, hex (signet challenge; default: none)",
+    )
+    v.add_argument(
+        "--chain", type=Path, help="atecc608 Trust&GO: device + signer certs, PEM (default: none)"
+    )
+    v.add_argument(
+        "--line-key", type=Path, help="atecc608: the line's key (signet line keygen; default: none)"
+    )
+    v.add_argument(
+        "--line-name", default="line-1", help="the line's name in its statement (default: line-1)"
+    )
+    v.add_argument("--ak", type=Path, help="tpm2: attestation key blob (default: KEY.ak)")
+    v.add_argument(
+        "--ak-chain", type=Path, help="tpm2: the AK's certificate (+ CAs), PEM (default: none)"
+    )
+    v.add_argument(
+        "--new-key",
+        action="store_true",
+        help="make a new key even if there is one (a NEW device identity)",
+    )
+    v.add_argument("--out-pubkey", type=Path, help="public key PEM (default: KEY-stem.pem)")
+    v.add_argument(
+        "--out-evidence", type=Path, help="evidence JSON (default: PUBKEY-stem.evidence.json)"
+    )
+    v.set_defaults(func=cmd_agent_provision)
 
     rec = agent.add_parser(
         "record",

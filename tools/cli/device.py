@@ -74,20 +74,25 @@ def cmd_provision(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def enroll_commands(pubkey: Path, config: str = "gateway.toml") -> tuple[list[str], list[str]]:
+def enroll_commands(
+    pubkey: Path, config: str = "gateway.toml", evidence: Path | None = None
+) -> tuple[list[str], list[str]]:
     """The `signet` arguments that enroll a provisioned key as printed (docs/DEVICE.md
     section 6): creating the gateway's database (needed once, if it has none yet), then the
-    enrollment. A board's key is a file in its flash: software tier. The name suggested is
-    the PEM file's, e.g. coffee-01 for keys/coffee-01.pem."""
+    enrollment. A key in a file is software tier; with an evidence file, hardware tier. The
+    name suggested is the PEM file's, e.g. coffee-01 for keys/coffee-01.pem."""
     init = ["db", "init", "--config", config]
-    enroll = ["enroll", "--pubkey", str(pubkey), "--tier", "software", "--name", pubkey.stem,
+    tier = ["--tier", "software"] if evidence is None else [
+        "--tier", "hardware", "--evidence", str(evidence)]  # fmt: skip
+    enroll = ["enroll", "--pubkey", str(pubkey), *tier, "--name", pubkey.stem,
               "--config", config]  # fmt: skip
     return init, enroll
 
 
-def enroll_next_step(pubkey: Path) -> list[str]:
-    """What `signet device provision` prints last: commands that work as printed."""
-    init, enroll = enroll_commands(pubkey)
+def enroll_next_step(pubkey: Path, evidence: Path | None = None) -> list[str]:
+    """What `signet device provision` and `signet agent provision` print last: commands that
+    work as printed."""
+    init, enroll = enroll_commands(pubkey, evidence=evidence)
     return [
         "next       enroll it on the gateway's host:",
         f"             signet {shlex.join(enroll)}",

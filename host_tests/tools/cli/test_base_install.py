@@ -61,6 +61,12 @@ SMOKE: dict[str, tuple[list[str], str]] = {
     "agent record meter": (["--q", "1", "--unit", "Wh", "--socket", "{w}/a.sock"], "setup"),
     "agent record evt": (["--ev", "door_open", "--socket", "{w}/a.sock"], "setup"),
     "agent status": (["--socket", "{w}/a.sock"], "setup"),
+    "agent provision": (["--config", "{w}/agent.json"], "setup"),
+    "line keygen": (["--out", "{w}/line.key"], "ok"),
+    "line sign": (
+        ["--key", "{w}/line.key", "--pubkey", "{w}/dev.key.pub.pem", "--serial", "0123ee"],
+        "ok",
+    ),
     "device flash": ([], "extra:tools"),
     "device provision": (
         ["--config-template", "{w}/board.json", "--out-pubkey", "{w}/b.pem"],
