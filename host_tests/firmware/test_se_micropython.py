@@ -21,7 +21,7 @@ from signet_tools.runners.i2c_bridge import BridgeServer
 
 MODULES = sorted(p.stem for p in FIRMWARE_TESTS.glob("test_se_*.py"))
 RUNNERS = Path(signet_tools.runners.__file__).parent
-HEAP = "256k"
+HEAP = "64k"  # a board's heap: the driver, signer and test helpers fit in it
 
 
 def test_secure_element_modules_exist() -> None:
