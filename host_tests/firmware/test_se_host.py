@@ -291,3 +291,18 @@ def test_a_chip_left_awake_is_idled_and_woken_again() -> None:
     _answer(emu, _cmd(0x30))  # awake, its I/O buffer holding an old response
     emu.io_ptr = 0
     assert _driver(emu).counter_read(1) == 0
+
+
+def test_self_test_on_a_chip_with_only_its_config_locked_is_data_unlocked() -> None:
+    from signet.se_signer import SelfTestError, compress, self_test
+
+    emu = blank_chip(clock=VirtualClock())
+    emu.lock_config()
+    drv = _driver(emu)
+    xy = drv.genkey(0)  # allowed before the data lock
+    with pytest.raises(SelfTestError) as caught:
+        self_test(drv, 0, compress(xy))
+    assert caught.value.code == "data_unlocked"
+    assert str(caught.value).startswith("ATECC608 at 0x60: data zone not locked (LockValue")
+    emu.lock_data()
+    self_test(drv, 0, compress(xy))  # GENKEY_SLOT_CONFIG: a slot a field rotation may re-key
