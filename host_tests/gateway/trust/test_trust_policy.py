@@ -121,3 +121,21 @@ def test_a_policy_without_a_time_judges_certificates_now():
     assert info.value.reason == "cert_expired"
     good = se_chain_evidence(DEVICE, pki)
     assert verify_evidence(good, key, TrustPolicy(se_roots=(pki.root(),)), challenges.check).kind
+
+
+def test_the_gateway_md_example_loads(tmp_path: Path):
+    from kit.paths import REPO
+
+    text = (REPO / "docs" / "GATEWAY.md").read_text()
+    example = text.split("```toml\n[trust]\n", 1)[1].split("```", 1)[0]
+    pems = {
+        "roots/microchip-root-ca-002.pem": pem(TrustAndGo(DEVICE).root()),
+        "roots/our-tpm-ak-ca.pem": pem(TpmPki().root()),
+        "line/line-1.pub.pem": LINE.pem,
+    }
+    for rel, data in pems.items():
+        (tmp_path / rel).parent.mkdir(exist_ok=True)
+        (tmp_path / rel).write_bytes(data)
+    (tmp_path / "gateway.toml").write_text("[trust]\n" + example)
+    policy = load_policy(load(tmp_path / "gateway.toml").trust)
+    assert (len(policy.se_roots), len(policy.tpm_roots), len(policy.line_keys)) == (1, 1, 1)
