@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -180,7 +179,6 @@ def _report(
 def _provision_atecc608(args: argparse.Namespace, key_cfg: dict[str, Any], provision: Any) -> int:
     from signet import keyfile
     from signet.cose import kid_for
-    from signet.statement import line as line_statement
     from signet_tools.records import evidence
 
     trust_and_go = args.chain is not None
@@ -207,23 +205,10 @@ def _provision_atecc608(args: argparse.Namespace, key_cfg: dict[str, Any], provi
     facts = provision.atecc608(key_cfg, args.challenge if trust_and_go else None, generate)
     public_key = bytes.fromhex(facts["public_key"])
     pubkey, evidence_path = _outputs(args, key_cfg["path"])
-    if trust_and_go:
-        xy = _uncompressed_xy(public_key)
-        try:
-            evidence.check_device_certificate(chain, xy, "--chain")
-        except evidence.EvidenceInputError as exc:
-            return fail(str(exc))
-        obj = evidence.se_chain(public_key, chain, bytes.fromhex(facts["proof"]))
-    else:
-        statement = line_statement(
-            line_signer,
-            public_key,
-            bytes.fromhex(facts["serial"]),
-            int(time.time() * 1000),
-            args.line_name,
-            bytes.fromhex(facts["config"]),
-        )
-        obj = evidence.line_statement(public_key, statement)
+    try:
+        obj = evidence.for_chip(facts, chain if trust_and_go else None, line_signer, args.line_name)
+    except evidence.EvidenceInputError as exc:
+        return fail(str(exc))
     _write_pem(public_key, pubkey)
     evidence.write(obj, evidence_path)
     what = "made by GenKey in the chip" if facts["state"] == "new" else "already in the chip (kept)"
@@ -242,13 +227,6 @@ def _provision_atecc608(args: argparse.Namespace, key_cfg: dict[str, Any], provi
         pubkey,
         evidence_path,
     )
-
-
-def _uncompressed_xy(public_key: bytes) -> bytes:
-    from signet_gateway.verify.pubkeys import DevicePublicKey
-
-    point = DevicePublicKey.from_sec1(public_key, "p256").uncompressed
-    return bytes(point[1:])
 
 
 def _provision_tpm2(args: argparse.Namespace, key_cfg: dict[str, Any], provision: Any) -> int:

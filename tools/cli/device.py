@@ -49,6 +49,8 @@ def cmd_flash(args: argparse.Namespace) -> int:
 def cmd_provision(args: argparse.Namespace) -> int:
     from signet_tools.device import board as device_cmd
 
+    if args.se is not None:
+        return _provision_se(args)
     try:
         device_cmd.board_config(args.config_template, args.key_path)  # before any board
         board = _board(args)
@@ -70,6 +72,66 @@ def cmd_provision(args: argparse.Namespace) -> int:
     print(f"public     {args.out_pubkey}")
     print(f"config     :{device_cmd.BOARD_CONFIG} written (key.path = {args.key_path})")
     for line in enroll_next_step(args.out_pubkey):
+        print(line)
+    return EXIT_OK
+
+
+def _provision_se(args: argparse.Namespace) -> int:
+    """`--se atecc608`: the chip-side steps on the board, the evidence written here."""
+    from signet import keyfile
+    from signet_tools.device import board as device_cmd
+    from signet_tools.records import evidence
+
+    trust_and_go = args.chain is not None
+    if trust_and_go == (args.line_key is not None):
+        return _fail(
+            "--se atecc608 needs either --challenge HEX and --chain FILE.pem (a Trust&GO part) "
+            "or --line-key FILE (a chip you configured and locked)"
+        )
+    if trust_and_go and args.challenge is None:
+        return _fail("--chain needs --challenge HEX (from `signet challenge` on the gateway)")
+    key_path = args.key_path if args.key_path != device_cmd.BOARD_KEY else "signet-se.json"
+    key = device_cmd.se_key_entry(
+        key_path, args.address, args.slot, args.i2c_id, args.scl, args.sda
+    )
+    try:
+        chain = evidence.read_chain(args.chain) if trust_and_go else None
+        line_signer = None if trust_and_go else keyfile.load(str(args.line_key))
+        device_cmd.board_config(args.config_template, key=key)  # before any board
+        board = _board(args)
+        generate = "always" if args.replace_key else ("never" if trust_and_go else "if_empty")
+        facts = device_cmd.provision_se(
+            board,
+            args.config_template,
+            key,
+            args.challenge if trust_and_go else None,
+            generate,
+            out_config=args.out_config,
+        )
+        obj = evidence.for_chip(facts, chain, line_signer, args.line_name)
+    except device_cmd.ChipRefused as exc:
+        return _fail(str(exc), EXIT_REFUSED)
+    except (device_cmd.DeviceError, evidence.EvidenceInputError) as exc:
+        return _fail(str(exc))
+    except (OSError, keyfile.KeyFileError) as exc:
+        return _fail(f"--line-key: {args.line_key}: {exc}")
+    from signet_gateway.verify.pubkeys import DevicePublicKey
+
+    public_key = bytes.fromhex(facts["public_key"])
+    args.out_pubkey.parent.mkdir(parents=True, exist_ok=True)
+    args.out_pubkey.write_bytes(DevicePublicKey.from_sec1(public_key, "p256").to_pem())
+    out_evidence = args.out_evidence or evidence.default_path(args.out_pubkey)
+    evidence.write(obj, out_evidence)
+    what = "made by GenKey in the chip" if facts["state"] == "new" else "already in the chip (kept)"
+    print(f"device id  {facts['device_id']}")
+    print(f"chip       {facts['chip']} serial {facts['serial']}, slot {facts['slot']}, "
+          f"address 0x{args.address:02x}")  # fmt: skip
+    print(f"key        {what}; self-test passed; the private key cannot leave the chip")
+    print(f"binding    :{key_path}")
+    print(f"public     {args.out_pubkey}")
+    print(f"evidence   {out_evidence} ({obj['kind']})")
+    print(f"config     :{device_cmd.BOARD_CONFIG} written (key.type = atecc608)")
+    for line in enroll_next_step(args.out_pubkey, out_evidence):
         print(line)
     return EXIT_OK
 
@@ -114,6 +176,17 @@ def cmd_logs(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _pin(text: str) -> int | str:
+    return int(text) if text.isdigit() else text  # ESP32 GPIO numbers, rp2 names ("GP5")
+
+
+def _hex(text: str) -> bytes:
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not hex: {text!r}") from None
+
+
 def _port_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", help="serial port, e.g. /dev/ttyUSB0 (default: the first USB one)")
 
@@ -155,7 +228,9 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         help="also keep a copy of the written config here (default: no copy)",
     )
     v.add_argument(
-        "--key-path", default="signet.key", help="key file on the board (default: signet.key)"
+        "--key-path",
+        default="signet.key",
+        help="key file on the board (default: signet.key; with --se the binding file, signet-se.json)",
     )
     v.add_argument(
         "--replace-key",
@@ -165,6 +240,31 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     v.add_argument(
         "--no-reset", action="store_true", help="do not soft-reset first (mpremote resume)"
     )
+    se = v.add_argument_group(
+        "secure element",
+        "--se atecc608: the key is in an ATECC608 on the board's I2C bus (docs/TRUST.md, "
+        "'Enrolling a device step by step'); --curve and the key file do not apply",
+    )
+    se.add_argument("--se", choices=("atecc608",), help="the key's chip (default: none, a file)")
+    se.add_argument(
+        "--address",
+        type=lambda t: int(t, 0),
+        default=0x60,
+        help="the chip's I2C address (default 0x60; Trust&GO parts: 0x35)",
+    )
+    se.add_argument("--slot", type=int, default=0, help="the key's slot (default 0)")
+    se.add_argument("--i2c-id", type=int, default=0, help="machine.I2C bus id (default 0)")
+    se.add_argument("--scl", type=_pin, help="SCL pin (default: the port's pin for the id)")
+    se.add_argument("--sda", type=_pin, help="SDA pin (default: the port's pin for the id)")
+    se.add_argument("--challenge", type=_hex, help="the gateway's challenge, hex (default: none)")
+    se.add_argument(
+        "--chain", type=Path, help="Trust&GO: device + signer certs, PEM (default: none)"
+    )
+    se.add_argument(
+        "--line-key", type=Path, help="your line's key (signet line keygen; default: none)"
+    )
+    se.add_argument("--line-name", default="line-1", help="the line's name (default: line-1)")
+    se.add_argument("--out-evidence", type=Path, help="default: PUBKEY-stem.evidence.json")
     v.set_defaults(func=cmd_provision)
 
     g = device.add_parser("logs", help="stream the agent's log lines from the board")

@@ -212,11 +212,14 @@ def stage(dest: Path, source: bool = False) -> Path:
     return dest
 
 
-def board_config(path: Path, key_path: str | None = None) -> dict[str, Any]:
+def board_config(
+    path: Path, key_path: str | None = None, key: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A board config file as a JSON object, validated with the agent's own loader.
 
     board=True: Wi-Fi required, no Unix-socket source. key_path: set the key entry
-    first (provisioning fills it in). Raises DeviceError naming the file.
+    first (provisioning fills it in); key: the whole key entry instead (a secure
+    element's). Raises DeviceError naming the file.
     """
     try:
         text = path.read_text()
@@ -226,7 +229,9 @@ def board_config(path: Path, key_path: str | None = None) -> dict[str, Any]:
         obj = json.loads(text)
     except ValueError as exc:
         raise DeviceError(f"{path}: not valid JSON ({exc})") from None
-    if key_path is not None and isinstance(obj, dict):
+    if key is not None and isinstance(obj, dict):
+        obj["key"] = key
+    elif key_path is not None and isinstance(obj, dict):
         obj["key"] = {"type": "file", "path": key_path}
     try:
         config_mod.parse(obj, board=True)  # builds its own dicts: obj stays as written
@@ -392,6 +397,112 @@ def provision(
     if out_config is not None:
         out_config.write_text(text)
     return result
+
+
+# -- provision --se: a key in an ATECC608 on the board's I2C bus --------------------------
+
+# Runs ON the board: the chip-side steps of signet/se_provision.py (the same a Pi runs),
+# with machine.I2C built from the config's key.i2c. Only public facts come back.
+PROVISION_SE_SCRIPT = """import json
+KEY = json.loads(%r)
+CHALLENGE = %r
+GENERATE = %r
+MARK = %r
+try:
+    import binascii
+    from signet import se_provision
+    from signet.atecc608 import ATECC608, ATECCError
+    from signet.board import i2c_bus
+    from signet.se_signer import SelfTestError
+except ImportError as e:
+    print(MARK, 'error', 'no_agent', repr(e))
+    raise SystemExit
+try:
+    bus = i2c_bus(KEY['i2c'])
+    chip = ATECC608(bus, KEY['address'], getattr(bus, 'sleep_us', None))
+    c = binascii.unhexlify(CHALLENGE) if CHALLENGE else None
+    facts = se_provision.provision(chip, KEY['slot'], KEY['path'], c, GENERATE)
+except SelfTestError as e:
+    print(MARK, 'error', 'refused', e.code, str(e))
+    raise SystemExit
+except (ATECCError, OSError, ValueError) as e:
+    print(MARK, 'error', 'chip', str(e))
+    raise SystemExit
+print(MARK, 'ok', json.dumps(facts))
+"""
+
+
+def se_key_entry(
+    key_path: str, address: int, slot: int, i2c_id: int, scl: int | str | None,
+    sda: int | str | None, freq: int = 100000,
+) -> dict[str, Any]:  # fmt: skip
+    """The config's key section for a chip on the board (docs/DEVICE.md section 7)."""
+    return {
+        "type": "atecc608",
+        "path": key_path,
+        "slot": slot,
+        "address": address,
+        "i2c": {"id": i2c_id, "scl": scl, "sda": sda, "freq": freq},
+    }
+
+
+def provision_se_script(key: dict[str, Any], challenge: bytes | None, generate: str) -> str:
+    return PROVISION_SE_SCRIPT % (
+        json.dumps(key),
+        challenge.hex() if challenge else "",
+        generate,
+        _MARK,
+    )
+
+
+class ChipRefused(DeviceError):
+    """The chip fails the self-test: provisioning refuses it (exit 1)."""
+
+
+def parse_provision_se_output(out: str) -> dict[str, Any]:
+    """The board's answer line -> the chip's facts (hex strings), checked."""
+    line = next((x for x in out.splitlines() if x.startswith(_MARK + " ")), None)
+    if line is None:
+        raise DeviceError(f"no answer from the provisioning script: {out.strip()[-200:]!r}")
+    _, status, rest = line.split(" ", 2)
+    if status == "error":
+        what, _, detail = rest.partition(" ")
+        if what == "no_agent":
+            raise DeviceError("the agent is not on the board: run `signet device flash` first")
+        if what == "refused":
+            code, _, sentence = detail.partition(" ")
+            raise ChipRefused(
+                f"the chip is refused ({code}): {sentence}; a key in it would not be trusted"
+            )
+        raise DeviceError(f"the chip did not answer as expected: {detail}")
+    facts: dict[str, Any] = json.loads(rest)
+    from signet_gateway.verify.pubkeys import DevicePublicKey
+
+    key = DevicePublicKey.from_sec1(bytes.fromhex(facts["public_key"]), "p256")
+    facts["device_id"] = key.device_id
+    facts["uncompressed"] = key.uncompressed
+    return facts
+
+
+def provision_se(
+    board: Board,
+    template: Path,
+    key: dict[str, Any],
+    challenge: bytes | None,
+    generate: str,
+    out_config: Path | None = None,
+) -> dict[str, Any]:
+    """Run the chip-side steps on the board, then write its config (key section = key)."""
+    cfg = board_config(template, key=key)  # check before touching the board
+    facts = parse_provision_se_output(board.exec(provision_se_script(key, challenge, generate)))
+    text = json.dumps(cfg, indent=2) + "\n"
+    with tempfile.TemporaryDirectory(prefix="signet-provision-") as tmp:
+        local = Path(tmp) / BOARD_CONFIG
+        local.write_text(text)
+        board.mpremote("fs", "cp", str(local), f":{BOARD_CONFIG}")
+    if out_config is not None:
+        out_config.write_text(text)
+    return facts
 
 
 # -- logs ----------------------------------------------------------------------------------

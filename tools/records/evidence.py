@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import re
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,35 @@ def line_statement(public_key: bytes, statement: bytes) -> dict[str, Any]:
         "public_key": public_key.hex(),
         "statement": statement.hex(),
     }
+
+
+def for_chip(
+    facts: dict[str, Any],
+    chain: list[bytes] | None = None,
+    line_signer: Any = None,
+    line_name: str = "line-1",
+    option: str = "--chain",
+) -> dict[str, Any]:
+    """The evidence for a key in an ATECC608 from the chip's facts (signet.se_provision):
+    se-chain with the operator's certificates and the chip's enroll answer, or a line
+    statement signed here by the line's key (serial and config zone from the chip)."""
+    from signet import statement
+    from signet_gateway.verify.pubkeys import DevicePublicKey
+
+    public_key = bytes.fromhex(facts["public_key"])
+    if chain is not None:
+        xy = DevicePublicKey.from_sec1(public_key, "p256").uncompressed[1:]
+        check_device_certificate(chain, xy, option)
+        return se_chain(public_key, chain, bytes.fromhex(facts["proof"]))
+    signed = statement.line(
+        line_signer,
+        public_key,
+        bytes.fromhex(facts["serial"]),
+        int(time.time() * 1000),
+        line_name,
+        bytes.fromhex(facts["config"]),
+    )
+    return line_statement(public_key, signed)
 
 
 def write(evidence: dict[str, Any], path: Path) -> None:
