@@ -195,25 +195,28 @@ def _chain(doc: dict[str, Any], name: str) -> tuple[x509.Certificate, ...]:
         if base64.b64encode(der).decode("ascii") != item:
             raise _bad(f"field {where} is not canonical base64")
         try:
-            cert = x509.load_der_x509_certificate(der)
-            _parse_fields(cert)
+            certs.append(_load_certificate(der))
         except (ValueError, UnsupportedAlgorithm, x509.InvalidVersion) as exc:
             raise _bad(f"field {where} is not a DER X.509 certificate ({exc})") from None
-        certs.append(cert)
     return tuple(certs)
 
 
-def _parse_fields(cert: x509.Certificate) -> None:
-    """Decode now what the chain check reads later: cryptography parses these lazily, and a
-    damaged name or key would otherwise surface as a ValueError in the middle of the checks."""
+def _load_certificate(der: bytes) -> x509.Certificate:
+    """Load and decode now what the chain check reads later: cryptography parses fields
+    lazily, and a damaged name or key would otherwise surface as a ValueError in the middle
+    of the checks."""
     with warnings.catch_warnings():
-        # cryptography warns (UserWarning) about odd but parseable names, e.g. a country
-        # name that is not 2 letters; the evidence is judged by the checks, not by warnings
-        # printed in the middle of `signet enroll`.
+        # cryptography warns about odd but parseable input (a country name that is not 2
+        # letters, a serial that is not positive): judged below or by the checks, not by
+        # warnings printed in the middle of `signet enroll`.
         warnings.simplefilter("ignore")
-        _ = (cert.subject, cert.issuer, cert.serial_number, cert.tbs_certificate_bytes)
-        _ = (cert.not_valid_before_utc, cert.not_valid_after_utc, cert.signature)
+        cert = x509.load_der_x509_certificate(der)
+        _ = (cert.subject, cert.issuer, cert.tbs_certificate_bytes, cert.signature)
+        _ = (cert.not_valid_before_utc, cert.not_valid_after_utc)
         cert.public_key()
+        if cert.serial_number <= 0:
+            raise ValueError("its serial number is not positive (RFC 5280 4.1.2.2)")
+    return cert
 
 
 def _json_type(value: Any) -> str:

@@ -124,3 +124,14 @@ def test_a_second_certificate_that_is_not_der_is_named():
 @pytest.mark.parametrize("bad", [None, "text", 12])
 def test_evidence_that_is_not_bytes(bad: Any):
     assert "must be bytes" in malformed(bad)
+
+
+def test_a_certificate_with_a_negative_serial_is_malformed():
+    import base64
+
+    doc = json.loads(GOOD)
+    der = base64.b64decode(doc["chain"][0])
+    serial = b"\x02\x10\x55\xce"  # INTEGER, 16 bytes, 0x55ce...: the crafted device serial
+    assert der.count(serial) == 1
+    doc["chain"][0] = base64.b64encode(der.replace(serial, b"\x02\x10\xd5\xce")).decode()
+    assert "serial number is not positive" in malformed(json.dumps(doc).encode())
