@@ -45,10 +45,20 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
 
 
 def _migrate(path: Path, *, refuse_current: bool) -> int:
+    from signet_gateway.ingest.instance_lock import InstanceLock, InstanceLockError
     from signet_gateway.store.migrate import migrate
     from signet_gateway.store.model import StoreError
 
-    migration = migrate(path)
+    if not path.exists():  # (before the lock, which would leave a file beside nothing)
+        raise StoreError(f"database {path} does not exist")
+    try:  # the gateway's own lock: no gateway (of any version) runs on it while it changes
+        lock = InstanceLock.acquire(path)
+    except InstanceLockError as exc:
+        raise StoreError(str(exc)) from None
+    try:
+        migration = migrate(path)
+    finally:
+        lock.release()
     if not migration.changed:
         if refuse_current:
             raise StoreError(

@@ -103,3 +103,17 @@ def test_a_failed_migration_changes_nothing(v1: Path) -> None:
     assert _dump(v1, "devices") == before
     with pytest.raises(StoreOpenError, match="schema version 1"):
         Store(v1)
+
+
+def test_migrate_refuses_while_a_gateway_holds_the_database(
+    v1: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from signet_gateway.ingest.instance_lock import InstanceLock
+
+    lock = InstanceLock.acquire(v1)  # as a running gateway (an older version, say) holds it
+    try:
+        assert main(["db", "migrate", "--db", str(v1)]) == 2
+        assert "is in use by another gateway" in capsys.readouterr().err
+    finally:
+        lock.release()
+    assert main(["db", "migrate", "--db", str(v1)]) == 0
