@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -118,10 +121,33 @@ def _hex_bytes(text: str) -> bytes:
     return value
 
 
+class _Stop(Exception):
+    """Provisioning or rotation stops here: the error line and the exit status."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass
+class _Made:
+    """A key provisioned: what the report prints and what enrollment needs."""
+
+    public_key: bytes
+    lines: list[tuple[str, str]]
+    pubkey: Path
+    evidence: Path | None
+
+    @property
+    def device_id(self) -> str:
+        from signet.cose import kid_for
+
+        return kid_for(self.public_key).hex()
+
+
 def cmd_agent_provision(args: argparse.Namespace) -> int:
     """0 provisioned (evidence written), 1 the chip/TPM is refused or a step is left to do,
     2 usage or set-up error."""
-    from signet_tools.pi import provision
     from signet_tools.pi import run as agent_run
 
     try:
@@ -136,13 +162,24 @@ def cmd_agent_provision(args: argparse.Namespace) -> int:
             f"to {backend!r} (and its fields: docs/DEVICE.md section 7) first"
         )
     try:
-        if backend == "atecc608":
-            return _provision_atecc608(args, key_cfg, provision)
-        if backend == "tpm2":
-            return _provision_tpm2(args, key_cfg, provision)
-        return _provision_file(args, key_cfg, provision)
+        made = _provision(args, key_cfg, args.new_key)
+    except _Stop as stop:
+        return fail(str(stop), stop.code)
+    _report(made, [])
+    return EXIT_OK
+
+
+def _provision(args: argparse.Namespace, key_cfg: dict[str, Any], new_key: bool) -> _Made:
+    from signet_tools.pi import provision
+
+    try:
+        if key_cfg["type"] == "atecc608":
+            return _provision_atecc608(args, key_cfg, provision, new_key)
+        if key_cfg["type"] == "tpm2":
+            return _provision_tpm2(args, key_cfg, provision, new_key)
+        return _provision_file(args, key_cfg, provision, new_key)
     except provision.ProvisionError as exc:
-        return fail(str(exc), EXIT_REFUSED if exc.refused else EXIT_USAGE)
+        raise _Stop(str(exc), EXIT_REFUSED if exc.refused else EXIT_USAGE) from None
 
 
 def _outputs(args: argparse.Namespace, key_path: str) -> tuple[Path, Path]:
@@ -160,36 +197,41 @@ def _write_pem(public_key: bytes, out: Path) -> None:
     out.write_bytes(DevicePublicKey.from_sec1(public_key, "p256").to_pem())
 
 
-def _report(
-    device_id: str, lines: list[tuple[str, str]], pubkey: Path, evidence: Path | None
-) -> int:
-    from .device import enroll_next_step
+def _report(made: _Made, extra: list[str]) -> None:
+    """The provisioned key and the enroll command that works as printed (extra: more
+    arguments for it, a rotation's)."""
+    from .device import enroll_commands
 
-    print(f"device id  {device_id}")
-    for label, text in lines:
+    print(f"device id  {made.device_id}")
+    for label, text in made.lines:
         print(f"{label:<10} {text}")
-    print(f"public     {pubkey}")
-    if evidence is not None:
-        print(f"evidence   {evidence}")
-    for line in enroll_next_step(pubkey, evidence):
-        print(line)
-    return EXIT_OK
+    print(f"public     {made.pubkey}")
+    if made.evidence is not None:
+        print(f"evidence   {made.evidence}")
+    init, enroll = enroll_commands(made.pubkey, evidence=made.evidence)
+    if extra:  # a rotation: the machine keeps its name, the new key gets none of its own
+        enroll = enroll[: enroll.index("--name")] + enroll[enroll.index("--name") + 2 :] + extra
+    print("next       enroll it on the gateway's host:")
+    print(f"             signet {shlex.join(enroll)}")
+    if not extra:
+        print(f"           (a new gateway creates its database first: signet {shlex.join(init)})")
 
 
-def _provision_atecc608(args: argparse.Namespace, key_cfg: dict[str, Any], provision: Any) -> int:
+def _provision_atecc608(
+    args: argparse.Namespace, key_cfg: dict[str, Any], provision: Any, new_key: bool
+) -> _Made:
     from signet import keyfile
-    from signet.cose import kid_for
     from signet_tools.records import evidence
 
-    trust_and_go = args.chain is not None
+    trust_and_go = getattr(args, "chain", None) is not None
     if trust_and_go == (args.line_key is not None):
-        return fail(
+        raise _Stop(
             "--backend atecc608 needs either --challenge HEX and --chain FILE.pem (a Trust&GO "
             "part: its certificates) or --line-key FILE (a chip you configured and locked: "
             "a statement signed by your line's key)"
         )
     if trust_and_go and args.challenge is None:
-        return fail("--chain needs --challenge HEX (from `signet challenge` on the gateway)")
+        raise _Stop("--chain needs --challenge HEX (from `signet challenge` on the gateway)")
     chain: list[bytes] = []
     line_signer = None
     try:
@@ -198,39 +240,36 @@ def _provision_atecc608(args: argparse.Namespace, key_cfg: dict[str, Any], provi
         else:
             line_signer = keyfile.load(str(args.line_key))
     except evidence.EvidenceInputError as exc:
-        return fail(str(exc))
+        raise _Stop(str(exc)) from None
     except (OSError, keyfile.KeyFileError) as exc:
-        return fail(f"--line-key: {args.line_key}: {exc}")
-    generate = "always" if args.new_key else ("never" if trust_and_go else "if_empty")
+        raise _Stop(f"--line-key: {args.line_key}: {exc}") from None
+    generate = "always" if new_key else ("never" if trust_and_go else "if_empty")
     facts = provision.atecc608(key_cfg, args.challenge if trust_and_go else None, generate)
     public_key = bytes.fromhex(facts["public_key"])
     pubkey, evidence_path = _outputs(args, key_cfg["path"])
     try:
         obj = evidence.for_chip(facts, chain if trust_and_go else None, line_signer, args.line_name)
     except evidence.EvidenceInputError as exc:
-        return fail(str(exc))
+        raise _Stop(str(exc)) from None
     _write_pem(public_key, pubkey)
     evidence.write(obj, evidence_path)
     what = "made by GenKey in the chip" if facts["state"] == "new" else "already in the chip (kept)"
-    return _report(
-        kid_for(public_key).hex(),
-        [
-            (
-                "chip",
-                f"{facts['chip']} serial {facts['serial']}, slot {facts['slot']}, "
-                f"address 0x{key_cfg['address']:02x}",
-            ),
-            ("key", f"{what}; self-test passed; the private key cannot leave the chip"),
-            ("binding", key_cfg["path"]),
-            ("kind", obj["kind"]),
-        ],
-        pubkey,
-        evidence_path,
-    )
+    lines = [
+        (
+            "chip",
+            f"{facts['chip']} serial {facts['serial']}, slot {facts['slot']}, "
+            f"address 0x{key_cfg['address']:02x}",
+        ),
+        ("key", f"{what}; self-test passed; the private key cannot leave the chip"),
+        ("binding", key_cfg["path"]),
+        ("kind", obj["kind"]),
+    ]
+    return _Made(public_key, lines, pubkey, evidence_path)
 
 
-def _provision_tpm2(args: argparse.Namespace, key_cfg: dict[str, Any], provision: Any) -> int:
-    from signet.cose import kid_for
+def _provision_tpm2(
+    args: argparse.Namespace, key_cfg: dict[str, Any], provision: Any, new_key: bool
+) -> _Made:
     from signet_tools.records import evidence
 
     ak_path = args.ak or Path(key_cfg["path"]).with_name(Path(key_cfg["path"]).name + ".ak")
@@ -247,35 +286,130 @@ def _provision_tpm2(args: argparse.Namespace, key_cfg: dict[str, Any], provision
         print(f"attestation key  {ak_path} (its public key: {ak_pem})")
         print("next       have your TPM CA certify that AK (docs/TRUST.md), then run again with")
         print("           --ak-chain AK-CERT.pem --challenge HEX")
-        return EXIT_REFUSED
+        raise _Stop("the attestation key has no certificate yet (--ak-chain)", EXIT_REFUSED)
     if args.challenge is None:
-        return fail("--backend tpm2 needs --challenge HEX (from `signet challenge` on the gateway)")
+        raise _Stop("--backend tpm2 needs --challenge HEX (from `signet challenge` on the gateway)")
     try:
         chain = evidence.read_chain(args.ak_chain, "--ak-chain")
     except evidence.EvidenceInputError as exc:
-        return fail(str(exc))
-    obj = provision.tpm2(key_cfg, args.challenge, ak, chain, args.new_key)
+        raise _Stop(str(exc)) from None
+    obj = provision.tpm2(key_cfg, args.challenge, ak, chain, new_key)
     public_key = bytes.fromhex(obj["public_key"])
     pubkey, evidence_path = _outputs(args, key_cfg["path"])
     _write_pem(public_key, pubkey)
     evidence.write(obj, evidence_path)
-    return _report(
-        kid_for(public_key).hex(),
-        [
-            ("tpm", f"{key_cfg['tcti']}: key blob {key_cfg['path']}, AK {ak_path}"),
-            ("kind", "tpm2-certify"),
-        ],
-        pubkey,
-        evidence_path,
-    )
+    lines = [
+        ("tpm", f"{key_cfg['tcti']}: key blob {key_cfg['path']}, AK {ak_path}"),
+        ("kind", "tpm2-certify"),
+    ]
+    return _Made(public_key, lines, pubkey, evidence_path)
 
 
-def _provision_file(args: argparse.Namespace, key_cfg: dict[str, Any], provision: Any) -> int:
-    signer, state = provision.software(key_cfg, args.new_key)
+def _provision_file(
+    args: argparse.Namespace, key_cfg: dict[str, Any], provision: Any, new_key: bool
+) -> _Made:
+    signer, state = provision.software(key_cfg, new_key)
     pubkey, _ = _outputs(args, key_cfg["path"])
     _write_pem(signer.public_key, pubkey)
     what = "generated (mode 0600)" if state == "new" else "already there (kept)"
-    return _report(signer.device_id, [("key", f"{key_cfg['path']} {what}")], pubkey, None)
+    return _Made(signer.public_key, [("key", f"{key_cfg['path']} {what}")], pubkey, None)
+
+
+def _next_key_path(path: str) -> str:
+    """dev.key -> dev-2.key (-3, ... while taken): the new key never overwrites one."""
+    p = Path(path)
+    stem, suffix = p.stem, p.suffix
+    base = stem.rsplit("-", 1)[0] if stem.rsplit("-", 1)[-1].isdigit() else stem
+    i = 2
+    while (candidate := p.with_name(f"{base}-{i}{suffix}")).exists():
+        i += 1
+    return str(candidate)
+
+
+def cmd_agent_rotate(args: argparse.Namespace) -> int:
+    """0 rotated (statement, new key and evidence written), 1 refused (records still to drain,
+    the old key cannot sign), 2 usage or set-up error."""
+    from signet import config as config_mod
+    from signet import statement
+    from signet_tools.pi import rotate
+    from signet_tools.pi import run as agent_run
+    from signet_tools.pi.keys import KeyUnusable, open_device_key
+
+    config_path = Path(args.config)
+    try:
+        cfg = agent_run.load_config(config_path)
+        old = open_device_key(cfg.key)
+    except agent_run.StartError as exc:
+        return fail(str(exc))
+    except KeyUnusable as exc:
+        return fail(str(exc))
+    if old.selftest_error is not None or old.signer is None:
+        return fail(
+            f"the old key cannot sign the rotate statement ({old.event_message()}): a key "
+            "that failed is revoked (signet revoke), not rotated",
+            EXIT_REFUSED,
+        )
+    old_id = old.signer.device_id
+    raw = json.loads(config_path.read_text())
+    backend = args.new_backend or cfg.key["type"]
+    new_section: dict[str, Any] = {"type": backend}
+    if backend == cfg.key["type"]:  # same backend: its settings carry over
+        new_section.update({k: v for k, v in raw["key"].items() if k != "fallback_path"})
+        new_section["type"] = backend
+    if args.new_key_path is not None:
+        new_section["path"] = args.new_key_path
+    elif backend == cfg.key["type"] and backend != "atecc608":
+        new_section["path"] = _next_key_path(raw["key"]["path"])
+    elif backend == "atecc608":
+        new_section["path"] = _next_key_path(raw["key"].get("path", "signet-se.json"))
+    else:
+        return fail(f"--new-backend {backend} needs --new-key-path (where its key goes)")
+    if args.new_slot is not None:
+        new_section["slot"] = args.new_slot
+    if (
+        backend == "atecc608"
+        and cfg.key["type"] == "atecc608"
+        and new_section.get("slot", 0) == cfg.key["slot"]
+    ):
+        return fail(
+            f"--new-slot: the old key is in slot {cfg.key['slot']} and must sign the statement "
+            "after the new key exists: give the new key another slot (GenKey allowed there)"
+        )
+    try:
+        new_cfg = config_mod.parse({**raw, "key": new_section})
+    except config_mod.ConfigError as exc:
+        return fail(f"the new key: {exc}")
+    base = config_path.resolve().parent
+    new_key_cfg = new_cfg.key
+    new_key_cfg["path"] = str(base / new_key_cfg["path"])
+    if Path(new_key_cfg["path"]).exists() and backend != "atecc608":
+        return fail(f"--new-key-path: {new_key_cfg['path']} exists; a new key needs a new file")
+    try:
+        lock = rotate.lock(cfg.journal["dir"])
+    except rotate.RotateRefused as exc:
+        return fail(str(exc), EXIT_REFUSED)
+    try:
+        last = rotate.check_drained(cfg, rotate.open_journal(cfg), old_id)
+        made = _provision(args, new_key_cfg, backend == "atecc608")
+        signed = statement.rotate(
+            old.signer, made.public_key, "p256", last, int(time.time() * 1000)
+        )
+        out = args.out_statement or made.pubkey.with_name(made.pubkey.stem + ".rotate.cbor")
+        out.write_bytes(signed)
+        aside = rotate.move_aside(cfg.journal["dir"], old_id)
+    except rotate.RotateRefused as exc:
+        return fail(str(exc), EXIT_REFUSED)
+    except _Stop as stop:
+        return fail(str(stop), stop.code)
+    finally:
+        lock.release()
+    backup = rotate.rewrite_config(config_path, new_section, old_id)
+    print(f"rotated    {old_id} -> {made.device_id}: the old key signed up to n={last}")
+    print(f"statement  {out} (signed by the old key)")
+    print(f"journal    the old one kept in {aside}; the new key starts its own")
+    print(f"config     {config_path} now names the new key (the old one: {backup})")
+    _report(made, ["--rotate-from", old_id, "--statement", str(out)])
+    return EXIT_OK
 
 
 def _client_options(p: argparse.ArgumentParser) -> None:
@@ -353,6 +487,47 @@ def _register_agent(sub: argparse._SubParsersAction) -> argparse._SubParsersActi
         "--out-evidence", type=Path, help="evidence JSON (default: PUBKEY-stem.evidence.json)"
     )
     v.set_defaults(func=cmd_agent_provision)
+
+    rot = agent.add_parser(
+        "rotate",
+        help="hand the machine over to a new key (statement signed by the old one)",
+        description="Rotate the device key (docs/TRUST.md, 'Rotating a key'). The agent must "
+        "be stopped. Refused while the journal holds records the gateway has not acknowledged "
+        "(its retained ack is read from the broker): they must drain first. Then the new key "
+        "is made (as `signet agent provision` makes one: the same options), the old key signs "
+        "the rotate statement (last = its highest journaled n), the old journal is moved aside "
+        "(kept), the config names the new key, and the enroll command (--rotate-from, "
+        "--statement) is printed. Exit 0 rotated, 1 refused, 2 usage or set-up error.",
+    )
+    rot.add_argument("--config", required=True, help="agent config JSON")
+    rot.add_argument(
+        "--new-backend",
+        choices=("atecc608", "tpm2", "file"),
+        help="where the new key lives (default: where the old one does)",
+    )
+    rot.add_argument(
+        "--new-key-path", help="the new key's file (default: the old one's name + -2, -3, ...)"
+    )
+    rot.add_argument(
+        "--new-slot", type=int, help="atecc608: the new key's slot (default: the config's)"
+    )
+    rot.add_argument(
+        "--challenge", type=_hex_bytes, help="tpm2: the gateway's challenge (default: none)"
+    )
+    rot.add_argument("--line-key", type=Path, help="atecc608: the line's key (default: none)")
+    rot.add_argument("--line-name", default="line-1", help="the line's name (default: line-1)")
+    rot.add_argument("--ak", type=Path, help="tpm2: attestation key blob (default: KEY.ak)")
+    rot.add_argument(
+        "--ak-chain", type=Path, help="tpm2: the AK's certificate, PEM (default: none)"
+    )
+    rot.add_argument("--out-pubkey", type=Path, help="new public key PEM (default: KEY-stem.pem)")
+    rot.add_argument(
+        "--out-evidence", type=Path, help="evidence JSON (default: PUBKEY-stem.evidence.json)"
+    )
+    rot.add_argument(
+        "--out-statement", type=Path, help="the statement (default: PUBKEY-stem.rotate.cbor)"
+    )
+    rot.set_defaults(func=cmd_agent_rotate)
 
     rec = agent.add_parser(
         "record",

@@ -62,6 +62,7 @@ SMOKE: dict[str, tuple[list[str], str]] = {
     "agent record evt": (["--ev", "door_open", "--socket", "{w}/a.sock"], "setup"),
     "agent status": (["--socket", "{w}/a.sock"], "setup"),
     "agent provision": (["--config", "{w}/agent.json"], "setup"),
+    "agent rotate": (["--config", "{w}/agent.json"], "setup"),
     "line keygen": (["--out", "{w}/line.key"], "ok"),
     "line sign": (
         ["--key", "{w}/line.key", "--pubkey", "{w}/dev.key.pub.pem", "--serial", "0123ee"],
