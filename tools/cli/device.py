@@ -230,7 +230,8 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     v.add_argument(
         "--key-path",
         default="signet.key",
-        help="key file on the board (default: signet.key; with --se the binding file, signet-se.json)",
+        help="key file on the board (default: signet.key; with --se its binding file, "
+        "signet-se.json)",
     )
     v.add_argument(
         "--replace-key",

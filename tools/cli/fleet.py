@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -60,7 +61,13 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     )
     for dev in fleet.devices:
         say(f"  enrolled {dev.name}  {dev.kid}  {dev.curve:9}  tier {dev.tier}"
-            + ("  (SIMULATED evidence)" if dev.tier == "hardware" else ""))  # fmt: skip
+            + (f"  (key in {simulate.KEY_LABELS[dev.key_kind]})" if dev.tier == "hardware"
+               else ""))  # fmt: skip
+    if fleet.trust:
+        say("  the hardware devices' test roots, for gateway.toml (signet devices --evidence):")
+        say("    [trust]")
+        for name, paths in fleet.trust.items():
+            say(f"    {name} = {json.dumps(paths)}")
     fleet.events = say
     try:
         ok = fleet.run(
@@ -135,7 +142,8 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         "--hardware",
         type=int,
         default=0,
-        help="enroll the first K devices as hardware tier with SIMULATED evidence (default: 0)",
+        help="the first K devices keep their key in an emulated ATECC608 (every second one in a "
+        "swtpm when installed) and enroll as hardware tier on verified evidence (default: 0)",
     )
     p.add_argument(
         "--name-prefix",

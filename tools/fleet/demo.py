@@ -4,7 +4,8 @@ Zero manual steps, about a minute:
 
 1. a private Mosquitto on a free loopback port (tools/runners/mosquitto.py);
 2. gateway.toml in the work directory, the fleet's keys enrolled in the gateway's database
-   (one device as hardware tier with SIMULATED evidence, the rest software tier);
+   (two devices as hardware tier, their keys in an emulated ATECC608 and a swtpm when
+   installed, enrolled on verified evidence; the rest software tier);
 3. the gateway as a separate process: ``signet gateway run --config gateway.toml``;
 4. a virtual fleet running the real agent code (tools/fleet/simulate.py) with sales, heartbeats,
    a network outage on some devices, one crash-and-reboot, and the broker itself stopped and
@@ -148,15 +149,28 @@ def _run(directory: Path, n_devices: int, duration: float, rate: float, seed: in
             reboot_down_s=3.0,
             heartbeat_s=2,
             hb_tolerance=0.1,
-            hardware=1,
+            hardware=min(2, n_devices - 1),
             seed=seed,
             drain_timeout_s=60.0,
         )
         fleet = simulate.Fleet(params, events=_say)
         fleet.create()
         _say(f"  {toml} written; database {db}")
+        # The hardware devices' test roots go into the gateway's [trust], as an operator's
+        # manufacturer roots would: `signet devices --evidence` re-checks against them.
+        write_gateway_config(
+            toml,
+            broker.port,
+            db,
+            mqtt={"client_id": "signet-demo-gateway"},
+            aggregate={"hb_tolerance": 0.1},
+            trust=fleet.trust,
+        )
         for dev in fleet.devices:
-            extra = "  (SIMULATED secure-element evidence)" if dev.tier == "hardware" else ""
+            extra = ""
+            if dev.tier == "hardware":
+                kind = "se-chain" if dev.key_kind == "atecc608" else "tpm2-certify"
+                extra = f"  (key in {simulate.KEY_LABELS[dev.key_kind]}, evidence {kind} verified)"
             _say(f"  enrolled {dev.name}  {dev.kid}  {dev.curve:<9}  tier {dev.tier}{extra}")
 
         _step("3. Gateway process")

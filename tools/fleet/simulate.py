@@ -53,22 +53,20 @@ from typing import Any, Final, TextIO
 from signet import config as agent_config
 from signet.agent import Agent, RecordRefused
 from signet.fsio import Files
-from signet.signer import SoftwareSigner
 from signet_gateway.mcr.aggregate import DEFAULT_HB_TOLERANCE, PPM
 from signet_gateway.mcr.display import counted
 from signet_tools.pi.paho_transport import PahoTransport
 from signet_tools.records import keygen
 
+from .hardware import FleetRoots, HardwareKey, atecc608_key, tpm2_key, tpm_available
 from .virtual_platform import LinkTransport, VirtualNet, VirtualPlatform
 
 TRUTH_FORMAT: Final = "signet-sim-truth/1"
 CURRENCIES: Final = (("EUR", 0.75), ("USD", 0.25))  # (code, share of sales)
 AMOUNT_RANGE: Final = (50, 2500)  # minor units per sale: 0.50 .. 25.00
-SIMULATED_EVIDENCE_NOTE: Final = (
-    "SIMULATED evidence for a demo: this key was generated in software by `signet simulate`,"
-    " not inside a secure element"
-)
 _IDLE_S: Final = 0.05  # longest sleep of the fleet loop
+KEY_LABELS: Final = {"atecc608": "an emulated ATECC608", "tpm2": "a swtpm", "file": "a file"}
+CHALLENGE_TTL_MS: Final = 900_000  # a hardware device's enrollment challenge ([trust] default)
 # Agent counters kept in the truth, summed over the Agents a device ran (one per boot).
 _COUNTERS: Final = ("connects", "disconnects", "resends", "published", "records_sent")
 
@@ -131,7 +129,7 @@ class FleetParams:
     reboot_down_s: float = 3.0
     heartbeat_s: int = 2
     hb_tolerance: float = DEFAULT_HB_TOLERANCE
-    hardware: int = 0  # devices enrolled as hardware tier with SIMULATED evidence
+    hardware: int = 0  # devices whose key is in an emulated ATECC608 or a swtpm (hardware.py)
     seed: int | None = None
     drain_timeout_s: float = 60.0
     name_prefix: str = "sim"
@@ -299,10 +297,12 @@ class VirtualDevice:
         self.index = index
         self.name = f"{p.name_prefix}-{index + 1:02d}"
         self.dir = p.out / self.name
-        self.curve = "secp256k1" if index % 4 == 2 else "p256"
         self.tier = "hardware" if index < p.hardware else "software"
+        # A secure element's key is P-256; software keys mix in secp256k1.
+        self.curve = "secp256k1" if index % 4 == 2 and self.tier == "software" else "p256"
         self.key_path = self.dir / "device.key"
-        self.signer: SoftwareSigner | None = None
+        self.signer: Any = None  # SoftwareSigner, or the secure element's signer
+        self.hardware: HardwareKey | None = None
         self.net = VirtualNet()
         self.source = RevenueSource(rng, p.rate_per_min)
         self.records: list[Signed] = []
@@ -323,16 +323,26 @@ class VirtualDevice:
         assert self.signer is not None
         return self.signer.device_id
 
-    def create(self) -> None:
+    def create(self, hardware: HardwareKey | None = None) -> None:
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.signer = keygen.generate(self.curve, self.key_path, force=True)
+        if hardware is not None:
+            self.hardware = hardware
+            self.signer = hardware.opened.signer
+        else:
+            self.signer = keygen.generate(self.curve, self.key_path, force=True)
         self.files = Files(str(self.dir / "journal"), sync=False)
         self.log = open(self.dir / "agent.log", "a")  # noqa: SIM115 - closed in close()
+
+    @property
+    def key_kind(self) -> str:
+        return self.hardware.kind if self.hardware is not None else "file"
 
     def close(self) -> None:
         if self.log is not None:
             self.log.close()
             self.log = None
+        if self.hardware is not None:
+            self.hardware.close()
 
     def _config(self) -> Any:
         host, port = self.fleet.params.broker
@@ -362,7 +372,8 @@ class VirtualDevice:
         cfg = self._config()
         transport = LinkTransport(PahoTransport.from_config(cfg.mqtt, self.kid), self.net)
         platform = VirtualPlatform(self.net, cause, self.log, self.name)
-        agent = Agent(cfg, platform, self.signer, transport, self.files, [self.source])
+        counter = self.hardware.opened.counter if self.hardware is not None else None
+        agent = Agent(cfg, platform, self.signer, transport, self.files, [self.source], counter)
         agent.recorder._builder = _RecordingBuilder(agent.recorder._builder, self.records.append)
         agent.start()
         self.agent = agent
@@ -462,6 +473,7 @@ class VirtualDevice:
             "kid": self.kid,
             "curve": self.curve,
             "tier": self.tier,
+            "key": self.key_kind,
             "records": len(self.records),
             "signed_n": ranges(r.n for r in self.records),
             "last_n": max((r.n for r in self.records), default=0),
@@ -498,6 +510,8 @@ class Fleet:
     drained: bool = False
     events: Callable[[str], None] | None = None  # notable events, for progress output
     _notices: list[Hook] = field(default_factory=list)
+    roots: FleetRoots | None = None  # the hardware devices' test roots
+    trust: dict[str, list[str]] = field(default_factory=dict)  # gateway.toml [trust] for them
 
     def emit(self, text: str) -> None:
         if self.events is not None:
@@ -505,8 +519,10 @@ class Fleet:
 
     def create(self) -> None:
         """Keys, files and enrollment of every device (call before the gateway needs them)."""
+        from signet_gateway.store.admission import enroll
         from signet_gateway.store.model import StoreError
         from signet_gateway.store.sqlite import Store
+        from signet_gateway.trust import EvidenceRefused, TrustPolicy
         from signet_gateway.verify.pubkeys import DevicePublicKey
 
         p = self.params
@@ -527,22 +543,44 @@ class Fleet:
             self.devices = [
                 VirtualDevice(self, i, random.Random(rng.getrandbits(64))) for i in range(p.devices)
             ]
+            roots = self.roots = FleetRoots(p.out / "trust")
+            with_tpm = p.hardware > 1 and tpm_available()
             for dev in self.devices:
-                dev.create()
-                assert dev.signer is not None
+                hw = None if dev.tier == "software" else self._hardware_key(store, dev, with_tpm)
+                dev.create(hw)
                 key = DevicePublicKey.from_sec1(dev.signer.public_key, dev.curve)  # type: ignore[arg-type]
-                evidence = None
-                if dev.tier == "hardware":
-                    evidence = json.dumps(
-                        {"simulated": True, "note": SIMULATED_EVIDENCE_NOTE, "device": dev.kid},
-                        sort_keys=True,
-                    ).encode()
                 try:
-                    store.enroll(key, dev.tier, name=dev.name, evidence=evidence)
-                except StoreError as exc:
+                    # `signet enroll`'s own path: evidence verified against the roots, the
+                    # challenge checked and used up in the same transaction.
+                    enroll(
+                        store,
+                        key,
+                        dev.tier,
+                        policy=roots.policy() if hw is not None else TrustPolicy(),
+                        evidence=None if hw is None else hw.evidence,
+                        name=dev.name,
+                    )
+                except (StoreError, EvidenceRefused) as exc:
                     raise SimulationError(f"enrolling {dev.name}: {exc}") from exc
+            if p.hardware:
+                self.trust = roots.write()
+        except BaseException:
+            for dev in self.devices:
+                dev.close()
+            raise
         finally:
             store.close()
+
+    def _hardware_key(self, store: Any, dev: VirtualDevice, with_tpm: bool) -> HardwareKey:
+        """The device's key in its secure element, provisioned against a fresh challenge."""
+        challenge, _ = store.issue_challenge(CHALLENGE_TTL_MS)
+        dev.dir.mkdir(parents=True, exist_ok=True)
+        try:
+            if with_tpm and dev.index % 2 == 1:
+                return tpm2_key(dev.dir, self.roots, challenge)
+            return atecc608_key(dev.dir, self.roots, challenge)
+        except Exception as exc:
+            raise SimulationError(f"{dev.name}: its secure element: {exc}") from exc
 
     def _schedule(self) -> None:
         p = self.params

@@ -21,7 +21,7 @@ from signet_gateway.ingest.wire import split_message
 from signet_gateway.verify.pubkeys import DevicePublicKey
 from signet_gateway.verify.refusals import Refused
 from signet_gateway.verify.verifier import Verifier
-from signet_tools.fleet import adversary, simulate
+from signet_tools.fleet import adversary, hardware, simulate
 from signet_tools.fleet.virtual_platform import LinkTransport, VirtualNet, VirtualPlatform
 
 SIGNET = str(Path(sys.executable).parent / "signet")
@@ -130,20 +130,32 @@ def test_a_second_fleet_on_one_database_is_refused_by_name(tmp_path: Path) -> No
 def test_fleet_enrolls_every_device_with_its_tier(tmp_path: Path) -> None:
     from signet_gateway.store.sqlite import Store
 
-    params = _params(tmp_path, devices=4, hardware=1)
+    params = _params(tmp_path, devices=4, hardware=2)
     Store.create(params.db).close()  # `signet db init`: a simulation never creates one
     fleet = simulate.Fleet(params)
     fleet.create()
-    with Store(params.db, readonly=True) as store:
-        devices = {d.kid: d for d in store.devices()}
-    assert set(devices) == {d.kid for d in fleet.devices}
-    hw = devices[fleet.devices[0].kid]
-    assert hw.tier == "hardware" and b"SIMULATED" in (hw.evidence or b"")
-    assert all(devices[d.kid].tier == "software" for d in fleet.devices[1:])
-    assert devices[fleet.devices[2].kid].curve == "secp256k1"  # both curves in a fleet
-    assert all((d.dir / "device.key").stat().st_mode & 0o077 == 0 for d in fleet.devices)
-    for dev in fleet.devices:
-        dev.close()
+    try:
+        with Store(params.db, readonly=True) as store:
+            devices = {d.kid: d for d in store.devices()}
+        assert set(devices) == {d.kid for d in fleet.devices}
+        # Real evidence, verified at enrollment: a chip's certificate chain and its answer to
+        # a challenge, and (swtpm installed) a TPM2_Certify by a certified AK.
+        chip, second = (devices[d.kid] for d in fleet.devices[:2])
+        assert chip.tier == "hardware" and chip.evidence_kind == "se-chain"
+        want = "tpm2-certify" if hardware.tpm_available() else "se-chain"
+        assert second.tier == "hardware" and second.evidence_kind == want
+        assert b"SIMULATED" not in (chip.evidence or b"")
+        assert fleet.devices[0].key_kind == "atecc608" and fleet.devices[0].hardware is not None
+        assert fleet.devices[0].hardware.opened.counter is not None  # the lease bound to it
+        assert all(devices[d.kid].tier == "software" for d in fleet.devices[2:])
+        assert devices[fleet.devices[2].kid].curve == "secp256k1"  # both curves in a fleet
+        assert all((d.dir / "device.key").stat().st_mode & 0o077 == 0 for d in fleet.devices[2:])
+        # The roots to give the gateway's [trust]: written, and naming the test roots.
+        assert fleet.trust["se_roots"] == [str(tmp_path / "fleet" / "trust" / "se-root.pem")]
+        assert Path(fleet.trust["se_roots"][0]).read_bytes().startswith(b"-----BEGIN CERT")
+    finally:
+        for dev in fleet.devices:
+            dev.close()
 
 
 # -- the virtual network ----------------------------------------------------------------------
