@@ -15,7 +15,8 @@ One agent per journal: build() takes an OS file lock on the journal directory
 Outcomes (cli/agent.py turns them into exit statuses 0, 2 and 1): a clean stop on
 SIGTERM/SIGINT ("offline" published, clean disconnect, clean-stop marker written so the next
 boot record says rc=soft); StartError when it cannot start (config, key file, TLS files,
-journal directory, socket); a failure while running, logged with its traceback (systemd restarts
+journal directory, socket, a secure element that fails its self-test with no
+key.fallback_path: pi/keys.py); a failure while running, logged with its traceback (systemd restarts
 the agent; the journal and the sequence lease make that safe).
 """
 
