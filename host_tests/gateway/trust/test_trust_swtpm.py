@@ -47,7 +47,7 @@ def test_swtpm_evidence_verifies_at_the_gateway(certified: tuple[TpmSigner, dict
     assert verified.kind == "tpm2-certify"
     assert challenges.calls == [challenge]
     assert (
-        verified.summary["tpm"]["attributes"] == "0x00040072"
+        verified.summary["tpm"]["attributes"] == "0x00040472"
     )  # fixedTPM|fixedParent|SDO|uwa|sign
 
 

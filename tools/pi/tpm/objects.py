@@ -26,6 +26,9 @@ from .session import TpmError, storage_primary
 #   sensitiveDataOrigin  the TPM generated the private key itself (it was never outside)
 #   userWithAuth         TPM2_Sign with a password session (empty auth: the Pi's own user
 #                        access to /dev/tpmrm0 is the gate, as a file key's mode is)
+#   noDA                 exempt from dictionary-attack lockout: its auth is empty, so
+#                        there is no password to guess, and another program's failed
+#                        passwords locking the TPM out must not stop the device signing
 #   sign                 a signing key, and NOT decrypt and NOT restricted: it signs any
 #                        32-byte digest (a record's COSE digest), nothing else
 SIGNING_KEY_ATTRIBUTES = (
@@ -33,6 +36,7 @@ SIGNING_KEY_ATTRIBUTES = (
     | TPMA_OBJECT.FIXEDPARENT
     | TPMA_OBJECT.SENSITIVEDATAORIGIN
     | TPMA_OBJECT.USERWITHAUTH
+    | TPMA_OBJECT.NODA
     | TPMA_OBJECT.SIGN_ENCRYPT
 )
 # The attestation key: the same, plus restricted, so it signs only structures the TPM
