@@ -543,7 +543,8 @@ class Fleet:
             self.devices = [
                 VirtualDevice(self, i, random.Random(rng.getrandbits(64))) for i in range(p.devices)
             ]
-            roots = self.roots = FleetRoots(p.out / "trust")
+            # The test roots (made only for a fleet with hardware devices).
+            roots = self.roots = FleetRoots(p.out / "trust") if p.hardware else None
             with_tpm = p.hardware > 1 and tpm_available()
             for dev in self.devices:
                 hw = None if dev.tier == "software" else self._hardware_key(store, dev, with_tpm)
@@ -556,13 +557,13 @@ class Fleet:
                         store,
                         key,
                         dev.tier,
-                        policy=roots.policy() if hw is not None else TrustPolicy(),
+                        policy=TrustPolicy() if roots is None else roots.policy(),
                         evidence=None if hw is None else hw.evidence,
                         name=dev.name,
                     )
                 except (StoreError, EvidenceRefused) as exc:
                     raise SimulationError(f"enrolling {dev.name}: {exc}") from exc
-            if p.hardware:
+            if roots is not None:
                 self.trust = roots.write()
         except BaseException:
             for dev in self.devices:
@@ -573,6 +574,7 @@ class Fleet:
 
     def _hardware_key(self, store: Any, dev: VirtualDevice, with_tpm: bool) -> HardwareKey:
         """The device's key in its secure element, provisioned against a fresh challenge."""
+        assert self.roots is not None
         challenge, _ = store.issue_challenge(CHALLENGE_TTL_MS)
         dev.dir.mkdir(parents=True, exist_ok=True)
         try:
