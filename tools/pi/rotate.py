@@ -37,9 +37,12 @@ class RotateRefused(Exception):
 
 def lock(journal_dir: str) -> JournalLock:
     try:
+        os.makedirs(journal_dir, mode=0o700, exist_ok=True)  # a key that never ran: none yet
         return JournalLock.acquire(journal_dir)
     except JournalInUse as exc:
         raise RotateRefused(f"journal.dir: {exc}; stop the agent first") from None
+    except OSError as exc:
+        raise RotateRefused(f"journal.dir: cannot use {journal_dir}: {exc.strerror}") from None
 
 
 def open_journal(cfg: Any) -> Journal:

@@ -204,3 +204,38 @@ def test_a_tpm_key_is_certified_by_its_ak_and_enrolls_as_hardware(
         out = capsys.readouterr().out
     assert "kind       tpm2-certify" in out
     assert "tier hardware, evidence tpm2-certify" in enroll_as_printed(out, capsys)
+
+
+def test_rotating_to_another_slot_of_the_chip(
+    site: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`signet agent rotate` for a chip key: the new key is made by GenKey in another slot
+    (the old one must still sign), then the old key signs the hand-over; the printed enroll
+    command rotates the machine at the gateway on the new key's line statement."""
+    from signet_tools.pi import keys
+
+    assert main(["line", "keygen", "--out", "line/line.key"]) == 0
+    gateway(site, line_keys=["line/line.key.pub.pem"])
+    slots = {s: (GENKEY_SLOT_CONFIG, TNG_SLOT0_KEY_CONFIG) for s in (0, 2)}
+    chip = blank_chip(slots=slots)
+    chip.lock_config()
+    chip.lock_data()
+    use_chip(monkeypatch, chip)
+    monkeypatch.setattr(keys, "open_i2c", lambda key_cfg: chip)
+    config = agent_config(site, {"type": "atecc608", "path": "chip.json"})
+    line_key = ["--line-key", "line/line.key"]
+    assert main(["agent", "provision", "--config", str(config), *line_key]) == 0
+    enroll_as_printed(capsys.readouterr().out, capsys)
+    old = binding.load(str(site / "pi" / "chip.json"))
+    argv = ["agent", "rotate", "--config", str(config), *line_key]
+    assert main(argv) == 2
+    assert "give the new key another slot" in capsys.readouterr().err
+    assert main([*argv, "--new-slot", "2"]) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert f"rotated    {old['kid']} -> " in out and "up to n=0" in out
+    new = binding.load(str(site / "pi" / "chip-2.json"))
+    assert new["slot"] == 2 and chip.public_key_bytes(2)[:32] == new["public_key"][1:]
+    assert chip.public_key_bytes(0)[:32] == old["public_key"][1:]  # the old key untouched
+    assert json.loads(config.read_text())["key"]["slot"] == 2  # the config names the new key
+    said = enroll_as_printed(out, capsys)
+    assert "rotated: machine" in said and "evidence line-statement" in said
