@@ -10,7 +10,6 @@ import sys
 from signet import cose, ec, journal
 from signet.fsio import Files
 from signet.journal import OVERHEAD, Journal, JournalFull
-from signet.state import SeqState, StateError
 
 try:
     from .fwassert import hexlify, raises
@@ -258,6 +257,10 @@ def test_journal_full_keeps_unacked_and_reserve_takes_more():
 
 
 def test_seq_lease_persisted_before_use():
+    # Imported here, not at the top: the journal's own tests run in a 64 KiB heap
+    # without the sequence state's code.
+    from signet.state import SeqState, StateError
+
     files = _files()
     state = SeqState(files, lease=4)
     raises(RuntimeError, state.next_n)
@@ -277,6 +280,8 @@ def test_seq_lease_persisted_before_use():
 
 
 def test_write_amplification_steady_state():
+    from signet.state import SeqState
+
     files = _files()
     j = _journal(files)
     state = SeqState(files)
@@ -297,6 +302,8 @@ def test_write_amplification_steady_state():
 
 
 def test_heap_does_not_grow_with_records():
+    from signet.state import SeqState
+
     files = _files()
     j = _journal(files)
     state = SeqState(files)
