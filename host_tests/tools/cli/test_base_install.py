@@ -87,6 +87,7 @@ SMOKE: dict[str, tuple[list[str], str]] = {
     "report": (["--db", "{w}/gateway.db"], "ok"),
     "export peaq": (["--db", "{w}/gateway.db"], "extra:gateway"),
     "revoke": (["{kid}", "--db", "{w}/gateway.db"], "ok"),
+    "evidence verify": (["--all", "--db", "{w}/gateway.db"], "ok"),
     "simulate": (
         [
             "--devices",

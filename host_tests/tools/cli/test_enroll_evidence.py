@@ -16,72 +16,17 @@ from kit.crafted_evidence import (
     DECRYPT,
     KEY_ATTRIBUTES,
     TpmPki,
-    TrustAndGo,
     config_zone,
     ec_key,
-    enroll_statement,
     line_evidence,
-    pem,
-    se_chain_evidence,
     tpm_evidence,
     tpms_attest,
     tpmt_public,
 )
-from kit.independent_signer import SignerKey, make_key
+from kit.independent_signer import make_key
+from kit.trust_site import DEVICE, LINE, OTHER, TPM, Site, pub, se_evidence, tpm_evidence_for
 from signet_gateway.store.sqlite import Store
-from signet_gateway.verify.pubkeys import DevicePublicKey
 from signet_tools.cli.main import main
-from signet_tools.runners.gateway_process import write_gateway_config
-
-DEVICE = make_key("p256", 31)
-OTHER = make_key("p256", 32)
-LINE = make_key("p256", 33)
-TPM = TpmPki()
-SE = TrustAndGo(DEVICE)
-
-
-class Site:
-    """A gateway.toml with [trust] roots and a line key, its database, and the device's key."""
-
-    def __init__(self, tmp_path: Path) -> None:
-        self.dir = tmp_path
-        (tmp_path / "tpm-root.pem").write_bytes(pem(TPM.root()))
-        (tmp_path / "se-root.pem").write_bytes(pem(SE.root()))
-        (tmp_path / "line.pub.pem").write_bytes(_pub(LINE).to_pem())
-        self.db = tmp_path / "gateway.db"
-        self.cfg = write_gateway_config(
-            tmp_path / "gateway.toml",
-            1883,
-            self.db,
-            trust={"se_roots": ["se-root.pem"], "tpm_roots": ["tpm-root.pem"],
-                   "line_keys": ["line.pub.pem"]},
-        )  # fmt: skip
-        self.pubkey = tmp_path / "dev.pub.pem"
-        self.pubkey.write_bytes(_pub(DEVICE).to_pem())
-
-    def challenge(self, capsys: pytest.CaptureFixture[str]) -> bytes:
-        assert main(["challenge", "--json", "--config", str(self.cfg)]) == 0
-        doc = json.loads(capsys.readouterr().out)
-        return bytes.fromhex(doc["challenge"])
-
-    def enroll(self, evidence: bytes, *extra: str) -> int:
-        path = self.dir / "evidence.json"
-        path.write_bytes(evidence)
-        return main(["enroll", "--pubkey", str(self.pubkey), "--tier", "hardware",
-                     "--evidence", str(path), "--config", str(self.cfg), *extra])  # fmt: skip
-
-
-def _pub(key: SignerKey) -> DevicePublicKey:
-    return DevicePublicKey.from_sec1(key.compressed, key.curve)  # type: ignore[arg-type]
-
-
-def _tpm(nonce: bytes, **attest: object) -> bytes:
-    public = tpmt_public(DEVICE, **attest)  # type: ignore[arg-type]
-    return tpm_evidence(DEVICE, TPM, public=public, attest=tpms_attest(public, extra_data=nonce))
-
-
-def _se(nonce: bytes, **statement: object) -> bytes:
-    return se_chain_evidence(DEVICE, SE, proof=enroll_statement(DEVICE, c=nonce, **statement))
 
 
 @pytest.fixture
@@ -110,7 +55,7 @@ BAD: dict[str, Callable[[bytes], bytes]] = {
     "key_mismatch": lambda c: tpm_evidence(
         OTHER, TPM, attest=tpms_attest(tpmt_public(OTHER), extra_data=c)
     ),
-    "tpm_attributes": lambda c: _tpm(c, attributes=KEY_ATTRIBUTES | DECRYPT),
+    "tpm_attributes": lambda c: tpm_evidence_for(c, attributes=KEY_ATTRIBUTES | DECRYPT),
     "attest_invalid": lambda c: tpm_evidence(
         DEVICE, TPM, attest=tpms_attest(tpmt_public(DEVICE), extra_data=c, magic=0xFF544348)
     ),
@@ -122,8 +67,8 @@ BAD: dict[str, Callable[[bytes], bytes]] = {
         DEVICE, TPM, attest=tpms_attest(tpmt_public(DEVICE), extra_data=c),
         ak_chain=[TPM.ak_cert(not_after=dt.datetime(2020, 1, 1, tzinfo=dt.UTC))],
     ),
-    "challenge_unknown": lambda c: _tpm(bytes(32)),
-    "chip_unlocked": lambda c: _se(c, cfg=config_zone(lock_config=0x55)),
+    "challenge_unknown": lambda c: tpm_evidence_for(bytes(32)),
+    "chip_unlocked": lambda c: se_evidence(c, cfg=config_zone(lock_config=0x55)),
     "line_key_unknown": lambda c: line_evidence(OTHER, DEVICE),
 }  # fmt: skip
 
@@ -146,15 +91,19 @@ def test_good_evidence_enrolls_once_and_is_shown_and_exported(
     site: Site, kind: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     nonce = site.challenge(capsys)
-    evidence = {"se-chain": _se, "tpm2-certify": _tpm, "line-statement": lambda c: line_evidence(
-        LINE, DEVICE)}[kind](nonce)  # fmt: skip
+    makers: dict[str, Callable[[bytes], bytes]] = {
+        "se-chain": se_evidence,
+        "tpm2-certify": tpm_evidence_for,
+        "line-statement": lambda c: line_evidence(LINE, DEVICE),
+    }
+    evidence = makers[kind](nonce)
     assert site.enroll(evidence, "--name", "pump-3") == 0
     out = capsys.readouterr().out
-    assert f"enrolled {_pub(DEVICE).device_id} (p256, tier hardware, evidence {kind}" in out
+    assert f"enrolled {pub(DEVICE).device_id} (p256, tier hardware, evidence {kind}" in out
     assert main(["devices", "--json", "--config", str(site.cfg)]) == 0
     row = json.loads(capsys.readouterr().out)
     assert (row["tier"], row["evidence_kind"], row["machine"]) == (
-        "hardware", kind, _pub(DEVICE).device_id,
+        "hardware", kind, pub(DEVICE).device_id,
     )  # fmt: skip
     assert row["evidence_summary"] and row["evidence_bytes"] == len(evidence)
     assert main(["devices", "--evidence", "pump-3", "--config", str(site.cfg)]) == 0
@@ -171,11 +120,11 @@ def test_expired_challenge_and_no_roots(site: Site, capsys: pytest.CaptureFixtur
 
     with Store(site.db) as store:
         stale, _ = store.issue_challenge(1_000, issued_ms=now_ms() - 5_000)
-    assert site.enroll(_tpm(stale)) == 1
+    assert site.enroll(tpm_evidence_for(stale)) == 1
     assert "enrollment refused (challenge_expired): " in capsys.readouterr().err
     nonce = site.challenge(capsys)
     path = site.dir / "e.json"
-    path.write_bytes(_tpm(nonce))
+    path.write_bytes(tpm_evidence_for(nonce))
     # --db instead of --config: no [trust] section, so no roots to verify against.
     assert main(["enroll", "--pubkey", str(site.pubkey), "--tier", "hardware", "--evidence",
                  str(path), "--db", str(site.db)]) == 1  # fmt: skip
@@ -186,7 +135,7 @@ def test_software_with_evidence_and_hardware_without_stay_refused(
     site: Site, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = site.dir / "e.json"
-    path.write_bytes(_tpm(bytes(32)))
+    path.write_bytes(tpm_evidence_for(bytes(32)))
     for tier, extra in (("software", ["--evidence", str(path)]), ("hardware", [])):
         assert main(["enroll", "--pubkey", str(site.pubkey), "--tier", tier, *extra,
                      "--config", str(site.cfg)]) == 2  # fmt: skip
@@ -221,7 +170,7 @@ def test_rotation_through_the_command_line_to_a_hardware_key(
 
     old = make_key("p256", 40)
     old_pem = site.dir / "old.pub.pem"
-    old_pem.write_bytes(_pub(old).to_pem())
+    old_pem.write_bytes(pub(old).to_pem())
     assert main(["enroll", "--pubkey", str(old_pem), "--tier", "software", "--name", "till",
                  "--config", str(site.cfg)]) == 0  # fmt: skip
     statement = site.dir / "rotate.hex"
@@ -229,13 +178,13 @@ def test_rotation_through_the_command_line_to_a_hardware_key(
     capsys.readouterr()
     nonce = site.challenge(capsys)
     evidence = site.dir / "new.json"
-    evidence.write_bytes(_tpm(nonce))
+    evidence.write_bytes(tpm_evidence_for(nonce))
     capsys.readouterr()
     argv = ["enroll", "--pubkey", str(site.pubkey), "--rotate-from", "till", "--statement",
             str(statement), "--config", str(site.cfg)]  # fmt: skip
     assert main([*argv, "--tier", "hardware", "--evidence", str(evidence)]) == 0
     out = capsys.readouterr().out
-    new_id, old_id = _pub(DEVICE).device_id, _pub(old).device_id
+    new_id, old_id = pub(DEVICE).device_id, pub(old).device_id
     assert f"enrolled {new_id} (p256, tier hardware, evidence tpm2-certify, name 'till')" in out
     assert f"rotated: machine {old_id} now signs with {new_id}" in out
     assert main(["devices", "--json", "--config", str(site.cfg)]) == 0
