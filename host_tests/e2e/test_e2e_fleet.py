@@ -243,8 +243,13 @@ def test_hostile_traffic_refused_and_counted_good_devices_unaffected(
 
 
 @pytest.mark.timeout(150)
-def test_demo_shortened(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    code = demo.run(tmp_path / "demo", devices=3, duration_s=12.0, rate_per_min=60.0, seed=3)
+def test_demo_shortened(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A relative --dir, as `./run demo` gives (out/demo): every path the demo writes into
+    # gateway.toml must still name the file from the config's own directory.
+    monkeypatch.chdir(tmp_path)
+    code = demo.run(Path("demo"), devices=3, duration_s=12.0, rate_per_min=60.0, seed=3)
     out = capsys.readouterr().out
     assert code == 0, out
     for text in (

@@ -64,15 +64,16 @@ class FleetRoots:
         return self.tpm
 
     def write(self) -> dict[str, list[str]]:
-        """The PEM files; returns the [trust] entries that name them."""
+        """The PEM files; returns the [trust] entries that name them (absolute: gateway.toml
+        takes a relative path against its own directory, not the one the fleet ran in)."""
         from cryptography.hazmat.primitives import serialization
 
         self.directory.mkdir(parents=True, exist_ok=True)
         self.se_root.write_bytes(self.se.root.public_bytes(serialization.Encoding.PEM))
-        trust = {"se_roots": [str(self.se_root)]}
+        trust = {"se_roots": [str(self.se_root.resolve())]}
         if self.tpm is not None:
             self.tpm_root.write_bytes(self.tpm.root_pem())
-            trust["tpm_roots"] = [str(self.tpm_root)]
+            trust["tpm_roots"] = [str(self.tpm_root.resolve())]
         return trust
 
     def policy(self) -> Any:

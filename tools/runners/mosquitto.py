@@ -18,7 +18,8 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
+
+from .child_server import ChildServer
 
 _CANDIDATES = ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto")
 
@@ -61,7 +62,7 @@ class BrokerTls:
     require_certificate: bool = False
 
 
-class Mosquitto:
+class Mosquitto(ChildServer):
     """Start with start(); stop(), kill() and start() again keep port and data; pause() and
     resume() hang it and let it go on (fault injection).
 
@@ -133,19 +134,6 @@ class Mosquitto:
         )
 
     @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
-
-    @property
-    def returncode(self) -> int | None:
-        """Its exit status once it has exited (None while it runs, or when never started)."""
-        return self._proc.poll() if self._proc is not None else None
-
-    @property
     def paused(self) -> bool:
         return self._paused and self.running
 
@@ -161,36 +149,16 @@ class Mosquitto:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
-                raise BrokerError(f"mosquitto exited at start: {err.strip()} {self.log_tail()}")
+                raise BrokerError(f"mosquitto exited at start: {self._exit_message()}")
             if _accepts(self.host, self.port):
                 return self
             time.sleep(0.02)
         self.kill()
         raise BrokerError(f"mosquitto did not accept connections on port {self.port} in {timeout}s")
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Clean stop: SIGTERM, so Mosquitto saves its persistence file."""
-        if not self.running:
-            return
-        assert self._proc is not None
-        self._proc.send_signal(signal.SIGTERM)
+    def _after_sigterm(self) -> None:
         if self._paused:  # a stopped process keeps SIGTERM pending until it runs again
             self.resume()
-        try:
-            self._proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        self._close()
-
-    def kill(self) -> None:
-        """Crash: SIGKILL, messages since the last autosave are gone."""
-        if self._proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self._proc.kill()
-        self._proc.wait()
-        self._close()
 
     def pause(self) -> None:
         """Hang: SIGSTOP. Its connections stay open and the kernel still completes new TCP
@@ -208,29 +176,6 @@ class Mosquitto:
                 self._proc.send_signal(signal.SIGCONT)
         self._paused = False
 
-    def restart(self) -> None:
-        self.stop()
-        self.start()
-
     def _close(self) -> None:
-        if self._proc is not None and self._proc.stderr is not None:
-            self._proc.stderr.close()
-        self._proc = None
+        super()._close()
         self._paused = False
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def __enter__(self) -> Mosquitto:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

@@ -12,16 +12,14 @@ control channel on P + 1, so the two ports are taken as a consecutive pair.
 
 from __future__ import annotations
 
-import contextlib
 import shutil
-import signal
 import socket
 import struct
 import subprocess
 import time
 from pathlib import Path
-from types import TracebackType
 
+from .child_server import ChildServer
 from .mosquitto import free_port
 
 
@@ -83,7 +81,7 @@ def tpm_answers(host: str, port: int, timeout: float = 0.5) -> bool:
     return rc == _TPM_RC_SUCCESS
 
 
-class Swtpm:
+class Swtpm(ChildServer):
     """start() on a port pair; stop() (SIGTERM, then SIGKILL) and start() again keep the state
     directory and the ports; restart() does both. tcti is the tpm2-tss TCTI string."""
 
@@ -104,14 +102,6 @@ class Swtpm:
     @property
     def ctrl_port(self) -> int:
         return self.port + 1
-
-    @property
-    def running(self) -> bool:
-        return self._proc is not None and self._proc.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     def start(self, timeout: float = 10.0) -> Swtpm:
         if self.running:
@@ -148,9 +138,8 @@ class Swtpm:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self._proc.poll() is not None:
-                err = self._proc.stderr.read().decode(errors="replace") if self._proc.stderr else ""
+                why = self._exit_message()
                 self._close()
-                why = f"{err.strip()} {self.log_tail()}".strip()
                 if self._may_move and "Address already in use" in why:
                     raise _PortTaken(why)
                 raise SwtpmError(f"swtpm exited at start: {why}")
@@ -160,51 +149,3 @@ class Swtpm:
             time.sleep(0.01)  # polling interval, not synchronisation
         self.kill()
         raise SwtpmError(f"swtpm did not answer on {self.host}:{self.port} in {timeout:g}s")
-
-    def stop(self, timeout: float = 5.0) -> None:
-        """SIGTERM (swtpm writes its state and exits), SIGKILL if it does not in time."""
-        if self._proc is None:
-            return
-        if self._proc.poll() is None:
-            self._proc.send_signal(signal.SIGTERM)
-            try:
-                self._proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-                return
-        self._close()
-
-    def kill(self) -> None:
-        if self._proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self._proc.kill()
-        self._proc.wait()
-        self._close()
-
-    def restart(self) -> None:
-        """A TPM reset as a reboot makes one: same state directory (seeds), same ports."""
-        self.stop()
-        self.start()
-
-    def _close(self) -> None:
-        if self._proc is not None and self._proc.stderr is not None:
-            self._proc.stderr.close()
-        self._proc = None
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""
-
-    def __enter__(self) -> Swtpm:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
