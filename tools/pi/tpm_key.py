@@ -20,7 +20,7 @@ from types import TracebackType
 
 from tpm2_pytss import ESAPI
 from tpm2_pytss.constants import ESYS_TR, TPM2_ALG
-from tpm2_pytss.types import TPM2B_SENSITIVE_CREATE, TPMS_CONTEXT, TPMT_SIG_SCHEME
+from tpm2_pytss.types import TPMS_CONTEXT, TPMT_SIG_SCHEME
 
 from signet import cose, ec
 
@@ -30,13 +30,13 @@ from .tpm.objects import (
     SIGNING_KEY_ATTRIBUTES,
     Blob,
     attribute_problems,
+    create_blob,
     ecc_point,
-    key_template,
     load_blob,
     read_blob,
     write_blob,
 )
-from .tpm.session import DEFAULT_TCTI, TpmError, connect, storage_primary, tpm_errors
+from .tpm.session import DEFAULT_TCTI, TpmError, connect, tpm_errors
 
 __all__ = [
     "DEFAULT_TCTI",
@@ -168,15 +168,7 @@ def create_tpm_key(tcti: str, blob_path: Path | str, force: bool = False) -> Tpm
         raise TpmError(f"{blob_path} exists; refusing to overwrite a TPM key blob")
     esapi = connect(tcti)
     try:
-        with tpm_errors(tcti, "creating the signing key"):
-            primary = storage_primary(esapi)
-            try:
-                private, public, _data, _digest, _ticket = esapi.create(
-                    primary, TPM2B_SENSITIVE_CREATE(), key_template(SIGNING_KEY_ATTRIBUTES)
-                )
-            finally:
-                esapi.flush_context(primary)
-        blob = Blob(public, private)
+        blob = create_blob(esapi, tcti, SIGNING_KEY_ATTRIBUTES, "creating the signing key")
         signer = TpmSigner(tcti, blob_path, blob, esapi)
     except BaseException:
         esapi.close()

@@ -21,20 +21,20 @@ from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives.asymmetric import ec as crypto_ec
 from tpm2_pytss.constants import TPM2_ALG
-from tpm2_pytss.types import TPM2B_SENSITIVE_CREATE, TPMT_SIG_SCHEME
+from tpm2_pytss.types import TPMT_SIG_SCHEME
 
 from .objects import (
     AK_FORMAT,
     ATTESTATION_KEY_ATTRIBUTES,
     Blob,
     attribute_problems,
+    create_blob,
     ecc_point,
-    key_template,
     load_blob,
     read_blob,
     write_blob,
 )
-from .session import TpmError, connect, storage_primary, tpm_errors
+from .session import TpmError, connect, tpm_errors
 
 if TYPE_CHECKING:
     from ..tpm_key import TpmSigner
@@ -79,17 +79,10 @@ def create_ak(tcti: str, blob_path: Path | str, force: bool = False) -> Attestat
         raise TpmError(f"{blob_path} exists; refusing to overwrite an attestation key blob")
     esapi = connect(tcti)
     try:
-        with tpm_errors(tcti, "creating the attestation key"):
-            primary = storage_primary(esapi)
-            try:
-                private, public, _data, _digest, _ticket = esapi.create(
-                    primary, TPM2B_SENSITIVE_CREATE(), key_template(ATTESTATION_KEY_ATTRIBUTES)
-                )
-            finally:
-                esapi.flush_context(primary)
+        blob = create_blob(esapi, tcti, ATTESTATION_KEY_ATTRIBUTES, "creating the attestation key")
     finally:
         esapi.close()
-    ak = _checked_ak(Blob(public, private), blob_path)
+    ak = _checked_ak(blob, blob_path)
     write_blob(blob_path, AK_FORMAT, ak.blob, force)
     return ak
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 from tpm2_pytss import ESAPI, TSS2_Exception
 from tpm2_pytss.constants import ESYS_TR, TPM2_ALG, TPM2_ECC, TPM2_RC, TPMA_OBJECT
-from tpm2_pytss.types import TPM2B_PRIVATE, TPM2B_PUBLIC, TPMT_PUBLIC
+from tpm2_pytss.types import TPM2B_PRIVATE, TPM2B_PUBLIC, TPM2B_SENSITIVE_CREATE, TPMT_PUBLIC
 
-from .session import TpmError, storage_primary
+from .session import TpmError, storage_primary, tpm_errors
 
 # The device's signing key (TPM 2.0 Part 2, 8.3 TPMA_OBJECT):
 #   fixedTPM             never duplicated out of this TPM
@@ -104,6 +104,19 @@ AK_FORMAT = "signet-tpm2-ak/1"
 class Blob:
     public: TPM2B_PUBLIC
     private: TPM2B_PRIVATE
+
+
+def create_blob(esapi: ESAPI, tcti: str, attributes: TPMA_OBJECT, what: str) -> Blob:
+    """Have the TPM generate a key (key_template(attributes)) under the storage primary."""
+    with tpm_errors(tcti, what):
+        primary = storage_primary(esapi)
+        try:
+            private, public, _data, _digest, _ticket = esapi.create(
+                primary, TPM2B_SENSITIVE_CREATE(), key_template(attributes)
+            )
+        finally:
+            esapi.flush_context(primary)
+    return Blob(public, private)
 
 
 def write_blob(path: Path, fmt: str, blob: Blob, force: bool = False) -> None:
