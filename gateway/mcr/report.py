@@ -78,20 +78,26 @@ class Period:
         return day_from, max(day_from, day_to)
 
 
-def record_span(conn: sqlite3.Connection, kids: Sequence[str]) -> tuple[int, int] | None:
-    """Placed times of the first and last record of these keys (two index probes each)."""
+def _span(conn: sqlite3.Connection, table: str, kids: Sequence[str]) -> tuple[int, int] | None:
+    """The earliest and latest at_ms of these keys in an aggregate table (two index probes
+    per key), or None if it holds none of theirs."""
     firsts, lasts = [], []
     for kid in kids:
         first = conn.execute(
-            "SELECT at_ms FROM agg_records WHERE kid = ? ORDER BY at_ms LIMIT 1", (kid,)
+            f"SELECT at_ms FROM {table} WHERE kid = ? ORDER BY at_ms LIMIT 1", (kid,)
         ).fetchone()
         last = conn.execute(
-            "SELECT at_ms FROM agg_records WHERE kid = ? ORDER BY at_ms DESC LIMIT 1", (kid,)
+            f"SELECT at_ms FROM {table} WHERE kid = ? ORDER BY at_ms DESC LIMIT 1", (kid,)
         ).fetchone()
         if first is not None and last is not None:
             firsts.append(int(first[0]))
             lasts.append(int(last[0]))
     return (min(firsts), max(lasts)) if firsts else None
+
+
+def record_span(conn: sqlite3.Connection, kids: Sequence[str]) -> tuple[int, int] | None:
+    """Placed times of the first and last record of these keys."""
+    return _span(conn, "agg_records", kids)
 
 
 def _days(first: str, last: str) -> list[str]:
@@ -205,19 +211,7 @@ def uptime(
 ) -> dict[str, Any]:
     """Uptime over the observed span: [first boot/heartbeat point, as_of] within the period,
     over the heartbeats of every key of one machine (their up intervals merged)."""
-    firsts, lasts = [], []
-    for kid in kids:
-        first = conn.execute(
-            "SELECT at_ms FROM agg_points WHERE kid = ? ORDER BY at_ms LIMIT 1", (kid,)
-        ).fetchone()
-        last = conn.execute(
-            "SELECT at_ms FROM agg_points WHERE kid = ? ORDER BY at_ms DESC LIMIT 1", (kid,)
-        ).fetchone()
-        if first is not None:
-            firsts.append(int(first[0]))
-            lasts.append(int(last[0]))
-    first_at = min(firsts, default=None)
-    last_at = max(lasts, default=None)
+    first_at, last_at = _span(conn, "agg_points", kids) or (None, None)
     lo = period_lo if first_at is None else max(period_lo, first_at)
     hi = min(period_hi, as_of if last_at is None else max(as_of, last_at))
     result: dict[str, Any] = {
