@@ -125,6 +125,21 @@ def test_report_equals_ground_truth(
         if dev["reboots"]:
             assert up["down_ms"] >= 1000 * dev["reboots"][0]["down_s"]
     assert by_kid[truth["devices"][0]["kid"]]["tier"] == "hardware"
+    # peaq: trust level 2 for the chip-held key's events only (evidence verified at enrollment).
+    events_file = tmp_path / "events.json"
+    exp = subprocess.run(
+        [SIGNET, "export", "peaq", "--config", str(gateway.config), "--out", str(events_file)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert exp.returncode == 0, exp.stderr
+    doc = json.loads(events_file.read_text())
+    events = doc["events"] if isinstance(doc, dict) else doc
+    levels: dict[str, set[int]] = {}
+    for e in events:
+        levels.setdefault(e["machineId"], set()).add(e["trustLevel"])
+    hardware_id = "0x" + truth["devices"][0]["kid"]  # machineId: "0x" + the machine's id
+    assert levels.pop(hardware_id) == {2}, levels
+    assert len(levels) == 3 and all(v == {0} for v in levels.values()), levels
 
 
 @pytest.mark.timeout(150)
