@@ -77,6 +77,9 @@ EXEC_MS = {
     "GenKey": 115,
     "Sign": 115,
 }
+# GenKey and Sign run on the divided clock set by ChipMode bits 3..7 (config byte 19):
+# their maxima at the dividers the datasheet defines (0x0 default, 0x5, 0xD).
+ECC_MS_BY_DIVIDER = {0x0: (115, 115), 0x5: (215, 220), 0xD: (630, 665)}  # (GenKey, Sign)
 _OPCODES = {
     0x30: "Info",
     0x02: "Read",
@@ -369,7 +372,7 @@ class EmulatedATECC608:
         name = _OPCODES.get(opcode)
         if name is None:
             return self._answer(bytes([PARSE]), _PARSE_US)
-        exec_us = EXEC_MS[name] * 1000
+        exec_us = self._exec_ms(name) * 1000
         if now - self.woke_at + exec_us > T_WATCHDOG_US:
             return self._answer(bytes([WATCHDOG]), _PARSE_US)
         self.commands.append(name)
@@ -381,6 +384,12 @@ class EmulatedATECC608:
             result = bytes([result])
         self._answer(result, exec_us + self.busy_extra_ms * 1000)
         self.chip_time_us += exec_us
+
+    def _exec_ms(self, name: str) -> int:
+        if name in ("GenKey", "Sign"):
+            genkey, sign = ECC_MS_BY_DIVIDER.get(self.config[19] >> 3, ECC_MS_BY_DIVIDER[0xD])
+            return genkey if name == "GenKey" else sign
+        return EXEC_MS[name]
 
     def _answer(self, data: bytes, exec_us: int) -> None:
         self.io = _packet(data)
@@ -633,12 +642,15 @@ def trust_and_go(
     lock: bool = True,
     not_before: When = None,
     not_after: When = None,
+    clock_divider: int = 0,
 ) -> ProvisionedChip:
     """A chip as Microchip ships ATECC608B-TNGTLS: config and data locked, a P-256 key born
     in `slot`, a device certificate <- signer <- root (pki: pass one to share a root among a
-    fleet). slot_config / key_config / lock=False make wrongly provisioned chips for tests."""
+    fleet). slot_config / key_config / lock=False make wrongly provisioned chips for tests;
+    clock_divider (ChipMode bits 3..7) a chip that signs more slowly."""
     pki = pki or make_test_pki()
     emu = EmulatedATECC608(address=address, chip=chip, clock=clock)
+    emu.config[19] = (emu.config[19] & 0x07) | clock_divider << 3
     emu.set_slot(slot, slot_config, key_config)
     emu.keys[slot] = ec.generate_private_key(ec.SECP256R1())  # born at the factory
     if lock:

@@ -11,8 +11,8 @@ EmulatedATECC608 (a NACK comes back as OSError, as from machine.I2C). One line p
     C <json>         control        ->  K <json> | E <message>
 
 Control requests, {"op": ...}: "new" (a fresh chip: kind "tng" = Trust&GO-shaped with
-options address, slot, slot_config, key_config, lock; kind "blank"), "fault" (missing,
-corrupt_reads, busy_extra_ms, high_s, fail_next), "advance" (us on the clock), "facts"
+options address, slot, slot_config, key_config, lock, clock_divider; kind "blank"), "fault"
+(missing, corrupt_reads, busy_extra_ms, high_s, fail_next), "advance" (us on the clock), "facts"
 (serial, public key, counters, config, chip_time_us, bus_time_us, transfers), "verify" (an
 r || s over a digest with the slot's key, by `cryptography`). LocalBus offers the same
 methods in-process, so one test module runs under CPython and MicroPython alike.
@@ -68,7 +68,8 @@ class ChipControl:
         kind = req.get("kind", "tng")
         address = int(req.get("address", 0x35 if kind == "tng" else 0x60))
         if kind == "tng":
-            opts = {k: int(req[k]) for k in ("slot", "slot_config", "key_config") if k in req}
+            names = ("slot", "slot_config", "key_config", "clock_divider")
+            opts = {k: int(req[k]) for k in names if k in req}
             made = trust_and_go(
                 address=address, clock=VirtualClock(), lock=bool(req.get("lock", True)), **opts
             )

@@ -47,8 +47,12 @@ _MAX_INFO = const(5)
 _MAX_NONCE = const(20)
 _MAX_RANDOM = const(23)
 _MAX_COUNTER = const(25)
-_MAX_GENKEY = const(115)
-_MAX_SIGN = const(115)
+# GenKey and Sign run on the clock ChipMode divides (config byte 19, bits 3..7):
+# their maxima (GenKey, Sign) at the dividers the datasheet defines, 0x0 (the
+# factory setting), 0x5 and 0xD; any other divider is given the slowest.
+_ECC_DIV0 = (115, 115)
+_ECC_DIV5 = (215, 220)
+_ECC_DIVD = (630, 665)
 _MARGIN_MS = const(10)
 _POLL_US = const(1000)
 
@@ -127,6 +131,7 @@ class ATECC608:
         self._rx = bytearray(_RX_MAX)
         self._txv = memoryview(self._tx)
         self._rxv = memoryview(self._rx)
+        self._ecc = None  # (GenKey, Sign) maxima, read from ChipMode at first use
 
     def _error(self, sentence, status=None):
         return ATECCError(self.address, sentence, status)
@@ -318,23 +323,32 @@ class ATECC608:
         i = offset & 3
         return word[i] | (word[i + 1] << 8)
 
+    def _ecc_max(self):
+        # Read once, and before a Nonce: the Sign that follows it must not wait
+        # for a Read of its own.
+        if self._ecc is None:
+            div = self.read_config_word(16)[3] >> 3
+            self._ecc = _ECC_DIV0 if div == 0 else (_ECC_DIV5 if div == 5 else _ECC_DIVD)
+        return self._ecc
+
     def genkey(self, slot):
         """GenKey mode 0x04: a NEW private key in the slot; returns its public key X || Y."""
-        return self._run("GenKey", _OP_GENKEY, 0x04, _slot(slot), b"", _MAX_GENKEY, 64)
+        return self._run("GenKey", _OP_GENKEY, 0x04, _slot(slot), b"", self._ecc_max()[0], 64)
 
     def public_key(self, slot):
         """GenKey mode 0x00: the public key X || Y of the slot's existing private key."""
-        return self._run("GenKey", _OP_GENKEY, 0x00, _slot(slot), b"", _MAX_GENKEY, 64)
+        return self._run("GenKey", _OP_GENKEY, 0x00, _slot(slot), b"", self._ecc_max()[0], 64)
 
     def nonce_passthrough(self, data32):
         """Nonce mode 0x03: TempKey <- the 32 bytes given (the digest to sign)."""
         if len(data32) != 32:
             raise ValueError("Nonce pass-through takes 32 bytes, got %d" % len(data32))
+        self._ecc_max()
         self._run("Nonce", _OP_NONCE, 0x03, 0, data32, _MAX_NONCE, 0)
 
     def sign_external(self, slot):
         """Sign mode 0x80 (external message in TempKey) with the slot's key: r || s."""
-        return self._run("Sign", _OP_SIGN, 0x80, _slot(slot), b"", _MAX_SIGN, 64)
+        return self._run("Sign", _OP_SIGN, 0x80, _slot(slot), b"", self._ecc_max()[1], 64)
 
     def random(self):
         """Random mode 0x00: 32 bytes (a fixed FF FF 00 00 pattern until the config is locked)."""

@@ -72,6 +72,17 @@ def test_sign_without_nonce_is_an_execution_error():
     assert msg.startswith("ATECC608 at 0x35: Sign: execution error (status 0x0f)"), msg
 
 
+def test_a_chip_on_a_divided_clock_is_given_its_longer_sign_time():
+    # ChipMode's clock divider 0xD: Sign takes up to 665 ms instead of 115.
+    drv, bus, _ = chipkit.chip(clock_divider=0x0D)
+    digest = bytes(range(32))
+    before = bus.control("facts")["chip_time_us"]
+    drv.nonce_passthrough(digest)
+    sig = drv.sign_external(0)
+    assert bus.control("facts")["chip_time_us"] - before >= 665000
+    assert bus.control("verify", slot=0, digest=chipkit.hexlify(digest), sig=chipkit.hexlify(sig))
+
+
 def test_sleep_loses_tempkey_idle_keeps_it():
     drv, _, _ = chipkit.chip()
     drv.nonce_passthrough(bytes(32))  # ends in idle: TempKey kept
