@@ -6,13 +6,14 @@ names it (``mqtt.port: must be an integer 1..65535, got 'x'``); unknown
 sections and keys are errors too, because a silently ignored typo
 (``recieve_maximum``) is a setting the operator believes is in force.
 
-Sections: [mqtt], [store], [ingest], [quarantine], [time], [trust] are the gateway's;
+Sections: [mqtt], [store], [ingest], [quarantine], [time], [trust], [log] are the gateway's;
 [aggregate] belongs to the report code (gateway/mcr/aggregate.py), which validates
 its own keys: this loader only checks that it is a table and passes it on.
 """
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,7 @@ __all__ = [
     "ConfigError",
     "GatewayConfig",
     "IngestConfig",
+    "LogConfig",
     "MqttConfig",
     "QuarantineConfig",
     "StoreConfig",
@@ -107,6 +109,22 @@ class TrustConfig:
     challenge_ttl_s: int = 900
 
 
+def default_origin() -> str:
+    """The log's origin when [log] origin is not set: this host's name + "/signet"."""
+    return f"{socket.gethostname() or 'localhost'}/signet"
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    # The transparency log's Ed25519 signing key (PKCS#8 PEM, mode 0600), written by
+    # `signet gateway init-key`; gateway/log/key.py reads it. Not read when the config is.
+    key: Path = Path("gateway-log.key")
+    # The log's identity: the first line of its checkpoints and the name of its key in
+    # signatures and in the verifier key auditors configure (C2SP tlog-checkpoint, signed-note).
+    # Changing it changes the verifier key: set it once.
+    origin: str = field(default_factory=default_origin)
+
+
 AggregateSection = Mapping[str, Any]
 
 
@@ -118,6 +136,7 @@ class GatewayConfig:
     quarantine: QuarantineConfig = QuarantineConfig()
     time: TimeConfig = TimeConfig()
     trust: TrustConfig = TrustConfig()
+    log: LogConfig = field(default_factory=LogConfig)
     # [aggregate] as written in the file; gateway/mcr/aggregate.py interprets it.
     aggregate: AggregateSection = field(default_factory=lambda: MappingProxyType({}))
     source: Path | None = None  # the file this came from, if any
@@ -159,6 +178,21 @@ def _client_id(name: str, value: Any) -> str:
         raise ConfigError(
             f"{name}: must be at most 128 bytes without '+', '#', '/' or spaces, got {value!r}"
         )
+    return value
+
+
+def _origin(name: str, value: Any) -> str:
+    """A log origin that is also a valid C2SP signed-note key name (signed-note "Format": not
+    empty, no Unicode space, no plus sign), so that the key's name can be the origin, as
+    tlog-checkpoint recommends. gateway/log/note.py applies the same rule to every name."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{name}: must be a non-empty string, got {value!r}")
+    if any(ord(c) < 0x20 or c.isspace() or c == "+" for c in value):
+        raise ConfigError(
+            f"{name}: must contain no spaces, control characters or '+', got {value!r}"
+        )
+    if len(value.encode()) > 255:
+        raise ConfigError(f"{name}: must be at most 255 bytes")
     return value
 
 
@@ -221,7 +255,7 @@ def _section(
     return type(default)(**{**default.__dict__, **values})  # type: ignore[arg-type]
 
 
-_SECTIONS = ("mqtt", "store", "ingest", "quarantine", "time", "trust", "aggregate")
+_SECTIONS = ("mqtt", "store", "ingest", "quarantine", "time", "trust", "log", "aggregate")
 
 
 def parse(data: Mapping[str, Any], base_dir: Path | None = None) -> GatewayConfig:
@@ -299,6 +333,20 @@ def parse(data: Mapping[str, Any], base_dir: Path | None = None) -> GatewayConfi
             "challenge_ttl_s": _int(1, 7 * 86400),
         },
     )
+    log = _section(
+        data,
+        "log",
+        LogConfig(key=base / "gateway-log.key"),
+        {"key": path, "origin": _origin},
+    )
+    if "origin" not in data.get("log", {}):
+        try:
+            _origin("log.origin", log.origin)
+        except ConfigError:
+            raise ConfigError(
+                f"log.origin: not set, and the default {log.origin!r} (this host's name) is not"
+                " a valid log name: set log.origin"
+            ) from None
     aggregate = data.get("aggregate", {})
     if not isinstance(aggregate, dict):
         raise ConfigError(f"[aggregate]: must be a table, got {type(aggregate).__name__}")
@@ -309,6 +357,7 @@ def parse(data: Mapping[str, Any], base_dir: Path | None = None) -> GatewayConfi
         quarantine=quarantine,
         time=time,
         trust=trust,
+        log=log,
         aggregate=MappingProxyType(dict(aggregate)),
         source=None,
     )

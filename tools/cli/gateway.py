@@ -430,6 +430,9 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     st.add_argument("--json", action="store_true", help="the status as one JSON object")
     add_db_args(st)
     st.set_defaults(func=cmd_gateway_status)
+    from .gateway_key import add_parsers as add_key_parsers
+
+    add_key_parsers(gw)
 
     p = sub.add_parser(
         "challenge",
