@@ -162,6 +162,34 @@ def enroll_next_step(pubkey: Path, evidence: Path | None = None) -> list[str]:
     ]
 
 
+def cmd_manifest(args: argparse.Namespace) -> int:
+    """Write the freeze manifest for a board config: the modules it loads, nothing else."""
+    from signet import config as config_mod
+    from signet_tools.device import board as device_cmd
+    from signet_tools.device import manifest
+
+    try:
+        obj = device_cmd.board_config(args.config)
+    except device_cmd.DeviceError as exc:
+        return _fail(str(exc))
+    cfg = config_mod.parse(obj, board=True)
+    out = args.out
+    text = manifest.render(cfg, args.port, out or Path("manifest.py"), args.config.name)
+    if out is None:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        out.write_text(text)
+    except OSError as exc:
+        return _fail(f"cannot write {out}: {exc.strerror or exc}")
+    need = manifest.needs(cfg)
+    print(f"wrote {out}: {len(need.files)} modules of the signet package, "
+          f"{', '.join(need.packages)} from micropython-lib")  # fmt: skip
+    print("build (in MicroPython's source tree):")
+    print("  " + manifest.BUILD_COMMANDS[args.port].format(manifest=out.resolve().as_posix()))
+    return EXIT_OK
+
+
 def cmd_logs(args: argparse.Namespace) -> int:
     from signet_tools.device import board as device_cmd
 
@@ -267,6 +295,25 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     se.add_argument("--line-name", default="line-1", help="the line's name (default: line-1)")
     se.add_argument("--out-evidence", type=Path, help="default: PUBKEY-stem.evidence.json")
     v.set_defaults(func=cmd_provision)
+
+    m = device.add_parser(
+        "manifest",
+        help="a freeze manifest with only the modules a board config loads",
+        description="Write a MicroPython freeze manifest (FROZEN_MANIFEST) that freezes the "
+        "firmware modules this board config loads and nothing else: the key's backend, the "
+        "sources, NTP, TLS and the window of sale refs only when configured "
+        "(docs/DEVICE.md, 'mip or a frozen firmware'). firmware/manifest.py freezes everything.",
+    )
+    m.add_argument("--config", type=Path, required=True, help="the board config JSON")
+    m.add_argument(
+        "--port",
+        choices=("esp32", "rp2"),
+        default="esp32",
+        help="the MicroPython port whose own manifest it includes: esp32 (ESP32_GENERIC) "
+        "or rp2 (RPI_PICO_W) (default: esp32)",
+    )
+    m.add_argument("--out", type=Path, help="write it here (default: print it)")
+    m.set_defaults(func=cmd_manifest)
 
     g = device.add_parser("logs", help="stream the agent's log lines from the board")
     needs_extra(g, "tools")

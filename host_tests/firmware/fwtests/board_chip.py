@@ -93,11 +93,10 @@ def main():
     fakeumqtt.broker = broker
     gw = broker.gateway
     world = boardsim.world
-    loaded = []
+    loaded = boardsim.LoadedModules()  # every signet module main.py loads, dropped ones too
 
     def on_feed(feeds):
-        if not loaded:
-            loaded.extend(n for n in sys.modules if n.startswith("signet."))
+        loaded.sample()
         if (gw.records and gw.ack == max(gw.records)) or feeds > 20000:
             raise Done()
 
@@ -108,10 +107,9 @@ def main():
         exec(code, {"__name__": "__main__"})
     except Done:
         pass
-    if not loaded:  # no watchdog: what is loaded once main.py returned
-        loaded.extend(n for n in sys.modules if n.startswith("signet."))
+    loaded.sample()
     r = print
-    r("R loaded", " ".join(sorted(loaded)))
+    r("R loaded", " ".join(sorted(loaded.names)))
     r("R i2c", " ".join(i2c_made))
     r("R counters", bus.control("facts")["counters"])
     r("R kid", gw.kid)

@@ -156,3 +156,29 @@ class ntptime:
         # The unix port's clock is the host's (already right): only record the call.
         world.ntp_calls += 1
         world.ntp_host = ntptime.host
+
+
+class LoadedModules:
+    """The signet modules a run loaded, sampled at every open() and every watchdog feed
+    (call sample() from on_feed): main.py drops the modules it needs only at boot
+    (config, devkey, keyfile, binding) before the first feed, and each of those reads
+    a file while it is loaded, so sampling sys.modules then sees them too."""
+
+    def __init__(self):
+        import builtins
+        import sys
+
+        self.names = set()
+        self._modules = sys.modules
+        real_open = builtins.open
+
+        def open_sampled(*args, **kwargs):
+            self.sample()
+            return real_open(*args, **kwargs)
+
+        builtins.open = open_sampled
+
+    def sample(self):
+        for name in self._modules:
+            if name == "signet" or name.startswith("signet."):
+                self.names.add(name)

@@ -1,0 +1,76 @@
+# Runs firmware/main.py, unchanged, on the MicroPython unix port as if on an ESP32
+# (boardsim's machine, network and ntptime; the scripted broker as umqtt.simple)
+# with whatever config.json and key file the board directory holds, and prints the
+# signet modules it loaded: the frozen manifest of that config must hold them all.
+# The coin on pin 4 and the terminal on UART 2, when configured, each make a sale;
+# the run ends once the gateway acknowledged every record and the loop ran a while.
+# Usage: micropython board_loads.py LIBDIR BOARD_DIR MAIN_PY UART_LINE (the terminal's
+# sale, framed by the host: the harness must not load uartline itself)
+# Prints "R loaded <names>" and "R revs <count>".
+
+import os
+import sys
+
+FEEDS_AFTER_ACK = 50  # loop passes after the last ack: what runs later loads too
+
+
+class Done(Exception):
+    pass
+
+
+def main():
+    sys.path.insert(0, sys.argv[1])
+    os.chdir(sys.argv[2])
+    import boardsim
+    import fakeumqtt
+
+    class umqtt:
+        simple = fakeumqtt
+
+    sys.modules["machine"] = boardsim.machine
+    sys.modules["network"] = boardsim.network
+    sys.modules["ntptime"] = boardsim.ntptime
+    sys.modules["umqtt"] = umqtt
+    sys.modules["umqtt.simple"] = fakeumqtt
+    broker = fakeumqtt.Broker()
+    fakeumqtt.broker = broker
+    gw = broker.gateway
+    world = boardsim.world
+    # What the harness itself loaded is forgotten: main.py must load what it needs.
+    for name in list(sys.modules):
+        if name == "signet" or name.startswith("signet."):
+            del sys.modules[name]
+    loaded = boardsim.LoadedModules()
+    sales = []
+    acked_at = []
+
+    def on_feed(feeds):
+        loaded.sample()
+        if feeds == 20:
+            coin = world.pins.get(4)
+            if coin is not None:
+                coin.handler(coin)
+                sales.append("pulse")
+            uart = world.uarts.get(2)
+            if uart is not None:
+                uart.rx = sys.argv[4].encode()
+                sales.append("uart")
+        revs = [n for n in gw.kinds if gw.kinds[n] == "rev"]
+        if feeds > 20 and len(revs) >= len(sales) and gw.records and gw.ack == max(gw.records):
+            acked_at.append(feeds)
+        if (acked_at and feeds - acked_at[0] >= FEEDS_AFTER_ACK) or feeds > 20000:
+            raise Done()
+
+    world.on_feed = on_feed
+    with open(sys.argv[3]) as f:
+        code = f.read()
+    try:  # noqa: SIM105 (no contextlib on MicroPython)
+        exec(code, {"__name__": "__main__"})
+    except Done:
+        pass
+    loaded.sample()
+    print("R loaded", " ".join(sorted(loaded.names)))
+    print("R revs", len([n for n in gw.kinds if gw.kinds[n] == "rev"]))
+
+
+main()
