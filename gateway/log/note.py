@@ -265,7 +265,7 @@ def split(data: bytes | str) -> tuple[str, tuple[Signature, ...]]:
         raise NoteError("the note has no blank line before its signatures")
     text, block = data[: cut + 1], data[cut + 2 :]
     if not block:
-        raise NoteError("the note has no signature lines")
+        raise NoteError("the note has no signature lines after its last blank line")
     if not block.endswith("\n"):
         raise NoteError("the note's last signature line does not end with a newline")
     lines = block[:-1].split("\n")
@@ -281,6 +281,9 @@ def _signature(number: int, line: str) -> Signature:
     name, space, b64 = line[len(_SIG_PREFIX) :].partition(" ")
     if not space:
         raise NoteError(f"{where} is not '{EM_DASH} <key name> <signature>': {line[:60]!r}")
+    if " " in b64:
+        problem = "ends with a space" if b64.endswith(" ") else "has a space in its key name"
+        raise NoteError(f"{where} {problem}: {line[:60]!r}")
     check_key_name(name, f"{where}: key name")
     blob = strict_b64decode(b64, f"{where} ({name}): the signature")
     if len(blob) < 5:
