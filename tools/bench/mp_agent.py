@@ -1,9 +1,10 @@
 # MicroPython side of `signet bench agent` (runs on the unix port, not CPython).
 # Usage: micropython -X heapsize=H mp_agent.py COUNT LIBDIR DIR
-# Prints code_bytes, us_per_record (agent: build+sign+journal), us_per_sign
-# (the same build+sign without the journal: the reference), record_bytes,
-# flash_bytes. Run at several heap sizes by the host side to find the smallest
-# heap the running agent fits in.
+# Prints frozen (1: the binary has signet frozen in and that code ran, not the
+# .mpy files in LIBDIR), code_bytes, us_per_record (agent: build+sign+journal),
+# us_per_sign (the same build+sign without the journal: the reference),
+# record_bytes, flash_bytes. Run at several heap sizes by the host side to find
+# the smallest heap the running agent fits in.
 import gc
 import sys
 import time
@@ -68,7 +69,10 @@ class _Cfg:
 
 def main():
     count, lib, directory = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+    # Frozen modules first, as on a board (MICROPYPATH="" leaves ".frozen" off the path):
+    # a binary with signet frozen in runs that, any other the .mpy files in lib.
     sys.path.insert(0, lib)
+    sys.path.insert(0, ".frozen")
     from signet.agent import Agent
     from signet.builder import RecordBuilder
     from signet.fsio import Files
@@ -76,6 +80,8 @@ def main():
 
     gc.collect()
     print("code_bytes=%d" % gc.mem_alloc())
+    # A frozen module's __file__ is its path in the firmware ("signet/__init__.py").
+    print("frozen=%d" % (not sys.modules["signet"].__file__.startswith(lib)))
     signer = SoftwareSigner("p256", _D)
     files = Files(directory, sync=False)
     agent = Agent(_Cfg(), _Platform(), signer, _NoTransport(), files)

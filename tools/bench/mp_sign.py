@@ -6,6 +6,8 @@
 #     driver over the I2C bridge on PORT, tools/runners/mp_i2c_bridge.py in BRIDGEDIR);
 #     se-time also prints bridge_us_per_record, the time spent inside the bridge's
 #     calls (socket round trips standing in for the bus), which the host takes out
+# Every mode prints frozen (1: the binary has signet frozen in and that code ran, not
+# the .mpy files in LIBDIR)
 import gc
 import sys
 import time
@@ -47,8 +49,21 @@ def _smallest_heap(build):
     return -1
 
 
-def _secure_element(mode, count, lib, port, bridge_dir):
+def _use(lib):
+    # Frozen modules first, as on a board (MICROPYPATH="" leaves ".frozen" off the path):
+    # a binary with signet frozen in runs that, any other the .mpy files in lib.
     sys.path.insert(0, lib)
+    sys.path.insert(0, ".frozen")
+
+
+def _say_where_signet_came_from(lib):
+    # Called once signet is imported (it is not imported for this alone: heap counts).
+    # A frozen module's __file__ is its path in the firmware ("signet/__init__.py").
+    print("frozen=%d" % (not sys.modules["signet"].__file__.startswith(lib)))
+
+
+def _secure_element(mode, count, lib, port, bridge_dir):
+    _use(lib)
     sys.path.insert(0, bridge_dir)
     from mp_i2c_bridge import BridgeI2C
 
@@ -77,11 +92,12 @@ def _secure_element(mode, count, lib, port, bridge_dir):
         print("bridge_us_per_record=%d" % ((bus.spent_us - spent) // count))
         for name in ("chip_time_us", "bus_time_us", "transfers"):
             print("%s_per_record=%d" % (name, (end_facts[name] - start_facts[name]) // count))
-        return
-    print(
-        "signature_heap_bytes=%d"
-        % _smallest_heap(lambda: builder.build("rev", 2, 1, 0, _T, prev, _FIELDS))
-    )
+    else:
+        print(
+            "signature_heap_bytes=%d"
+            % _smallest_heap(lambda: builder.build("rev", 2, 1, 0, _T, prev, _FIELDS))
+        )
+    _say_where_signet_came_from(lib)
 
 
 def main():
@@ -89,7 +105,7 @@ def main():
     if mode.startswith("se-"):
         _secure_element(mode, count, lib, int(sys.argv[5]), sys.argv[6])
         return
-    sys.path.insert(0, lib)
+    _use(lib)
     from signet import ec
     from signet.builder import RecordBuilder
     from signet.signer import SoftwareSigner
@@ -104,6 +120,7 @@ def main():
     builder.build("rev", 1, 1, 0, _T, prev, _FIELDS)
     gc.collect()
     print("at_rest_bytes=%d" % gc.mem_alloc())
+    _say_where_signet_came_from(lib)
     if mode == "time":
         start = time.ticks_us()
         for i in range(count):

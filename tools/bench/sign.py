@@ -79,6 +79,7 @@ def run(
             if timed.returncode != 0:
                 raise RuntimeError(f"MicroPython benchmark failed:\n{timed.stdout}{timed.stderr}")
             mp_ms = micropython.field(timed.stdout, "us_per_record") / 1000
+            results["frozen"] = micropython.field(timed.stdout, "frozen") == 1
             ref_ms = _reference_ms(curve, seconds=1.0)
             results[curve] = {
                 "micropython_ms": mp_ms,
@@ -132,8 +133,9 @@ def run_secure_element(
 def format_report(r: dict[str, Any]) -> str:
     p, k = r["p256"], r["secp256k1"]
     heap = r["signature_heap_bytes"]
+    origin = "signet frozen into the binary" if r.get("frozen") else "signet loaded from .mpy"
     lines = [
-        f"signet bench sign: {r['micropython']}, heap {r['heap']}, "
+        f"signet bench sign: {r['micropython']}, {origin}, heap {r['heap']}, "
         f"vs ecdsa {ecdsa.__version__} on CPython, same run",
         f"  ES256  record build+sign on MicroPython {p['micropython_ms']:7.3f} ms | "
         f"ecdsa sign on CPython {p['reference_ms']:6.3f} ms | ratio {p['ratio']:4.2f} "
