@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import (
     Encoding,
@@ -153,6 +154,13 @@ def load(path: Path, field: str = "log.key") -> Ed25519PrivateKey:
     except (ValueError, UnsupportedAlgorithm):
         raise KeyFileError(f"{field}: {path} is not a PEM private key") from None
     if not isinstance(key, Ed25519PrivateKey):
-        kind = type(key).__name__.lstrip("_").replace("PrivateKey", "") or "another"
-        raise KeyFileError(f"{field}: {path} is a {kind} key; the log key is Ed25519")
+        raise KeyFileError(f"{field}: {path} is {_kind(key)} key; the log key is Ed25519")
     return key
+
+
+def _kind(key: object) -> str:
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return f"an EC {key.curve.name}"
+    if isinstance(key, rsa.RSAPrivateKey):
+        return f"an RSA-{key.key_size}"
+    return f"a {type(key).__name__}"
