@@ -84,6 +84,8 @@ SMOKE: dict[str, tuple[list[str], str]] = {
     ),
     "devices": (["--db", "{w}/gateway.db"], "ok"),
     "gateway status": (["--db", "{w}/none.db"], "setup"),
+    "gateway init-key": (["--config", "{w}/log.toml"], "ok"),
+    "gateway key": (["--config", "{w}/log.toml"], "ok"),
     "report": (["--db", "{w}/gateway.db"], "ok"),
     "export peaq": (["--db", "{w}/gateway.db"], "extra:gateway"),
     "revoke": (["{kid}", "--db", "{w}/gateway.db"], "ok"),
@@ -164,6 +166,7 @@ def test_help_of_every_command_in_the_base_install(base_install: Path, tmp_path:
 
 def test_smoke_of_every_command_in_the_base_install(base_install: Path, tmp_path: Path) -> None:
     (tmp_path / "board.json").write_text(BOARD)
+    (tmp_path / "log.toml").write_text('[log]\nkey = "log.key"\norigin = "smoke.example/signet"\n')
     kid = None
     for command in ORDER:
         args, expected = SMOKE[command]
