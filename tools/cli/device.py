@@ -174,7 +174,10 @@ def cmd_manifest(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     cfg = config_mod.parse(obj, board=True)
     out = args.out
-    text = manifest.render(cfg, args.port, out or Path("manifest.py"), args.config.name)
+    try:
+        text = manifest.render(cfg, args.port, out or Path("manifest.py"), args.config.name)
+    except manifest.NoEntryPoint as exc:
+        return _fail(str(exc))
     if out is None:
         sys.stdout.write(text)
         return EXIT_OK

@@ -19,12 +19,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import signet
 from signet import FIRMWARE_VERSION
 from signet.settings import Config
 
-from .micropython import FIRMWARE, FIRMWARE_LIB
+from .micropython import FIRMWARE
 
 PACKAGE = "signet"
+# The folder that holds the package: firmware/lib in a checkout, site-packages when installed.
+FIRMWARE_LIB = Path(signet.__file__).resolve().parent.parent
+MAIN = FIRMWARE / "main.py"
 # The port's own frozen modules (network stack, asyncio, the port's drivers) come first:
 # FROZEN_MANIFEST replaces the port's manifest, it does not add to it.
 PORT_MANIFESTS = {
@@ -139,8 +143,20 @@ class Needs:
         )
 
 
-def needs(cfg: Config, main: Path = FIRMWARE / "main.py", lib: Path = FIRMWARE_LIB) -> Needs:
-    """The modules `main` (the device's entry point) loads for this config."""
+class NoEntryPoint(Exception):
+    """firmware/main.py is not there (an installed package has no device entry point)."""
+
+
+def needs(cfg: Config, main: Path | None = None, lib: Path = FIRMWARE_LIB) -> Needs:
+    """The modules `main` (the device's entry point, default MAIN) loads for this config.
+
+    Raises NoEntryPoint without main (a checkout has it, an installed package does not)."""
+    main = main or MAIN
+    if not main.is_file():
+        raise NoEntryPoint(
+            f"{main} is missing: run this from a checkout of the repository, whose "
+            "firmware/main.py is the device's entry point"
+        )
     seen: set[str] = {PACKAGE}
     pending = [main, _module_file(PACKAGE, lib)]
     while pending:

@@ -74,6 +74,7 @@ SMOKE: dict[str, tuple[list[str], str]] = {
         "extra:tools",
     ),
     "device logs": ([], "extra:tools"),
+    "device manifest": (["--config", "{w}/board.json", "--out", "{w}/manifest.py"], "setup"),
     "gateway run": (["--config", "{w}/none.toml"], "setup"),
     "db init": (["--db", "{w}/gateway.db"], "ok"),
     "db migrate": (["--db", "{w}/gateway.db"], "ok"),

@@ -15,7 +15,6 @@ import pytest
 from signet import config as config_mod
 from signet_tools.cli.main import main
 from signet_tools.device import manifest
-from signet_tools.device.micropython import FIRMWARE_LIB
 
 BOARD = {
     "wifi": {"ssid": "workshop", "password": "hunter22"},
@@ -54,9 +53,9 @@ def test_the_manifest_freezes_the_needed_package_files_after_the_ports_own(
     assert calls["include"] == ["$(PORT_DIR)/boards/manifest.py"]
     assert calls["require"] == ["umqtt.simple", "ntptime"]
     [(package, files, base_path)] = calls["package"]
-    assert package == "signet" and Path(base_path) == FIRMWARE_LIB
+    assert package == "signet" and Path(base_path) == manifest.FIRMWARE_LIB
     assert files == list(manifest.needs(_cfg()).files)
-    assert all((FIRMWARE_LIB / "signet" / f).is_file() for f in files)
+    assert all((manifest.FIRMWARE_LIB / "signet" / f).is_file() for f in files)
     assert {"__init__.py", "config.py", "agent.py", "pulse.py", "refwindow.py"} <= set(files)
     assert set(files) >= SOFTWARE_ECDSA
     assert not {"uartline.py", "atecc608.py", "se_signer.py", "binding.py"} & set(files)
@@ -138,3 +137,17 @@ def test_an_unwritable_out_is_one_line_and_exit_2(
     assert main(["device", "manifest", "--config", str(board), "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert err == f"signet: error: cannot write {out}: No such file or directory\n"
+
+
+def test_without_the_device_entry_point_it_says_so_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    board = tmp_path / "board.json"
+    board.write_text(json.dumps(BOARD))
+    monkeypatch.setattr(manifest, "MAIN", tmp_path / "main.py")  # an installed package
+    assert main(["device", "manifest", "--config", str(board)]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"signet: error: {tmp_path / 'main.py'} is missing: run this from a checkout of the "
+        "repository, whose firmware/main.py is the device's entry point\n"
+    )
