@@ -114,13 +114,8 @@ class MerkleTree:
         hashes.reverse()
         return hashes
 
-    def node(self, level: int, index: int) -> bytes:
-        """The hash of a complete perfect subtree, recomputed from its children if not stored."""
-        if (index + 1) << level > self.size:
-            raise ValueError(f"node ({level}, {index}) is not complete in a tree of {self.size}")
-        return self._node(level, index)
-
     def _node(self, level: int, index: int) -> bytes:
+        """A perfect subtree's hash, recomputed from its children if the store dropped it."""
         digest = self._store.get(level, index)
         if digest is not None:
             return digest
