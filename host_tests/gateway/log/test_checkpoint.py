@@ -5,10 +5,12 @@ inconsistent checkpoints."""
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from kit.paths import REPO
 from signet_gateway.log import merkle
 from signet_gateway.log.checkpoint import (
     MAX_TREE_SIZE,
@@ -199,3 +201,19 @@ def test_an_empty_tree_has_the_empty_root() -> None:
     )
     with pytest.raises(InconsistentCheckpoint, match="tree size 0"):
         signer.sign(0, bytes(32))
+
+
+def test_the_example_in_audit_md_verifies_with_the_vkey_it_shows() -> None:
+    section = (
+        (REPO / "docs" / "AUDIT.md")
+        .read_text()
+        .split("## The gateway key, signed notes and checkpoints")[1]
+    )
+    blocks = re.findall(r"```\n(.*?)```", section, re.S)
+    vkey = blocks[0].strip()
+    signed = next(b for b in blocks if "\n\n\u2014 " in b)
+    opened = open_checkpoint(signed, [Verifier.from_vkey(vkey)], origin="gw.example.com/signet")
+    assert opened.checkpoint.size == 1042
+    assert opened.checkpoint.root == merkle.root(
+        merkle.leaf_hash(b"record %d" % i) for i in range(1042)
+    )
