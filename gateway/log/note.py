@@ -66,6 +66,8 @@ def check_key_name(name: str, what: str = "key name") -> str:
     """Refuse a name the spec forbids: empty, a Unicode space, a plus sign ("Format")."""
     if not name:
         raise NoteError(f"{what} is empty")
+    if not name.isascii() and not _encodable(name):
+        raise NoteError(f"{what} is not valid Unicode (a lone surrogate)")
     for char in name:
         if char == "+" or char.isspace():  # str.isspace: every Unicode space (category Zs too)
             raise NoteError(f"{what} {name!r} contains {_describe(char)}: not allowed in a name")
@@ -81,6 +83,14 @@ def key_id(name: str, public_key: bytes) -> int:
         raise NoteError(f"an Ed25519 public key is 32 bytes, got {len(public_key)}")
     digest = hashlib.sha256(name.encode() + b"\n" + bytes([SIG_ED25519]) + public_key).digest()
     return int.from_bytes(digest[:4], "big")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _is_control(char: str) -> bool:

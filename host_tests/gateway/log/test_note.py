@@ -262,7 +262,7 @@ def test_sign_refuses_a_text_the_spec_does_not_allow(text: str, reason: str) -> 
 def test_sign_refuses_no_signer_and_a_bad_name() -> None:
     with pytest.raises(NoteError, match="at least one signature"):
         sign("a\n")
-    for name in ("", "a b", "a+b", "a\tb", "a\u2003b"):
+    for name in ("", "a b", "a+b", "a\tb", "a\u2003b", "a\ud800"):
         with pytest.raises(NoteError):
             Signer(name, Ed25519PrivateKey.generate())
 
