@@ -191,8 +191,10 @@ def _origin(name: str, value: Any) -> str:
         raise ConfigError(
             f"{name}: must contain no spaces, control characters or '+', got {value!r}"
         )
-    if len(value.encode()) > 255:
+    if len(value.encode("utf-8", "surrogatepass")) > 255:
         raise ConfigError(f"{name}: must be at most 255 bytes")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in value):
+        raise ConfigError(f"{name}: must be valid Unicode (it holds a lone surrogate)")
     return value
 
 

@@ -219,7 +219,8 @@ def test_a_host_name_that_is_no_valid_origin_asks_for_log_origin(
 
 
 @pytest.mark.parametrize(
-    "name", ["a", "gw.example/signet", "\u00e8", "a b", "a+b", "a\tb", "a\u3000b", "a\x7fb", ""]
+    "name",
+    ["a", "gw.example/signet", "\u00e8", "a b", "a+b", "a\tb", "a\u3000b", "a\x7fb", "", "a\ud800"],
 )
 def test_the_config_and_the_note_code_agree_on_what_a_name_is(name: str) -> None:
     try:
