@@ -57,13 +57,18 @@ def board_config(board: Path) -> dict:
     }
 
 
-def flash(tmp_path: Path, change: dict | None = None) -> tuple[Path, SoftwareSigner]:
-    """A board directory with config.json (board_config, with `change` per section) and a key."""
+def flash(
+    tmp_path: Path, change: dict | None = None, sources: list | None = None
+) -> tuple[Path, SoftwareSigner]:
+    """A board directory with config.json (board_config, with `change` per section, and
+    `sources` instead of its three) and a key."""
     board = tmp_path / "board"
     board.mkdir()
     cfg = board_config(board)
     for section, values in (change or {}).items():
         cfg[section].update(values)
+    if sources is not None:
+        cfg["sources"] = sources
     (board / "config.json").write_text(json.dumps(cfg))
     signer = SoftwareSigner.generate("p256")
     (board / "signet.key").write_text(keyfile.dumps(signer))
@@ -129,3 +134,44 @@ def test_main_with_a_bad_config_says_which_field_and_starts_nothing(
     assert "signet: config error: mqtt.port: must be an integer 1..65535, got '1883'" in log
     assert out["wdt_timeout"] == ["None"] and out["feeds"] == ["0"]  # no watchdog: no reset loop
     assert out["wifi"] == ["None"] and "ack" in out and out["ack"] == ["0"]
+
+
+# What a P-256 key file, one pulse input and no sale window need, and nothing else:
+# the heap a board leaves for the maker's code depends on it (docs/AGENT.md, "Memory").
+PULSE_DEVICE_MODULES = {
+    "signet",
+    "signet.agent",
+    "signet.board",
+    "signet.builder",
+    "signet.cbor",
+    "signet.clock",
+    "signet.cose",
+    "signet.ec",
+    "signet.ecdsa",
+    "signet.fsio",
+    "signet.journal",
+    "signet.link",
+    "signet.mqtt",
+    "signet.pulse",
+    "signet.record",
+    "signet.recorder",
+    "signet.rfc6979",
+    "signet.settings",
+    "signet.signer",
+    "signet.state",
+}
+
+
+@pytest.mark.micropython
+@pytest.mark.timeout(150)
+def test_a_p256_pulse_device_loads_only_what_its_config_uses(
+    mpy_tree: Path, tmp_path: Path
+) -> None:
+    pulse = board_config(tmp_path)["sources"][0]
+    board, _ = flash(tmp_path, {"journal": {"ref_window": 0}}, [pulse])
+    out = boot(board, mpy_tree)
+    revs = [r.split("/")[1:4] for r in out["rev"]]
+    assert revs == [["150", "EUR", "pulse"]] and int(out["ack"][0]) >= 2
+    # No uartline, secp256k1, refwindow, config validator, key file reader or chip driver.
+    assert set(out["loaded"][0].split()) == PULSE_DEVICE_MODULES
+    assert out["curves"] == ["p256"]  # secp256k1's constants are not in the heap either

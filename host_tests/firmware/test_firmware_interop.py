@@ -33,10 +33,11 @@ from signet_gateway.verify.pubkeys import DevicePublicKey
 from signet_gateway.verify.verifier import Verifier
 
 CURVES = {
-    "p256": (ec.P256, crypto_ec.SECP256R1(), ecdsa.NIST256p),
-    "secp256k1": (ec.SECP256K1, crypto_ec.SECP256K1(), ecdsa.SECP256k1),
+    "p256": (ec.curve_by_name("p256"), crypto_ec.SECP256R1(), ecdsa.NIST256p),
+    "secp256k1": (ec.curve_by_name("secp256k1"), crypto_ec.SECP256K1(), ecdsa.SECP256k1),
 }
-scalars = st.integers(min_value=1, max_value=min(ec.P256.n, ec.SECP256K1.n) - 1)  # valid on both
+# valid on both curves
+scalars = st.integers(min_value=1, max_value=min(c[0].n for c in CURVES.values()) - 1)
 
 
 def _sample_records(signer: SoftwareSigner) -> list[tuple[bytes, bytes]]:

@@ -25,7 +25,7 @@ from signet.record import GENESIS_HASH
 from signet.signer import SoftwareSigner
 from signet_gateway.ingest.wire import rec_topic
 
-ORDER = {"p256": ec.P256.n, "secp256k1": ec.SECP256K1.n}
+ORDER = {"p256": ec.curve_by_name("p256").n, "secp256k1": ec.curve_by_name("secp256k1").n}
 
 
 @dataclass(frozen=True)

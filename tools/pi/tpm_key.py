@@ -71,7 +71,7 @@ class TpmSigner:
         self.tcti = tcti
         self.blob_path = Path(blob_path)
         self.blob = blob
-        self.curve = ec.P256
+        self.curve = ec.curve_by_name("p256")
         self.alg = cose.ALG_ES256
         x, y = ecc_point(blob.public.publicArea)
         if not self.curve.on_curve(x, y):

@@ -58,33 +58,33 @@ class Curve:
         return (y * y - (x * x * x + self.a * x + self.b)) % p == 0
 
 
-P256 = Curve(
-    "p256",
-    0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF,
-    -3,
-    0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B,
-    0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
-    0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296,
-    0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5,
-)
-
-SECP256K1 = Curve(
-    "secp256k1",
-    0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEFFFFFC2F,
-    0,
-    7,
-    0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141,
-    0x79BE667EF9DCBBAC55A06295CE870B07029BFCDB2DCE28D959F2815B16F81798,
-    0x483ADA7726A3C4655DA4FBFC0E1108A8FD17B448A68554199C47D08FFB10D4B8,
-)
+# Built on first use and kept: a device signs with one curve, so a P-256 device
+# never holds secp256k1's constants (they live in secp256k1.py) nor its table.
+_CURVES = {}
 
 
 def curve_by_name(name):
+    curve = _CURVES.get(name)
+    if curve is not None:
+        return curve
     if name == "p256":
-        return P256
-    if name == "secp256k1":
-        return SECP256K1
-    raise ValueError("unknown curve %r (expected 'p256' or 'secp256k1')" % (name,))
+        curve = Curve(
+            "p256",
+            0xFFFFFFFF00000001000000000000000000000000FFFFFFFFFFFFFFFFFFFFFFFF,
+            -3,
+            0x5AC635D8AA3A93E7B3EBBD55769886BC651D06B0CC53B0F63BCE3C3E27D2604B,
+            0xFFFFFFFF00000000FFFFFFFFFFFFFFFFBCE6FAADA7179E84F3B9CAC2FC632551,
+            0x6B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D898C296,
+            0x4FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837BF51F5,
+        )
+    elif name == "secp256k1":
+        from .secp256k1 import PARAMS
+
+        curve = Curve(name, *PARAMS)
+    else:
+        raise ValueError("unknown curve %r (expected 'p256' or 'secp256k1')" % (name,))
+    _CURVES[name] = curve
+    return curve
 
 
 def _double(X, Y, Z, p, a):
@@ -306,7 +306,8 @@ def encode_point(x, y, compressed=True):
     return b"\x04" + x.to_bytes(_FIELD_BYTES, "big") + y.to_bytes(_FIELD_BYTES, "big")
 
 
-def release_table(curve):
-    """Free a curve's comb table (4 KiB). A device uses one curve; this is for
-    tools and tests that use both in one small heap."""
-    curve._comb = None
+def release_table(curve=None):
+    """Free a curve's comb table (4 KiB), or every built curve's (None). A device
+    uses one curve; this is for tools and tests that use both in one small heap."""
+    for c in (curve,) if curve is not None else _CURVES.values():
+        c._comb = None

@@ -15,12 +15,14 @@ except ImportError:  # MicroPython runner: flat import path
     import vectors_ecdsa as vectors
     from fwassert import hexlify, raises
 
+P256 = ec.curve_by_name("p256")
+SECP256K1 = ec.curve_by_name("secp256k1")
+
 
 def teardown_function(function=None):
     # A device holds one curve's comb table; tests use both, so free them
     # between tests to stay inside the 64 KiB heap the MicroPython run uses.
-    ec.release_table(ec.P256)
-    ec.release_table(ec.SECP256K1)
+    ec.release_table()
 
 
 def test_hmac_sha256_rfc4231():
@@ -31,19 +33,19 @@ def test_hmac_sha256_rfc4231():
 
 
 def test_rfc6979_p256_nonces():
-    n = ec.P256.n
+    n = P256.n
     for msg, k, _, _ in vectors.P256_SHA256:
         assert NonceStream(vectors.P256_PRIVATE, hashlib.sha256(msg).digest(), n).next() == k
 
 
 def test_rfc6979_secp256k1_nonces():
-    n = ec.SECP256K1.n
+    n = SECP256K1.n
     for d, msg, k in vectors.SECP256K1_NONCES:
         assert NonceStream(d, hashlib.sha256(msg).digest(), n).next() == k
 
 
 def test_rfc6979_p256_signatures_low_s():
-    curve = ec.P256
+    curve = P256
     n = curve.n
     for msg, _, r, s in vectors.P256_SHA256:
         sig = ecdsa.sign_digest(curve, vectors.P256_PRIVATE, hashlib.sha256(msg).digest())
@@ -55,7 +57,7 @@ def test_rfc6979_p256_signatures_low_s():
 
 
 def test_public_key_rfc6979():
-    x, y = ec.public_point(ec.P256, vectors.P256_PRIVATE)
+    x, y = ec.public_point(P256, vectors.P256_PRIVATE)
     assert x == vectors.P256_PUBLIC_X
     assert y == vectors.P256_PUBLIC_Y
     assert ec.encode_point(x, y, True) == b"\x03" + x.to_bytes(32, "big")
@@ -64,8 +66,8 @@ def test_public_key_rfc6979():
 
 def test_small_multiples():
     for curve, table in (
-        (ec.P256, vectors.P256_MULTIPLES),
-        (ec.SECP256K1, vectors.SECP256K1_MULTIPLES),
+        (P256, vectors.P256_MULTIPLES),
+        (SECP256K1, vectors.SECP256K1_MULTIPLES),
     ):
         assert ec.public_point(curve, 1) == (curve.gx, curve.gy)
         for k, x in table:
@@ -89,7 +91,7 @@ def _structured_scalars(n):
 
 
 def test_comb_matches_reference():
-    for curve in (ec.P256, ec.SECP256K1):
+    for curve in (P256, SECP256K1):
         G = (curve.gx, curve.gy)
         for k in _structured_scalars(curve.n):
             k %= curve.n
@@ -99,7 +101,7 @@ def test_comb_matches_reference():
 
 
 def test_signatures_verify_with_reference_and_are_low_s():
-    for curve in (ec.P256, ec.SECP256K1):
+    for curve in (P256, SECP256K1):
         d = ecdsa.generate_scalar(curve)
         public = ec.public_point(curve, d)
         for i in range(3):
@@ -118,7 +120,7 @@ def test_signatures_verify_with_reference_and_are_low_s():
 
 def test_generated_scalars_in_range_and_distinct():
     seen = set()
-    for curve in (ec.P256, ec.SECP256K1):
+    for curve in (P256, SECP256K1):
         for _ in range(8):
             d = ecdsa.generate_scalar(curve)
             assert 0 < d < curve.n
@@ -127,14 +129,14 @@ def test_generated_scalars_in_range_and_distinct():
 
 
 def test_bad_inputs_rejected():
-    for bad in (0, ec.P256.n, -1):
-        raises(ValueError, ecdsa.sign_digest, ec.P256, bad, bytes(32))
-    assert "32 bytes" in raises(ValueError, ecdsa.sign_digest, ec.P256, 1, bytes(31))
+    for bad in (0, P256.n, -1):
+        raises(ValueError, ecdsa.sign_digest, P256, bad, bytes(32))
+    assert "32 bytes" in raises(ValueError, ecdsa.sign_digest, P256, 1, bytes(31))
     assert "unknown curve" in raises(ValueError, ec.curve_by_name, "p384")
 
 
 def test_on_curve():
-    for curve in (ec.P256, ec.SECP256K1):
+    for curve in (P256, SECP256K1):
         assert curve.on_curve(curve.gx, curve.gy)
         assert not curve.on_curve(curve.gx, curve.gy + 1)
         assert not curve.on_curve(curve.gx, curve.gy + curve.p)
@@ -143,7 +145,7 @@ def test_on_curve():
 def test_blinded_inverse():
     import os
 
-    for m in (ec.P256.p, ec.P256.n, ec.SECP256K1.p, ec.SECP256K1.n):
+    for m in (P256.p, P256.n, SECP256K1.p, SECP256K1.n):
         for x in (1, 2, m - 1, int.from_bytes(os.urandom(32), "big") % (m - 1) + 1):
             inv = ec.inverse(x, m)
             assert 0 < inv < m

@@ -21,8 +21,7 @@ _dirs = []
 
 
 def teardown_function(function=None):
-    ec.release_table(ec.P256)
-    ec.release_table(ec.SECP256K1)
+    ec.release_table()
     while _dirs:
         path = _dirs.pop()
         for name in os.listdir(path):
