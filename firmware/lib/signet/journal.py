@@ -396,11 +396,15 @@ class Journal:
 
     # -- reading -------------------------------------------------------------------
 
-    def pending(self, after=None):
+    def pending(self, after=None, view=False):
         """(n, record bytes) with n > after (default: > acked), oldest first.
 
         Streams one frame at a time. Records journaled after the call may not
         be seen; a segment pruned meanwhile is skipped (it was acked).
+        view=True yields a memoryview into the journal's frame buffer instead of
+        a copy, valid until the next step or journal call: the catch-up batch
+        copies each record into its own buffer, and a bytes object per record
+        would be one more allocation, of a record's odd size, in the hot path.
         """
         if after is None:
             after = self.acked
@@ -419,7 +423,8 @@ class Journal:
                         continue  # out of order: reported by open()
                     floor = n
                     if n > after:
-                        yield n, bytes(self._mv[_HEAD : _HEAD + length])
+                        rec = self._mv[_HEAD : _HEAD + length]
+                        yield n, rec if view else bytes(rec)
             finally:
                 f.close()
 

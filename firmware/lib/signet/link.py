@@ -277,7 +277,7 @@ class Link:
         count = 0
         last = self._cursor
         first = None
-        it = j.pending(self._cursor)
+        it = j.pending(self._cursor, True)  # views into the journal's buffer: copied here
         try:
             for n, rec in it:
                 size = len(rec)

@@ -35,6 +35,7 @@ class FakeSocket:
         self.modes = []  # "timeout", "blocking", "nonblocking" in call order
         self.incoming = bytearray()  # bytes the broker sent, not read yet
         self.clock = clock  # a blocking read that times out costs the timeout
+        self.on_close = None  # the broker's: a closed TCP connection ends the session
 
     def _mode(self, mode):
         self.modes.append(mode)
@@ -71,6 +72,8 @@ class FakeSocket:
 
     def close(self):
         self.closed = True
+        if self.on_close is not None:
+            self.on_close()
 
 
 class Gateway:
@@ -295,6 +298,9 @@ class MQTTClient:
         self.sock = self.raw = FakeSocket(broker.clock)
         self.raw.timeout = timeout
         broker.connect(self)
+        # Closed without DISCONNECT: a broker forgets the client (and sends its will),
+        # else every reconnect would leave one behind, holding its subscription.
+        self.raw.on_close = lambda: broker._gone(self, clean=False)
         return 0
 
     def deliver(self, topic, payload):
@@ -348,5 +354,5 @@ class MQTTClient:
 
     def disconnect(self):
         self.sock.write(b"\xe0\0")
-        self.sock.close()
         broker._gone(self, clean=True)
+        self.sock.close()

@@ -2,7 +2,7 @@
 # files, publish to the scripted umqtt stand-in, ack, prune) on MicroPython.
 # Usage: micropython -X heapsize=64k soak_agent.py COUNT LIBDIR [DIR]
 # Prints "heap i bytes" samples (gc.collect(); gc.mem_alloc()) every 100
-# records, then "DONE signed=... acked=... outages=...".
+# records, then "DONE signed=... acked=... outages=... memory_errors=...".
 
 import gc
 import os
@@ -68,12 +68,13 @@ def main():
         platform.advance(wait if wait > 0 else 1)
     gc.collect()
     print(
-        "DONE signed=%d acked=%d outages=%d batches=%d free=%d"
+        "DONE signed=%d acked=%d outages=%d batches=%d memory_errors=%d free=%d"
         % (
             agent.recorder.signed,
             agent.recorder.journal.acked,
             outages,
             broker.gateway.batches,
+            agent.stats["memory_errors"],
             gc.mem_free(),
         )
     )

@@ -29,21 +29,21 @@ def _record(n, size):
 
 
 class Journal:
-    """What the link uses of journal.Journal: acked, pending(after), ack(n)."""
+    """What the link uses of journal.Journal: acked, pending(after, view), ack(n)."""
 
     def __init__(self):
         self.records = []  # (n, bytes), oldest first
         self.acked = 0
         self.reads = 0  # pending() calls: a flash read on a device
 
-    def pending(self, after=None):
+    def pending(self, after=None, view=False):
         self.reads += 1
-        return self._after(self.acked if after is None else after)
+        return self._after(self.acked if after is None else after, view)
 
-    def _after(self, after):
+    def _after(self, after, view):
         for n, rec in self.records:
             if n > after:
-                yield n, rec
+                yield n, memoryview(rec) if view else rec
 
     def ack(self, n):
         self.acked = n

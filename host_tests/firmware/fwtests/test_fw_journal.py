@@ -153,6 +153,10 @@ def test_append_reopen_pending_and_last():
     got = [n for n, rec in j2.pending() if rec == _record(n)]
     assert got == list(range(1, 31))
     assert [n for n, _ in j2.pending(after=27)] == [28, 29, 30]
+    # view=True: the same records, each a view into the journal's one frame buffer
+    # (the catch-up batch copies it before the next), no bytes object per record
+    views = [(n, bytes(rec)) for n, rec in j2.pending(view=True) if isinstance(rec, memoryview)]
+    assert views == [(n, _record(n)) for n in range(1, 31)]
     assert len(_segments(files)) == 5  # 6 frames of 166 bytes per 1040-byte segment
 
 
