@@ -122,7 +122,8 @@ class Encoder:
             raise TypeError("cannot encode %s as CBOR" % type(obj).__name__)
 
     def getvalue(self):
-        return bytes(self.buf[: self.pos])
+        # Through a memoryview: a bytearray slice would be one more copy.
+        return bytes(memoryview(self.buf)[: self.pos])
 
 
 def _key_order(key):

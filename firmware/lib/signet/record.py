@@ -128,7 +128,12 @@ def validate_fields(kind, fields):
     known = 0
     for name, check, required in spec:
         if name in fields:
-            check("%s.%s" % (kind, name), fields[name])
+            try:
+                check(name, fields[name])
+            except RecordError as e:
+                # The "kind.field" label is made only on failure: not one string
+                # per field of every record signed.
+                raise RecordError("%s.%s" % (kind, e)) from None
             known += 1
         elif required:
             _fail("%s.%s" % (kind, name), "is required")
@@ -139,9 +144,7 @@ def validate_fields(kind, fields):
                 _fail("%s.%s" % (kind, name), "unknown field (allowed: %s)" % ", ".join(allowed))
 
 
-def validate(kind, n, b, u, t, prev, fields):
-    """Check a record's content; returns the payload dict (keys as on the wire)."""
-    validate_fields(kind, fields)
+def _check_header(n, b, u, t, prev):
     _check_uint("n", n, 1, MAX_SAFE_INT)
     _check_uint("b", b, 0, _MAX_U32)
     _check_uint("u", u, 0, MAX_SAFE_INT)
@@ -149,15 +152,56 @@ def validate(kind, n, b, u, t, prev, fields):
         _check_uint("t", t, 0, MAX_SAFE_INT)
     if not isinstance(prev, (bytes, bytearray)) or len(prev) != _HASH_BYTES:
         _fail("p", "must be the 32-byte SHA-256 of the previous payload")
+
+
+def validate(kind, n, b, u, t, prev, fields):
+    """Check a record's content; returns the payload dict (keys as on the wire)."""
+    validate_fields(kind, fields)
+    _check_header(n, b, u, t, prev)
     payload = {"v": VERSION, "n": n, "b": b, "u": u, "t": t, "p": bytes(prev), "k": kind}
     for name in fields:
         payload[name] = fields[name]
     return payload
 
 
+# Every field name of every kind but meter's "q", in deterministic CBOR key order
+# (shorter first, then bytewise): encode_payload writes the map in this order, so
+# signing a record builds no dict and sorts nothing. "q" goes between "p" and "t".
+_FIELD_ORDER = ("am", "ev", "fw", "iv", "ls", "rc", "st", "cur", "msg", "ref", "src", "unit")
+
+
 def encode_payload(enc, kind, n, b, u, t, prev, fields):
-    """Validated, deterministic CBOR payload bytes. enc is a reusable cbor.Encoder."""
-    payload = validate(kind, n, b, u, t, prev, fields)
+    """Validated, deterministic CBOR payload bytes. enc is a reusable cbor.Encoder.
+
+    The same bytes as enc.value(validate(...)), written key by key: the header's
+    one-letter keys first (b k n p [q] t u v), then the kind's fields in _FIELD_ORDER.
+    """
+    validate_fields(kind, fields)
+    _check_header(n, b, u, t, prev)
     enc.reset()
-    enc.value(payload)
+    enc.map(7 + len(fields))
+    enc.raw(b"\x61b")
+    enc.int_(b)
+    enc.raw(b"\x61k")
+    enc.text(kind)
+    enc.raw(b"\x61n")
+    enc.int_(n)
+    enc.raw(b"\x61p")
+    enc.bytes_(prev)
+    if "q" in fields:
+        enc.raw(b"\x61q")
+        enc.int_(fields["q"])
+    enc.raw(b"\x61t")
+    if t is None:
+        enc.null()
+    else:
+        enc.int_(t)
+    enc.raw(b"\x61u")
+    enc.int_(u)
+    enc.raw(b"\x61v")
+    enc.int_(VERSION)
+    for name in _FIELD_ORDER:
+        if name in fields:
+            enc.text(name)
+            enc.value(fields[name])
     return enc.getvalue()

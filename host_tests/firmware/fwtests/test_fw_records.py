@@ -45,6 +45,21 @@ def test_record_every_kind_encodes():
         assert data == cbor.dumps(expected)
 
 
+def test_record_keys_in_cbor_order_without_optional_fields():
+    # encode_payload writes keys in a fixed order (no dict, no sort): the same bytes
+    # as the generic encoder's sorted map, with optional fields absent too.
+    enc = cbor.Encoder()
+    for kind, fields in (
+        ("rev", {"am": -250, "cur": "EUR", "src": "pulse"}),
+        ("meter", {"q": -7, "unit": "Wh"}),
+        ("evt", {"ev": "door_open"}),
+    ):
+        data = record.encode_payload(enc, kind, 2**40, 0, 2**33, None, ZERO, fields)
+        expected = {"v": 1, "n": 2**40, "b": 0, "u": 2**33, "t": None, "p": ZERO, "k": kind}
+        expected.update(fields)
+        assert data == cbor.dumps(expected)
+
+
 def test_record_time_may_be_null():
     enc = cbor.Encoder()
     data = record.encode_payload(enc, "hb", 1, 1, 5, None, ZERO, {"iv": 1000, "st": "ok"})
