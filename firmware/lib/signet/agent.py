@@ -34,6 +34,10 @@ from .recorder import Recorder, RecordRefused  # noqa: F401 (sources and tools c
 
 class Agent:
     def __init__(self, config, platform, signer, transport, files, sources=None, counter=None):
+        # Collected first: the garbage of what ran before (the key's comb table and
+        # public point) is gone, so the agent's long-lived objects fill the holes low
+        # in the heap instead of landing between it and cutting up the free heap.
+        gc.collect()
         self.config = config
         self.platform = platform
         self.signer = signer
@@ -45,10 +49,11 @@ class Agent:
         self.uptime = Uptime(platform.ticks_ms, platform.ticks_diff)
         self.wall = WallClock(platform, self.uptime, config.time["resync_s"] * 1000)
         # counter: the chip's monotonic counter the sequence lease is bound to (state.py)
+        # The link first: its catch-up buffer is the largest block the agent holds.
+        self.link = Link(config.mqtt, platform, transport, signer.device_id, self.uptime)
         self.recorder = rec = Recorder(
             config, platform, signer, files, self.uptime, self.wall, counter
         )
-        self.link = Link(config.mqtt, platform, transport, signer.device_id, self.uptime)
         # Bound once rather than wrapped: no extra call per record, no method
         # objects in RAM. start() recovers journal and state, signs the boot record.
         self.start = rec.start

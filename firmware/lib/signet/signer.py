@@ -4,9 +4,11 @@
 # so nothing above this layer knows where the key lives.
 
 import binascii
+import gc
 
 from . import cose, ec, ecdsa
 
+_HEAP_ONLY = hasattr(gc, "mem_free")  # MicroPython (CPython's gc moves nothing either way)
 _ALG_BY_CURVE = {"p256": cose.ALG_ES256, "secp256k1": cose.ALG_ES256K}
 
 
@@ -18,6 +20,10 @@ class SoftwareSigner:
             raise ValueError("private key out of range for %s" % curve_name)
         self._d = d
         x, y = ec.public_point(self.curve, d)
+        if _HEAP_ONLY:
+            # On MicroPython: the comb table's build and k*G left garbage; collected
+            # before the long-lived key values below, they do not land between it.
+            gc.collect()
         self.public_key = ec.encode_point(x, y, True)
         self.public_key_uncompressed = ec.encode_point(x, y, False)
         self.kid = cose.kid_for(self.public_key)
