@@ -1,14 +1,16 @@
 """The agent under the MicroPython unix port: its test modules, and a 10,000-record soak.
 
 Heaps: on the 64-bit unix port every object and every loaded .mpy costs more
-than on a 32-bit board (8-byte words, 32-byte GC blocks; about 1.2-1.45x,
-measured against a 32-bit build). The firmware code alone (crypto, CBOR,
-journal, agent, umqtt wrapper, loaded from .mpy into the heap) takes ~62 KiB
-there, plus the scripted broker/gateway stand-in and the test helpers, so
-these runs use larger heaps than a board's 64 KiB: AGENT_TEST_HEAP for the
-test modules, SOAK_HEAP for the soak. What the soak asserts does not depend on
-the heap size: no MemoryError, and heap in use after gc.collect() not growing
-from the first 1,000 records to the last.
+than on a 32-bit board (8-byte words, 32-byte GC blocks; about 1.4x, measured
+against a 32-bit build). The firmware code alone (crypto, CBOR, journal, agent,
+umqtt wrapper, loaded from .mpy into the heap) takes ~64 KiB there, plus the
+scripted broker/gateway stand-in and the test helpers, so these runs use larger
+heaps than a board's: AGENT_TEST_HEAP for the test modules, SOAK_HEAP for the
+soak. SOAK_HEAP is the smallest heap the soak passes in on the 64-bit port
+(136k, in 8 KiB steps) plus one step, so a change that needs more heap fails
+here; what it asserts does not depend on the heap size: no MemoryError (not even
+one the agent survived), every record acknowledged, and heap in use after
+gc.collect() not growing from the first 1,000 records to the last.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from signet_tools.device.micropython import run
 
 MODULES = sorted(p.stem for p in FIRMWARE_TESTS.glob("test_agent_*.py"))
 AGENT_TEST_HEAP = "256k"
-SOAK_HEAP = "160k"
+SOAK_HEAP = "144k"
 SOAK_RECORDS = 10_000
 # Bytes the heap may differ between the first and the last 1,000 records: the
 # platform's bounded log ring (16 lines) and small-int/str churn in the fakes.
@@ -47,7 +49,7 @@ def test_agent_module_passes_on_micropython(module: str, mpy_tree: Path) -> None
 
 
 @pytest.mark.micropython
-@pytest.mark.timeout(180)
+@pytest.mark.timeout(250)
 def test_soak_10000_records_heap_does_not_grow(mpy_tree: Path, tmp_path: Path) -> None:
     result = run(
         FIRMWARE_TESTS / "soak_agent.py",
@@ -55,7 +57,7 @@ def test_soak_10000_records_heap_does_not_grow(mpy_tree: Path, tmp_path: Path) -
         str(mpy_tree),
         str(tmp_path / "journal"),
         heap=SOAK_HEAP,
-        timeout=170,
+        timeout=240,  # ~40 s alone; a tight heap collects often, and CI machines are shared
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr
     assert "MemoryError" not in result.stdout + result.stderr
@@ -66,9 +68,14 @@ def test_soak_10000_records_heap_does_not_grow(mpy_tree: Path, tmp_path: Path) -
     print(f"soak heap: first 1000 max {max(first)} B, last 1000 max {max(last)} B")
     assert max(last) <= max(first) + SOAK_TOLERANCE, (first, last)
     done = re.search(
-        r"^DONE signed=(\d+) acked=(\d+) outages=(\d+) batches=(\d+)", result.stdout, re.M
+        r"^DONE signed=(\d+) acked=(\d+) outages=(\d+) batches=(\d+) memory_errors=(\d+)",
+        result.stdout,
+        re.M,
     )
     assert done, result.stdout[-500:]
-    signed, acked, outages, batches = map(int, done.groups())
+    signed, acked, outages, batches, memory_errors = map(int, done.groups())
+    # Not one MemoryError, even survived: SOAK_HEAP is the smallest heap the agent
+    # needs, so a change that needs more fails here rather than limping through.
+    assert memory_errors == 0
     assert signed >= SOAK_RECORDS and acked == signed  # boot + heartbeats + revenue, all acked
     assert outages == SOAK_RECORDS // 1000 and batches >= outages  # catch-up used batches
