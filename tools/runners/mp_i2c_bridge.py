@@ -21,11 +21,21 @@ class BridgeI2C:
         self._sock.connect(socket.getaddrinfo(host, port)[0][-1])
         self.spent_us = 0
         self.transfers = 0
+        self._owed = False  # a request was sent and its reply not read yet
 
     def _ask(self, line):
+        if self._owed:
+            # A MemoryError (a heap probe) struck between a request and its reply:
+            # drop that reply, else every later answer would be the one before it.
+            self._sock.readline()
+            self._owed = False
         start = _ticks_us()
-        self._sock.write(line.encode() + b"\n")
-        reply = self._sock.readline().decode().strip()
+        data = line.encode() + b"\n"
+        self._sock.write(data)
+        self._owed = True
+        reply = self._sock.readline()
+        self._owed = False
+        reply = reply.decode().strip()
         self.spent_us += _ticks_diff(_ticks_us(), start)
         if reply[:1] == "N":
             raise OSError(int(reply[2:]))
