@@ -68,11 +68,6 @@ def main():
         config["watchdog_ms"] = 8000
     with open("config.json", "w") as f:
         f.write(json.dumps(config))
-    # What the harness itself loaded is forgotten: main.py must load what it needs.
-    for name in list(sys.modules):
-        if name.startswith("signet"):
-            del sys.modules[name]
-
     i2c_made = []
 
     class machine(boardsim.machine):
@@ -81,17 +76,7 @@ def main():
             i2c_made.append("%d/%s/%s/%d" % (id, scl.id, sda.id, freq))
             return bus
 
-    class umqtt:
-        simple = fakeumqtt
-
-    sys.modules["machine"] = machine
-    sys.modules["network"] = boardsim.network
-    sys.modules["ntptime"] = boardsim.ntptime
-    sys.modules["umqtt"] = umqtt
-    sys.modules["umqtt.simple"] = fakeumqtt
-    broker = fakeumqtt.Broker()
-    fakeumqtt.broker = broker
-    gw = broker.gateway
+    gw = boardsim.install(fakeumqtt, machine).gateway
     world = boardsim.world
     loaded = boardsim.LoadedModules()  # every signet module main.py loads, dropped ones too
 

@@ -24,22 +24,8 @@ def main():
     import boardsim
     import fakeumqtt
 
-    class umqtt:
-        simple = fakeumqtt
-
-    sys.modules["machine"] = boardsim.machine
-    sys.modules["network"] = boardsim.network
-    sys.modules["ntptime"] = boardsim.ntptime
-    sys.modules["umqtt"] = umqtt
-    sys.modules["umqtt.simple"] = fakeumqtt
-    broker = fakeumqtt.Broker()
-    fakeumqtt.broker = broker
-    gw = broker.gateway
+    gw = boardsim.install(fakeumqtt).gateway
     world = boardsim.world
-    # What the harness itself loaded is forgotten: main.py must load what it needs.
-    for name in list(sys.modules):
-        if name == "signet" or name.startswith("signet."):
-            del sys.modules[name]
     loaded = boardsim.LoadedModules()
     sales = []
     acked_at = []

@@ -22,16 +22,7 @@ def main():
     import boardsim
     import fakeumqtt
 
-    class umqtt:
-        simple = fakeumqtt
-
-    sys.modules["machine"] = boardsim.machine
-    sys.modules["network"] = boardsim.network
-    sys.modules["ntptime"] = boardsim.ntptime
-    sys.modules["umqtt"] = umqtt
-    sys.modules["umqtt.simple"] = fakeumqtt
-    broker = fakeumqtt.Broker()
-    fakeumqtt.broker = broker
+    broker = boardsim.install(fakeumqtt)
     gw = broker.gateway
     world = boardsim.world
 

@@ -182,3 +182,26 @@ class LoadedModules:
         for name in self._modules:
             if name == "signet" or name.startswith("signet."):
                 self.names.add(name)
+
+
+def install(fakeumqtt, machine_module=None):
+    """Make this process look like a board to main.py: machine (or a subclass of ours),
+    network, ntptime and umqtt.simple (the scripted broker) in sys.modules, and the
+    signet modules the harness itself imported forgotten, so main.py loads what it
+    needs. Returns the scripted broker."""
+    import sys
+
+    class umqtt:
+        simple = fakeumqtt
+
+    sys.modules["machine"] = machine_module or machine
+    sys.modules["network"] = network
+    sys.modules["ntptime"] = ntptime
+    sys.modules["umqtt"] = umqtt
+    sys.modules["umqtt.simple"] = fakeumqtt
+    for name in list(sys.modules):
+        if name == "signet" or name.startswith("signet."):
+            del sys.modules[name]
+    broker = fakeumqtt.Broker()
+    fakeumqtt.broker = broker
+    return broker
