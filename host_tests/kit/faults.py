@@ -199,26 +199,24 @@ def _code(gateway: GatewayProcess) -> int | None:
 Fault = Callable[[Site, random.Random], str]
 
 
-def broker_sigkill(site: Site, rng: random.Random) -> str:
-    """Mosquitto crashes (what it had not saved is gone: queued messages, retained acks)."""
+def _broker_down(site: Site, rng: random.Random, stop: Callable[[], None], how: str) -> str:
     site.down.add("broker")
-    site.broker.kill()
+    stop()
     site.wait_not_ready(BROKER_GONE, time.monotonic() + SALE_DEADLINE_S)
-    held = site.hold("the broker was down (SIGKILL)", rng.uniform(0.2, 4.0))
+    held = site.hold(f"the broker was down ({how})", rng.uniform(0.2, 4.0))
     site.broker.start()
     site.down.discard("broker")
-    return f"broker SIGKILL, restarted after {held:.1f}s"
+    return f"broker {how}, restarted after {held:.1f}s"
+
+
+def broker_sigkill(site: Site, rng: random.Random) -> str:
+    """Mosquitto crashes (what it had not saved is gone: queued messages, retained acks)."""
+    return _broker_down(site, rng, site.broker.kill, "SIGKILL")
 
 
 def broker_sigterm(site: Site, rng: random.Random) -> str:
     """Mosquitto stops cleanly (saves its state) and comes back."""
-    site.down.add("broker")
-    site.broker.stop()
-    site.wait_not_ready(BROKER_GONE, time.monotonic() + SALE_DEADLINE_S)
-    held = site.hold("the broker was down (SIGTERM)", rng.uniform(0.2, 4.0))
-    site.broker.start()
-    site.down.discard("broker")
-    return f"broker SIGTERM, restarted after {held:.1f}s"
+    return _broker_down(site, rng, site.broker.stop, "SIGTERM")
 
 
 def broker_hang(site: Site, rng: random.Random) -> str:

@@ -13,10 +13,6 @@ import os
 import sys
 
 
-class Done(Exception):
-    pass
-
-
 def main():
     sys.path.insert(0, sys.argv[1])
     sys.path.insert(0, sys.argv[2])
@@ -77,21 +73,14 @@ def main():
             return bus
 
     gw = boardsim.install(fakeumqtt, machine).gateway
-    world = boardsim.world
     loaded = boardsim.LoadedModules()  # every signet module main.py loads, dropped ones too
 
     def on_feed(feeds):
         loaded.sample()
         if (gw.records and gw.ack == max(gw.records)) or feeds > 20000:
-            raise Done()
+            raise boardsim.Done()
 
-    world.on_feed = on_feed
-    with open(sys.argv[4]) as f:
-        code = f.read()
-    try:  # noqa: SIM105 (no contextlib on MicroPython)
-        exec(code, {"__name__": "__main__"})
-    except Done:
-        pass
+    boardsim.run_main(sys.argv[4], on_feed)
     loaded.sample()
     r = print
     r("R loaded", " ".join(sorted(loaded.names)))

@@ -14,10 +14,6 @@ import sys
 FEEDS_AFTER_ACK = 50  # loop passes after the last ack: what runs later loads too
 
 
-class Done(Exception):
-    pass
-
-
 def main():
     sys.path.insert(0, sys.argv[1])
     os.chdir(sys.argv[2])
@@ -45,15 +41,9 @@ def main():
         if feeds > 20 and len(revs) >= len(sales) and gw.records and gw.ack == max(gw.records):
             acked_at.append(feeds)
         if (acked_at and feeds - acked_at[0] >= FEEDS_AFTER_ACK) or feeds > 20000:
-            raise Done()
+            raise boardsim.Done()
 
-    world.on_feed = on_feed
-    with open(sys.argv[3]) as f:
-        code = f.read()
-    try:  # noqa: SIM105 (no contextlib on MicroPython)
-        exec(code, {"__name__": "__main__"})
-    except Done:
-        pass
+    boardsim.run_main(sys.argv[3], on_feed)
     loaded.sample()
     print("R loaded", " ".join(sorted(loaded.names)))
     print("R revs", len([n for n in gw.kinds if gw.kinds[n] == "rev"]))

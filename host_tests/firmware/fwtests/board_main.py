@@ -12,10 +12,6 @@ import os
 import sys
 
 
-class Done(Exception):
-    pass
-
-
 def main():
     sys.path.insert(0, sys.argv[1])
     os.chdir(sys.argv[2])
@@ -38,15 +34,9 @@ def main():
         revs = [n for n in gw.kinds if gw.kinds[n] == "rev"]
         want = 2 if 2 in world.uarts else 1
         if (len(revs) >= want and gw.ack == max(gw.records)) or feeds > 20000:
-            raise Done()
+            raise boardsim.Done()
 
-    world.on_feed = on_feed
-    with open(sys.argv[3]) as f:
-        code = f.read()
-    try:  # noqa: SIM105 (no contextlib on MicroPython)
-        exec(code, {"__name__": "__main__"})
-    except Done:
-        pass
+    boardsim.run_main(sys.argv[3], on_feed)
     r = print
     r("R feeds", world.feeds)
     r("R wdt_timeout", world.wdt_timeout)

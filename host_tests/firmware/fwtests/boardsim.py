@@ -205,3 +205,19 @@ def install(fakeumqtt, machine_module=None):
     broker = fakeumqtt.Broker()
     fakeumqtt.broker = broker
     return broker
+
+
+class Done(Exception):
+    """Raised by a harness's on_feed to end main.py's endless loop."""
+
+
+def run_main(main_py, on_feed):
+    """Run main.py, unchanged, as a board boots it; on_feed(feeds) is called at every
+    watchdog feed and ends the run by raising Done."""
+    world.on_feed = on_feed
+    with open(main_py) as f:
+        code = f.read()
+    try:  # noqa: SIM105 (no contextlib on MicroPython)
+        exec(code, {"__name__": "__main__"})
+    except Done:
+        pass
