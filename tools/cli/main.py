@@ -16,7 +16,17 @@ from .extras import add_micropython_option, missing_extra_line, needs_extra
 
 # Command groups that live in their own modules. Each has register(sub, bench):
 # `sub` takes top-level commands, `bench` takes `signet bench NAME` benchmarks.
-COMMAND_GROUPS = ("agent", "device", "gateway", "db", "report", "fleet", "line", "evidence")
+COMMAND_GROUPS = (
+    "agent",
+    "device",
+    "gateway",
+    "db",
+    "report",
+    "fleet",
+    "line",
+    "evidence",
+    "broker",
+)
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:

@@ -52,6 +52,16 @@ def _accepts(host: str, port: int) -> bool:
         return False
 
 
+def _listener(conf: Path) -> tuple[int, str]:
+    """The port and address of a configuration's first `listener` line (no address: all,
+    reached on 127.0.0.1)."""
+    for line in conf.read_text().splitlines():
+        words = line.split()
+        if len(words) >= 2 and words[0] == "listener":
+            return int(words[1]), words[2] if len(words) > 2 else "127.0.0.1"
+    raise BrokerError(f"{conf} has no listener line")
+
+
 @dataclass(frozen=True)
 class BrokerTls:
     """PEM files for a TLS listener; require_certificate asks clients for a certificate."""
@@ -67,6 +77,9 @@ class Mosquitto(ChildServer):
     resume() hang it and let it go on (fault injection).
 
     users: {name: password} turns anonymous access off and writes a password file.
+    conf: a configuration written by `signet broker config` (listener, TLS, accounts, ACL),
+    used as it is; only persistence and the log are added. reload() is the operator's
+    `systemctl reload mosquitto`: SIGHUP, after which it reads the password and ACL files again.
     """
 
     def __init__(
@@ -77,8 +90,12 @@ class Mosquitto(ChildServer):
         *,
         tls: BrokerTls | None = None,
         users: dict[str, str] | None = None,
+        conf: Path | None = None,
     ) -> None:
         self.workdir = Path(workdir)
+        self.conf = None if conf is None else Path(conf)
+        if self.conf is not None:  # its listener is the one to wait for
+            port, host = _listener(self.conf)
         self.host = host
         self.port = port or free_port(host)
         self.tls = tls
@@ -115,13 +132,15 @@ class Mosquitto(ChildServer):
             f"require_certificate {'true' if self.tls.require_certificate else 'false'}\n"
         )
 
+    def _listener_lines(self) -> str:
+        if self.conf is not None:
+            return self.conf.read_text() + "\n"
+        return f"listener {self.port} {self.host}\n" + self._tls_lines() + self._access_lines()
+
     def _write_config(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.config.write_text(
-            f"listener {self.port} {self.host}\n"
-            + self._tls_lines()
-            + self._access_lines()
-            + "persistence true\n"
+            self._listener_lines() + "persistence true\n"
             f"persistence_location {self.workdir}/\n"
             "autosave_interval 60\n"
             # 0 = unlimited: a stopped gateway's persistent session keeps its backlog.
@@ -155,6 +174,15 @@ class Mosquitto(ChildServer):
             time.sleep(0.02)
         self.kill()
         raise BrokerError(f"mosquitto did not accept connections on port {self.port} in {timeout}s")
+
+    def reload(self) -> None:
+        """SIGHUP, as `systemctl reload mosquitto` sends: the configuration is written again
+        (conf may have changed) and Mosquitto re-reads it with its password and ACL files."""
+        if not self.running:
+            raise BrokerError("mosquitto is not running: nothing to reload")
+        assert self._proc is not None
+        self._write_config()
+        self._proc.send_signal(signal.SIGHUP)
 
     def _after_sigterm(self) -> None:
         if self._paused:  # a stopped process keeps SIGTERM pending until it runs again
