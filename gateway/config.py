@@ -123,6 +123,13 @@ class LogConfig:
     # signatures and in the verifier key auditors configure (C2SP tlog-checkpoint, signed-note).
     # Changing it changes the verifier key: set it once.
     origin: str = field(default_factory=default_origin)
+    # Append every stored record to the log. Off only to measure what the log costs: records
+    # stored while it is off are appended (in receive order) when the gateway next starts
+    # with it on.
+    enabled: bool = True
+    # Sign a checkpoint this often when the tree has grown (and at a clean stop); 0: only on
+    # demand (`signet log checkpoint`).
+    checkpoint_interval_s: int = 60
 
 
 AggregateSection = Mapping[str, Any]
@@ -152,6 +159,12 @@ def _int(lo: int, hi: int) -> Callable[[str, Any], int]:
         return value
 
     return check
+
+
+def _bool(name: str, value: Any) -> bool:
+    if type(value) is not bool:
+        raise ConfigError(f"{name}: must be true or false, got {value!r}")
+    return value
 
 
 def _text(allow_empty: bool = False) -> Callable[[str, Any], str]:
@@ -339,7 +352,12 @@ def parse(data: Mapping[str, Any], base_dir: Path | None = None) -> GatewayConfi
         data,
         "log",
         LogConfig(key=base / "gateway-log.key"),
-        {"key": path, "origin": _origin},
+        {
+            "key": path,
+            "origin": _origin,
+            "enabled": _bool,
+            "checkpoint_interval_s": _int(0, 7 * 86400),
+        },
     )
     if "origin" not in data.get("log", {}):
         try:

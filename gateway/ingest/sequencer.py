@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from signet_gateway.store.model import StoredRecord
+from signet_gateway.store.record_log import RecordLog
 from signet_gateway.store.sqlite import Store
 from signet_gateway.verify.payload_schema import decode_payload
 from signet_gateway.verify.verifier import VerifiedRecord
@@ -119,8 +120,11 @@ class Sequencer:
         on_stored: Callable[[StoredRecord], None] | None = None,
         evidence_per_device: int = EVIDENCE_PER_DEVICE,
         on_stored_many: Callable[[list[StoredRecord]], None] | None = None,
+        record_log: RecordLog | None = None,
     ) -> None:
         self.conn = conn
+        # The transparency log (None: records are stored unlogged, [log] enabled = false).
+        self.record_log = record_log
         self._store = Store.over(conn)
         self.findings = findings
         self.max_future_skew_ms = max_future_skew_ms
@@ -254,6 +258,8 @@ class Sequencer:
 
     def rolled_back(self) -> None:
         """After ROLLBACK: forget everything not committed (state reloads from the database)."""
+        if self.record_log is not None:
+            self.record_log.rolled_back()
         self._devs.clear()
         self._dirty.clear()
         self._inserts.clear()
@@ -285,11 +291,15 @@ class Sequencer:
 
     def _flush_inserts(self) -> None:
         if self._inserts:
-            self.conn.executemany(
-                "INSERT INTO records (kid, n, kind, b, u, t, payload, raw, received_ms, late,"
-                " future, chain_break) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                self._inserts,
-            )
+            inserts = self._inserts
+            columns = "kid, n, kind, b, u, t, payload, raw, received_ms, late, future, chain_break"
+            if self.record_log is not None:
+                # Appended in the order the records are stored, in their transaction.
+                first = self.record_log.append([row[7] for row in inserts])
+                inserts = [(*row, first + i) for i, row in enumerate(inserts)]
+                columns += ", log_index"
+            marks = ", ".join("?" * len(inserts[0]))
+            self.conn.executemany(f"INSERT INTO records ({columns}) VALUES ({marks})", inserts)
             self._inserts.clear()
         if self._new:
             new, self._new = self._new, []

@@ -37,6 +37,7 @@ from .enrollment import Enrollment
 from .instance_lock import InstanceLock
 from .intake import Intake
 from .link_state import Throttle
+from .log_keeper import LogKeeper
 from .mqtt_link import MqttLink
 from .store_outage import StoreOutage
 from .wire import REC_SUBSCRIPTION
@@ -77,6 +78,7 @@ def rss_kib(pid: int | str = "self") -> tuple[int, int]:
 class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
+        self.log_keeper: LogKeeper | None = None
         self.failed: BaseException | None = None
         self.stopped = threading.Event()  # set when the writer has exited (drained or failed)
         self.stats: Counter[str] = Counter()
@@ -136,6 +138,11 @@ class Gateway:
                     self.store.size_bytes() >> 20,
                     cfg.store.max_size_mb,
                 )
+        # The transparency log: its key (made on the first start), the records stored while
+        # it was off, then one leaf per stored record in the writer's transactions.
+        self.log_keeper = LogKeeper(cfg.log, conn) if cfg.log.enabled else None
+        if self.log_keeper is not None:
+            self.log_keeper.catch_up()
         self.enrollment = enrollment = Enrollment(self.store)
         self.verifier = Verifier(enrollment.keys)
         agg = self.aggregator
@@ -148,6 +155,7 @@ class Gateway:
             on_stored_many=agg.on_stored_many,
             known_device=enrollment.known.__contains__,
             key_limits=enrollment.limits,
+            record_log=None if self.log_keeper is None else self.log_keeper.record_log,
         )
         self.intake = Intake(
             self.verifier, cfg.ingest.verify_threads, keys=enrollment.keys, on_failure=self._fatal
@@ -276,6 +284,8 @@ class Gateway:
             self.stopped.set()
 
     def _housekeeping(self, now: float) -> None:
+        if self.log_keeper is not None:
+            self.log_keeper.tick(now)
         # Acks: take in the broker's PUBACKs and connects; publish what is due (ack_outbox.py).
         self.link.reconcile_acks()
         if now >= self._next_refresh:
@@ -392,6 +402,8 @@ class Gateway:
                 # Idle: publish what is committed before waiting for more.
                 self._flush_acks()
                 if intake.closed and intake.idle():
+                    if self.log_keeper is not None:  # a clean stop: the tree as it is, signed
+                        self.log_keeper.checkpoint()
                     return
                 intake.arrived.wait(0.1)
                 intake.arrived.clear()

@@ -2,9 +2,9 @@
 
 The writer thread hands :meth:`BatchWriter.commit` the messages of one batch in
 arrival order. Inside a single ``BEGIN IMMEDIATE ... COMMIT`` it applies the
-sequence rules to every verified record (which stores new ones and calls the
-aggregation hook), quarantines refused input, adds the findings counters and
-the per-device sequence state, and trims the quarantine to its bound. Only
+sequence rules to every verified record (which stores new ones, appends them to the
+transparency log and calls the aggregation hook), quarantines refused input, adds the
+findings counters and the per-device sequence state, and trims the quarantine to its bound. Only
 when COMMIT has returned does the caller PUBACK the messages and publish acks.
 
 A bug while handling one message (an exception that is not a storage error)
@@ -29,6 +29,7 @@ from typing import Any, Final
 from signet_gateway.mcr.aggregate import day_of
 from signet_gateway.store.faults import UNUSABLE, fault_of
 from signet_gateway.store.model import StoredRecord, iso_ms
+from signet_gateway.store.record_log import RecordLog
 
 from .sequencer import (
     DUPLICATE,
@@ -183,6 +184,7 @@ class BatchWriter:
         on_stored_many: Callable[[list[StoredRecord]], None] | None = None,
         known_device: Callable[[str], bool] = lambda kid: False,
         key_limits: Mapping[str, tuple[int | None, int | None]] | None = None,
+        record_log: RecordLog | None = None,
     ) -> None:
         self.conn = conn
         self.findings = Findings()
@@ -192,6 +194,7 @@ class BatchWriter:
             max_future_skew_ms=max_future_skew_ms,
             on_stored=on_stored,
             on_stored_many=on_stored_many,
+            record_log=record_log,
         )
         self.quarantine_rows = quarantine_rows
         self.quarantine_bytes = quarantine_bytes

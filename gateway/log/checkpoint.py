@@ -184,6 +184,8 @@ class CheckpointSigner:
                     " at that size (a split view)"
                 )
             return
+        if last.size == 0:
+            return  # every tree extends the empty one (RFC 9162 defines no proof from size 0)
         if not self._is_consistent(last, new):
             raise InconsistentCheckpoint(
                 f"the tree of size {new.size} does not extend the last signed checkpoint's"

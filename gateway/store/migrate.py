@@ -1,11 +1,13 @@
-"""Schema migration in place: version 1 (before issue 11) to 2, in one transaction.
+"""Schema migration in place, version 1 or 2 to 3, in one transaction.
 
-Kept deliberately small: one step, SQLite only. Version 2 rebuilds the devices table (new
-columns; a CHECK that ties the hardware tier to evidence that verified) and adds the
+Kept deliberately small: SQLite only, one function per step. Version 2 rebuilds the devices
+table (new columns; a CHECK that ties the hardware tier to evidence that verified) and adds the
 challenges table. A version-1 key enrolled as ``hardware`` was enrolled on evidence nobody
 verified: it becomes ``software`` (its evidence bytes are kept), and the migration says so;
 the way back to the hardware tier is a new key enrolled on verified evidence (a rotation,
-docs/TRUST.md). Every other row, record and aggregate is unchanged.
+docs/TRUST.md). Version 3 adds the transparency log (records.log_index, the log's tables)
+and appends every stored record to it in the order they were received. Every other row,
+record and aggregate is unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .model import StoreError, StoreOpenError
-from .schema import CHALLENGES_TABLE, DEVICES_TABLE, SCHEMA_VERSION
+from .record_log import RecordLog
+from .schema import CHALLENGES_TABLE, DEVICES_TABLE, LOG_TABLES, SCHEMA_VERSION
 from .sqlite import connect
 
 __all__ = ["Migration", "migrate"]
@@ -44,13 +47,16 @@ def migrate(path: Path | str) -> Migration:
         try:
             version = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()[0]
             result = Migration(version)
-            if version == "1":
-                result.notes = _v1_to_v2(conn)
-            elif version != SCHEMA_VERSION:
+            if version not in ("1", "2", SCHEMA_VERSION):
                 raise StoreOpenError(
                     f"database {path} has schema version {version}, which this version of"
-                    f" Signet does not know (it knows 1 and {SCHEMA_VERSION})"
+                    f" Signet does not know (it knows 1 to {SCHEMA_VERSION})"
                 )
+            if version == "1":
+                result.notes += _v1_to_v2(conn)
+            if version in ("1", "2"):
+                result.notes += _v2_to_v3(conn)
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -86,5 +92,18 @@ def _v1_to_v2(conn: sqlite3.Connection) -> list[str]:
         " flagged, kid FROM devices_v1"
     )
     conn.execute("DROP TABLE devices_v1")
-    conn.execute("UPDATE meta SET value = ? WHERE key = 'schema'", (SCHEMA_VERSION,))
     return notes
+
+
+def _v2_to_v3(conn: sqlite3.Connection) -> list[str]:
+    conn.execute("ALTER TABLE records ADD COLUMN log_index INTEGER")
+    for statement in _statements(LOG_TABLES):
+        conn.execute(statement)
+    appended = RecordLog(conn).append_unlogged()
+    if not appended:
+        return []
+    return [
+        f"the transparency log now holds the {appended} records stored before it existed, in"
+        " the order they were received (docs/AUDIT.md); the gateway signs its first"
+        " checkpoint when it starts"
+    ]

@@ -1,4 +1,4 @@
-"""The gateway database's tables (schema version 2), shared by every store implementation.
+"""The gateway database's tables (schema version 3), shared by every store implementation.
 
 Tables (the ones REPORT reads are marked *):
 
@@ -11,13 +11,22 @@ Tables (the ones REPORT reads are marked *):
 * ``unused``    disjoint ranges [lo, hi] of sequence numbers declared never used by boot records
 * ``evidence``  equivocating records (a second payload for an already stored n), bounded per device
 * ``quarantine`` refused input (bounded ring): reason, detail, topic, receive time, raw bytes
+* ``log_tiles``, ``log_tail`` the transparency log's Merkle nodes (store/log_tiles.py)
+* ``log_checkpoints`` the log's signed checkpoints (store/record_log.py)
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-__all__ = ["CHALLENGES_TABLE", "DEVICES_TABLE", "SCHEMA", "SCHEMA_VERSION", "TIERS"]
+__all__ = [
+    "CHALLENGES_TABLE",
+    "DEVICES_TABLE",
+    "LOG_TABLES",
+    "SCHEMA",
+    "SCHEMA_VERSION",
+    "TIERS",
+]
 
 TIERS: Final = ("software", "hardware")
 
@@ -55,6 +64,29 @@ CREATE TABLE IF NOT EXISTS challenges (
 ) WITHOUT ROWID;
 """
 
+# The transparency log (schema version 3; migrate.py adds them to a version-2 database).
+LOG_TABLES: Final = """
+-- Empty while every record is logged: finds the ones stored while the log was off.
+CREATE INDEX IF NOT EXISTS records_unlogged ON records (received_ms, kid, n)
+    WHERE log_index IS NULL;
+CREATE TABLE IF NOT EXISTS log_tiles (
+    key INTEGER PRIMARY KEY,         -- log_tiles.tile_key(level, tile): completion order
+    hashes BLOB NOT NULL             -- 8 node hashes of 32 bytes, never changed once written
+);
+CREATE TABLE IF NOT EXISTS log_tail (
+    level INTEGER PRIMARY KEY,       -- a stored level: 0, 8, 16...
+    first INTEGER NOT NULL,          -- index of the tile's first node at that level
+    hashes BLOB NOT NULL             -- the tile being filled: 0 to 7 hashes
+);
+CREATE TABLE IF NOT EXISTS log_checkpoints (
+    size INTEGER PRIMARY KEY,        -- tree size
+    root BLOB NOT NULL,              -- RFC 9162 tree head
+    note TEXT NOT NULL,              -- the C2SP signed checkpoint note, verbatim
+    issued_ms INTEGER NOT NULL,
+    proof BLOB NOT NULL              -- consistency proof from the previous checkpoint (hashes)
+);
+"""
+
 SCHEMA: Final = (
     DEVICES_TABLE
     + CHALLENGES_TABLE
@@ -72,6 +104,7 @@ CREATE TABLE IF NOT EXISTS records (
     late INTEGER NOT NULL DEFAULT 0,
     future INTEGER NOT NULL DEFAULT 0,
     chain_break INTEGER NOT NULL DEFAULT 0,  -- 1: the link into this record is broken
+    log_index INTEGER,               -- its leaf in the transparency log; NULL: not logged yet
     PRIMARY KEY (kid, n)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS findings (
@@ -118,6 +151,7 @@ CREATE TABLE IF NOT EXISTS meta (
     value TEXT NOT NULL
 ) WITHOUT ROWID;
 """
+    + LOG_TABLES
 )
 
-SCHEMA_VERSION: Final = "2"
+SCHEMA_VERSION: Final = "3"

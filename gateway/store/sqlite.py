@@ -619,7 +619,7 @@ class _Transaction:
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
         if exc_type is None:
             self.conn.execute("COMMIT")
-        else:
+        elif self.conn.in_transaction:  # SQLite may have rolled back by itself (SQLITE_FULL)
             self.conn.execute("ROLLBACK")
 
 

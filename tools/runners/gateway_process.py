@@ -61,7 +61,10 @@ def write_gateway_config(
     for name, values in config.items():
         lines.append(f"[{name}]")
         for key, value in values.items():
-            text = f'"{value}"' if isinstance(value, str) else repr(value)
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            else:
+                text = f'"{value}"' if isinstance(value, str) else repr(value)
             lines.append(f"{key} = {text}")
     path.write_text("\n".join(lines) + "\n")
     return path

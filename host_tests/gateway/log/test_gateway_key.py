@@ -191,7 +191,7 @@ def test_log_section_defaults_and_relative_key_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("section", "message"),
     [
-        ({"keys": "x"}, "log.keys: unknown key (known: key, origin)"),
+        ({"keys": "x"}, "log.keys: unknown key (known: checkpoint_interval_s, enabled, key,"),
         ({"key": ""}, "log.key: must be a non-empty path string"),
         ({"key": 3}, "log.key: must be a non-empty path string"),
         ({"origin": ""}, "log.origin: must be a non-empty string"),
@@ -201,6 +201,9 @@ def test_log_section_defaults_and_relative_key_path(tmp_path: Path) -> None:
         ({"origin": "a\u2003b"}, "log.origin: must contain no spaces"),
         ({"origin": "a\x01b"}, "log.origin: must contain no spaces"),
         ({"origin": "a" * 256}, "log.origin: must be at most 255 bytes"),
+        ({"enabled": 1}, "log.enabled: must be true or false, got 1"),
+        ({"checkpoint_interval_s": -1}, "log.checkpoint_interval_s: must be an integer 0..604800"),
+        ({"checkpoint_interval_s": 1.5}, "log.checkpoint_interval_s: must be an integer"),
     ],
 )
 def test_a_wrong_log_field_is_named(section: dict[str, object], message: str) -> None:

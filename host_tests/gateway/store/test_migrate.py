@@ -1,4 +1,4 @@
-"""Schema version 1 -> 2 in place: `signet db migrate` and `signet db init` on an existing
+"""Schema version 1 -> 3 in place: `signet db migrate` and `signet db init` on an existing
 file. data/v1.db was made by the version-1 code (commit 7e6a73d): three devices (one
 'hardware' on evidence nobody verified, one revoked), six records each, their aggregates."""
 
@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 from kit.gatewaykit import write_config
+from signet_gateway.log import merkle
 from signet_gateway.store.model import StoreOpenError
+from signet_gateway.store.record_log import RecordLog
 from signet_gateway.store.sqlite import Store
 from signet_tools.cli.main import main
 
@@ -58,12 +60,21 @@ def test_migrate_keeps_everything_and_downgrades_unverified_hardware(
     assert main(["db", "migrate", "--db", str(v1)]) == 0
     out = capsys.readouterr().out
     assert f"note: device {HARD} ('kiosk') was enrolled as hardware on evidence that was" in out
-    assert "migrated gateway database" in out and "from schema version 1 to 2" in out
-    assert (_dump(v1, "records"), _dump(v1, "findings"), _dump(v1, "agg_records")) == (
+    assert "migrated gateway database" in out and "from schema version 1 to 3" in out
+    after = _dump(v1, "records")
+    assert ([r[:-1] for r in after], _dump(v1, "findings"), _dump(v1, "agg_records")) == (
         records,
         findings,
         aggregates,
     )
+    # Version 3: every record appended to the log, in the order they were received.
+    logged = sorted(after, key=lambda r: (r[8], r[0], r[1]))  # received_ms, kid, n
+    assert [r[-1] for r in logged] == list(range(18))
+    with Store(v1) as store:
+        tree = RecordLog(store.conn).tree
+        assert tree.size == 18
+        assert tree.root() == merkle.root(merkle.leaf_hash(r[7]) for r in logged)
+    assert "the transparency log now holds the 18 records stored before it existed" in out
     assert main(["devices", "--json", "--db", str(v1)]) == 0
     rows = {r["device"]: r for r in map(json.loads, capsys.readouterr().out.splitlines())}
     assert {k: (r["tier"], r["status"], r["name"]) for k, r in rows.items()} == {
@@ -88,7 +99,7 @@ def test_db_init_on_an_existing_version_1_file_migrates_it(
     v1: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["db", "init", "--db", str(v1)]) == 0
-    assert "from schema version 1 to 2" in capsys.readouterr().out
+    assert "from schema version 1 to 3" in capsys.readouterr().out
     with Store(v1, readonly=True) as store:
         assert store.record_count() == 18 and len(store.devices()) == 3
 

@@ -1,0 +1,103 @@
+"""The gateway's side of the transparency log: its key, catching up, signing checkpoints.
+
+The writer appends each record's leaf in its own transaction (sequencer.py, through the
+``RecordLog`` this keeper opens on the writer's connection). The keeper does the rest, on
+the writer thread between batches:
+
+* at start: reads the log key (``[log] key``), generating it on the first start if there is
+  none (mode 0600; its verifier key is logged), and appends the records stored while the log
+  was off, in the order they were received;
+* every ``[log] checkpoint_interval_s`` when the tree has grown, and at a clean stop: signs a
+  checkpoint in its own transaction (record_log.issue_checkpoint). A checkpoint that cannot
+  be written now (a full or locked store) is tried again at the next interval; the records
+  are safe either way.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+
+from signet_gateway.config import ConfigError, LogConfig
+from signet_gateway.log import key as log_key
+from signet_gateway.log.checkpoint import CheckpointError
+from signet_gateway.log.note import Signer
+from signet_gateway.store.record_log import RecordLog, StoredCheckpoint
+from signet_gateway.store.sqlite import Store
+
+from .link_state import Throttle
+
+__all__ = ["LogKeeper", "open_signer"]
+
+log = logging.getLogger("signet.gateway")
+
+
+def open_signer(config: LogConfig, create: bool = False) -> Signer:
+    """The log's signer from ``[log] key``; with ``create``, a missing key is generated (the
+    gateway's first start). ConfigError (one line) when the key cannot be used."""
+    try:
+        if create and not config.key.exists():
+            key = log_key.generate()
+            log_key.save(config.key, key)
+            log_key.save_public(config.key, key)
+            log.info(
+                "generated the log key %s; its verifier key (give it to auditors): %s",
+                config.key,
+                log_key.verifier(key, config.origin).vkey,
+            )
+        return log_key.signer(log_key.load(config.key), config.origin)
+    except (log_key.KeyFileError, OSError) as exc:
+        raise ConfigError(str(exc)) from None
+
+
+class LogKeeper:
+    """Owns the log on the writer's connection; every method runs on the writer thread."""
+
+    def __init__(self, config: LogConfig, conn: sqlite3.Connection) -> None:
+        self.config = config
+        self.store = Store.over(conn)
+        self.signer = open_signer(config, create=True)
+        self.record_log = RecordLog(conn)
+        self._interval = config.checkpoint_interval_s
+        self._next = time.monotonic() + self._interval
+        self._failures = Throttle(1, 60.0)
+        self.last: StoredCheckpoint | None = self.record_log.latest_checkpoint()
+
+    def catch_up(self) -> int:
+        """Append the records not in the log yet (one transaction); returns how many."""
+        with self.store.transaction():
+            appended = self.record_log.append_unlogged()
+        if appended:
+            log.info("appended %d records stored while the log was off to the log", appended)
+        return appended
+
+    def tick(self, now: float) -> None:
+        """Between batches: sign a checkpoint if the interval is up and the tree grew."""
+        if self._interval and now >= self._next:
+            self._next = now + self._interval
+            self.checkpoint(quiet=True)
+
+    def checkpoint(self, quiet: bool = False) -> StoredCheckpoint | None:
+        """Sign and store a checkpoint of the tree now (unless it is unchanged)."""
+        size = self.record_log.size
+        if size == 0 or (self.last is not None and self.last.size == size):
+            return self.last  # nothing new to sign
+        try:
+            with self.store.transaction():
+                self.last = self.record_log.issue_checkpoint(self.signer)
+        except sqlite3.Error as exc:
+            self.record_log.rolled_back()
+            if self._failures.allow() is not None:
+                log.warning("cannot store a log checkpoint now (%s); trying again later", exc)
+            return None
+        except CheckpointError as exc:
+            # The stored history and the tree disagree: signing would be a split view. The
+            # records keep flowing; an operator must look (docs/AUDIT.md).
+            self.record_log.rolled_back()
+            if self._failures.allow() is not None:
+                log.error("refusing to sign a log checkpoint: %s", exc)
+            return None
+        if not quiet:
+            log.info("log checkpoint: %d records, root %s", self.last.size, self.last.root.hex())
+        return self.last
