@@ -15,6 +15,7 @@ from kit.gatewaykit import Dev, Mqtt, enrolled_gateway
 from kit.merkle_reference import mth
 from signet_gateway.log import key as log_key
 from signet_gateway.log.checkpoint import open_checkpoint
+from signet_gateway.log.verification import verify_consistency
 from signet_gateway.store.record_log import RecordLog
 from signet_gateway.store.sqlite import Store
 from signet_tools.runners.gateway_process import GatewayProcess
@@ -94,7 +95,8 @@ def test_a_checkpoint_is_signed_at_the_interval_while_records_arrive(
     wait_until(lambda: sizes() == [20, 30], 20, "a second checkpoint, of 30")
     with Store(db, readonly=True) as store:
         first, second = RecordLog(store.conn).checkpoints()
-    assert len(second.proof) > 0  # the consistency proof from 20 to 30, stored with it
+    # The consistency proof from 20 to 30, stored with the second.
+    verify_consistency(20, 30, first.root, second.root, second.proof)
     assert gw.stop() == 0
 
 
