@@ -133,7 +133,14 @@ def store_acks(db: Path) -> dict[str, int]:
 class Mqtt:
     """A test client: publishes QoS 1 and follows every retained ack."""
 
-    def __init__(self, port: int, client_id: str = "test-fleet") -> None:
+    def __init__(
+        self,
+        port: int,
+        client_id: str = "test-fleet",
+        *,
+        auth: tuple[str, str] | None = None,
+        tls_ca: Path | None = None,
+    ) -> None:
         self.acks: dict[str, int] = {}
         self.history: list[tuple[str, int]] = []
         self.on_ack: Callable[[str, int], None] | None = None
@@ -149,6 +156,10 @@ class Mqtt:
         c.reconnect_delay_set(0.2, 1)
         c.on_connect = self._connect
         c.on_message = self._message
+        if auth is not None:  # an account on a broker configured by `signet broker config`
+            c.username_pw_set(*auth)
+        if tls_ca is not None:
+            c.tls_set(ca_certs=str(tls_ca))
         c.connect("127.0.0.1", port)
         c.loop_start()
         self.client = c
