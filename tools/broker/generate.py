@@ -97,20 +97,21 @@ def write_broker_config(db: Path, opts: BrokerOptions) -> BrokerConfig:
         )
     if opts.gateway in {a.name for a in accounts.devices}:
         raise BrokerConfigError(f"--gateway-user {opts.gateway}: a device has that name")
+    given = None if opts.tls_files is None else [_readable_pem(p) for p in opts.tls_files]
     (out / CREDENTIALS_DIR).mkdir(parents=True, exist_ok=True, mode=0o700)
-    tls = out / TLS_DIR
-    tls.mkdir(exist_ok=True, mode=0o755)
 
-    ca = None if opts.tls_files else _own_ca(tls)
-    if opts.tls_files is None:
-        assert ca is not None
+    ca = None
+    if given is None:
+        tls = out / TLS_DIR
+        tls.mkdir(exist_ok=True, mode=0o755)
+        ca = _own_ca(tls)
         cafile, certfile, keyfile = tls / "ca.pem", tls / "server.pem", tls / "server.key"
         if not pki.still_good(certfile, ca, server_hosts=list(opts.hosts)):
             cert, key = pki.issue(ca, opts.hosts[0], server_hosts=list(opts.hosts))
             write_file(keyfile, pki.key_pem(key), BROKER_READS)
             write_file(certfile, pki.cert_pem(cert), PUBLIC)
     else:
-        cafile, certfile, keyfile = (_readable_pem(p) for p in opts.tls_files)
+        cafile, certfile, keyfile = given
 
     result = BrokerConfig(out, accounts, opts.gateway, opts.certificates, cafile)
     crlfile = None
