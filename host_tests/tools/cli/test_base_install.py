@@ -90,6 +90,7 @@ SMOKE: dict[str, tuple[list[str], str]] = {
     "report": (["--db", "{w}/gateway.db"], "ok"),
     "export peaq": (["--db", "{w}/gateway.db"], "extra:gateway"),
     "revoke": (["{kid}", "--db", "{w}/gateway.db"], "ok"),
+    "broker config": (["--db", "{w}/gateway.db", "--out", "{w}/broker"], "ok"),
     "evidence verify": (["--all", "--db", "{w}/gateway.db"], "ok"),
     "simulate": (
         [
