@@ -140,9 +140,23 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         help="clients authenticate with a client certificate whose common name is their"
         " account (use_identity_as_username), instead of a password",
     )
-    c.add_argument("--tls-ca", type=Path, help="your CA file (PEM), instead of a generated CA")
-    c.add_argument("--tls-cert", type=Path, help="your broker's certificate (PEM)")
-    c.add_argument("--tls-key", type=Path, help="your broker's private key (PEM)")
+    c.add_argument(
+        "--tls-ca",
+        type=Path,
+        help="your CA file (PEM), with --tls-cert and --tls-key (default: a CA made in"
+        " DIR/tls on the first run and kept)",
+    )
+    c.add_argument(
+        "--tls-cert",
+        type=Path,
+        help="your broker's certificate (PEM) (default: DIR/tls/server.pem, issued by the"
+        " generated CA for the --host names)",
+    )
+    c.add_argument(
+        "--tls-key",
+        type=Path,
+        help="your broker's private key (PEM) (default: DIR/tls/server.key)",
+    )
     c.add_argument(
         "--gateway-user",
         type=_type(gateway_account_name),
@@ -154,7 +168,8 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         action="append",
         metavar="ACCOUNT",
         help="new credentials for this account (a machine id or the gateway's account): the"
-        " old password or certificate stops working after the reload; repeat for several",
+        " old password or certificate stops working after the reload; repeat for several"
+        " (default: every existing account keeps its credentials)",
     )
     c.set_defaults(func=cmd_broker_config)
 
