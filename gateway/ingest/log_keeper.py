@@ -22,33 +22,14 @@ import time
 from signet_gateway.config import ConfigError, LogConfig
 from signet_gateway.log import key as log_key
 from signet_gateway.log.checkpoint import CheckpointError
-from signet_gateway.log.note import Signer
 from signet_gateway.store.record_log import RecordLog, StoredCheckpoint
 from signet_gateway.store.sqlite import Store
 
 from .link_state import Throttle
 
-__all__ = ["LogKeeper", "open_signer"]
+__all__ = ["LogKeeper"]
 
 log = logging.getLogger("signet.gateway")
-
-
-def open_signer(config: LogConfig, create: bool = False) -> Signer:
-    """The log's signer from ``[log] key``; with ``create``, a missing key is generated (the
-    gateway's first start). ConfigError (one line) when the key cannot be used."""
-    try:
-        if create and not config.key.exists():
-            key = log_key.generate()
-            log_key.save(config.key, key)
-            log_key.save_public(config.key, key)
-            log.info(
-                "generated the log key %s; its verifier key (give it to auditors): %s",
-                config.key,
-                log_key.verifier(key, config.origin).vkey,
-            )
-        return log_key.signer(log_key.load(config.key), config.origin)
-    except (log_key.KeyFileError, OSError) as exc:
-        raise ConfigError(str(exc)) from None
 
 
 class LogKeeper:
@@ -57,7 +38,16 @@ class LogKeeper:
     def __init__(self, config: LogConfig, conn: sqlite3.Connection) -> None:
         self.config = config
         self.store = Store.over(conn)
-        self.signer = open_signer(config, create=True)
+        try:
+            self.signer, made = log_key.open_signer(config, create=True)
+        except (log_key.KeyFileError, OSError) as exc:
+            raise ConfigError(str(exc)) from None
+        if made is not None:
+            log.info(
+                "generated the log key %s; its verifier key (give it to auditors): %s",
+                config.key,
+                made,
+            )
         self.record_log = RecordLog(conn)
         self._interval = config.checkpoint_interval_s
         self._next = time.monotonic() + self._interval

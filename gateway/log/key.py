@@ -26,12 +26,15 @@ from cryptography.hazmat.primitives.serialization import (
     load_pem_private_key,
 )
 
+from signet_gateway.config import LogConfig
+
 from .note import Signer, Verifier
 
 __all__ = [
     "KeyFileError",
     "generate",
     "load",
+    "open_signer",
     "pub_path",
     "public_pem",
     "save",
@@ -164,3 +167,16 @@ def _kind(key: object) -> str:
     if isinstance(key, rsa.RSAPrivateKey):
         return f"an RSA-{key.key_size}"
     return f"a {type(key).__name__}"
+
+
+def open_signer(config: LogConfig, create: bool = False) -> tuple[Signer, str | None]:
+    """The log's signer from ``[log] key`` and ``origin``; with ``create``, a missing key is
+    generated first (the gateway's first start) and its verifier key returned beside the
+    signer (None when the key existed). KeyFileError (one line) when it cannot be used."""
+    made = None
+    if create and not os.path.lexists(config.key):
+        key = generate()
+        save(config.key, key)
+        save_public(config.key, key)
+        made = verifier(key, config.origin).vkey
+    return signer(load(config.key), config.origin), made

@@ -18,6 +18,12 @@ on verified evidence, on a machine none of whose keys is revoked or flagged for
 equivocation, 0 otherwise: the tier comes from enrollment, never from a record. peaq's
 ``value`` is a uint256, so a refund (negative ``am``) cannot be expressed: refunds are left
 out and counted.
+
+Each event's metadata also says where its records are in the gateway's transparency log
+(docs/AUDIT.md): ``log_index`` of a revenue record, ``log_first`` / ``log_last`` of a
+window's first and last record, and ``checkpoint``, the size of the first stored checkpoint
+that includes them (null until the gateway signed one), so that an on-chain event leads back
+to an inclusion proof (`signet log proof`) and an audit bundle.
 """
 
 from __future__ import annotations
@@ -187,8 +193,9 @@ def _key_events(
     machine, trust = event_of
     day_from, day_to = days
     lo, hi = day_start_ms(day_from), day_start_ms(day_to) + DAY_MS
-    for n, b, at_ms, placed, am, cur, raw in conn.execute(
-        "SELECT a.n, a.b, a.at_ms, a.placed, a.am, a.cur, r.raw FROM agg_records AS a"
+    for n, b, at_ms, placed, am, cur, raw, log_index in conn.execute(
+        "SELECT a.n, a.b, a.at_ms, a.placed, a.am, a.cur, r.raw, r.log_index"
+        " FROM agg_records AS a"
         " JOIN records AS r ON r.kid = a.kid AND r.n = a.n"
         " WHERE a.kid = ? AND a.kind = 'rev' AND a.at_ms >= ? AND a.at_ms < ?",
         (kid, lo, hi),
@@ -197,6 +204,7 @@ def _key_events(
             result.refunds_skipped.append((kid, n))
             continue
         meta = {"device": kid, "n": n, "kind": "rev", "b": b, "time": placed}
+        meta.update(_log_place(conn, log_index))
         event = {
             "machineId": machine,
             "eventType": EVENT_REVENUE,
@@ -234,6 +242,15 @@ def _key_events(
             "end_ms": w.end_ms,
             "time": "boot_t" if placed and placed[0] else "received",
         }
+        first, last = (
+            conn.execute(
+                "SELECT log_index FROM records WHERE kid = ? AND n = ?", (kid, n)
+            ).fetchone()[0]
+            for n in (w.ns[0], w.ns[-1])
+        )
+        if first is not None and last is not None:
+            place = _log_place(conn, max(first, last))
+            meta.update({"log_first": first, "log_last": last, "checkpoint": place["checkpoint"]})
         event = {
             "machineId": machine,
             "eventType": EVENT_ACTIVITY,
@@ -248,6 +265,17 @@ def _key_events(
         }
         keyed.append(((w.end_ms // 1000, kid, EVENT_ACTIVITY, w.ns[-1]), event))
         result.activity_events += 1
+
+
+def _log_place(conn: sqlite3.Connection, log_index: int | None) -> dict[str, Any]:
+    """Where a record is in the transparency log: its leaf index and the size of the first
+    stored checkpoint that includes it (None until one is signed; `signet log proof`)."""
+    if log_index is None:  # stored while the log was off: not in it yet
+        return {}
+    (size,) = conn.execute(
+        "SELECT min(size) FROM log_checkpoints WHERE size > ?", (log_index,)
+    ).fetchone()
+    return {"log_index": log_index, "checkpoint": size}
 
 
 def render(export: PeaqExport) -> str:

@@ -26,6 +26,7 @@ COMMAND_GROUPS = (
     "line",
     "evidence",
     "broker",
+    "log",
     "audit",
 )
 

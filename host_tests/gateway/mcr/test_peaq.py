@@ -14,10 +14,14 @@ from typing import Any
 
 import cbor2
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from test_aggregate import DAY_MS, T0, Db, rec
 
 from kit.independent_signer import make_key, make_record
 from signet_gateway.ingest.sequencer import Findings, Sequencer
+from signet_gateway.log.merkle import leaf_hash
+from signet_gateway.log.note import Signer
+from signet_gateway.log.verification import verify_inclusion
 from signet_gateway.mcr.aggregate import Aggregator, day_of
 from signet_gateway.mcr.peaq import (
     EVENT_ACTIVITY,
@@ -29,6 +33,7 @@ from signet_gateway.mcr.peaq import (
     trust_level,
 )
 from signet_gateway.mcr.report import Period
+from signet_gateway.store.record_log import RecordLog
 from signet_gateway.store.sqlite import Store
 from signet_gateway.trust import VerifiedEvidence
 from signet_gateway.verify.pubkeys import DevicePublicKey
@@ -80,7 +85,10 @@ class Signed:
         self.store.enroll(public, tier, evidence=evidence)
         self.kid = public.device_id
         self.verifier = Verifier(self.store.active_keys())
-        self.seq = Sequencer(self.store.conn, Findings(), on_stored=self.agg.on_stored)
+        self.log = RecordLog(self.store.conn)  # as the gateway stores them: in the log
+        self.seq = Sequencer(
+            self.store.conn, Findings(), on_stored=self.agg.on_stored, record_log=self.log
+        )
         self.prev = bytes(32)
         self.raw: dict[int, bytes] = {}
 
@@ -139,6 +147,8 @@ def test_export_shape_values_and_hashes(device: Signed) -> None:
         "kind": "rev",
         "b": 1,
         "time": "record_t",
+        "log_index": 6,  # the seventh record stored
+        "checkpoint": None,  # none signed yet
     }
 
     assert (first["eventType"], first["currency"], first["value"]) == (EVENT_ACTIVITY, "", 300)
@@ -153,6 +163,28 @@ def test_export_shape_values_and_hashes(device: Signed) -> None:
     meta2 = decode_metadata(second["metadata"])
     assert (meta2["first_n"], meta2["last_n"], second["value"]) == (9, 11, 120)
     assert second["dataHash"] == data_hash(device.raw[9] + device.raw[10] + device.raw[11])
+
+
+def test_events_lead_to_the_first_checkpoint_that_includes_their_records(device: Signed) -> None:
+    signer = Signer("gw.test/signet", Ed25519PrivateKey.generate())
+    with device.store.transaction():
+        device.log.issue_checkpoint(signer)  # size 11: every record so far
+    more = [device.sign(12, "rev", 1, 660_000, T0 + 660_000, am=5, cur="EUR", src="pulse")]
+    device.store_all(more, T0 + 800_000)
+    with device.store.transaction():
+        device.log.issue_checkpoint(signer)  # size 12
+    first, rev, second, late_rev = export_events(device.store.conn).events
+    metas = [decode_metadata(e["metadata"]) for e in (first, rev, second, late_rev)]
+    assert [(m.get("log_first"), m.get("log_last"), m.get("log_index")) for m in metas] == [
+        (0, 5, None),
+        (None, None, 6),
+        (8, 10, None),
+        (None, None, 11),
+    ]
+    assert [m["checkpoint"] for m in metas] == [11, 11, 11, 12]
+    # The index is the record's leaf: the log's inclusion proof for it checks.
+    proof = device.log.inclusion_proof(11, 12)
+    verify_inclusion(leaf_hash(device.raw[12]), 11, 12, proof, device.log.tree.root(12))
 
 
 def test_software_key_exports_trust_level_zero(tmp_path: Path) -> None:

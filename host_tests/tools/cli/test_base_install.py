@@ -92,6 +92,11 @@ SMOKE: dict[str, tuple[list[str], str]] = {
     "revoke": (["{kid}", "--db", "{w}/gateway.db"], "ok"),
     "broker config": (["--db", "{w}/gateway.db", "--out", "{w}/broker"], "ok"),
     "evidence verify": (["--all", "--db", "{w}/gateway.db"], "ok"),
+    # log.toml names no store: its default, signet.db beside it, does not exist.
+    "log checkpoint": (["--config", "{w}/log.toml"], "setup"),
+    "log checkpoints": (["--db", "{w}/gateway.db"], "ok"),
+    "log proof": (["--db", "{w}/gateway.db", "--device", "{kid}", "--n", "1"], "setup"),
+    "log consistency": (["--db", "{w}/gateway.db", "--from", "1"], "setup"),
     "simulate": (
         [
             "--devices",
