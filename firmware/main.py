@@ -96,7 +96,21 @@ def main():
         return
     board.log("signet: device %s running, boot %d" % (signer.device_id, agent.recorder.boot))
     gc.collect()
-    agent.run()
+    if not agent.run():
+        _reset(agent, board)
+
+
+def _reset(agent, board):
+    # The agent stalled: out of memory at every step, no progress for intervals.stall_s.
+    # A running watchdog is left unfed and resets the board (the next boot record says
+    # rc "wdt"); without one, the board resets itself. Either way the heap starts over.
+    board.log("signet: stalled out of memory: resetting the board")
+    if agent.config.watchdog_ms:
+        while True:
+            board.sleep_ms(1000)
+    import machine
+
+    machine.reset()
 
 
 def _deliver_then_stop(agent, board):

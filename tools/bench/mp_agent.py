@@ -57,7 +57,7 @@ class _Cfg:
             "backoff_max_ms": 60000,
             "batch_bytes": 4096,
         }
-        self.intervals = {"heartbeat_s": 3600, "loop_ms": 100}
+        self.intervals = {"heartbeat_s": 3600, "loop_ms": 100, "stall_s": 300}
         self.time = {"resync_s": 3600}
         self.journal = {
             "segment_bytes": 4096,

@@ -270,7 +270,11 @@ def run(config_path: str | os.PathLike[str]) -> bool:
         for src in rt.sources:
             platform.log(f"agent: local socket {src.path} (mode 0660)")
         platform.notify_ready(f"device {agent.signer.device_id}")
-        agent.run()
+        if not agent.run():
+            # Stalled: every step out of memory, no progress for intervals.stall_s
+            # (docs/AGENT.md, "Low memory"). Exit 1: systemd starts a fresh process.
+            platform.log("agent: stalled out of memory: exiting for a restart")
+            return False
         platform.notify_stopping()
         platform.log("agent: stopping (signal)")
         agent.stop()

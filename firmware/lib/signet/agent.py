@@ -45,6 +45,10 @@ class Agent:
         self.files = files
         self.sources = list(sources or ())
         self._loop_ms = config.intervals["loop_ms"]
+        # The progress watchdog (docs/AGENT.md, "Low memory"): 0 = off.
+        self._stall_ms = config.intervals["stall_s"] * 1000
+        self._progress_at = platform.ticks_ms()  # ticks: small ints, nothing to allocate
+        self.stalled = False
         self._hb_ms = config.intervals["heartbeat_s"] * 1000
         self.uptime = Uptime(platform.ticks_ms, platform.ticks_diff)
         self.wall = WallClock(platform, self.uptime, config.time["resync_s"] * 1000)
@@ -69,14 +73,22 @@ class Agent:
     # -- lifecycle -----------------------------------------------------------
 
     def run(self):
-        """Step, feed the watchdog, sleep what step() allows; until request_stop()."""
+        """Step, feed the watchdog, sleep what step() allows; until request_stop().
+
+        Returns True once stopped, False when the agent stalled (every step out of
+        memory, no progress for intervals.stall_s): the watchdog is no longer fed
+        and the caller resets the board or exits for a restart.
+        """
         if self.recorder.journal is None:
             self.start()
         while not self._stop_requested:
             wait = self.step()
+            if self.stalled:
+                return False
             self.platform.feed_watchdog()
             if wait > 0 and not self._stop_requested:
                 self.platform.sleep_ms(wait)
+        return True
 
     def request_stop(self):
         # One store, safe from a signal handler: run() returns after the step
@@ -93,6 +105,12 @@ class Agent:
     def step(self):
         """One loop iteration; returns the ms the caller may sleep."""
         rec = self.recorder
+        link = self.link
+        # What progress looks like, read before the step (references, no allocation).
+        errors = self.memory_errors + link.memory_errors
+        signed = rec.signed
+        published = link.published
+        acked = rec.journal.acked
         try:
             rec.step(self.uptime.now())
         except MemoryError:
@@ -113,8 +131,43 @@ class Agent:
                     self.platform.log("agent: source %r: %r" % (src, e))
                 except MemoryError:
                     pass
-        more = self.link.step(self.uptime.now(), rec)
+        try:
+            more = link.step(self.uptime.now(), rec)
+        except MemoryError:  # the uptime itself: past 2^30 ms a bigint on a 32-bit port
+            gc.collect()
+            self.memory_errors += 1
+            more = False
+        if self._stall_ms:
+            self._watch_progress(errors, signed, published, acked)
         return 0 if more else self._loop_ms
+
+    def _watch_progress(self, errors, signed, published, acked):
+        # A step made progress unless it ran out of memory AND nothing was signed,
+        # published or acknowledged: a transient low-memory spell, a network outage
+        # or an idle machine never trips this. Plain ticks, no uptime arithmetic:
+        # on a 32-bit board past 2^30 ms the uptime is a bigint, which a full heap
+        # cannot allocate.
+        rec = self.recorder
+        link = self.link
+        p = self.platform
+        if (
+            self.memory_errors + link.memory_errors == errors
+            or rec.signed != signed
+            or link.published != published
+            or rec.journal.acked != acked
+        ):
+            self._progress_at = p.ticks_ms()
+            return
+        if self.stalled or p.ticks_diff(p.ticks_ms(), self._progress_at) < self._stall_ms:
+            return
+        self.stalled = True
+        gc.collect()
+        try:
+            msg = "no progress for %d s" % (self._stall_ms // 1000)
+            p.log("agent: %s, every step out of memory" % msg)
+            rec.note_event("stalled", msg)  # journaled: sent after the reset if not before
+        except MemoryError:
+            pass
 
     def _note_low_memory(self, rec):
         # Signed once the heap allows, at most once per heartbeat interval: the
@@ -122,10 +175,10 @@ class Agent:
         count = self.memory_errors + self.link.memory_errors
         if count == self._mem_noted:
             return
-        now = self.uptime.now()
-        if self._mem_noted_at and now - self._mem_noted_at < self._hb_ms:
-            return
         try:
+            now = self.uptime.now()
+            if self._mem_noted_at and now - self._mem_noted_at < self._hb_ms:
+                return
             if rec.note_event("low_memory", "%d MemoryError survived" % count):
                 self._mem_noted = count
                 self._mem_noted_at = now
@@ -157,6 +210,7 @@ class Agent:
             "disconnects": link.disconnects,
             "resends": link.resends,
             "memory_errors": self.memory_errors + link.memory_errors,
+            "stalled": self.stalled,
             "refused": rec.refused,
             "repeats": rec.repeats,
             "bad_acks": link.bad_acks,

@@ -292,6 +292,9 @@ def _spec():
                 {
                     "heartbeat_s": (_int(1, 86400), 60),
                     "loop_ms": (_int(1, 10000), 100),
+                    # no progress this long, every step out of memory: stop feeding
+                    # the watchdog (0 = never)
+                    "stall_s": (_int(0, 86400), 300),
                 },
             ),
             _EMPTY,

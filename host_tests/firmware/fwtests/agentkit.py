@@ -56,8 +56,10 @@ class FakePlatform:
         return self.ticks
 
     def ticks_diff(self, a, b):
-        d = (a - b) & (WRAP - 1)
-        return d - WRAP if d >= WRAP // 2 else d
+        # Small ints only, as the board's C function: 2^30 is a bigint on a 32-bit
+        # port, which a locked heap cannot allocate (test_agent_lowmem.py).
+        d = (a - b) & 0x3FFFFFFF
+        return d | -0x40000000 if d & 0x20000000 else d
 
     def sleep_ms(self, ms):
         self.advance(ms)

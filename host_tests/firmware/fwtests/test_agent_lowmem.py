@@ -126,3 +126,166 @@ def test_the_agent_keeps_publishing_through_low_memory_and_loses_nothing():
         assert len(notes) <= 1 + 40 * 3 * 500 // 1000  # at most one per heartbeat interval
     finally:
         rig.close()
+
+
+class _Watchdog:
+    """The platform's watchdog feed, driving Agent.run(): each feed is 100 ms of
+    loop, and the steps whose number is in [starve_from, starve_to) run starved
+    (the heap locked from this feed to the next one, so inside the step). After
+    `stop_at` feeds it asks the agent to stop. Nothing here allocates while the
+    heap is locked: counters are small ints, the attributes exist already."""
+
+    def __init__(self, rig, starved, starve_from, starve_to, stop_at):
+        self.rig = rig
+        self.starved = starved
+        self.starve_from = starve_from
+        self.starve_to = starve_to
+        self.stop_at = stop_at
+        self.fed = 0
+        self.locked = False
+        self.signed_before = 0  # records signed when the starving began
+        rig.platform.feed_watchdog = self.feed
+        rig.platform.sleep_ms = self.sleep
+
+    def feed(self):
+        self._unlock()
+        self.fed += 1
+        self.rig.platform.advance(100)
+        if self.fed >= self.stop_at:
+            self.rig.agent.request_stop()
+        elif self.starve_from <= self.fed < self.starve_to:
+            if self.fed == self.starve_from:
+                self.signed_before = self.rig.agent.recorder.signed
+            self.locked = True
+            self.starved.__enter__()
+
+    def sleep(self, ms):
+        pass  # the loop's time passes in feed(): a step that returns 0 has no sleep
+
+    def _unlock(self):
+        if self.locked:
+            self.starved.__exit__(None, None, None)
+            self.locked = False
+
+    def run(self):
+        try:
+            return self.rig.agent.run()
+        finally:
+            self._unlock()
+
+
+def _stall_config(heartbeat_s=1):
+    return make_config(intervals={"heartbeat_s": heartbeat_s, "loop_ms": 100, "stall_s": 10})
+
+
+def test_a_transient_low_memory_spell_keeps_the_watchdog_fed():
+    rig = Rig(_stall_config())
+    agent = rig.agent
+    try:
+        rig.run_until(lambda: _all_stored(rig))
+        # 8 s of steps out of memory (heartbeats due, nothing signed or sent), less
+        # than stall_s: the agent goes on, and feeds the watchdog at every step.
+        dog = _Watchdog(rig, _Starved(rig), 20, 100, 200)
+        assert dog.run() is True  # stopped on request, not stalled
+        assert dog.fed == 200
+        assert not agent.stalled and not agent.stats["stalled"]
+        assert agent.stats["memory_errors"] >= 60, agent.stats
+        rig.run_until(lambda: _all_stored(rig))
+        assert rig.gw.check_chain() == agent.recorder.last_n
+    finally:
+        rig.close()
+
+
+def test_an_agent_out_of_memory_at_every_step_stops_feeding_the_watchdog():
+    rig = Rig(_stall_config())
+    agent = rig.agent
+    try:
+        rig.run_until(lambda: _all_stored(rig))
+        # Starved from the 20th step on (a stop is asked at the 200th): after stall_s (100 steps)
+        # with nothing signed, published or acked, run() returns without feeding.
+        dog = _Watchdog(rig, _Starved(rig), 20, 1000000, 200)
+        assert dog.run() is False
+        assert agent.stalled and agent.stats["stalled"]
+        # The last step with progress came after the 19th feed; stall_s is 100 feeds.
+        assert 19 + 100 <= dog.fed <= 19 + 100 + 10, dog.fed  # not before stall_s, soon after
+        # The heap allowed nothing, not even the evt.
+        assert agent.recorder.signed == dog.signed_before
+    finally:
+        rig.close()
+
+
+class _DeadLink:
+    """Only the link runs out of memory (its transport's calls fail): signing works."""
+
+    def __init__(self, rig):
+        self.active = False
+        transport = rig.transport
+        for name in ("poll", "publish"):
+            setattr(transport, name, self._failing(getattr(transport, name)))
+
+    def _failing(self, real):
+        def call(*args):
+            if self.active:
+                raise MemoryError("memory allocation failed")
+            return real(*args)
+
+        return call
+
+    def __enter__(self):
+        self.active = True
+        return self
+
+    def __exit__(self, kind, value, tb):
+        self.active = False
+        return False
+
+
+def test_a_stalled_agent_signs_an_evt_when_it_still_can():
+    rig = Rig(_stall_config(heartbeat_s=3600))
+    agent = rig.agent
+    try:
+        rig.run_until(lambda: _all_stored(rig))
+        dead = _DeadLink(rig)
+        dog = _Watchdog(rig, dead, 5, 1000000, 200)
+        assert dog.run() is False
+        assert agent.stalled
+        n = agent.recorder.last_n
+        assert agent.recorder.live[0] == n  # the evt, journaled before run() returned
+        # The board resets; the new boot sends the journal, the evt with it.
+        agent = rig.reboot()
+        rig.run_until(lambda: _all_stored(rig))
+        assert rig.gw.kinds[n] == "evt"
+        fields = rig.gw.fields(n)
+        assert fields["ev"] == "stalled" and fields["msg"] == "no progress for 10 s", fields
+        rig.gw.check_chain()  # every stored record linked to the one before (the new
+        # boot's lease leaves a declared gap)
+    finally:
+        rig.close()
+
+
+def test_an_uptime_the_heap_cannot_hold_is_a_survived_memory_error():
+    # Past 2^30 ms (12.4 days) the uptime is a bigint on a 32-bit port, and every
+    # now() allocates one: with the heap full, the call that reads it for the link
+    # ran out of memory outside any handler and the MemoryError escaped step().
+    rig = Rig(_stall_config())
+    agent = rig.agent
+    try:
+        rig.run_until(lambda: _all_stored(rig))
+        starved = _Starved(rig)
+        if heap_lock is None:
+            now = agent.uptime.now
+
+            def failing_now():
+                if starved.active:
+                    raise MemoryError("memory allocation failed")
+                return now()
+
+            agent.uptime.now = failing_now
+        else:
+            agent.uptime._ms = 1 << 62  # a bigint on either port
+        errors = agent.stats["memory_errors"]
+        with starved:
+            agent.step()  # must not raise
+        assert agent.stats["memory_errors"] >= errors + 2  # the recorder's and the link's
+    finally:
+        rig.close()
