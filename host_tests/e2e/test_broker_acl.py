@@ -146,6 +146,10 @@ class Site:
         self.probes.append(probe)
         return probe
 
+    def close_probes(self) -> None:
+        while self.probes:
+            self.probes.pop().close()
+
     def configure(self, *extra: str) -> None:
         """Run `signet broker config` (again) on the database."""
         args = ["broker", "config", "--db", str(self.db), "--out", str(self.out)]
@@ -168,8 +172,7 @@ def _site(tmp_path: Path, certificates: bool) -> Iterator[Site]:
     site.configure()
     site.broker = Mosquitto(tmp_path / "broker", conf=out / "mosquitto.conf").start()
     yield site
-    for p in site.probes:
-        p.close()
+    site.close_probes()
     site.broker.stop()
 
 
@@ -206,7 +209,7 @@ def _cannot_speak_for_another(site: Site) -> None:
     assert device_a.publish(f"signet/v1/{a.kid}/status", b"online", retain=True) == "Success"
     gateway.wait_for(a.topic)
     gateway.wait_for(f"signet/v1/{a.kid}/status")
-    site.connect(GATEWAY, client_id="gw-acks").publish(ack_topic(b.kid), ack_payload(1), True)
+    gateway.publish(ack_topic(b.kid), ack_payload(1), retain=True)
     device_b.wait_for(ack_topic(b.kid))
 
     assert b.topic not in gateway.topics()
@@ -236,6 +239,24 @@ def test_a_device_cannot_read_another_devices_ack(site: Site) -> None:
     gateway.publish(ack_topic(a.kid), ack_payload(4), retain=True)  # the marker
     wait_until(lambda: (ack_topic(a.kid), ack_payload(4)) in device_a.messages, 10, "ack 4")
     assert set(device_a.topics()) == {ack_topic(a.kid)}
+
+
+def _no_takeover(site: Site) -> None:
+    """A connects with the gateway's client id, then with B's: neither connection is taken
+    over (Mosquitto would hand A the gateway's persistent session and its queued records)."""
+    a, b = site.devs[0], site.devs[1]
+    gateway = site.connect(GATEWAY, client_id="signet-gw")
+    gateway.subscribe("signet/v1/+/rec")
+    device_b = site.connect(b.kid, client_id=b.kid)
+    for stolen in ("signet-gw", b.kid):
+        assert site.connect(a.kid, client_id=stolen).accepted
+    device_b.publish(b.topic, b.make("boot"))
+    gateway.wait_for(b.topic)
+    assert not gateway.closed.is_set() and not device_b.closed.is_set()
+
+
+def test_a_device_cannot_take_over_another_clients_session(site: Site) -> None:
+    _no_takeover(site)
 
 
 def test_no_account_no_entry(site: Site) -> None:
@@ -291,6 +312,8 @@ def test_a_client_certificate_names_its_machine(cert_site: Site) -> None:
     """With --certificates, the certificate's common name is the account: A's certificate
     gets A's topics and nothing of B's; no certificate, no connection."""
     _cannot_speak_for_another(cert_site)
+    cert_site.close_probes()  # one connection per account: a client's id is its account
+    _no_takeover(cert_site)
     no_cert = Probe(cert_site.port, cert_site.ca, "nobody", password="x")
     no_cert.close()
     assert not no_cert.accepted

@@ -50,6 +50,9 @@ def render_conf(listener: Listener, acl_file: Path, password_file: Path | None) 
         f"certfile {listener.certfile}",
         f"keyfile {listener.keyfile}",
         "tls_version tlsv1.2",
+        "# A client's id is its account: no account can take over another's session (the",
+        "# gateway's, with its queued records) or connection by connecting with its client id.",
+        "use_username_as_clientid true",
     ]
     if listener.certificates:
         lines += [
