@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -76,12 +77,24 @@ class GatewayProcess:
     With new_session, the gateway leads a process group of its own (with its verifier
     processes): signal_group() then signals the whole group, as a terminal's Ctrl-C or
     systemd's stop do.
+
+    launcher: what the Python interpreter runs, followed by ``gateway run --config FILE``
+    (default ``-m signet_tools``, the `signet` command; a test may run a wrapper script that
+    instruments the gateway, host_tests/kit/killpoint.py).
     """
 
-    def __init__(self, config: Path, log: Path, *, new_session: bool = False) -> None:
+    def __init__(
+        self,
+        config: Path,
+        log: Path,
+        *,
+        new_session: bool = False,
+        launcher: Sequence[str] = ("-m", "signet_tools"),
+    ) -> None:
         self.config = Path(config)
         self.log = Path(log)
         self.new_session = new_session
+        self.launcher = tuple(launcher)
         self.proc: subprocess.Popen[bytes] | None = None
         self._offset = 0
 
@@ -93,7 +106,7 @@ class GatewayProcess:
         self._offset = self.log.stat().st_size if self.log.exists() else 0
         with open(self.log, "ab") as out:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "signet_tools", "gateway", "run", "--config",
+                [sys.executable, *self.launcher, "gateway", "run", "--config",
                  str(self.config)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
