@@ -69,7 +69,17 @@ def migrate(path: Path | str) -> Migration:
 
 
 def _statements(script: str) -> list[str]:
-    return [s.strip() for s in script.split(";") if s.strip()]
+    """The script's statements, split where SQLite's own tokenizer says one is complete (a
+    ';' inside a comment or a string does not end one)."""
+    statements, pending = [], ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    if pending.strip():
+        statements.append(pending.strip())
+    return statements
 
 
 def _v1_to_v2(conn: sqlite3.Connection) -> list[str]:

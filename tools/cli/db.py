@@ -1,6 +1,7 @@
 """`signet db ...`: the gateway database itself. `init` creates it; no other command does.
 `migrate` (or `init` on an existing database of an older version) brings it to this
-version's schema in place (gateway/store/migrate.py).
+version's schema in place (gateway/store/migrate.py). `backup` copies it while the gateway
+runs; `restore` writes a backup into a stopped gateway's database (gateway/store/backup.py).
 
 Every other command (enroll, devices, revoke, report, export, simulate, gateway run) opens
 an existing database only, so a mistyped --db or [store] path is an error naming the file
@@ -11,10 +12,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .exits import EXIT_OK
+from signet_gateway.store.schema import SCHEMA_VERSION
+
+from .exits import EXIT_OK, os_error_line
 from .exits import fail as _fail
 from .gateway import add_db_args, gateway_db
+
+if TYPE_CHECKING:
+    from signet_gateway.store.backup import BackupSummary
 
 
 def cmd_db_init(args: argparse.Namespace) -> int:
@@ -76,6 +83,60 @@ def _migrate(path: Path, *, refuse_current: bool) -> int:
     return EXIT_OK
 
 
+def _print_summary(verb: str, path: Path, held: BackupSummary) -> None:
+    checkpoint = "none" if held.checkpoint is None else str(held.checkpoint)
+    print(
+        f"{verb} {path}: schema {held.schema}, {held.devices} devices, {held.records} records,"
+        f" log {held.log_size} leaves (latest checkpoint {checkpoint}), {held.bytes} bytes"
+    )
+
+
+def cmd_db_backup(args: argparse.Namespace) -> int:
+    from signet_gateway.config import ConfigError
+    from signet_gateway.store.backup import backup
+    from signet_gateway.store.model import StoreError
+
+    try:
+        path, config = gateway_db(args.db, args.config)
+        held = backup(path, args.out)
+    except (ConfigError, FileNotFoundError, StoreError) as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(os_error_line(exc))
+    _print_summary("backed up to", args.out, held)
+    if config is not None and config.log.key.exists():
+        print(f"note: back up the log key {config.log.key} too: it is not in the database")
+    return EXIT_OK
+
+
+def cmd_db_restore(args: argparse.Namespace) -> int:
+    from signet_gateway.config import ConfigError
+    from signet_gateway.ingest.instance_lock import InstanceLock, InstanceLockError
+    from signet_gateway.store.backup import restore
+    from signet_gateway.store.model import StoreError
+
+    try:
+        path, _config = gateway_db(args.db, args.config)
+        existed = path.exists()
+        try:  # the gateway's own lock: no gateway runs on the database while it is replaced
+            lock = InstanceLock.acquire(path) if existed else None
+        except InstanceLockError as exc:
+            raise StoreError(str(exc)) from None
+        try:
+            held = restore(args.backup, path, force=args.force)
+        finally:
+            if lock is not None:
+                lock.release()
+    except (ConfigError, FileNotFoundError, StoreError) as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(os_error_line(exc))
+    _print_summary("restored", path, held)
+    if held.schema != SCHEMA_VERSION:
+        print(f"note: the backup has schema version {held.schema}: run `signet db migrate`")
+    return EXIT_OK
+
+
 def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
     """Add this group's commands to `sub` and its benchmarks to `bench`."""
     p = sub.add_parser("db", help="the gateway database: create it (`signet db init`), migrate it")
@@ -96,7 +157,36 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         description="Migrate the gateway database in place, in one transaction (stop the"
         " gateway first; keep a backup). Version 1 to 2: devices gain machine, rotation and"
         " evidence columns, and a key enrolled as hardware on evidence never verified becomes"
-        " software (said on a `note:` line). Nothing to do on a current database (exit 0).",
+        " software (said on a `note:` line). Version 2 to 3: the transparency log's tables,"
+        " and every stored record appended to the log in the order received. Nothing to do"
+        " on a current database (exit 0).",
     )
     add_db_args(m)
     m.set_defaults(func=cmd_db_migrate)
+    b = db.add_parser(
+        "backup",
+        help="copy the gateway database to a new file, while the gateway runs",
+        description="Copy a consistent snapshot of the gateway database (SQLite's online"
+        " backup: the gateway keeps writing) to a new file, checked (integrity, schema) and"
+        " flushed to disk before it takes its name; an existing file is never overwritten."
+        " Back the log key ([log] key) up too: it is not in the database. Exit 0 written; 2"
+        " no database, an existing --out, or a damaged copy.",
+    )
+    add_db_args(b)
+    b.add_argument("--out", type=Path, required=True, help="the backup file to create")
+    b.set_defaults(func=cmd_db_backup)
+    r = db.add_parser(
+        "restore",
+        help="write a backup into the gateway database (stop the gateway first)",
+        description="Write a backup made by `signet db backup` into the gateway database"
+        " (created if missing), through SQLite in one transaction. Refused while a gateway"
+        " runs on the database, and onto a database holding devices or records unless"
+        " --force. Exit 0 restored; 2 refused (nothing changed), a backup that is damaged or"
+        " not a Signet database.",
+    )
+    add_db_args(r)
+    r.add_argument("backup", type=Path, help="the backup file")
+    r.add_argument(
+        "--force", action="store_true", help="replace a database that holds devices or records"
+    )
+    r.set_defaults(func=cmd_db_restore)
