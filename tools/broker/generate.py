@@ -220,7 +220,8 @@ def _client_certificates(
         creds.joinpath(f"{name}.key").unlink(missing_ok=True)
         result.removed.append(name)
     revoked.discard(0)
-    write_file(crl_path, pki.crl_pem(ca, revoked), PUBLIC)
+    if not crl_path.exists() or pki.crl_serials(crl_path) != revoked:  # a re-run changes nothing
+        write_file(crl_path, pki.crl_pem(ca, revoked), PUBLIC)
     return crl_path
 
 

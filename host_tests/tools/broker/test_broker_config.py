@@ -207,6 +207,9 @@ def test_client_certificates_name_their_account_and_the_crl_lists_the_revoked(
         cert.verify_directly_issued_by(ca)
         assert cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == account
         certs[account] = cert
+    first = _files(out)
+    assert _config(db, out, "--certificates") == 0
+    assert _files(out) == first  # a re-run changes nothing
     with Store(db) as store:
         store.revoke(b.kid)
     assert _config(db, out, "--certificates") == 0
