@@ -78,6 +78,8 @@ SMOKE: dict[str, tuple[list[str], str]] = {
     "gateway run": (["--config", "{w}/none.toml"], "setup"),
     "db init": (["--db", "{w}/gateway.db"], "ok"),
     "db migrate": (["--db", "{w}/gateway.db"], "ok"),
+    "db backup": (["--db", "{w}/gateway.db", "--out", "{w}/backup.db"], "ok"),
+    "db restore": (["--db", "{w}/restored.db", "{w}/backup.db"], "ok"),
     "challenge": (["--db", "{w}/gateway.db"], "ok"),
     "enroll": (
         ["--pubkey", "{w}/dev.key.pub.pem", "--tier", "software", "--db", "{w}/gateway.db"],
