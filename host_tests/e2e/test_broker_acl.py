@@ -294,7 +294,8 @@ def _speaks_no_more(connected: Probe, dev: Dev, certificates: bool) -> None:
 def test_a_revoked_device_is_refused_after_a_rerun_and_a_reload(site: Site) -> None:
     a, c = site.devs[0], site.devs[2]
     connected = site.connect(c.kid)
-    assert connected.accepted
+    other = site.connect(a.kid)
+    assert connected.accepted and other.accepted
     a_password, gw_password = site.password(a.kid), site.password(GATEWAY)
     c_password = site.password(c.kid)  # the device keeps it
     assert main(["revoke", c.kid, "--db", str(site.db)]) == 0
@@ -310,7 +311,10 @@ def test_a_revoked_device_is_refused_after_a_rerun_and_a_reload(site: Site) -> N
     # also tells that the reload has been done.
     _speaks_no_more(connected, c, certificates=False)
     wait_until(refused, 10, "the revoked device refused")
-    # The others keep their passwords: nothing to hand out again.
+    # The others keep their connections and their passwords: nothing to hand out again.
+    assert not other.closed.is_set()
+    assert other.publish(a.topic, a.make("boot")) == "No matching subscribers"  # accepted
+    other.close()
     assert site.password(a.kid) == a_password and site.password(GATEWAY) == gw_password
     assert site.connect(a.kid).accepted and site.connect(GATEWAY).accepted
 
