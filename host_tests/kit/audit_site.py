@@ -67,6 +67,7 @@ class Site:
 def make_site(root: Path, devices: int = 2, hours: int = 60) -> Site:
     """The database, key and config in ``root``, ``devices`` enrolled, their records stored
     (device 0 gets every awkward case), and one checkpoint signed half way."""
+    root.mkdir(parents=True, exist_ok=True)
     db = root / "gateway.db"
     key_path = root / "gateway-log.key"
     private = log_key.generate()

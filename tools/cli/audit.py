@@ -225,8 +225,18 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         f" (default: ./{DEFAULT_CONFIG})",
     )
     e.add_argument("--device", required=True, help=DEVICE_HELP)
-    e.add_argument("--from", dest="date_from", metavar="DATE", help="first UTC day, YYYY-MM-DD")
-    e.add_argument("--to", dest="date_to", metavar="DATE", help="last UTC day, YYYY-MM-DD")
+    e.add_argument(
+        "--from",
+        dest="date_from",
+        metavar="DATE",
+        help="first UTC day, YYYY-MM-DD (default: the day of the first record)",
+    )
+    e.add_argument(
+        "--to",
+        dest="date_to",
+        metavar="DATE",
+        help="last UTC day, YYYY-MM-DD (default: the day of the last record)",
+    )
     e.add_argument("--out", type=Path, required=True, help="the bundle file to write")
     e.add_argument(
         "--consistency-from",
@@ -234,7 +244,8 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         action="append",
         default=[],
         metavar="SIZE",
-        help="add a consistency proof from the stored checkpoint of this tree size (repeat)",
+        help="add a consistency proof from the stored checkpoint of this tree size; repeat for"
+        " several (default: none)",
     )
     e.add_argument(
         "--consistency-all",
@@ -266,7 +277,8 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         action="append",
         default=[],
         metavar="NOTE_FILE",
-        help="a checkpoint of the log you hold: compared with the bundle's (repeat)",
+        help="a checkpoint of the log you hold, compared with the bundle's; repeat for several"
+        " (default: none)",
     )
     v.add_argument("--json", action="store_true", help="print one JSON object")
     v.add_argument(

@@ -99,6 +99,9 @@ SMOKE: dict[str, tuple[list[str], str]] = {
     "log checkpoints": (["--db", "{w}/gateway.db"], "ok"),
     "log proof": (["--db", "{w}/gateway.db", "--device", "{kid}", "--n", "1"], "setup"),
     "log consistency": (["--db", "{w}/gateway.db", "--from", "1"], "setup"),
+    "audit export": (["--config", "{w}/log.toml", "--device", "{kid}", "--out", "{w}/b"], "setup"),
+    "audit verify": (["{w}/none.bundle", "--gateway-key", "{w}/none.vkey"], "setup"),
+    "audit records": (["--db", "{w}/gateway.db", "--device", "{kid}", "--out", "{w}/r.cbor"], "ok"),
     "simulate": (
         [
             "--devices",
