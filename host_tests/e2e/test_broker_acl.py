@@ -11,6 +11,7 @@ arrived, what did not arrive before it was dropped.
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -21,10 +22,12 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
+from kit.agentproc import AgentProcess
 from kit.gatewaykit import Dev, Mqtt, write_config
 from signet_gateway.ingest.wire import ack_payload, ack_topic
 from signet_gateway.store.sqlite import Store
 from signet_tools.cli.main import main
+from signet_tools.pi.local_socket import request
 from signet_tools.runners.gateway_process import GatewayProcess, create_gateway_database
 from signet_tools.runners.mosquitto import Mosquitto, free_port
 from signet_tools.runners.waiting import wait_until
@@ -356,10 +359,8 @@ def test_a_revoked_devices_certificate_is_refused_after_a_rerun_and_a_reload(
     assert cert_site.connect(a.kid).accepted
 
 
-def test_the_gateway_works_through_the_secured_broker(site: Site) -> None:
-    """A real gateway process on its account, over TLS; a device on its own account publishes
-    a signed record: stored, and its ack reaches the device."""
-    a = site.devs[0]
+def _gateway(site: Site) -> GatewayProcess:
+    """`signet gateway run` on its account, over TLS, as GATEWAY.md says to configure it."""
     cfg = write_config(
         site.tmp / "gateway.toml",
         site.port,
@@ -370,7 +371,14 @@ def test_the_gateway_works_through_the_secured_broker(site: Site) -> None:
             "tls_ca": str(site.ca),
         },
     )
-    gateway = GatewayProcess(cfg, site.tmp / "gw.log").start()
+    return GatewayProcess(cfg, site.tmp / "gw.log").start()
+
+
+def test_the_gateway_works_through_the_secured_broker(site: Site) -> None:
+    """A real gateway process; a device on its own account publishes signed records: stored,
+    and their ack reaches the device."""
+    a = site.devs[0]
+    gateway = _gateway(site)
     try:
         device = Mqtt(site.port, a.kid, auth=(a.kid, site.password(a.kid)), tls_ca=site.ca)
         try:
@@ -383,4 +391,33 @@ def test_the_gateway_works_through_the_secured_broker(site: Site) -> None:
             assert [r.n for r in store.records(a.kid)] == [1, 2]
         assert "refused the ack" not in gateway.text()
     finally:
+        assert gateway.stop() == 0
+
+
+def test_a_new_agent_enrolled_configured_and_reloaded(site: Site) -> None:
+    """`signet agent run` with the account and CA DEVICE.md says, after its key is enrolled,
+    the broker configured again and reloaded: its sale is stored and acknowledged (its will
+    and status, its ack subscription and its records all within its ACL)."""
+    agent = AgentProcess(site.tmp / "agent", site.port)
+    enroll = ["enroll", "--pubkey", str(agent.pubkey), "--tier", "software"]
+    assert main([*enroll, "--db", str(site.db)]) == 0
+    site.configure()
+    site.broker.reload()
+    config = json.loads(agent.config.read_text())
+    config["mqtt"].update(
+        user=agent.kid, password=site.password(agent.kid), tls={"ca": str(site.ca)}
+    )
+    agent.config.write_text(json.dumps(config))
+    gateway = _gateway(site)
+    try:
+        agent.start()
+        sale = {"kind": "rev", "amount": 250, "currency": "EUR", "ref": "T-1"}
+        n = request(agent.socket, sale, timeout=10)["n"]
+        wait_until(lambda: agent.stats()["acked"] >= n, 30, f"the agent's record {n} acknowledged")
+        with Store(site.db, readonly=True) as store:
+            stored = store.record(agent.kid, n)
+        assert stored is not None and stored.kind == "rev"
+        assert agent.stats()["connected"]
+    finally:
+        agent.stop()
         assert gateway.stop() == 0
