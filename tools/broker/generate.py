@@ -99,19 +99,11 @@ def write_broker_config(db: Path, opts: BrokerOptions) -> BrokerConfig:
         raise BrokerConfigError(f"--gateway-user {opts.gateway}: a device has that name")
     given = None if opts.tls_files is None else [_readable_pem(p) for p in opts.tls_files]
     (out / CREDENTIALS_DIR).mkdir(parents=True, exist_ok=True, mode=0o700)
-
-    ca = None
     if given is None:
-        tls = out / TLS_DIR
-        tls.mkdir(exist_ok=True, mode=0o755)
-        ca = _own_ca(tls)
-        cafile, certfile, keyfile = tls / "ca.pem", tls / "server.pem", tls / "server.key"
-        if not pki.still_good(certfile, ca, server_hosts=list(opts.hosts)):
-            cert, key = pki.issue(ca, opts.hosts[0], server_hosts=list(opts.hosts))
-            write_file(keyfile, pki.key_pem(key), BROKER_READS)
-            write_file(certfile, pki.cert_pem(cert), PUBLIC)
+        ca: pki.Issuer | None = _own_ca(out / TLS_DIR)
+        cafile, certfile, keyfile = _server_certificate(out / TLS_DIR, ca, list(opts.hosts))
     else:
-        cafile, certfile, keyfile = given
+        ca, (cafile, certfile, keyfile) = None, given
 
     result = BrokerConfig(out, accounts, opts.gateway, opts.certificates, cafile)
     crlfile = None
@@ -146,6 +138,8 @@ def _readable_pem(path: Path) -> Path:
 
 
 def _own_ca(tls: Path) -> pki.Issuer:
+    """The CA made on the first run, kept ever after (the devices hold its certificate)."""
+    tls.mkdir(exist_ok=True, mode=0o755)
     cert, key = tls / "ca.pem", tls / "ca.key"
     if cert.exists() or key.exists():
         try:
@@ -156,6 +150,17 @@ def _own_ca(tls: Path) -> pki.Issuer:
     write_file(key, pki.key_pem(ca.key), SECRET)
     write_file(cert, pki.cert_pem(ca.cert), PUBLIC)
     return ca
+
+
+def _server_certificate(tls: Path, ca: pki.Issuer, hosts: list[str]) -> tuple[Path, Path, Path]:
+    """CA, certificate and key files of the listener; the certificate issued again only when
+    the names changed, another CA signed it or its end is near."""
+    cafile, certfile, keyfile = tls / "ca.pem", tls / "server.pem", tls / "server.key"
+    if not pki.still_good(certfile, ca, server_hosts=hosts):
+        cert, key = pki.issue(ca, hosts[0], server_hosts=hosts)
+        write_file(keyfile, pki.key_pem(key), BROKER_READS)
+        write_file(certfile, pki.cert_pem(cert), PUBLIC)
+    return cafile, certfile, keyfile
 
 
 def _stale(directory: Path, suffix: str, names: list[str]) -> list[Path]:

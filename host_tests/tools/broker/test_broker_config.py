@@ -281,3 +281,19 @@ def test_refusals_are_one_line_and_exit_2(
     assert message in err[-1], err
     assert not (tmp_path / "o").exists()  # refused before anything was written
     assert err[-1].startswith(("signet: error: ", "signet broker config: error: ")), err
+
+
+def test_new_host_names_get_a_new_server_certificate_from_the_same_ca(
+    db: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "broker"
+    assert _config(db, out, "--host", "old.example") == 0
+    before = _files(out)
+    assert _config(db, out, "--host", "new.example", "--host", "127.0.0.1") == 0
+    after = _files(out)
+    assert after["tls/ca.pem"] == before["tls/ca.pem"]  # the devices' CA file stays valid
+    assert after["tls/server.pem"] != before["tls/server.pem"]
+    server = x509.load_pem_x509_certificate(after["tls/server.pem"])
+    server.verify_directly_issued_by(x509.load_pem_x509_certificate(after["tls/ca.pem"]))
+    san = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert san.get_values_for_type(x509.DNSName) == ["new.example"]
