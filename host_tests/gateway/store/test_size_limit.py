@@ -21,6 +21,10 @@ def test_at_the_cap_with_free_pages_inside_is_not_full(tmp_path: Path) -> None:
         with pytest.raises(sqlite3.OperationalError, match="full"):
             for _ in range(1000):
                 conn.execute("INSERT INTO filler VALUES (zeroblob(16384))")
+        # A 16 KiB row needs several pages at once: fill the last ones a page at a time.
+        with pytest.raises(sqlite3.OperationalError, match="full"):
+            for _ in range(1000):
+                conn.execute("INSERT INTO filler VALUES (zeroblob(3000))")
         assert store.at_size_limit()
         conn.execute("DELETE FROM filler")
         size = store.size_bytes()
