@@ -1,24 +1,31 @@
-"""Benchmark: drain a Mosquitto backlog through the gateway, against raw ECDSA verify.
+"""Benchmark: drain a Mosquitto backlog through the gateway, against raw ECDSA verify, with
+the transparency log on and off.
 
-1. Starts a private Mosquitto (tools/runners/mosquitto.py) and enrolls ``devices`` keys in a
-   fresh gateway database.
-2. Runs ``signet gateway run`` once and stops it (SIGTERM): the broker now holds the
-   gateway's persistent session (subscription + session expiry).
-3. Generates ``records`` genuine signed records (boot record first, then hb/rev/
-   meter/evt, hash-chained) with the firmware's RecordBuilder and SoftwareSigner,
-   in parallel processes, and publishes them as single-record QoS 1 messages,
-   devices interleaved like a live fleet. The gateway is stopped: all of them
-   queue in its session.
-4. Measures the raw single-thread ``cryptography`` ECDSA P-256 verify rate on the
-   very same records (DER signatures and Sig_structures prepared in advance).
-5. Starts ``signet gateway run`` again as a separate process and measures the drain:
-   from its "connected" log line until every device's retained ack equals its last
-   n (so everything is verified, committed and acknowledged). The gateway's RSS is
-   sampled when 10 %, 50 % and 100 % of the records are acknowledged.
-6. Checks the database holds every record, stops the gateway (SIGTERM) and broker.
+1. Generates ``records`` genuine signed records from ``devices`` keys (boot record first,
+   then hb/rev/meter/evt, hash-chained) with the firmware's RecordBuilder and
+   SoftwareSigner, in parallel processes.
+2. Measures the raw single-thread ``cryptography`` ECDSA P-256 verify rate on the very same
+   records (DER signatures and Sig_structures prepared in advance).
+3. Drains the same records with the log on (``[log] enabled``, as in production) and off,
+   ``rounds`` times each in alternating order (on, off; off, on; ...), each time from
+   scratch: a private Mosquitto (tools/runners/mosquitto.py) and a fresh gateway database
+   with the devices enrolled; ``signet gateway run`` started once and stopped (SIGTERM), so
+   that the broker holds its persistent session; the records published as single-record
+   QoS 1 messages, devices interleaved like a live fleet, while the gateway is stopped: all
+   of them queue in its session; then ``signet gateway run`` again as a separate process,
+   timed from its "connected" log line until every device's retained ack equals its last n
+   (everything verified, committed and acknowledged). The gateway's RSS is sampled when
+   10 %, 50 % and 100 % of the records are acknowledged. The best drain of each kind
+   counts: on a shared machine a slower one was disturbed.
+4. Checks each database holds every record and measures, with SQLite's ``dbstat``, the
+   bytes of pages each table and index uses: the log's storage is what the log-on database
+   uses beyond the log-off one (the ``records_unlogged`` index left out of both: it lists
+   the records not in the log yet, every record when the log is off, none when it is on).
 
-Prints the drain rate, the raw verify rate and their ratio (target >= 0.75).
-Nothing is cached in the repository: everything lives in a temporary directory.
+Prints the drain rate (the best with the log on), the raw verify rate and their ratio
+(target >= 0.75), the best drain rate with the log off, the log's cost in drain rate
+(target <= 5 %) and its storage per record (target <= 40 bytes). Nothing is cached in the
+repository: everything lives in a temporary directory.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ import os
 import re
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -43,12 +51,38 @@ from signet_gateway.store.sqlite import Store
 from signet_tools.runners.gateway_process import write_gateway_config
 
 TARGET_RATIO: Final = 0.75
+TARGET_LOG_COST_PCT: Final = 5.0  # the log may cost at most this share of the drain rate
+TARGET_LOG_BYTES: Final = 40.0  # log storage per record beyond the record itself
+# Exists in both databases; lists the records not logged yet: all of them with the log off.
+_UNLOGGED_INDEX: Final = "records_unlogged"
 _KINDS: Final = ("hb", "rev", "meter", "evt")
 _T0: Final = 1_700_000_000_000
 
 
 class BenchError(RuntimeError):
     """The benchmark could not run to the end (broker, gateway or data problem)."""
+
+
+@dataclass
+class Drain:
+    """One drain of the backlog by a gateway process, and the database it left."""
+
+    log: bool
+    publish_s: float
+    drain_s: float
+    rss_points: list[tuple[int, int, int, int]]
+    stored: int
+    gateway_exit: int
+    summary_line: str
+    gateway_cpu_s: float
+    broker_cpu_s: float
+    load_avg: float
+    db_bytes: dict[str, int]  # bytes of pages each table and index uses (dbstat)
+    record_row_bytes: int  # bytes of the records table's rows (dbstat payload)
+
+    @property
+    def drain_rate(self) -> float:
+        return self.stored / self.drain_s
 
 
 @dataclass
@@ -70,6 +104,20 @@ class BenchResult:
     broker_cpu_s: float = 0.0  # CPU Mosquitto used during the drain
     load_avg: float = 0.0  # 1-minute load average just before the drain (other work running)
     summary_line: str = ""
+    log_off: Drain | None = None  # the same records drained with [log] enabled = false
+    log_bytes: dict[str, int] = field(default_factory=dict)  # bytes the log adds, by table
+    log_row_bytes: int = 0  # of which bytes in the records' rows (log_index), no page overhead
+    rounds: int = 1  # drains with the log on and with it off; the best of each is reported
+
+    @property
+    def log_cost_pct(self) -> float:
+        """How much slower the drain is with the log than without, in % of the latter."""
+        assert self.log_off is not None
+        return 100.0 * (1.0 - self.drain_rate / self.log_off.drain_rate)
+
+    @property
+    def log_bytes_per_record(self) -> float:
+        return sum(self.log_bytes.values()) / self.records
 
 
 # -- record generation (worker processes) ------------------------------------------------------
@@ -319,6 +367,143 @@ class _AckWatch:
 # -- the benchmark --------------------------------------------------------------------------------
 
 
+def db_bytes(db: Path) -> dict[str, int]:
+    """Bytes of the pages each table and index of a database uses (SQLite's dbstat)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return {
+            str(name): int(size)
+            for name, size in conn.execute("SELECT name, sum(pgsize) FROM dbstat GROUP BY name")
+        }
+    except sqlite3.Error as exc:
+        raise BenchError(f"cannot measure {db} with dbstat: {exc}") from exc
+    finally:
+        conn.close()
+
+
+def row_bytes(db: Path, table: str = "records") -> int:
+    """The bytes of a table's rows themselves (dbstat's payload: no page or cell overhead)."""
+    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        row = conn.execute("SELECT sum(payload) FROM dbstat WHERE name = ?", (table,)).fetchone()
+    except sqlite3.Error as exc:
+        raise BenchError(f"cannot measure {db} with dbstat: {exc}") from exc
+    finally:
+        conn.close()
+    return int(row[0] or 0)
+
+
+def log_storage(on: dict[str, int], off: dict[str, int]) -> dict[str, int]:
+    """Bytes the log-on database uses beyond the log-off one, by table (index of records not
+    logged yet left out: see the module's docstring)."""
+    names = (set(on) | set(off)) - {_UNLOGGED_INDEX}
+    return {name: on.get(name, 0) - off.get(name, 0) for name in sorted(names)}
+
+
+class _Site:
+    """A fresh broker and gateway database for one drain (the log on or off)."""
+
+    def __init__(self, workdir: Path, log: bool, verify_threads: int, round_: int = 1) -> None:
+        from signet_tools.runners.mosquitto import Mosquitto
+
+        self.log = log
+        self.dir = workdir / (
+            ("log-on" if log else "log-off") + ("" if round_ == 1 else f"-{round_}")
+        )
+        # A reused --dir starts from scratch: an old database or broker store would skew it.
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self.dir.mkdir(parents=True)
+        self.broker = Mosquitto(self.dir / "broker")
+        self.db = self.dir / "gateway.db"
+        self.config = self.dir / "gateway.toml"
+        self.verify_threads = verify_threads
+
+    def prepare(self, keys: dict[int, Any]) -> None:
+        """Start the broker, make the database with the devices, create the gateway's
+        persistent session (a gateway run, stopped)."""
+        self.broker.start()
+        # Also creates the database, as `signet db init` does: the gateway and Store() open
+        # an existing one only.
+        write_gateway_config(
+            self.config,
+            self.broker.port,
+            self.db,
+            mqtt={"client_id": "signet-bench-gateway", "receive_maximum": 4000},
+            ingest={"verify_threads": self.verify_threads, "batch_max": 1000, "batch_ms": 50},
+            log={"enabled": self.log},
+        )
+        with Store(self.db) as store:
+            for i, key in keys.items():
+                store.enroll(key, "software", name=f"bench-{i:03d}")
+        first = _GatewayProc(self.config, self.dir / "gateway-first.log")
+        if not first.subscribed.wait(60):
+            first.terminate()
+            raise BenchError(f"gateway did not subscribe: {first.lines[-5:]}")
+        code = first.terminate()
+        if code != 0:
+            raise BenchError(f"gateway exited {code} on SIGTERM: {first.lines[-5:]}")
+
+    def drain(self, per_device: dict[int, list[bytes]], kids: dict[int, str]) -> Drain:
+        """Publish the backlog while the gateway is stopped, then time its drain."""
+        records = sum(len(recs) for recs in per_device.values())
+        t = time.monotonic()
+        _publish(self.broker.port, per_device, kids)
+        publish_s = time.monotonic() - t
+        load_avg = os.getloadavg()[0]
+        last = {kids[i]: len(recs) for i, recs in per_device.items()}
+        watch = _AckWatch(self.broker.port, last, records)
+        gateway: _GatewayProc | None = None
+        try:
+            broker_pid = self.broker._proc.pid if self.broker._proc is not None else 0
+            broker_cpu0 = cpu_seconds(broker_pid)
+            gateway = _GatewayProc(self.config, self.dir / "gateway.log")
+            watch.pid = gateway.proc.pid
+            deadline = time.monotonic() + max(120.0, records / 500)
+            while not watch.done.wait(0.5):
+                if gateway.proc.poll() is not None:
+                    raise BenchError(
+                        f"gateway exited {gateway.proc.returncode}: {gateway.lines[-5:]}"
+                    )
+                if time.monotonic() > deadline:
+                    raise BenchError(
+                        f"drain incomplete: {watch.acked} of {records} acknowledged in time"
+                    )
+            assert watch.done_at is not None
+            if gateway.connected_at is None:
+                raise BenchError("gateway never logged its connection")
+            drain_s = watch.done_at - gateway.connected_at
+            cpu_at_connect = gateway.cpu_at_connect
+            broker_cpu = cpu_seconds(broker_pid) - broker_cpu0
+            exit_code = gateway.terminate()
+            summary = next((ln for ln in reversed(gateway.lines) if "summary:" in ln), "")
+            gateway = None
+        finally:
+            watch.close()
+            if gateway is not None:
+                gateway.terminate()
+        with Store(self.db, readonly=True) as store:
+            stored = store.record_count()
+        if stored != records:
+            raise BenchError(f"database holds {stored} records, expected {records}")
+        return Drain(
+            log=self.log,
+            publish_s=publish_s,
+            drain_s=drain_s,
+            rss_points=watch.rss_points,
+            stored=stored,
+            gateway_exit=exit_code,
+            summary_line=re.sub(r"^.*summary: ", "", summary),
+            gateway_cpu_s=watch.cpu_done - cpu_at_connect,
+            broker_cpu_s=broker_cpu,
+            load_avg=load_avg,
+            db_bytes=db_bytes(self.db),
+            record_row_bytes=row_bytes(self.db),
+        )
+
+    def close(self) -> None:
+        self.broker.stop()
+
+
 def run(
     records: int = 50_000,
     devices: int = 100,
@@ -326,131 +511,87 @@ def run(
     verify_threads: int = 2,
     raw_seconds: float = 2.0,
     log: Any = None,
+    rounds: int = 2,
 ) -> BenchResult:
     from signet.signer import SoftwareSigner
     from signet_gateway.verify.pubkeys import DevicePublicKey
-    from signet_tools.runners.mosquitto import Mosquitto
 
     say = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     if devices < 1 or records < devices:
         raise BenchError("need at least one device and one record per device")
+    if rounds < 1:
+        raise BenchError("need at least one round")
     tmp = None
     if workdir is None:
         tmp = tempfile.TemporaryDirectory(prefix="signet-bench-gateway-")
         workdir = Path(tmp.name)
     workdir.mkdir(parents=True, exist_ok=True)
-    # A reused --dir starts from scratch: an old database or broker store would skew the run.
-    for stale in ("gateway.db", "gateway.db-wal", "gateway.db-shm", "gateway.log"):
-        (workdir / stale).unlink(missing_ok=True)
-    shutil.rmtree(workdir / "broker", ignore_errors=True)
-    broker = Mosquitto(workdir / "broker")
-    gateway: _GatewayProc | None = None
-    watch: _AckWatch | None = None
+    # Each round drains the records with the log on and off, in alternating order (on, off;
+    # off, on; ...), so that neither is always the first after the generation's load or
+    # always the later one; the best drain of each counts (a slower one was disturbed).
+    sites = [
+        _Site(workdir, log, verify_threads, r + 1)
+        for r in range(rounds)
+        for log in ((True, False) if r % 2 == 0 else (False, True))
+    ]
     try:
-        broker.start()
-        db = workdir / "gateway.db"
-        config = workdir / "gateway.toml"
-        # Also creates the (removed above) database, as `signet db init` does: the gateway
-        # and Store() open an existing one only.
-        write_gateway_config(
-            config,
-            broker.port,
-            db,
-            mqtt={"client_id": "signet-bench-gateway", "receive_maximum": 4000},
-            ingest={"verify_threads": verify_threads, "batch_max": 1000, "batch_ms": 50},
-        )
         per = [records // devices + (1 if i < records % devices else 0) for i in range(devices)]
-        keys = {}
-        with Store(db) as store:
-            for i in range(devices):
-                signer = SoftwareSigner("p256", _secret(i))
-                key = DevicePublicKey.from_sec1(signer.public_key, "p256")
-                store.enroll(key, "software", name=f"bench-{i:03d}")
-                keys[i] = key
+        keys = {
+            i: DevicePublicKey.from_sec1(SoftwareSigner("p256", _secret(i)).public_key, "p256")
+            for i in range(devices)
+        }
         kids = {i: k.device_id for i, k in keys.items()}
 
         say(f"bench: generating {records} records for {devices} devices (firmware builder)...")
         t = time.monotonic()
         with ProcessPoolExecutor(max_workers=os.cpu_count() or 2) as pool:
-            # Meanwhile: create the gateway's persistent session, then stop the gateway.
             futures = pool.map(_device_records, [(i, per[i]) for i in range(devices)])
-            first = _GatewayProc(config, workdir / "gateway-first.log")
-            if not first.subscribed.wait(60):
-                first.terminate()
-                raise BenchError(f"gateway did not subscribe: {first.lines[-5:]}")
-            code = first.terminate()
-            if code != 0:
-                raise BenchError(f"gateway exited {code} on SIGTERM: {first.lines[-5:]}")
+            # Meanwhile: every broker and database, the gateway's session in each.
+            for site in sites:
+                site.prepare(keys)
             per_device = dict(futures)
         gen_s = time.monotonic() - t
-
-        say("bench: publishing the backlog while the gateway is stopped...")
-        t = time.monotonic()
-        _publish(broker.port, per_device, kids)
-        publish_s = time.monotonic() - t
 
         say("bench: measuring raw single-thread cryptography ECDSA P-256 verify...")
         sample = [r for recs in per_device.values() for r in recs[:20]]
         crypto_keys = {k.kid: k.to_cryptography() for k in keys.values()}
         raw_rate = raw_verify_rate(sample, crypto_keys, raw_seconds)
 
-        load_avg = os.getloadavg()[0]
-        last = {kids[i]: len(per_device[i]) for i in range(devices)}
-        watch = _AckWatch(broker.port, last, records)
-        say("bench: starting the gateway to drain the backlog...")
-        broker_pid = broker._proc.pid if broker._proc is not None else 0
-        broker_cpu0 = cpu_seconds(broker_pid)
-        gateway = _GatewayProc(config, workdir / "gateway.log")
-        watch.pid = gateway.proc.pid
-        deadline = time.monotonic() + max(120.0, records / 500)
-        while not watch.done.wait(0.5):
-            if gateway.proc.poll() is not None:
-                raise BenchError(f"gateway exited {gateway.proc.returncode}: {gateway.lines[-5:]}")
-            if time.monotonic() > deadline:
-                raise BenchError(
-                    f"drain incomplete: {watch.acked} of {records} acknowledged in time"
-                )
-        assert watch.done_at is not None
-        if gateway.connected_at is None:
-            raise BenchError("gateway never logged its connection")
-        drain_s = watch.done_at - gateway.connected_at
-        cpu_at_connect = gateway.cpu_at_connect
-        broker_cpu = cpu_seconds(broker_pid) - broker_cpu0
-        exit_code = gateway.terminate()
-        summary = next((ln for ln in reversed(gateway.lines) if "summary:" in ln), "")
-        gateway = None
-        store = Store(db, readonly=True)
-        try:
-            stored = store.record_count()
-        finally:
-            store.close()
-        if stored != records:
-            raise BenchError(f"database holds {stored} records, expected {records}")
-        rate = records / drain_s
+        drains = []
+        for site in sites:
+            state = "on" if site.log else "off"
+            say(f"bench: the log {state}: publishing the backlog while the gateway is stopped,"
+                " then draining it...")  # fmt: skip
+            drains.append(site.drain(per_device, kids))
+            site.close()
+        on = max((d for d in drains if d.log), key=lambda d: d.drain_rate)
+        off = max((d for d in drains if not d.log), key=lambda d: d.drain_rate)
+        rate = on.drain_rate
         return BenchResult(
             records=records,
             devices=devices,
             threads=verify_threads,
             gen_s=gen_s,
-            publish_s=publish_s,
-            drain_s=drain_s,
+            publish_s=on.publish_s,
+            drain_s=on.drain_s,
             drain_rate=rate,
             raw_rate=raw_rate,
             ratio=rate / raw_rate,
-            rss_points=watch.rss_points,
-            stored=stored,
-            gateway_exit=exit_code,
-            summary_line=re.sub(r"^.*summary: ", "", summary),
-            gateway_cpu_s=watch.cpu_done - cpu_at_connect,
-            load_avg=load_avg,
-            broker_cpu_s=broker_cpu,
+            rss_points=on.rss_points,
+            stored=on.stored,
+            gateway_exit=on.gateway_exit,
+            summary_line=on.summary_line,
+            gateway_cpu_s=on.gateway_cpu_s,
+            load_avg=on.load_avg,
+            broker_cpu_s=on.broker_cpu_s,
+            log_off=off,
+            log_bytes=log_storage(on.db_bytes, off.db_bytes),
+            log_row_bytes=on.record_row_bytes - off.record_row_bytes,
+            rounds=rounds,
         )
     finally:
-        if watch is not None:
-            watch.close()
-        if gateway is not None:
-            gateway.terminate()
-        broker.stop()
+        for site in sites:
+            site.close()
         if tmp is not None:
             tmp.cleanup()
 
@@ -479,4 +620,35 @@ def format_report(r: BenchResult) -> str:
     lines.append(
         f"  records in the database: {r.stored}; gateway exit on SIGTERM: {r.gateway_exit}"
     )
+    if r.log_off is not None:
+        lines += _log_lines(r, r.log_off)
     return "\n".join(lines)
+
+
+def _log_lines(r: BenchResult, off: Drain) -> list[str]:
+    """The transparency log's cost: the same records drained with the log off."""
+    cost = r.log_cost_pct
+    per_record = r.log_bytes_per_record
+    parts = sorted(r.log_bytes.items(), key=lambda kv: -abs(kv[1]))
+    shown = [f"{name} {size / r.records:.1f}" for name, size in parts if size]
+    cpu_on = r.gateway_cpu_s / r.records * 1e6
+    cpu_off = off.gateway_cpu_s / off.stored * 1e6
+    return [
+        "the transparency log (the drain above has it on; the same records through a fresh"
+        " broker and database with [log] enabled = false"
+        + ("):" if r.rounds == 1 else f"; the best of {r.rounds} drains each, alternating):"),
+        f"  gateway drain with the log off           {off.drain_rate:10,.0f} records/s"
+        f"  ({off.drain_s:.2f} s; published in {off.publish_s:.1f} s, load average before"
+        f" the drain {off.load_avg:.2f})",
+        f"  the log's cost                           {cost:10.1f} % of the drain rate"
+        f"  ({'meets' if cost <= TARGET_LOG_COST_PCT else 'MISSES'} the"
+        f" {TARGET_LOG_COST_PCT:g} % target); CPU per record"
+        f" {cpu_on:.0f} us on, {cpu_off:.0f} us off",
+        f"  the log's storage                        {per_record:10.1f} bytes per record beyond"
+        f" the record  ({'meets' if per_record <= TARGET_LOG_BYTES else 'MISSES'} the"
+        f" {TARGET_LOG_BYTES:g} target): {', '.join(shown) or 'nothing'}"
+        f" (pages in use, dbstat, log on minus off; log_index makes each record's row"
+        f" {r.log_row_bytes / r.records:.1f} bytes longer)",
+        f"  records in the database with the log off: {off.stored}; gateway exit on SIGTERM:"
+        f" {off.gateway_exit}",
+    ]

@@ -1,0 +1,94 @@
+"""`signet bench gateway`: the drain with the transparency log on and off, the log's cost in
+drain rate and its storage per record (tools/bench/gateway.py)."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from signet_tools.bench import gateway as bench
+
+
+def _drain(log: bool, drain_s: float, db: dict[str, int], rows: int) -> bench.Drain:
+    return bench.Drain(
+        log=log,
+        publish_s=9.5,
+        drain_s=drain_s,
+        rss_points=[(10, 70_000, 71_000, 90_000)],
+        stored=50_000,
+        gateway_exit=0,
+        summary_line="",
+        gateway_cpu_s=9.0 if log else 8.7,
+        broker_cpu_s=0.2,
+        load_avg=1.5,
+        db_bytes=db,
+        record_row_bytes=rows,
+    )
+
+
+def _result(on: bench.Drain, off: bench.Drain) -> bench.BenchResult:
+    return bench.BenchResult(
+        records=50_000,
+        devices=100,
+        threads=2,
+        gen_s=13.0,
+        publish_s=on.publish_s,
+        drain_s=on.drain_s,
+        drain_rate=on.drain_rate,
+        raw_rate=12_000.0,
+        ratio=on.drain_rate / 12_000.0,
+        rss_points=on.rss_points,
+        stored=on.stored,
+        gateway_exit=0,
+        gateway_cpu_s=on.gateway_cpu_s,
+        log_off=off,
+        log_bytes=bench.log_storage(on.db_bytes, off.db_bytes),
+        log_row_bytes=on.record_row_bytes - off.record_row_bytes,
+    )
+
+
+def test_log_storage_is_every_table_s_growth_but_the_index_of_records_not_logged_yet() -> None:
+    on = {"records": 20_000_000, "log_tiles": 1_720_320, "log_tail": 4096, "records_unlogged": 4096}
+    off = {"records": 19_877_120, "log_tail": 4096, "records_unlogged": 2_691_072}
+    assert bench.log_storage(on, off) == {"records": 122_880, "log_tiles": 1_720_320, "log_tail": 0}
+
+
+def test_the_report_keeps_its_lines_and_adds_the_log_s_cost_and_storage() -> None:
+    on = _drain(True, 5.0, {"records": 20_000_000, "log_tiles": 1_720_320}, 17_400_000)
+    off = _drain(False, 4.9, {"records": 19_877_120}, 17_300_000)
+    text = bench.format_report(_result(on, off))
+    lines = text.splitlines()
+    assert lines[0].startswith("backlog: 50000 single-record QoS 1 messages from 100 devices")
+    assert "gateway drain (verified, stored, acked)      10,000 records/s  (5.00 s" in lines[1]
+    assert "ratio                                          0.83  (meets the 0.75 target)" in text
+    assert "  records in the database: 50000; gateway exit on SIGTERM: 0" in lines
+    assert "  gateway drain with the log off               10,204 records/s  (4.90 s;" in text
+    # 1 - 10,000 / 10,204: 2.0 % slower with the log.
+    cost = "the log's cost                                  2.0 % of the drain rate  (meets the 5"
+    assert cost in text
+    assert "CPU per record 180 us on, 174 us off" in text
+    # (1,720,320 + 122,880) / 50,000 = 36.9; the rows 2.0 bytes longer.
+    assert "the log's storage                              36.9 bytes per record beyond the" in text
+    assert "(meets the 40 target): log_tiles 34.4, records 2.5 (pages in use" in text
+    assert "each record's row 2.0 bytes longer)" in text
+    slow = _drain(True, 5.5, {"records": 20_000_000, "log_tiles": 2_100_000}, 17_400_000)
+    text = bench.format_report(_result(slow, off))
+    assert "10.9 % of the drain rate  (MISSES the 5 % target)" in text
+    assert "44.5 bytes per record beyond the record  (MISSES the 40 target)" in text
+
+
+@pytest.mark.timeout(180)
+def test_a_small_run_drains_the_same_records_with_the_log_on_and_off(tmp_path: Path) -> None:
+    result = bench.run(records=300, devices=3, workdir=tmp_path, raw_seconds=0.2, log=print)
+    assert result.log_off is not None and result.stored == result.log_off.stored == 300
+    for name, logged in (("log-on", 300), ("log-off", 0)):
+        with sqlite3.connect(tmp_path / name / "gateway.db") as conn:
+            count = conn.execute("SELECT count(log_index) FROM records").fetchone()[0]
+        assert count == logged, name
+    # 300 leaf hashes at least (9,600 bytes), in whole pages; the log_index column's bytes.
+    assert result.log_bytes["log_tiles"] >= 3 * 4096
+    assert 300 <= result.log_row_bytes <= 3 * 300
+    report = bench.format_report(result)
+    assert "gateway drain with the log off" in report and "the log's storage" in report
