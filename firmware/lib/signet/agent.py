@@ -160,12 +160,10 @@ class Agent:
             return
         if self.stalled or p.ticks_diff(p.ticks_ms(), self._progress_at) < self._stall_ms:
             return
-        self.stalled = True
+        self.stalled = True  # run() returns; its caller logs it and resets or exits
         gc.collect()
-        try:
-            msg = "no progress for %d s" % (self._stall_ms // 1000)
-            p.log("agent: %s, every step out of memory" % msg)
-            rec.note_event("stalled", msg)  # journaled: sent after the reset if not before
+        try:  # journaled: sent after the reset if not before
+            rec.note_event("stalled", "no progress for %d s" % (self._stall_ms // 1000))
         except MemoryError:
             pass
 
