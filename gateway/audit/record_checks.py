@@ -10,12 +10,13 @@ import hashlib
 from typing import Any
 
 from signet_gateway.log.merkle import leaf_hash
-from signet_gateway.log.verification import ProofError, verify_inclusion
+from signet_gateway.log.verification import ProofError
 from signet_gateway.verify.pubkeys import DevicePublicKey
 from signet_gateway.verify.refusals import Refused
 from signet_gateway.verify.verifier import Verifier
 
 from .bundle import split_proof
+from .inclusion import InclusionChecker
 
 __all__ = ["Checked", "check", "start"]
 
@@ -31,14 +32,13 @@ def start(keys: dict[bytes, tuple[bytes, str]], size: int, root: bytes) -> None:
     _state["verifier"] = Verifier(
         {kid: DevicePublicKey.from_sec1(point, curve) for kid, (point, curve) in keys.items()}
     )
-    _state["size"] = size
-    _state["root"] = root
+    _state["inclusion"] = InclusionChecker(size, root)
 
 
 def check(items: list[tuple[int, bytes, bytes]]) -> list[Checked]:
     """(log index, raw record, proof) -> what ``Checked`` describes, for each item."""
     verify = _state["verifier"].verify
-    size, root = _state["size"], _state["root"]
+    inclusion = _state["inclusion"].check
     sha256 = hashlib.sha256
     out: list[Checked] = []
     for log_index, raw, proof in items:
@@ -49,7 +49,7 @@ def check(items: list[tuple[int, bytes, bytes]]) -> list[Checked]:
             continue
         problem = None
         try:
-            verify_inclusion(leaf_hash(raw), log_index, size, split_proof(proof), root)
+            inclusion(leaf_hash(raw), log_index, split_proof(proof))
         except ProofError as exc:
             problem = f"inclusion proof: {exc}"
         pbytes = rec.payload_bytes

@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from .args import positive_int
+from .args import positive_int, positive_seconds
 from .exits import EXIT_OK, EXIT_REFUSED, os_error_line
 from .exits import fail as _fail
 from .gateway import DEFAULT_CONFIG, DEVICE_HELP, add_db_args, gateway_db
@@ -201,6 +201,14 @@ def cmd_records(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench_audit(args: argparse.Namespace) -> int:
+    from signet_tools.bench import audit as bench_audit
+
+    result = bench_audit.run(records=args.records, raw_seconds=args.raw_seconds)
+    print(bench_audit.format_report(result))
+    return EXIT_OK if result.ok else EXIT_REFUSED
+
+
 def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
     """Add this group's commands to `sub` and its benchmarks to `bench`."""
     p = sub.add_parser(
@@ -298,3 +306,25 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
     r.add_argument("--device", required=True, help=DEVICE_HELP)
     r.add_argument("--out", type=Path, help="write them to this file (default: stdout)")
     r.set_defaults(func=cmd_records)
+
+    b = bench.add_parser(
+        "audit",
+        help="audit verify on a 100k-record bundle vs raw single-thread verify",
+        description="Build a gateway database through the gateway's write path, export one"
+        " machine's bundle and time `audit verify` on it with one worker and with every"
+        " core, against the raw single-thread verify rate of the same records. Exit 0 if"
+        " one core reaches 0.8 of the raw rate, 1 if not.",
+    )
+    b.add_argument(
+        "--records",
+        type=positive_int,
+        default=100_000,
+        help="records in the bundle (default: 100000)",
+    )
+    b.add_argument(
+        "--raw-seconds",
+        type=positive_seconds,
+        default=5.0,
+        help="time measuring the raw verify rate (default: 5)",
+    )
+    b.set_defaults(func=cmd_bench_audit)

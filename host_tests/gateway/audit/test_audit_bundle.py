@@ -284,3 +284,37 @@ def test_a_bundle_record_is_exactly_the_stored_record_and_its_log_index(
     cp = parse(split(genuine.checkpoint)[0])
     assert content["checkpoint"] == {"size": cp.size, "root": base64.b64encode(cp.root).decode()}
     assert isinstance(genuine.records[0], BundleRecord)
+
+
+def test_the_inclusion_checker_refuses_what_the_rfc_check_refuses() -> None:
+    from signet_gateway.audit.inclusion import InclusionChecker
+    from signet_gateway.log.merkle import leaf_hash
+    from signet_gateway.log.verification import ProofError
+
+    rng = random.Random(9)
+    entries = [rng.randbytes(20) for _ in range(300)]
+    leaves = [leaf_hash(e) for e in entries]
+    checker = InclusionChecker(300, mth(entries))
+    order = list(range(300))
+    rng.shuffle(order)
+    for index in order:  # every genuine proof passes, in any order, cache or not
+        checker.check(leaves[index], index, path(index, entries))
+    for _ in range(400):  # then every altered one fails, however much of it is cached
+        index = rng.randrange(300)
+        proof = path(index, entries)
+        kind = rng.choice(("flip", "drop", "add", "index", "leaf"))
+        leaf, at = leaves[index], index
+        if kind == "flip":
+            k = rng.randrange(len(proof))
+            proof[k] = _flip(proof[k], rng.randrange(32))
+        elif kind == "drop":
+            proof.pop(rng.randrange(len(proof)))
+        elif kind == "add":
+            proof.insert(rng.randrange(len(proof) + 1), rng.randbytes(32))
+        elif kind == "index":
+            at = (index + rng.randrange(1, 300)) % 300
+        else:
+            leaf = _flip(leaf, rng.randrange(32))
+        with pytest.raises(ProofError):
+            checker.check(leaf, at, proof)
+    checker.check(leaves[5], 5, path(5, entries))

@@ -1,0 +1,69 @@
+"""Inclusion proofs of many leaves of one tree, checked fast and exactly.
+
+Every proof of a bundle leads to the same root, and neighbouring leaves share most of their
+paths. Once a proof has been checked all the way to the checkpoint's root, every node it
+computed and every sibling it carried is known to be that node of that tree (SHA-256 being
+collision resistant). A later proof stops hashing when it computes a known node, and its
+remaining siblings must then equal the known ones byte for byte: a proof that differs
+anywhere, even above the shared node, is checked again by RFC 9162's algorithm
+(log/verification.py), which refuses it with its reason. Nothing is accepted that the RFC's
+check would refuse.
+
+Positions follow the tree's bottom-up view (proofs.py): at a level of width w, node i's
+sibling is i ^ 1 when that is below w, else node i is carried up unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from signet_gateway.log.merkle import node_hash
+from signet_gateway.log.verification import ProofError, verify_inclusion
+
+__all__ = ["InclusionChecker"]
+
+
+class InclusionChecker:
+    """Checks inclusion proofs against one (size, root); raises ProofError like the RFC's."""
+
+    def __init__(self, size: int, root: bytes) -> None:
+        self.size = size
+        self.root = root
+        # (level, index) -> (node hash, the siblings above it up to the root): both are
+        # fixed by the tree, so a valid proof through that node ends with exactly those.
+        self._known: dict[tuple[int, int], tuple[bytes, list[bytes]]] = {}
+
+    def check(self, leaf: bytes, index: int, proof: Sequence[bytes]) -> None:
+        if not self._fast(leaf, index, list(proof)):
+            verify_inclusion(leaf, index, self.size, proof, self.root)
+            raise ProofError("the inclusion proof does not match the tree's other proofs")
+
+    def _fast(self, leaf: bytes, index: int, proof: list[bytes]) -> bool:
+        """True if the proof leads to the root; False if the RFC's check must decide."""
+        if not 0 <= index < self.size or len(leaf) != 32:
+            return False
+        known = self._known
+        seen: list[tuple[tuple[int, int], bytes, int]] = []  # computed nodes, proof position
+        node, i, width, level, used = leaf, index, self.size, 0, 0
+        while width > 1:
+            have = known.get((level, i))
+            if have is not None:
+                if have[0] != node or proof[used:] != have[1]:
+                    return False
+                break
+            seen.append(((level, i), node, used))
+            if i ^ 1 < width:
+                if used >= len(proof):
+                    return False
+                other = proof[used]
+                used += 1
+                node = node_hash(other, node) if i & 1 else node_hash(node, other)
+            i >>= 1
+            width = (width + 1) >> 1
+            level += 1
+        else:
+            if used != len(proof) or node != self.root:
+                return False
+        for position, digest, at in seen:
+            known[position] = (digest, proof[at:])
+        return True
