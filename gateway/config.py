@@ -6,7 +6,9 @@ names it (``mqtt.port: must be an integer 1..65535, got 'x'``); unknown
 sections and keys are errors too, because a silently ignored typo
 (``recieve_maximum``) is a setting the operator believes is in force.
 
-Sections: [mqtt], [store], [ingest], [quarantine], [time], [trust], [log] are the gateway's;
+Sections: [mqtt], [store], [ingest], [quarantine], [time], [trust], [log] (the transparency
+log), [http] (the console: API, metrics, health) and [logging] (how the process logs) are the
+gateway's;
 [aggregate] belongs to the report code (gateway/mcr/aggregate.py), which validates
 its own keys: this loader only checks that it is a table and passes it on.
 """
@@ -26,8 +28,10 @@ __all__ = [
     "AggregateSection",
     "ConfigError",
     "GatewayConfig",
+    "HttpConfig",
     "IngestConfig",
     "LogConfig",
+    "LoggingConfig",
     "MqttConfig",
     "QuarantineConfig",
     "StoreConfig",
@@ -132,6 +136,25 @@ class LogConfig:
     checkpoint_interval_s: int = 60
 
 
+@dataclass(frozen=True)
+class HttpConfig:
+    # The console (gateway/web): the read-only JSON API, /metrics, /healthz and /readyz, served
+    # by the gateway process. Off unless asked for; on loopback unless told otherwise.
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = 8470
+    # /metrics asks for a bearer token like the API; false opens it to whoever reaches the
+    # port (a Prometheus on the same host without credentials). /healthz and /readyz never ask.
+    metrics_token: bool = True
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    # "text": the journal's lines (`... signet-gateway INFO ...`); "json": one JSON object per
+    # line (time, level, message, device where one is named), for a log collector.
+    format: str = "text"
+
+
 AggregateSection = Mapping[str, Any]
 
 
@@ -144,6 +167,8 @@ class GatewayConfig:
     time: TimeConfig = TimeConfig()
     trust: TrustConfig = TrustConfig()
     log: LogConfig = field(default_factory=LogConfig)
+    http: HttpConfig = HttpConfig()
+    logging: LoggingConfig = LoggingConfig()
     # [aggregate] as written in the file; gateway/mcr/aggregate.py interprets it.
     aggregate: AggregateSection = field(default_factory=lambda: MappingProxyType({}))
     source: Path | None = None  # the file this came from, if any
@@ -270,7 +295,35 @@ def _section(
     return type(default)(**{**default.__dict__, **values})  # type: ignore[arg-type]
 
 
-_SECTIONS = ("mqtt", "store", "ingest", "quarantine", "time", "trust", "log", "aggregate")
+_SECTIONS = (
+    "mqtt",
+    "store",
+    "ingest",
+    "quarantine",
+    "time",
+    "trust",
+    "log",
+    "http",
+    "logging",
+    "aggregate",
+)
+
+
+def _host(name: str, value: Any) -> str:
+    """An address to listen on: an IP address or a host name (no scheme, port or blanks)."""
+    value = _text()(name, value)
+    if any(c.isspace() or c in "/[]" for c in value) or value.count(":") == 1:
+        raise ConfigError(f"{name}: must be an IP address or a host name, got {value!r}")
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[str, Any], str]:
+    def check(name: str, value: Any) -> str:
+        if value not in allowed:
+            raise ConfigError(f"{name}: must be one of {', '.join(allowed)}, got {value!r}")
+        return value  # type: ignore[no-any-return]
+
+    return check
 
 
 def parse(data: Mapping[str, Any], base_dir: Path | None = None) -> GatewayConfig:
@@ -367,6 +420,13 @@ def parse(data: Mapping[str, Any], base_dir: Path | None = None) -> GatewayConfi
                 f"log.origin: not set, and the default {log.origin!r} (this host's name) is not"
                 " a valid log name: set log.origin"
             ) from None
+    http = _section(
+        data,
+        "http",
+        HttpConfig(),
+        {"enabled": _bool, "host": _host, "port": _int(1, 65535), "metrics_token": _bool},
+    )
+    logging = _section(data, "logging", LoggingConfig(), {"format": _choice("text", "json")})
     aggregate = data.get("aggregate", {})
     if not isinstance(aggregate, dict):
         raise ConfigError(f"[aggregate]: must be a table, got {type(aggregate).__name__}")
@@ -378,6 +438,8 @@ def parse(data: Mapping[str, Any], base_dir: Path | None = None) -> GatewayConfi
         time=time,
         trust=trust,
         log=log,
+        http=http,
+        logging=logging,
         aggregate=MappingProxyType(dict(aggregate)),
         source=None,
     )

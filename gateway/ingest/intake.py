@@ -38,6 +38,7 @@ from typing import Any, Final
 from signet_gateway.verify.pubkeys import DevicePublicKey
 from signet_gateway.verify.verifier import Verifier
 
+from .timings import Histogram
 from .verify_pool import VerifyWorker, verify_chunk
 from .wire import device_of_topic
 from .writer import Message, Rejection
@@ -55,11 +56,12 @@ WORKER_ANSWER_S: Final = 30.0
 
 
 class Chunk:
-    __slots__ = ("done", "msgs")
+    __slots__ = ("done", "msgs", "sent")
 
     def __init__(self, msgs: list[Message]) -> None:
         self.msgs = msgs
         self.done = threading.Event()
+        self.sent = 0.0  # time.perf_counter() when handed to a verifier process
 
 
 def verify_message(m: Message, verifier: Verifier) -> None:
@@ -104,9 +106,12 @@ class Intake:
         threads: int,
         keys: Mapping[bytes, DevicePublicKey] | None = None,
         on_failure: Callable[[str, BaseException], None] | None = None,
+        verify_timing: Histogram | None = None,
     ) -> None:
-        """on_failure(what, exc): a verifier thread failed beyond recovery (a bug)."""
+        """on_failure(what, exc): a verifier thread failed beyond recovery (a bug);
+        verify_timing: observes each chunk's time in a verifier process (timings.py)."""
         self.verifier = verifier
+        self._verify_timing = verify_timing
         self._on_failure = on_failure
         self._keys = keys
         self.keys_generation = 0
@@ -130,6 +135,11 @@ class Intake:
         ]  # fmt: skip
         for t in self._threads:
             t.start()
+
+    def verifier_problems(self) -> list[str]:
+        """What is wrong with the verifier threads now (the gateway's readiness)."""
+        dead = [t.name for t in self._threads if not t.is_alive()]
+        return [f"verifier threads not running: {', '.join(dead)}"] if dead else []
 
     def keys_changed(self) -> None:
         self.keys_generation += 1
@@ -242,6 +252,7 @@ class Intake:
                     self._worker_failed(index, exc, [*sent, chunk])
                     sent.clear()
                     continue
+                chunk.sent = time.perf_counter()
                 sent.append(chunk)
                 continue  # top the pipeline up before waiting for a result
             if not sent:
@@ -257,6 +268,8 @@ class Intake:
                 sent.clear()
                 continue
             sent.popleft()
+            if self._verify_timing is not None:
+                self._verify_timing.observe(time.perf_counter() - head.sent)
             head.done.set()
 
     def _worker_failed(self, index: int, exc: Exception, chunks: list[Chunk]) -> None:

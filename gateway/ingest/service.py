@@ -40,6 +40,7 @@ from .link_state import Throttle
 from .log_keeper import LogKeeper
 from .mqtt_link import MqttLink
 from .store_outage import StoreOutage
+from .timings import Timings
 from .wire import REC_SUBSCRIPTION
 from .writer import (
     BatchWriter,
@@ -83,6 +84,7 @@ class Gateway:
         self.stopped = threading.Event()  # set when the writer has exited (drained or failed)
         self.stats: Counter[str] = Counter()
         self.refused: Counter[str] = Counter()
+        self.timings = Timings()  # latency histograms for the console's /metrics (timings.py)
         self._refusal_lines: Counter[str] = Counter()
         self._writer_thread: threading.Thread | None = None
         self._started = 0.0
@@ -158,7 +160,11 @@ class Gateway:
             record_log=None if self.log_keeper is None else self.log_keeper.record_log,
         )
         self.intake = Intake(
-            self.verifier, cfg.ingest.verify_threads, keys=enrollment.keys, on_failure=self._fatal
+            self.verifier,
+            cfg.ingest.verify_threads,
+            keys=enrollment.keys,
+            on_failure=self._fatal,
+            verify_timing=self.timings.verify,
         )
         if self._stop_requested:  # SIGTERM/SIGINT while starting: take nothing
             self.intake.close()
@@ -315,7 +321,9 @@ class Gateway:
                     self._verify_with_current_keys(msgs)
                 except sqlite3.Error as exc:  # reading the keys
                     raise storage_error(exc) from exc
+                began = time.perf_counter()
                 result = self.writer.commit(msgs)
+                self.timings.commit.observe(time.perf_counter() - began)
             except StorageUnavailable as exc:
                 self._flush_acks()  # what did commit is acknowledged while this waits
                 waiting = len(msgs) + sum(len(c.msgs) for c in list(self.intake.order))
@@ -429,6 +437,7 @@ class Gateway:
                 return
             # Durable now: only from here on may anything be acknowledged.
             self.link.puback(msgs)
+            self.timings.ack.observe(max(0.0, time.time() - msgs[0].received_ms / 1000))
             unpublished.update(result.acks)
             for kid in result.republish:
                 unpublished[kid] = self.writer.seq.ack(kid)
@@ -470,15 +479,17 @@ class Gateway:
 
     def readiness(self) -> tuple[bool, list[str]]:
         """Ready to take, store and acknowledge records now, and if not, why: what ``/readyz``
-        will serve. Not ready while the broker is not connected, the store cannot be written,
-        or the gateway is stopping."""
+        serves. Not ready while the broker is not connected, the store cannot be written, a
+        verifier thread is not running, or the gateway is stopping."""
         problems = []
         if self.outage.problem is not None:
             problems.append(self.outage.problem)
         if not self.link.connected.is_set():
             problems.append(f"broker not connected: {self.link.state.describe()}")
         if self._stopping.is_set():
-            problems.append("stopping")
+            problems.append("stopping")  # the verifier threads end in the drain: not news
+        else:
+            problems += self.intake.verifier_problems()
         return not problems, problems
 
     def _write_status(self) -> None:

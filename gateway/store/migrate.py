@@ -6,7 +6,8 @@ challenges table. A version-1 key enrolled as ``hardware`` was enrolled on evide
 verified: it becomes ``software`` (its evidence bytes are kept), and the migration says so;
 the way back to the hardware tier is a new key enrolled on verified evidence (a rotation,
 docs/TRUST.md). Version 3 adds the transparency log (records.log_index, the log's tables)
-and appends every stored record to it in the order they were received. Every other row,
+and appends every stored record to it in the order they were received; it also adds the
+HTTP API's token table (empty). Every other row,
 record and aggregate is unchanged.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from .model import StoreError, StoreOpenError
 from .record_log import RecordLog
-from .schema import CHALLENGES_TABLE, DEVICES_TABLE, LOG_TABLES, SCHEMA_VERSION
+from .schema import API_TOKENS_TABLE, CHALLENGES_TABLE, DEVICES_TABLE, LOG_TABLES, SCHEMA_VERSION
 from .sqlite import connect
 
 __all__ = ["Migration", "migrate"]
@@ -107,7 +108,7 @@ def _v1_to_v2(conn: sqlite3.Connection) -> list[str]:
 
 def _v2_to_v3(conn: sqlite3.Connection) -> list[str]:
     conn.execute("ALTER TABLE records ADD COLUMN log_index INTEGER")
-    for statement in _statements(LOG_TABLES):
+    for statement in _statements(LOG_TABLES) + _statements(API_TOKENS_TABLE):
         conn.execute(statement)
     appended = RecordLog(conn).append_unlogged()
     if not appended:

@@ -13,6 +13,7 @@ Tables (the ones REPORT reads are marked *):
 * ``quarantine`` refused input (bounded ring): reason, detail, topic, receive time, raw bytes
 * ``log_tiles``, ``log_tail`` the transparency log's Merkle nodes (store/log_tiles.py)
 * ``log_checkpoints`` the log's signed checkpoints (store/record_log.py)
+* ``api_tokens`` the HTTP API's bearer tokens, hashed (`signet token`, gateway/web/tokens.py)
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "API_TOKENS_TABLE",
     "CHALLENGES_TABLE",
     "DEVICES_TABLE",
     "LOG_TABLES",
@@ -87,6 +89,20 @@ CREATE TABLE IF NOT EXISTS log_checkpoints (
 );
 """
 
+# The HTTP API's bearer tokens (schema version 3; migrate.py adds it to older databases). Only
+# the SHA-256 of a token is kept: the database never holds what a client presents.
+API_TOKENS_TABLE: Final = """
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT NOT NULL,              -- the operator's label: who or what holds it
+    sha256 BLOB NOT NULL UNIQUE,     -- SHA-256 of the token (32 random bytes, base64url)
+    created_ms INTEGER NOT NULL,
+    revoked_ms INTEGER               -- refused from then on; NULL: in force
+);
+-- One token in force per name (a revoked name may be given a new token).
+CREATE UNIQUE INDEX IF NOT EXISTS api_tokens_name ON api_tokens (name) WHERE revoked_ms IS NULL;
+"""
+
 SCHEMA: Final = (
     DEVICES_TABLE
     + CHALLENGES_TABLE
@@ -152,6 +168,7 @@ CREATE TABLE IF NOT EXISTS meta (
 ) WITHOUT ROWID;
 """
     + LOG_TABLES
+    + API_TOKENS_TABLE
 )
 
 SCHEMA_VERSION: Final = "3"

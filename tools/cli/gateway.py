@@ -20,6 +20,7 @@ from signet_gateway.mcr.display import counted
 from .args import positive_int
 from .exits import EXIT_OK, EXIT_REFUSED, EXIT_USAGE
 from .exits import fail as _fail
+from .extras import needs_extra
 
 if TYPE_CHECKING:
     from signet_gateway.config import GatewayConfig
@@ -102,6 +103,15 @@ def cmd_gateway_run(args: argparse.Namespace) -> int:
         gateway = Gateway(config)
     except ConfigError as exc:
         return _fail(str(exc))
+    console = None
+    if config.http.enabled:
+        # The console needs the gateway extra: a missing module is said by main() in one line.
+        from signet_gateway.web.console import Console, HttpServerError
+
+        try:
+            console = Console.bind(config)  # a port in use stops here, before anything starts
+        except HttpServerError as exc:
+            return _fail(str(exc))
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -117,11 +127,28 @@ def cmd_gateway_run(args: argparse.Namespace) -> int:
     except (ConfigError, StoreOpenError, InstanceLockError) as exc:  # [aggregate] is checked
         # when the aggregator loads; a missing database is created by `signet db init` only;
         # another gateway on this database: not a failure a restart would cure
+        if console is not None:
+            console.stop()
         return _fail(str(exc))
     except Exception as exc:
+        if console is not None:
+            console.stop()
         logging.getLogger("signet.gateway").critical("cannot start: %s", exc)
         return _fail(f"cannot start the gateway: {exc}", EXIT_STORAGE)
-    return gateway.run(stop)
+    if console is None:
+        return gateway.run(stop)
+    try:
+        console.start(gateway)
+    except Exception as exc:
+        logging.getLogger("signet.gateway").critical("cannot start the console: %s", exc)
+        stop.set()
+        gateway.run(stop)  # drains and stops what did start
+        console.stop()
+        return _fail(f"cannot start the console: {exc}", EXIT_STORAGE)
+    try:
+        return gateway.run(stop)
+    finally:
+        console.stop()  # after the drain: /readyz says "stopping" meanwhile
 
 
 # -- enrollment ---------------------------------------------------------------------------------
@@ -419,6 +446,7 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         help=f"the gateway's configuration (default: ./{DEFAULT_CONFIG})",
     )
     r.add_argument("--verbose", action="store_true", help="also log paho/debug lines")
+    needs_extra(r, "gateway")  # only [http] enabled imports it (the console)
     r.set_defaults(func=cmd_gateway_run)
     st = gw.add_parser(
         "status",

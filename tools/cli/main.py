@@ -28,6 +28,7 @@ COMMAND_GROUPS = (
     "broker",
     "log",
     "audit",
+    "token",
 )
 
 
