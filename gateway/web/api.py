@@ -17,12 +17,12 @@ from typing import Annotated, Any, Final, Literal
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+from prometheus_client import CollectorRegistry
 
 from signet_gateway.store.model import StoreError
 
 from . import tokens, views
-from .metrics import exposition
+from .metrics import CONTENT_TYPE, exposition
 from .reader import Reader
 
 __all__ = ["create_app"]
@@ -117,7 +117,7 @@ def create_app(
         responses=UNAUTHORIZED if metrics_token else None,
     )
     def metrics() -> Response:
-        return Response(exposition(registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(exposition(registry), media_type=CONTENT_TYPE)
 
     # -- the API --------------------------------------------------------------------------------
 

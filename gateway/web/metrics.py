@@ -32,7 +32,11 @@ from signet_gateway.verify.refusals import REASONS
 from .reader import Reader
 from .views import GATEWAY_REASONS
 
-__all__ = ["METRICS", "GatewayCollector", "registry_for"]
+__all__ = ["CONTENT_TYPE", "METRICS", "GatewayCollector", "exposition", "registry_for"]
+
+# The text format generate_latest() writes, as every Prometheus version reads it (the library's
+# CONTENT_TYPE_LATEST names a newer version in recent releases).
+CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 # name (as exposed, counters with _total) -> help text; the docs' reference is checked against it.
 METRICS: Final = {
