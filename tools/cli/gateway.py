@@ -86,23 +86,33 @@ def add_db_args(p: argparse.ArgumentParser, *config_aliases: str) -> None:
 # -- gateway run --------------------------------------------------------------------------------
 
 
+def _log_to_stderr(log_format: str, verbose: bool) -> None:
+    """The gateway's log on stderr (the journal): text lines, or JSON lines ([logging])."""
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        from signet_gateway.web.json_log import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s signet-gateway %(levelname)s %(message)s")
+        )
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, handlers=[handler])
+    logging.getLogger("signet.gateway").setLevel(logging.INFO)
+
+
 def cmd_gateway_run(args: argparse.Namespace) -> int:
     from signet_gateway.config import ConfigError, load
     from signet_gateway.ingest.instance_lock import InstanceLockError
     from signet_gateway.ingest.service import Gateway
     from signet_gateway.store.model import StoreOpenError
 
-    logging.basicConfig(
-        stream=sys.stderr,
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s signet-gateway %(levelname)s %(message)s",
-    )
-    logging.getLogger("signet.gateway").setLevel(logging.INFO)
     try:
         config = load(args.config)
         gateway = Gateway(config)
     except ConfigError as exc:
         return _fail(str(exc))
+    _log_to_stderr(config.logging.format, args.verbose)
     console = None
     if config.http.enabled:
         # The console needs the gateway extra: a missing module is said by main() in one line.
