@@ -8,7 +8,7 @@ process ends, however it ends (``kill -9`` too): a file left behind never blocks
 
 The file carries the holder's pid on its first line (for the refusal message) and the
 running gateway's readiness as one JSON object on the second (:meth:`InstanceLock.
-write_status`, :func:`read_status`): what the HTTP console will serve as ``/readyz``, for
+write_status`, :func:`read_status`): what the HTTP console serves as ``/readyz``, for
 any command to read meanwhile. It is rewritten in place, so saying "store full" needs no
 new file on a full disk.
 

@@ -13,7 +13,7 @@ be written is waited out with nothing acknowledged (store_outage.py); a verifier
 process that dies or hangs is replaced (intake.py). What no design recovers from -
 an unusable store, a thread that fails (a bug) - is said in one CRITICAL line and
 stops the gateway with exit 3 (:meth:`Gateway._fatal`). :meth:`Gateway.readiness` is
-what the HTTP console will serve as ``/readyz``; it is written beside the database
+what the HTTP console (gateway/web) serves as ``/readyz``; it is written beside the database
 (instance_lock.py) and ends the summary line meanwhile.
 """
 

@@ -347,7 +347,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
 
 
 def cmd_gateway_status(args: argparse.Namespace) -> int:
-    """The readiness a running gateway reports for its database (what /readyz will serve):
+    """The readiness a running gateway reports for its database (what /readyz serves):
     0 ready; 1 not ready (a fault it is riding out) or no gateway running; 2 usage."""
     from signet_gateway.config import ConfigError
     from signet_gateway.ingest.instance_lock import read_status
