@@ -28,6 +28,7 @@ import base64
 import json
 import multiprocessing
 import os
+import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -36,12 +37,14 @@ from typing import Any, Final
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat, load_pem_public_key
 
-from signet_gateway.ingest.sequencer import NEW
+from signet_gateway.ingest.sequencer import NEW, HookFailed
 from signet_gateway.ingest.writer import SIG_ITEM
 from signet_gateway.log.checkpoint import Checkpoint, open_checkpoint
 from signet_gateway.log.note import NoteError, Verifier
 from signet_gateway.log.verification import ProofError, verify_consistency
+from signet_gateway.mcr.report import Period, ReportError
 from signet_gateway.store.model import iso_ms
+from signet_gateway.store.schema import TIERS
 from signet_gateway.verify.cose_decode import decode_envelope
 from signet_gateway.verify.pubkeys import DevicePublicKey
 from signet_gateway.verify.refusals import Refused
@@ -189,7 +192,10 @@ def _verify(
     content, rules = _open_report(bundle, verifier, cp)
     out.device, out.period = content["device"], content["period"]
     out.passed.append("report")
-    replay = Replay(bundle.keys, bundle.findings, rules)
+    try:
+        replay = Replay(bundle.keys, bundle.findings, rules)
+    except sqlite3.Error as exc:  # a key row or a finding the gateway's tables refuse
+        raise _fail("keys", f"the bundle's keys or findings are not a gateway's: {exc}") from None
     try:
         _check_records(bundle, cp, replay, jobs, progress)
         out.records = len(bundle.records)
@@ -258,6 +264,12 @@ def _check_keys(keys: Sequence[BundleKey]) -> None:
         if public.device_id != key.kid:
             raise _fail("keys", f"keys[{i}]: the public key hashes to {public.device_id},"
                         f" not {key.kid}")  # fmt: skip
+        if key.tier not in TIERS or (key.tier == "hardware") != (key.evidence_kind is not None):
+            raise _fail("keys", f"keys[{i}] ({key.kid}): tier {key.tier!r} with evidence kind"
+                        f" {key.evidence_kind!r}: the hardware tier needs verified evidence,"
+                        " and only it")  # fmt: skip
+        if any(other.kid == key.kid for other in keys[:i]):
+            raise _fail("keys", f"keys[{i}] ({key.kid}) is in the bundle twice")
         if key.machine != keys[0].machine:
             raise _fail("keys", f"keys[{i}] ({key.kid}) is of machine {key.machine}, not"
                         f" {keys[0].machine}")  # fmt: skip
@@ -295,6 +307,10 @@ def _open_report(
         or not isinstance(content["report"], dict)
     ):
         raise _fail("report", "report: period, as_of_ms, records or report malformed")
+    try:
+        Period.parse(period["from"], period["to"])
+    except ReportError as exc:
+        raise _fail("report", f"report: period: {exc}") from None
     return content, rules
 
 
@@ -361,16 +377,24 @@ def _check_records(
             if last_n is not None and n > last_n:
                 raise bad(f"numbered above its key's last n ({last_n}) before a rotation")
             end = len(raw) - SIG_ITEM
-            verdict = replay.apply(
-                kid, payload, raw[end - length : end], payload_hash, raw, received_ms
-            )
+            try:
+                verdict = replay.apply(
+                    kid, payload, raw[end - length : end], payload_hash, raw, received_ms
+                )
+            except (HookFailed, sqlite3.Error) as exc:
+                reason = f"the gateway's sequence and aggregation code refused it: {exc}"
+                raise bad(reason) from None
             if verdict != NEW:
                 raise bad(f"a {verdict} of an earlier record of the bundle with n={n}: the log"
                           " holds each stored record once")  # fmt: skip
             if problem is not None:
                 raise bad(problem)
             number += 1
-        replay.flush()
+        try:
+            replay.flush()
+        except (HookFailed, sqlite3.Error) as exc:
+            raise _fail("record", f"records before #{number}: the gateway's aggregation code"
+                        f" refused them: {exc}") from None  # fmt: skip
         if progress is not None:
             progress(number, len(records))
 

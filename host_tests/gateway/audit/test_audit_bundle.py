@@ -318,3 +318,23 @@ def test_the_inclusion_checker_refuses_what_the_rfc_check_refuses() -> None:
         with pytest.raises(ProofError):
             checker.check(leaf, at, proof)
     checker.check(leaves[5], 5, path(5, entries))
+
+
+def test_keys_and_report_fields_the_gateway_would_not_have_are_refused_in_one_line(
+    site: Site, genuine: Bundle
+) -> None:
+    key = genuine.keys[0]
+    cases = {
+        "hardware without evidence": [dataclasses.replace(key, tier="hardware")],
+        "twice": [key, key],
+        "another machine": [key, dataclasses.replace(key, machine="ab" * 16)],
+    }
+    for name, keys in cases.items():
+        failure = _verify(site, dataclasses.replace(genuine, keys=keys)).failure
+        assert failure is not None and failure.check == "keys", (name, failure)
+
+    def bad_period(content: dict[str, Any]) -> None:
+        content["period"] = {"from": "2023-02-30", "to": None}
+
+    failure = _verify(site, _resigned(site, genuine, bad_period)).failure
+    assert failure is not None and failure.check == "report" and "period" in failure.message
