@@ -102,6 +102,9 @@ SMOKE: dict[str, tuple[list[str], str]] = {
     "audit export": (["--config", "{w}/log.toml", "--device", "{kid}", "--out", "{w}/b"], "setup"),
     "audit verify": (["{w}/none.bundle", "--gateway-key", "{w}/none.vkey"], "setup"),
     "audit records": (["--db", "{w}/gateway.db", "--device", "{kid}", "--out", "{w}/r.cbor"], "ok"),
+    "token create": (["--name", "smoke", "--db", "{w}/gateway.db"], "ok"),
+    "token list": (["--db", "{w}/gateway.db"], "ok"),
+    "token revoke": (["smoke", "--db", "{w}/gateway.db"], "ok"),
     "simulate": (
         [
             "--devices",
