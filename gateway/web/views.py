@@ -276,10 +276,10 @@ def _period(day_from: str | None, day_to: str | None) -> report.Period:
         raise BadRequest(str(exc).replace("--from", "from").replace("--to", "to")) from None
 
 
-def _mcr_error(exc: report.ReportError) -> Exception:
-    """An unknown device is a 404; the rest (aggregates of other rules...) a 400."""
-    text = str(exc)
-    return NotFound(text) if "device" in text.lower() else BadRequest(text)
+def _known(conn: sqlite3.Connection, wanted: str | None) -> None:
+    """An unknown device is a 404 before the report is built (the rest of its errors: 400)."""
+    if wanted is not None:
+        _resolve(Store.over(conn), wanted)
 
 
 def report_json(
@@ -287,12 +287,13 @@ def report_json(
 ) -> str:
     """`signet report --format json`, byte for byte."""
     period = _period(day_from, day_to)
+    _known(conn, device)
     try:
         result = report.build_report(
             conn, device=device, period=period, missing=Store.over(conn).missing
         )
     except report.ReportError as exc:
-        raise _mcr_error(exc) from None
+        raise BadRequest(str(exc)) from None
     return report.render(result, "json")
 
 
@@ -306,8 +307,9 @@ def peaq_export(
 ) -> str:
     """`signet export peaq` (default machine ids), byte for byte."""
     period = _period(day_from, day_to)
+    _known(conn, device)
     try:
         result = peaq.export_events(conn, device=device, period=period, metadata_format=metadata)
     except report.ReportError as exc:
-        raise _mcr_error(exc) from None
+        raise BadRequest(str(exc)) from None
     return peaq.render(result)
