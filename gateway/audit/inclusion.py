@@ -15,55 +15,59 @@ sibling is i ^ 1 when that is below w, else node i is carried up unchanged.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
-from signet_gateway.log.merkle import node_hash
+from signet_gateway.log.merkle import HASH_SIZE, node_hash
 from signet_gateway.log.verification import ProofError, verify_inclusion
 
 __all__ = ["InclusionChecker"]
 
 
 class InclusionChecker:
-    """Checks inclusion proofs against one (size, root); raises ProofError like the RFC's."""
+    """Checks inclusion proofs against one (size, root); raises ProofError like the RFC's.
+
+    A proof is given as its hashes concatenated (the bundle's form): comparing the rest of
+    a proof with the known siblings above a node is then one comparison of bytes."""
 
     def __init__(self, size: int, root: bytes) -> None:
         self.size = size
         self.root = root
-        # (level, index) -> (node hash, the siblings above it up to the root): both are
-        # fixed by the tree, so a valid proof through that node ends with exactly those.
-        self._known: dict[tuple[int, int], tuple[bytes, list[bytes]]] = {}
+        # (level, index) -> (node hash, the siblings above it up to the root, concatenated):
+        # both are fixed by the tree, so a valid proof through that node ends with exactly
+        # those bytes.
+        self._known: dict[tuple[int, int], tuple[bytes, bytes]] = {}
 
-    def check(self, leaf: bytes, index: int, proof: Sequence[bytes]) -> None:
-        if not self._fast(leaf, index, list(proof)):
-            verify_inclusion(leaf, index, self.size, proof, self.root)
+    def check(self, leaf: bytes, index: int, proof: bytes) -> None:
+        if not self._fast(leaf, index, proof):
+            hashes = [proof[i : i + HASH_SIZE] for i in range(0, len(proof), HASH_SIZE)]
+            verify_inclusion(leaf, index, self.size, hashes, self.root)
             raise ProofError("the inclusion proof does not match the tree's other proofs")
 
-    def _fast(self, leaf: bytes, index: int, proof: list[bytes]) -> bool:
+    def _fast(self, leaf: bytes, index: int, proof: bytes) -> bool:
         """True if the proof leads to the root; False if the RFC's check must decide."""
-        if not 0 <= index < self.size or len(leaf) != 32:
+        if not 0 <= index < self.size or len(leaf) != HASH_SIZE or len(proof) % HASH_SIZE:
             return False
         known = self._known
-        seen: list[tuple[tuple[int, int], bytes, int]] = []  # computed nodes, proof position
-        node, i, width, level, used = leaf, index, self.size, 0, 0
+        seen: list[tuple[tuple[int, int], bytes, int]] = []  # computed nodes, proof offset
+        node, i, width, level, at = leaf, index, self.size, 0, 0
+        end = len(proof)
         while width > 1:
             have = known.get((level, i))
             if have is not None:
-                if have[0] != node or proof[used:] != have[1]:
+                if have[0] != node or proof[at:] != have[1]:
                     return False
                 break
-            seen.append(((level, i), node, used))
+            seen.append(((level, i), node, at))
             if i ^ 1 < width:
-                if used >= len(proof):
+                if at >= end:
                     return False
-                other = proof[used]
-                used += 1
+                other = proof[at : at + HASH_SIZE]
+                at += HASH_SIZE
                 node = node_hash(other, node) if i & 1 else node_hash(node, other)
             i >>= 1
             width = (width + 1) >> 1
             level += 1
         else:
-            if used != len(proof) or node != self.root:
+            if at != end or node != self.root:
                 return False
-        for position, digest, at in seen:
-            known[position] = (digest, proof[at:])
+        for position, digest, offset in seen:
+            known[position] = (digest, proof[offset:])
         return True

@@ -15,7 +15,6 @@ from signet_gateway.verify.pubkeys import DevicePublicKey
 from signet_gateway.verify.refusals import Refused
 from signet_gateway.verify.verifier import Verifier
 
-from .bundle import split_proof
 from .inclusion import InclusionChecker
 
 __all__ = ["Checked", "check", "start"]
@@ -49,7 +48,7 @@ def check(items: list[tuple[int, bytes, bytes]]) -> list[Checked]:
             continue
         problem = None
         try:
-            inclusion(leaf_hash(raw), log_index, split_proof(proof))
+            inclusion(leaf_hash(raw), log_index, proof)
         except ProofError as exc:
             problem = f"inclusion proof: {exc}"
         pbytes = rec.payload_bytes

@@ -107,11 +107,7 @@ class _ProgressBar:
 def _read_key(text: str) -> str:
     """--gateway-key: the key itself, or a file holding it."""
     path = Path(text)
-    if "+" not in text and not text.startswith("-----") and path.exists():
-        return path.read_text()
-    if path.is_file():
-        return path.read_text()
-    return text
+    return path.read_text() if path.is_file() else text
 
 
 def cmd_verify(args: argparse.Namespace) -> int:

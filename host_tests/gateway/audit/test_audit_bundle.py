@@ -298,7 +298,7 @@ def test_the_inclusion_checker_refuses_what_the_rfc_check_refuses() -> None:
     order = list(range(300))
     rng.shuffle(order)
     for index in order:  # every genuine proof passes, in any order, cache or not
-        checker.check(leaves[index], index, path(index, entries))
+        checker.check(leaves[index], index, b"".join(path(index, entries)))
     for _ in range(400):  # then every altered one fails, however much of it is cached
         index = rng.randrange(300)
         proof = path(index, entries)
@@ -316,8 +316,8 @@ def test_the_inclusion_checker_refuses_what_the_rfc_check_refuses() -> None:
         else:
             leaf = _flip(leaf, rng.randrange(32))
         with pytest.raises(ProofError):
-            checker.check(leaf, at, proof)
-    checker.check(leaves[5], 5, path(5, entries))
+            checker.check(leaf, at, b"".join(proof))
+    checker.check(leaves[5], 5, b"".join(path(5, entries)))
 
 
 def test_keys_and_report_fields_the_gateway_would_not_have_are_refused_in_one_line(

@@ -153,3 +153,21 @@ def test_records_refuses_an_unknown_device(site: Site) -> None:
     done = _run("audit", "records", "--db", site.db, "--device", "nobody")
     assert done.returncode == 2 and done.stderr.startswith("signet: error: ")
     assert "nobody" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_the_progress_bar_draws_one_line_for_large_bundles(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from signet_tools.cli.audit import PROGRESS_MIN, _ProgressBar
+
+    bar = _ProgressBar()
+    bar(10, PROGRESS_MIN - 1)  # a small bundle: no bar
+    bar.close()
+    assert capsys.readouterr().err == ""
+    bar = _ProgressBar()
+    for done in (0, PROGRESS_MIN // 2, PROGRESS_MIN):
+        bar(done, PROGRESS_MIN)
+    bar.close()
+    err = capsys.readouterr().err
+    assert err.count("\r") == 3 and err.endswith("\n") and err.count("\n") == 1
+    assert f"{PROGRESS_MIN:,}/{PROGRESS_MIN:,} (100%)" in err and "(50%)" in err
