@@ -104,7 +104,11 @@ def _reset(agent, board):
     # The agent stalled: out of memory at every step, no progress for intervals.stall_s.
     # A running watchdog is left unfed and resets the board (the next boot record says
     # rc "wdt"); without one, the board resets itself. Either way the heap starts over.
-    board.log("signet: stalled out of memory: resetting the board")
+    gc.collect()
+    try:
+        board.log("signet: stalled out of memory: resetting the board")
+    except MemoryError:
+        pass  # the reset matters, not the line
     if agent.config.watchdog_ms:
         while True:
             board.sleep_ms(1000)
