@@ -21,7 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from signet_gateway.store.model import StoreError
 
-from . import tokens, views
+from . import models, tokens, views
 from .metrics import CONTENT_TYPE, exposition
 from .reader import Reader
 
@@ -88,7 +88,7 @@ def create_app(
 
     # -- health (no token) -----------------------------------------------------------------
 
-    @app.get("/healthz", tags=["health"], summary="The process is up")
+    @app.get("/healthz", tags=["health"], summary="The process is up", response_model=models.Health)
     def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
@@ -96,7 +96,8 @@ def create_app(
         "/readyz",
         tags=["health"],
         summary="Ready: broker connected, store writable, verifiers running",
-        responses={503: {"description": "Not ready; problems says why"}},
+        response_model=models.Ready,
+        responses={503: {"description": "Not ready; problems says why", "model": models.Ready}},
     )
     def readyz() -> JSONResponse:
         ready, problems = readiness()
@@ -144,7 +145,13 @@ def create_app(
         Query(min_length=1, max_length=200, description="one device (default: every device)"),
     ]
 
-    @app.get("/api/v1/fleet", tags=["fleet"], summary="Every enrolled key and its counters", **api)
+    @app.get(
+        "/api/v1/fleet",
+        tags=["fleet"],
+        summary="Every enrolled key and its counters",
+        response_model=models.Fleet,
+        **api,
+    )
     def fleet() -> dict[str, Any]:
         return views.fleet(reader.conn())
 
@@ -152,6 +159,7 @@ def create_app(
         "/api/v1/devices/{device}",
         tags=["fleet"],
         summary="One key: enrollment, sequence state, integrity counters",
+        response_model=models.DeviceDetail,
         **{**api, "responses": {**api["responses"], **NOT_FOUND}},
     )
     def device(device: Device) -> dict[str, Any]:
@@ -161,6 +169,7 @@ def create_app(
         "/api/v1/devices/{device}/records",
         tags=["records"],
         summary="A key's stored records and its refused input, with verdicts and raw bytes",
+        response_model=models.Records,
         **{**api, "responses": {**api["responses"], **NOT_FOUND}},
     )
     def records(
@@ -183,6 +192,7 @@ def create_app(
         "/api/v1/refusals",
         tags=["records"],
         summary="Refusals across the fleet: counts by reason, quarantined items with topic",
+        response_model=models.Refusals,
         **api,
     )
     def refusals(

@@ -13,7 +13,11 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error, status_code_conformance
+from schemathesis.checks import (
+    not_a_server_error,
+    response_schema_conformance,
+    status_code_conformance,
+)
 
 from kit.console import ConsoleClient, console_gateway
 from kit.gatewaykit import Dev, Mqtt
@@ -95,7 +99,10 @@ def test_no_server_error_with_a_token(console: Console) -> None:
 
     def check(case: Any) -> None:
         response = case.call(headers={"Authorization": f"Bearer {client.token}"}, timeout=30)
-        case.validate_response(response, checks=[not_a_server_error, status_code_conformance])
+        case.validate_response(
+            response,
+            checks=[not_a_server_error, status_code_conformance, response_schema_conformance],
+        )
 
     assert len(_fuzz(client, devices, check)) == 9
 
