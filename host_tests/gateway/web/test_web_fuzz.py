@@ -1,7 +1,7 @@
 """API fuzzing from the console's own OpenAPI document (schemathesis, on hypothesis): every
 operation with generated parameters, with a token and without, answered by a real gateway
-process over HTTP. No input may cause a server error (5xx); responses must match the document's
-status codes, and without a token every data operation answers 401."""
+process over HTTP. No input may cause a server error (5xx); responses must match the document
+(status codes and body schemas), and without a token every data operation answers 401."""
 
 from __future__ import annotations
 
