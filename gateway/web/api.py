@@ -10,6 +10,7 @@ connection (reader.py). No interactive docs page: it would fetch its scripts fro
 
 # No `from __future__ import annotations`: FastAPI reads the handlers' annotations, which
 # name types local to create_app.
+import copy
 import sqlite3
 from collections.abc import Callable
 from typing import Annotated, Any, Final, Literal
@@ -19,6 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from prometheus_client import CollectorRegistry
 
+from signet_gateway.mcr.report import REPORT_SCHEMA
 from signet_gateway.store.model import StoreError
 
 from . import models, tokens, views
@@ -249,4 +251,48 @@ def create_app(
         )
         return Response(text, media_type="application/json")
 
+    _document_report(app)
     return app
+
+
+def _document_report(app: FastAPI) -> None:
+    """Put the report's own JSON Schema (gateway/mcr/report.py) into the OpenAPI document as
+    the /api/v1/report answer, its $defs as components (OpenAPI resolves $ref from the
+    document's root)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        doc = generate()
+        schema = copy.deepcopy(REPORT_SCHEMA)
+        defs = schema.pop("$defs", {})
+        schema.pop("$schema", None)
+        schema.pop("$id", None)
+
+        def relink(node: Any) -> Any:
+            if isinstance(node, dict):
+                return {
+                    k: (
+                        v.replace("#/$defs/", "#/components/schemas/Report_")
+                        if k == "$ref" and isinstance(v, str)
+                        else relink(v)
+                    )
+                    for k, v in node.items()
+                }
+            if isinstance(node, list):
+                return [relink(v) for v in node]
+            return node
+
+        components = doc.setdefault("components", {}).setdefault("schemas", {})
+        components["Report"] = relink(schema)
+        for name, definition in defs.items():
+            components[f"Report_{name}"] = relink(definition)
+        answer = doc["paths"]["/api/v1/report"]["get"]["responses"]["200"]
+        answer["content"] = {
+            "application/json": {"schema": {"$ref": "#/components/schemas/Report"}}
+        }
+        app.openapi_schema = doc
+        return doc
+
+    app.openapi = openapi  # type: ignore[method-assign]
