@@ -228,7 +228,13 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         " (--json: with both signed checkpoints). Exit 0 printed; 2 no such checkpoint.",
     )
     add_db_args(c)
-    c.add_argument("--from", dest="old_size", type=_size, required=True, metavar="SIZE")
-    c.add_argument("--to", dest="new_size", type=_size, metavar="SIZE")
+    c.add_argument(
+        "--from", dest="old_size", type=_size, required=True, metavar="SIZE",
+        help="the earlier checkpoint's tree size",
+    )  # fmt: skip
+    c.add_argument(
+        "--to", dest="new_size", type=_size, metavar="SIZE",
+        help="the later checkpoint's tree size (default: the latest stored checkpoint)",
+    )  # fmt: skip
     c.add_argument("--json", action="store_true", help="one JSON object")
     c.set_defaults(func=lambda a: _run(a, _consistency))
