@@ -182,7 +182,7 @@ def test_the_log_is_exactly_the_committed_records_after_kill_9_at_random_moments
     ran: list[bool] = []
     fleet_thread = threading.Thread(target=lambda: ran.append(fleet.run()), daemon=True)
     try:
-        # The log off: records stored without leaves, through two kills.
+        # The log off: records stored without leaves, through three kills.
         h.start(wait=True)
         fleet_thread.start()
         for _ in range(3):
