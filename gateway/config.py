@@ -146,6 +146,9 @@ class HttpConfig:
     # /metrics asks for a bearer token like the API; false opens it to whoever reaches the
     # port (a Prometheus on the same host without credentials). /healthz and /readyz never ask.
     metrics_token: bool = True
+    # [http.advertised_yield]: the yield the operator advertises per machine (device id, unique
+    # prefix or name -> percent a year), shown beside the realized yield in the dashboard.
+    advertised_yield: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True)
@@ -317,6 +320,16 @@ def _host(name: str, value: Any) -> str:
     return value
 
 
+def _advertised_yield(name: str, value: Any) -> Mapping[str, float]:
+    """device (id, prefix or name) -> percent a year, 0..1000 (names resolve when shown)."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"[{name}]: must be a table of device = percent a year")
+    for device, percent in value.items():
+        if type(percent) not in (int, float) or not 0 <= percent <= 1000:
+            raise ConfigError(f"{name}.{device}: must be a percent a year 0..1000, got {percent!r}")
+    return MappingProxyType({str(k): float(v) for k, v in value.items()})
+
+
 def _choice(*allowed: str) -> Callable[[str, Any], str]:
     def check(name: str, value: Any) -> str:
         if value not in allowed:
@@ -424,7 +437,13 @@ def parse(data: Mapping[str, Any], base_dir: Path | None = None) -> GatewayConfi
         data,
         "http",
         HttpConfig(),
-        {"enabled": _bool, "host": _host, "port": _int(1, 65535), "metrics_token": _bool},
+        {
+            "enabled": _bool,
+            "host": _host,
+            "port": _int(1, 65535),
+            "metrics_token": _bool,
+            "advertised_yield": _advertised_yield,
+        },
     )
     logging = _section(data, "logging", LoggingConfig(), {"format": _choice("text", "json")})
     aggregate = data.get("aggregate", {})

@@ -86,9 +86,15 @@ def number(x: float | None) -> str:
     return "" if x is None else json.dumps(x)
 
 
+def exponent(cur: str) -> int:
+    """The currency's minor-unit exponent (2 unless the table above says otherwise): 1250
+    minor units of EUR are 12.50 EUR, of JPY 1250 JPY."""
+    return _EXPONENTS.get(cur, 2)
+
+
 def money(amount: int, cur: str) -> str:
     """'12.50 EUR' from 1250 minor units (display only)."""
-    exp = _EXPONENTS.get(cur, 2)
+    exp = exponent(cur)
     sign = "-" if amount < 0 else ""
     whole, frac = divmod(abs(amount), 10**exp)
     return f"{sign}{whole}.{frac:0{exp}d} {cur}" if exp else f"{sign}{whole} {cur}"

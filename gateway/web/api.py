@@ -12,7 +12,7 @@ connection (reader.py). No interactive docs page: it would fetch its scripts fro
 # name types local to create_app.
 import copy
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Final, Literal
 
 from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
@@ -23,7 +23,7 @@ from prometheus_client import CollectorRegistry
 from signet_gateway.mcr.report import REPORT_SCHEMA
 from signet_gateway.store.model import StoreError
 
-from . import models, tokens, views
+from . import dashboard, models, tokens, views
 from .metrics import CONTENT_TYPE, exposition
 from .reader import Reader
 
@@ -44,6 +44,7 @@ def create_app(
     registry: CollectorRegistry,
     *,
     metrics_token: bool = True,
+    advertised_yield: Mapping[str, float] | None = None,
 ) -> FastAPI:
     app = FastAPI(
         title="Signet gateway console",
@@ -251,6 +252,8 @@ def create_app(
         )
         return Response(text, media_type="application/json")
 
+    # The dashboard's pages and its yield endpoint (dashboard.py).
+    dashboard.mount(app, reader, authorized, advertised_yield or {}, api)
     _document_report(app)
     return app
 

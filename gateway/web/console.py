@@ -41,6 +41,7 @@ class Console:
             gateway.readiness,
             registry_for(gateway, self.reader),
             metrics_token=self.config.http.metrics_token,
+            advertised_yield=self.config.http.advertised_yield,
         )
         self.server = HttpServer(app, self.sock)
         self.server.start()

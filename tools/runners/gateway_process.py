@@ -64,6 +64,8 @@ def write_gateway_config(
         for key, value in values.items():
             if isinstance(value, bool):
                 text = "true" if value else "false"
+            elif isinstance(value, dict):  # an inline table of numbers ([http] advertised_yield)
+                text = "{" + ", ".join(f'"{k}" = {v!r}' for k, v in value.items()) + "}"
             else:
                 text = f'"{value}"' if isinstance(value, str) else repr(value)
             lines.append(f"{key} = {text}")

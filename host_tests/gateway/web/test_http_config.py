@@ -34,7 +34,7 @@ def test_defaults_loopback_and_off() -> None:
         ({"http": {"port": "80"}}, "http.port: must be an integer 1..65535, got '80'"),
         ({"http": {"host": "http://x"}}, "http.host: must be an IP address or a host name"),
         ({"http": {"host": "localhost:80"}}, "http.host: must be an IP address or a host name"),
-        ({"http": {"bind": "x"}}, "http.bind: unknown key (known: enabled, host, metrics_token"),
+        ({"http": {"bind": "x"}}, "http.bind: unknown key (known: advertised_yield, enabled, host"),
         ({"http": []}, "[http]: must be a table"),
         ({"logging": {"format": "xml"}}, "logging.format: must be one of text, json, got 'xml'"),
     ],

@@ -243,6 +243,6 @@ def test_openapi_document_describes_the_api(site: Site) -> None:
     assert set(doc["paths"]) == {
         "/healthz", "/readyz", "/metrics", "/api/v1/fleet", "/api/v1/devices/{device}",
         "/api/v1/devices/{device}/records", "/api/v1/refusals", "/api/v1/report",
-        "/api/v1/export/peaq",
+        "/api/v1/export/peaq", "/api/v1/devices/{device}/yield",
     }  # fmt: skip
     assert site.client.get("/docs", token=None).status_code == 404  # no CDN-backed page
