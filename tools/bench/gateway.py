@@ -108,6 +108,7 @@ class BenchResult:
     log_bytes: dict[str, int] = field(default_factory=dict)  # bytes the log adds, by table
     log_row_bytes: int = 0  # of which bytes in the records' rows (log_index), no page overhead
     rounds: int = 1  # drains with the log on and with it off; the best of each is reported
+    drain_rates: list[tuple[bool, float]] = field(default_factory=list)  # (log on?, rate) as run
 
     @property
     def log_cost_pct(self) -> float:
@@ -588,6 +589,7 @@ def run(
             log_bytes=log_storage(on.db_bytes, off.db_bytes),
             log_row_bytes=on.record_row_bytes - off.record_row_bytes,
             rounds=rounds,
+            drain_rates=[(d.log, d.drain_rate) for d in drains],
         )
     finally:
         for site in sites:
@@ -633,7 +635,7 @@ def _log_lines(r: BenchResult, off: Drain) -> list[str]:
     shown = [f"{name} {size / r.records:.1f}" for name, size in parts if size]
     cpu_on = r.gateway_cpu_s / r.records * 1e6
     cpu_off = off.gateway_cpu_s / off.stored * 1e6
-    return [
+    lines = [
         "the transparency log (the drain above has it on; the same records through a fresh"
         " broker and database with [log] enabled = false"
         + ("):" if r.rounds == 1 else f"; the best of {r.rounds} drains each, alternating):"),
@@ -652,3 +654,8 @@ def _log_lines(r: BenchResult, off: Drain) -> list[str]:
         f"  records in the database with the log off: {off.stored}; gateway exit on SIGTERM:"
         f" {off.gateway_exit}",
     ]
+    if len(r.drain_rates) > 2:
+        # How much drains of one kind differ on this machine: a smaller cost is noise.
+        rates = ", ".join(f"{'on' if on else 'off'} {rate:,.0f}" for on, rate in r.drain_rates)
+        lines.append(f"  every drain, in the order run: {rates} records/s")
+    return lines

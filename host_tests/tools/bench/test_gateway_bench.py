@@ -46,6 +46,13 @@ def _result(on: bench.Drain, off: bench.Drain) -> bench.BenchResult:
         log_off=off,
         log_bytes=bench.log_storage(on.db_bytes, off.db_bytes),
         log_row_bytes=on.record_row_bytes - off.record_row_bytes,
+        rounds=2,
+        drain_rates=[
+            (True, on.drain_rate),
+            (False, off.drain_rate),
+            (False, 9_000.0),
+            (True, 9_500.0),
+        ],
     )
 
 
@@ -73,6 +80,11 @@ def test_the_report_keeps_its_lines_and_adds_the_log_s_cost_and_storage() -> Non
     assert "the log's storage                              36.9 bytes per record beyond the" in text
     assert "(meets the 40 target): log_tiles 34.4, records 2.5 (pages in use" in text
     assert "each record's row 2.0 bytes longer)" in text
+    assert (
+        "  every drain, in the order run: on 10,000, off 10,204, off 9,000, on 9,500 records/s"
+        in (lines)
+    )
+    assert "the best of 2 drains each, alternating):" in text
     slow = _drain(True, 5.5, {"records": 20_000_000, "log_tiles": 2_100_000}, 17_400_000)
     text = bench.format_report(_result(slow, off))
     assert "10.9 % of the drain rate  (MISSES the 5 % target)" in text
