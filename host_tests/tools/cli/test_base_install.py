@@ -52,6 +52,7 @@ SMOKE: dict[str, tuple[list[str], str]] = {
     "bench verify": (["--seconds", "0.1"], "ok"),
     "bench agent": (["--count", "1"], "extra:bench"),
     "bench gateway": (["--records", "1", "--devices", "2"], "setup"),
+    "bench audit": (["--records", "0"], "setup"),
     "demo": (["--devices", "1", "--dir", "{w}/demo"], "setup"),
     "agent run": (["--config", "{w}/agent.json"], "setup"),
     "agent record rev": (
