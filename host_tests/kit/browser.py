@@ -89,3 +89,54 @@ def wait_page(driver: Any, page: str, timeout: float = 20) -> None:
             f"page {page!r} not rendered in {timeout} s (at {where}; error {error!r};"
             f" console {console_errors(driver)})"
         ) from None
+
+
+# -- the dashboard ----------------------------------------------------------------------------
+
+
+def sign_in(driver: Any, url: str, token: str) -> None:
+    """Open the dashboard at url with an empty sessionStorage and sign in with token."""
+    from selenium.webdriver.common.by import By
+
+    driver.get(url)
+    driver.execute_script("sessionStorage.clear(); location.hash = '#/';")
+    driver.refresh()
+    wait_page(driver, "login")
+    box = driver.find_element(By.ID, "token")
+    box.clear()
+    box.send_keys(token)
+    driver.find_element(By.CSS_SELECTOR, "#login button").click()
+
+
+def fleet_rows(driver: Any) -> list[dict[str, Any]]:
+    """The fleet table as the page shows it: per row its machine, cell texts by column, and
+    the revenue amounts [currency, minor units, text]."""
+    return driver.execute_script(  # type: ignore[no-any-return]
+        """return [...document.querySelectorAll('#fleet tbody tr')].map(tr => ({
+            device: tr.dataset.device,
+            cells: Object.fromEntries(
+                [...tr.cells].map(td => [td.dataset.col, td.innerText.trim()])),
+            amounts: [...tr.querySelectorAll('[data-currency]')].map(s =>
+                [s.dataset.currency, Number(s.dataset.amount), s.textContent]),
+        }))"""
+    )
+
+
+def assert_fleet_equals_report(rows: list[dict[str, Any]], report: dict[str, Any]) -> None:
+    """Each machine of `signet report --format json` has its row, with the report's figures
+    rounded as the report's table rounds them (gateway/mcr/display.py)."""
+    from signet_gateway.mcr.display import money, rounded
+
+    by_device = {r["device"]: r for r in rows}
+    for machine in report["devices"]:
+        row = by_device[machine["device"]]
+        cells = row["cells"]
+        assert cells["name"] == (machine["name"] or ""), machine["device"]
+        assert cells["tier"] == machine["tier"], machine["device"]
+        assert cells["uptime"] == rounded(machine["uptime"]["ratio"], 2, percent=True)
+        assert cells["score"] == f"{machine['score']['score']} {machine['score']['letter']}"
+        assert cells["refused"] == str(machine["integrity"]["refused_total"])
+        assert row["amounts"] == [
+            [c["currency"], c["amount"], money(c["amount"], c["currency"])]
+            for c in machine["revenue"]["currencies"]
+        ], machine["device"]

@@ -307,6 +307,7 @@ async function fleetPage() {
   currentNav("fleet");
   const started = performance.now();
   const [fleet, report] = await Promise.all([api("/api/v1/fleet"), api("/api/v1/report")]);
+  const fetched = performance.now();
   const machines = machinesOf(fleet, report);
   const text = el("input", { id: "filter-text", type: "search", placeholder: "id or name" });
   const tier = el("select", { id: "filter-tier" }, ["", "software", "hardware"].map((v) =>
@@ -363,7 +364,8 @@ async function fleetPage() {
       `${fleet.refused_unattributed} refused messages named no enrolled device: `, el("a", { href: "#/refusals", text: "refusals" })) : null,
   );
   render();
-  window.signetTimings = { ...(window.signetTimings || {}), fleet: performance.now() - started };
+  // Read by the browser test that prints how long 1,000 machines take.
+  window.signetTimings = { fleetFetchMs: fetched - started, fleetRenderMs: performance.now() - fetched };
   done("fleet");
 }
 

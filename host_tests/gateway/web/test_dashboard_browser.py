@@ -18,10 +18,18 @@ from typing import Any
 
 import pytest
 
-from kit.browser import chromium, console_errors, require_chromium, wait_page
+from kit.browser import (
+    assert_fleet_equals_report,
+    chromium,
+    console_errors,
+    fleet_rows,
+    require_chromium,
+    sign_in,
+    wait_page,
+)
 from kit.console import ConsoleClient, console_gateway, signet
 from kit.gatewaykit import Dev, Mqtt
-from signet_gateway.mcr.display import money, rounded
+from signet_gateway.mcr.display import rounded
 from signet_gateway.store.model import now_ms
 from signet_gateway.store.sqlite import Store
 from signet_gateway.verify.refusals import REASONS
@@ -138,17 +146,7 @@ def browser(site: Site, tmp_path_factory: pytest.TempPathFactory) -> Iterator[An
 
 
 def _sign_in(driver: Any, site: Site, token: str | None = None) -> None:
-    """Open the dashboard and sign in with the site's token (or another)."""
-    from selenium.webdriver.common.by import By
-
-    driver.get(site.url)
-    driver.execute_script("sessionStorage.clear(); location.hash = '#/';")
-    driver.refresh()
-    wait_page(driver, "login")
-    box = driver.find_element(By.ID, "token")
-    box.clear()
-    box.send_keys(token or site.client.token)
-    driver.find_element(By.CSS_SELECTOR, "#login button").click()
+    sign_in(driver, site.url, token or site.client.token)
 
 
 def _go(driver: Any, site: Site, hash_: str, page: str) -> None:
@@ -165,19 +163,6 @@ def _shot(driver: Any, site: Site, name: str) -> Path:
     path = site.shots / f"{name}.png"
     driver.save_screenshot(str(path))
     return path
-
-
-def _rows(driver: Any) -> list[dict[str, Any]]:
-    """The fleet table as the page shows it: per row its data attributes and cell texts."""
-    return driver.execute_script(  # type: ignore[no-any-return]
-        """return [...document.querySelectorAll('#fleet tbody tr')].map(tr => ({
-            device: tr.dataset.device,
-            cells: Object.fromEntries(
-                [...tr.cells].map(td => [td.dataset.col, td.innerText.trim()])),
-            amounts: [...tr.querySelectorAll('[data-currency]')].map(s =>
-                [s.dataset.currency, Number(s.dataset.amount), s.textContent]),
-        }))"""
-    )
 
 
 def test_without_a_token_the_pages_show_no_data(site: Site, browser: Any) -> None:
@@ -211,20 +196,9 @@ def test_fleet_table_equals_the_report(site: Site, browser: Any) -> None:
     _sign_in(browser, site)
     wait_page(browser, "fleet")
     report = site.report()
-    rows = {r["device"]: r for r in _rows(browser)}
+    rows = {r["device"]: r for r in fleet_rows(browser)}
     assert set(rows) == {d.kid for d in site.devs}  # one row per machine; the stranger: none
-    for machine in report["devices"]:
-        row = rows[machine["device"]]
-        cells = row["cells"]
-        assert cells["name"] == (machine["name"] or "")
-        assert cells["tier"] == machine["tier"]
-        assert cells["uptime"] == rounded(machine["uptime"]["ratio"], 2, percent=True)
-        assert cells["score"] == f"{machine['score']['score']} {machine['score']['letter']}"
-        assert cells["refused"] == str(machine["integrity"]["refused_total"])
-        assert row["amounts"] == [
-            [c["currency"], c["amount"], money(c["amount"], c["currency"])]
-            for c in machine["revenue"]["currencies"]
-        ]
+    assert_fleet_equals_report(list(rows.values()), report)
     a = site.devs[0]
     assert rows[a.kid]["cells"]["refused"] == "1"  # the forgery on its topic
     assert "ago" in rows[a.kid]["cells"]["last"]
@@ -240,7 +214,7 @@ def test_fleet_table_filters_and_sorts(site: Site, browser: Any) -> None:
     _a, b, c = site.devs
 
     def shown() -> list[str]:
-        return [r["device"] for r in _rows(browser)]
+        return [r["device"] for r in fleet_rows(browser)]
 
     box = browser.find_element(By.ID, "filter-text")
     box.send_keys("laundry")
