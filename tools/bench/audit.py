@@ -12,7 +12,10 @@
 4. Measures the raw single-thread verify rate: the bundle's records through
    gateway/verify's ``Verifier.verify`` alone (decode, strict CBOR, signature, schema).
 5. Times `signet audit verify`'s code on the bundle with one worker and with every core:
-   records per second and the ratio to the raw rate (target >= 0.8 on one core).
+   records per second and the ratio to the raw rate. The target (>= 0.8 on one core) is
+   judged in CPU time of the process, both for the raw rate and for --jobs 1 (which runs
+   in one process): on a machine others share, wall-clock rates measured a minute apart
+   move with their load; CPU time does not (much).
 
 Nothing is kept: everything lives in a temporary directory.
 """
@@ -97,30 +100,36 @@ class AuditBench:
     generate_s: float
     store_s: float
     export_s: float
-    raw_rate: float
-    verify_rates: dict[int, float] = field(default_factory=dict)  # jobs -> records/s
+    raw_rate: float  # records per second of wall-clock time
+    raw_cpu_rate: float  # records per CPU second of the measuring process
+    verify_rates: dict[int, float] = field(default_factory=dict)  # jobs -> records/s (wall)
+    verify_cpu_rate: float = 0.0  # --jobs 1: records per CPU second (one process does it all)
     device: str = ""
 
-    def ratio(self, jobs: int) -> float:
-        return self.verify_rates[jobs] / self.raw_rate
+    @property
+    def cpu_ratio(self) -> float:
+        """One core, in CPU time: what other work on a shared machine does not move."""
+        return self.verify_cpu_rate / self.raw_cpu_rate
 
     @property
     def ok(self) -> bool:
-        return self.ratio(1) >= TARGET_RATIO
+        return self.cpu_ratio >= TARGET_RATIO
 
 
-def _raw_rate(keys: dict[bytes, DevicePublicKey], raws: list[bytes], seconds: float) -> float:
-    """Records per second through Verifier.verify alone, one thread, for ``seconds``."""
+def _raw_rate(
+    keys: dict[bytes, DevicePublicKey], raws: list[bytes], seconds: float
+) -> tuple[float, float]:
+    """Records per second (wall clock, CPU time) through Verifier.verify alone, one thread."""
     verify = Verifier(keys).verify
     done = 0
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         at = done % len(raws)
         step = raws[at : at + 1000]
         for raw in step:
             verify(raw)
         done += len(step)
-    return done / (time.perf_counter() - start)
+    return done / (time.perf_counter() - start), done / (time.process_time() - cpu)
 
 
 def run(records: int = 100_000, raw_seconds: float = 5.0) -> AuditBench:
@@ -159,7 +168,7 @@ def run(records: int = 100_000, raw_seconds: float = 5.0) -> AuditBench:
         gw.close()
 
         raws = [r.raw for r in exported.bundle.records]
-        raw_rate = _raw_rate(keys, raws, raw_seconds)
+        raw_rate, raw_cpu_rate = _raw_rate(keys, raws, raw_seconds)
         result = AuditBench(
             records=len(raws),
             log_size=exported.size,
@@ -168,15 +177,18 @@ def run(records: int = 100_000, raw_seconds: float = 5.0) -> AuditBench:
             store_s=store_s,
             export_s=export_s,
             raw_rate=raw_rate,
+            raw_cpu_rate=raw_cpu_rate,
             device=device,
         )
         for jobs in dict.fromkeys((1, default_jobs())):
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             outcome = verify_bundle(data, signer.verifier, jobs=jobs)
-            elapsed = time.perf_counter() - t
+            elapsed, cpu = time.perf_counter() - t, time.process_time() - cpu
             if not outcome.ok:
                 raise RuntimeError(f"the genuine bundle did not verify: {outcome.failure}")
             result.verify_rates[jobs] = len(raws) / elapsed
+            if jobs == 1:
+                result.verify_cpu_rate = len(raws) / cpu
         return result
 
 
@@ -188,13 +200,16 @@ def format_report(r: AuditBench) -> str:
         f"  store (gateway write path)    {r.store_s:8.1f} s",
         f"  audit export                  {r.export_s:8.1f} s   bundle {r.bundle_bytes:,}"
         f" bytes ({r.bundle_bytes / r.records:.0f} per record)",
-        f"  raw verify, 1 thread          {r.raw_rate:8,.0f} records/s   (gateway/verify alone)",
+        f"  raw verify, 1 thread          {r.raw_rate:8,.0f} records/s"
+        f"   {r.raw_cpu_rate:8,.0f} per CPU second   (gateway/verify alone)",
     ]
     for jobs, rate in r.verify_rates.items():
-        target = f"   target >= {TARGET_RATIO}" if jobs == 1 else ""
-        ratio = rate / r.raw_rate
-        lines.append(
-            f"  audit verify --jobs {jobs:<9} {rate:8,.0f} records/s   ratio {ratio:.2f}{target}"
-        )
-    lines.append(f"  result: {'OK' if r.ok else 'BELOW TARGET'} on one core")
+        line = f"  audit verify --jobs {jobs:<9} {rate:8,.0f} records/s"
+        if jobs == 1:
+            line += f"   {r.verify_cpu_rate:8,.0f} per CPU second"
+        lines.append(line + f"   wall ratio {rate / r.raw_rate:.2f}")
+    lines.append(
+        f"  one core, CPU time: ratio {r.cpu_ratio:.2f} (target >= {TARGET_RATIO}):"
+        f" {'OK' if r.ok else 'BELOW TARGET'}"
+    )
     return "\n".join(lines)
