@@ -129,6 +129,8 @@ function duration(ms) {
   return `${rounded(s / 86400, 1)} days`;
 }
 
+const counted = (n, noun) => `${n} ${n === 1 ? noun : noun + "s"}`;
+
 const short = (kid) => (kid ? kid.slice(0, 12) + "…" : "");
 
 /* ---- the API ---------------------------------------------------------------------------- */
@@ -406,7 +408,7 @@ async function devicePage(id) {
         el("div", { class: "card" }, el("div", { class: "big", id: "device-score", text: `${r.score.score} ${r.score.letter}` }), el("div", { class: "caption", text: "indicative score" })),
         r.revenue.currencies.map((c) => el("div", { class: "card" }, el("div", { class: "big", text: money(c.amount, c.currency) }),
           el("div", { class: "caption", text: `revenue, ${c.count} records over ${c.days} days` }))),
-        el("div", { class: "card" }, el("div", { class: "big", text: String(r.uptime.outage_count) }), el("div", { class: "caption", text: `outages, longest ${duration(r.uptime.longest_outage_ms)}` }))));
+        el("div", { class: "card" }, el("div", { class: "big", text: String(r.uptime.outage_count) }), el("div", { class: "caption", text: r.uptime.outage_count ? `${r.uptime.outage_count === 1 ? "outage" : "outages"}, longest ${duration(r.uptime.longest_outage_ms)}` : "outages" }))));
     parts.push(el("h2", { text: "Daily revenue" }));
     if (!r.revenue.currencies.length) parts.push(el("p", { class: "muted", text: "No revenue record in the period." }));
     parts.push(el("div", { class: "grid2" }, r.revenue.currencies.map((c) => el("div", {},
@@ -416,7 +418,8 @@ async function devicePage(id) {
     parts.push(el("div", { class: "grid2" },
       el("div", {}, el("h2", { text: "Uptime per day" }), barChart(dailyUptime(r.uptime), (v) => percent(v, 0), { max: 1, label: "uptime per day" })),
       el("div", {}, el("h2", { text: "Outage timeline" }), outageTimeline(r.uptime),
-        el("p", { class: "muted", text: `${r.uptime.outage_count} outages, ${duration(r.uptime.down_ms)} down of ${duration(r.uptime.observed_ms)} observed; the ${r.uptime.outages.length} longest are drawn.` }))));
+        el("p", { class: "muted", text: `${counted(r.uptime.outage_count, "outage")}, ${duration(r.uptime.down_ms)} down of ${duration(r.uptime.observed_ms)} observed` +
+          (r.uptime.outage_count > r.uptime.outages.length ? `; the ${r.uptime.outages.length} longest are drawn.` : ".") }))));
     const integ = r.integrity;
     parts.push(el("div", { class: "grid2" },
       el("div", {}, el("h2", { text: "Integrity (in the period)" }), el("table", { id: "integrity" }, el("tbody", {},
@@ -451,7 +454,7 @@ function enrollment(d) {
 
 function hexBlock(hex, size) {
   return el("details", {}, el("summary", { text: `${size ?? hex.length / 2} bytes` }),
-    el("pre", { class: "hex", text: hex.replace(/(..)/g, "$1 ").trim() }));
+    el("pre", { class: "bytes", text: hex.replace(/(..)/g, "$1 ").trim() }));
 }
 
 function refusedRow(item, withDevice) {
@@ -465,6 +468,16 @@ function refusedRow(item, withDevice) {
     el("td", {}, hexBlock(item.raw_hex, item.size)));
 }
 
+// A record's signed fields, one per line: t also as a UTC time, am also in major units.
+function fieldList(fields) {
+  return kv(Object.entries(fields).map(([k, v]) => {
+    let shown = typeof v === "object" ? JSON.stringify(v) : String(v);
+    if (k === "t" && typeof v === "number") shown += ` (${iso(v)})`;
+    if (k === "am" && typeof fields.cur === "string" && Number.isSafeInteger(v)) shown += ` (${money(v, fields.cur)})`;
+    return [k, el("span", { class: "mono", text: shown })];
+  }));
+}
+
 async function recordsPage(id) {
   currentNav("fleet");
   const page = await api(`/api/v1/devices/${enc(id)}/records`, { limit: 200 });
@@ -474,7 +487,7 @@ async function recordsPage(id) {
     el("td", { class: "num", text: String(s.n) }), el("td", { text: s.kind }),
     el("td", { text: "stored" + (s.late ? ", late" : "") + (s.future ? ", future time" : "") + (s.chain_break ? ", chain break" : "") }),
     el("td", { text: s.received }),
-    el("td", {}, el("pre", { class: "hex", text: JSON.stringify(s.fields) })),
+    el("td", { class: "fields" }, fieldList(s.fields)),
     el("td", {}, hexBlock(s.raw_hex)))));
   addStored(page.stored);
   let next = page.next_after_n;
@@ -525,6 +538,8 @@ async function yieldPage(id, params) {
   const capital = el("input", { id: "yield-capital", name: "capital", inputmode: "decimal", required: true,
     value: params.get("capital") || "", placeholder: "5000" });
   const currency = el("select", { id: "yield-currency", name: "currency" });
+  const dayFrom = el("input", { id: "yield-from", type: "date", value: params.get("from") || "" });
+  const dayTo = el("input", { id: "yield-to", type: "date", value: params.get("to") || "" });
   const output = el("div", { id: "yield-output" });
   function currencies() {
     const m = machines.find((x) => x.machine === device.value);
@@ -536,16 +551,21 @@ async function yieldPage(id, params) {
   currencies();
   const form = el("form", { class: "inline card", id: "yield-form", on: { submit: (ev) => {
     ev.preventDefault();
-    location.hash = `#/yield/${device.value}?` + new URLSearchParams({ capital: capital.value.trim(), currency: currency.value });
+    const wanted = { capital: capital.value.trim(), currency: currency.value, from: dayFrom.value, to: dayTo.value };
+    location.hash = `#/yield/${device.value}?` + new URLSearchParams(Object.entries(wanted).filter(([, v]) => v));
   } } },
   el("label", {}, "Machine", device), el("label", {}, "Capital (major units)", capital),
-  el("label", {}, "Currency", currency), el("button", { class: "primary", type: "submit", text: "Compute" }));
+  el("label", {}, "Currency", currency),
+  el("label", {}, "From (UTC day, optional)", dayFrom), el("label", {}, "To", dayTo),
+  el("button", { class: "primary", type: "submit", text: "Compute" }));
   show(el("h1", { text: "Yield" }),
     el("p", { class: "label-banner", id: "yield-label", text: "Signet's arithmetic on verified records: not a peaq figure, not a forecast, not advice." }),
     machines.length ? form : el("p", { class: "muted", text: "No machine has a stored record yet." }), output);
   if (id && params.get("capital") && machines.length) {
     try {
-      const y = await api(`/api/v1/devices/${enc(id)}/yield`, { capital: params.get("capital"), currency: params.get("currency") });
+      const y = await api(`/api/v1/devices/${enc(id)}/yield`, { capital: params.get("capital"),
+        currency: params.get("currency"), from: params.get("from"), to: params.get("to") });
+      document.getElementById("yield-label").textContent = y.label;
       output.replaceChildren(yieldResult(y));
     } catch (err) {
       if (err instanceof Unauthorized) throw err;
@@ -558,8 +578,7 @@ async function yieldPage(id, params) {
 function yieldResult(y) {
   const cur = y.currency;
   return el("div", {},
-    el("p", { class: "label-banner", text: y.label }),
-    el("div", { class: "cards" },
+    el("div", { class: "cards wide" },
       el("div", { class: "card" }, el("div", { class: "yield-figure", id: "yield-annual", text: percent(y.annualized_yield) }),
         el("div", { class: "caption", text: "realized annualized revenue yield" })),
       el("div", { class: "card" }, el("div", { class: "big", id: "yield-range",

@@ -33,6 +33,7 @@ from signet_gateway.mcr.display import rounded
 from signet_gateway.store.model import now_ms
 from signet_gateway.store.sqlite import Store
 from signet_gateway.verify.refusals import REASONS
+from signet_gateway.web.yields import LABEL
 from signet_tools.fleet import adversary
 from signet_tools.runners.gateway_process import GatewayProcess
 from signet_tools.runners.mosquitto import Mosquitto
@@ -291,7 +292,7 @@ def test_record_explorer_says_why_a_record_was_refused(site: Site, browser: Any)
     stored = browser.find_elements(By.CSS_SELECTOR, "#stored tbody tr")
     assert len(stored) == a.n
     first = stored[0]
-    assert '"am"' in first.text or '"iv"' in first.text  # decoded signed fields
+    assert "iv\n60000" in first.text  # the decoded signed fields (a heartbeat's interval)
     first.find_element(By.TAG_NAME, "summary").click()  # the raw bytes, in hex
     records = site.client.json(f"/api/v1/devices/{a.kid}/records")
     raw = records["stored"][0]["raw_hex"]
@@ -342,8 +343,7 @@ def test_yield_view_is_the_reports_arithmetic(site: Site, browser: Any) -> None:
     assert browser.find_element(By.ID, "yield-range").text == f"{pct(low)} .. {pct(high)}"
     assert browser.find_element(By.ID, "yield-uptime").text == pct(machine["uptime"]["ratio"])
     assert browser.find_element(By.ID, "yield-advertised").text == pct(ADVERTISED / 100)
-    assert "not a peaq figure" in browser.find_element(By.ID, "yield-label").text
-    assert "not advice" in browser.find_element(By.ID, "yield-output").text
+    assert browser.find_element(By.ID, "yield-label").text == LABEL  # the API's label
     # The form: another capital, same machine.
     box = browser.find_element(By.ID, "yield-capital")
     box.clear()
@@ -352,6 +352,14 @@ def test_yield_view_is_the_reports_arithmetic(site: Site, browser: Any) -> None:
     browser.find_element(By.CSS_SELECTOR, "#yield-form button").click()
     wait_page(browser, "yield")
     assert browser.find_element(By.ID, "yield-annual").text == pct(2 * annual)
+    # A period (its last day only): the report's figures for that period.
+    since = machine["period"]["to"]
+    cut = site.report("--device", a.kid, "--from", since)["devices"][0]
+    cut_eur = next(c for c in cut["revenue"]["currencies"] if c["currency"] == "EUR")
+    _go(browser, site, f"#/yield/{a.kid}?capital={CAPITAL}&currency=EUR&from={since}", "yield")
+    assert browser.find_element(By.ID, "yield-from").get_attribute("value") == since
+    expected = cut_eur["amount"] / capital_minor * 365 / cut_eur["days"]
+    assert browser.find_element(By.ID, "yield-annual").text == pct(expected)
     assert console_errors(browser) == []
     _shot(browser, site, "yield")
 
