@@ -98,7 +98,12 @@ def test_a_small_run_drains_the_same_records_with_the_log_on_and_off(tmp_path: P
     for name, logged in (("log-on", 300), ("log-off", 0)):
         with sqlite3.connect(tmp_path / name / "gateway.db") as conn:
             count = conn.execute("SELECT count(log_index) FROM records").fetchone()[0]
+            unlogged_index = conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name = 'records_unlogged'"
+            ).fetchone()[0]
         assert count == logged, name
+        # The baseline is a gateway without the log: no index of the records not logged yet.
+        assert unlogged_index == (1 if logged else 0), name
     # 300 leaf hashes at least (9,600 bytes), in whole pages; the log_index column's bytes.
     assert result.log_bytes["log_tiles"] >= 3 * 4096
     assert 300 <= result.log_row_bytes <= 3 * 300
