@@ -23,6 +23,7 @@ from fastapi.responses import FileResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict
 
+from signet_gateway.mcr import report
 from signet_gateway.store.model import DeviceLookupError
 from signet_gateway.store.sqlite import Store
 
@@ -79,6 +80,25 @@ class Yield(_Strict):
     currencies: list[str]
 
 
+def report_summary(
+    conn: sqlite3.Connection, *, day_from: str | None, day_to: str | None
+) -> dict[str, Any]:
+    """The fleet's MCR report (`signet report --format json`, every machine) without its
+    per-day series and outage lists: every figure the fleet table shows, exactly as the
+    report has it, at a size that does not grow with the length of the history."""
+    try:
+        period = report.Period.parse(day_from, day_to)
+        doc = report.build_report(conn, period=period, missing=Store.over(conn).missing)
+    except report.ReportError as exc:
+        message = str(exc).replace("--from", "from").replace("--to", "to")
+        raise views.BadRequest(message) from None
+    for machine in doc["devices"]:
+        for currency in machine["revenue"]["currencies"]:
+            del currency["daily"]
+        del machine["uptime"]["daily"], machine["uptime"]["outages"]
+    return doc
+
+
 def advertised_percent(
     conn: sqlite3.Connection, advertised: Mapping[str, float], machine: str
 ) -> float | None:
@@ -114,6 +134,22 @@ def mount(
         return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
 
     app.mount("/ui/assets", StaticFiles(directory=STATIC, html=False), name="assets")
+
+    @app.get(
+        "/api/v1/report/summary",
+        tags=["mcr"],
+        summary="The MCR report of every machine without its daily series and outage lists",
+        dependencies=[Depends(authorized)],
+        responses={
+            **api["responses"],
+            400: {"description": "A period the report cannot take"},
+        },
+    )
+    def summary(
+        day_from: Annotated[str | None, Query(alias="from", pattern=DAY)] = None,
+        day_to: Annotated[str | None, Query(alias="to", pattern=DAY)] = None,
+    ) -> dict[str, Any]:
+        return report_summary(reader.conn(), day_from=day_from, day_to=day_to)
 
     @app.get(
         "/api/v1/devices/{device}/yield",

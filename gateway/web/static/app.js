@@ -308,7 +308,7 @@ function fleetRow(m) {
 async function fleetPage() {
   currentNav("fleet");
   const started = performance.now();
-  const [fleet, report] = await Promise.all([api("/api/v1/fleet"), api("/api/v1/report")]);
+  const [fleet, report] = await Promise.all([api("/api/v1/fleet"), api("/api/v1/report/summary")]);
   const fetched = performance.now();
   const machines = machinesOf(fleet, report);
   const text = el("input", { id: "filter-text", type: "search", placeholder: "id or name" });
@@ -366,8 +366,13 @@ async function fleetPage() {
       `${fleet.refused_unattributed} refused messages named no enrolled device: `, el("a", { href: "#/refusals", text: "refusals" })) : null,
   );
   render();
-  // Read by the browser test that prints how long 1,000 machines take.
-  window.signetTimings = { fleetFetchMs: fetched - started, fleetRenderMs: performance.now() - fetched };
+  const built = performance.now();
+  await new Promise((resolve) => requestAnimationFrame(() => setTimeout(resolve, 0)));
+  // Read by the browser test that prints how long 1,000 machines take: the API's answers,
+  // building the table, and until the frame with it was laid out and painted.
+  window.signetTimings = {
+    fleetFetchMs: fetched - started, fleetBuildMs: built - fetched, fleetPaintMs: performance.now() - fetched,
+  };
   done("fleet");
 }
 
@@ -531,7 +536,7 @@ async function refusalsPage(reason) {
 
 async function yieldPage(id, params) {
   currentNav("yield");
-  const [fleet, report] = await Promise.all([api("/api/v1/fleet"), api("/api/v1/report")]);
+  const [fleet, report] = await Promise.all([api("/api/v1/fleet"), api("/api/v1/report/summary")]);
   const machines = machinesOf(fleet, report).filter((m) => m.report);
   const device = el("select", { id: "yield-device", name: "device" }, machines.map((m) =>
     el("option", { value: m.machine, text: m.name ? `${m.name} (${short(m.machine)})` : m.machine, selected: m.machine === id })));

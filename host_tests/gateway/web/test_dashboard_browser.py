@@ -403,3 +403,18 @@ def test_pages_are_served_without_a_token_and_hold_no_data(site: Site) -> None:
         assert all(d.kid not in response.text for d in site.devs)
         text = response.text.replace("http://www.w3.org/2000/svg", "")  # a namespace name
         assert "http://" not in text and "https://" not in text, asset  # nothing from elsewhere
+
+
+def test_report_summary_is_the_report_without_its_series(site: Site) -> None:
+    full = site.report()
+    for machine in full["devices"]:
+        assert machine["uptime"].pop("daily") and machine["uptime"].pop("outages") is not None
+        for currency in machine["revenue"]["currencies"]:
+            assert currency.pop("daily")
+    assert site.client.json("/api/v1/report/summary") == full
+    day = full["devices"][0]["period"]["to"]
+    cut = site.client.json("/api/v1/report/summary", **{"from": day})
+    assert {m["period"]["from"] for m in cut["devices"]} == {day}
+    later = site.client.get("/api/v1/report/summary", **{"from": day, "to": "2000-01-01"})
+    assert later.status_code == 400 and "is after to" in later.text
+    assert site.client.get("/api/v1/report/summary", token=None).status_code == 401

@@ -244,5 +244,6 @@ def test_openapi_document_describes_the_api(site: Site) -> None:
         "/healthz", "/readyz", "/metrics", "/api/v1/fleet", "/api/v1/devices/{device}",
         "/api/v1/devices/{device}/records", "/api/v1/refusals", "/api/v1/report",
         "/api/v1/export/peaq", "/api/v1/devices/{device}/yield",
+        "/api/v1/report/summary",
     }  # fmt: skip
     assert site.client.get("/docs", token=None).status_code == 404  # no CDN-backed page

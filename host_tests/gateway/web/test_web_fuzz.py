@@ -104,7 +104,7 @@ def test_no_server_error_with_a_token(console: Console) -> None:
             checks=[not_a_server_error, status_code_conformance, response_schema_conformance],
         )
 
-    assert len(_fuzz(client, devices, check)) == 10  # with the dashboard's yield
+    assert len(_fuzz(client, devices, check)) == 11  # with the dashboard's two
 
 
 def test_no_token_no_data_whatever_the_input(console: Console) -> None:
