@@ -277,9 +277,14 @@ def test_demo_shortened(
         "MATCH (exact, per device and currency)",
         "every one stored, nothing missing",
         "Signet MCR report",
+        "== 9. An auditor re-checks one machine offline",
+        "verified: every signature, the sequence and chain rules, every inclusion proof",
         "OK (",
     ):
         assert text in out
+    assert "AUDIT FAILED" not in out
+    bundles = list((tmp_path / "demo").glob("audit-*.bundle"))
+    assert len(bundles) == 1 and f"signet audit verify {Path('demo') / bundles[0].name}" in out
     assert "MISMATCH" not in out and "<-- expected" not in out
     truth = json.loads((tmp_path / "demo" / "fleet" / "truth.json").read_text())
     report = json.loads((tmp_path / "demo" / "report.json").read_text())

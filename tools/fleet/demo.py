@@ -236,6 +236,46 @@ def _run(directory: Path, n_devices: int, duration: float, rate: float, seed: in
         broker.stop()
 
 
+def _audit(directory: Path, kid: str) -> tuple[bool, str]:
+    """Export one machine's audit bundle from the gateway's database and verify it as an
+    auditor would: with the log's verifier key only, no database (docs/AUDIT.md)."""
+    from signet_gateway.audit import bundle as bundle_format
+    from signet_gateway.audit.export import export_bundle
+    from signet_gateway.audit.verify import default_jobs, verify_bundle
+    from signet_gateway.config import load
+    from signet_gateway.log import key as log_key
+    from signet_gateway.store.sqlite import Store
+
+    config = load(directory / "gateway.toml")
+    signer, _ = log_key.open_signer(config.log)
+    with Store(config.store.path) as store:
+        exported = export_bundle(
+            store.conn,
+            signer,
+            device=kid,
+            max_future_skew_ms=config.time.max_future_skew_s * 1000,
+        )
+    data = bundle_format.encode(exported.bundle)
+    path = directory / f"audit-{kid[:8]}.bundle"
+    path.write_bytes(data)
+    vkey = log_key.verifier(log_key.load(config.log.key), config.log.origin)
+    _say(
+        f"  {path.name}: {len(exported.bundle.records)} records with their inclusion proofs,"
+        f" checkpoint of {exported.size} records, the signed report ({len(data)} bytes)"
+    )
+    _say(f"  the log's verifier key: {vkey.vkey}")
+    outcome = verify_bundle(data, vkey, jobs=default_jobs())
+    again = f"signet audit verify {path} --gateway-key '{vkey.vkey}'"
+    if outcome.ok:
+        _say(
+            "  verified: every signature, the sequence and chain rules, every inclusion proof,"
+            " the checkpoint's and the report's signatures, and every figure recomputed"
+        )
+        return True, again
+    _say(f"  AUDIT FAILED: {outcome.failure.message if outcome.failure else '?'}")
+    return False, again
+
+
 def _results(
     directory: Path,
     db: Path,
@@ -321,6 +361,10 @@ def _results(
     for p in problems:
         _say(f"  MISMATCH {p}")
     ok &= rev_ok and not problems and not lost and gateway_code == 0
+
+    _step("9. An auditor re-checks one machine offline (signet audit export, signet audit verify)")
+    audited, try_audit = _audit(directory, truth["devices"][0]["kid"])
+    ok &= audited
     if gateway_code != 0:
         _say(f"  the gateway exited with status {gateway_code} (log: {directory / 'gateway.log'})")
     _say()
@@ -331,6 +375,7 @@ def _results(
             " or classified; nothing lost, nothing counted twice."
         )
         _say(f"Try: signet report --config {directory / 'gateway.toml'} --format json")
+        _say(f"     {try_audit}")
         return 0
     _say(f"FAILED ({took:.0f} s): see above.")
     return 1
