@@ -25,6 +25,7 @@ in the order the records come back.
 from __future__ import annotations
 
 import base64
+import gc
 import json
 import multiprocessing
 import os
@@ -155,10 +156,17 @@ def verify_bundle(
 ) -> Outcome:
     """Every check of the module docstring; ``checkpoints``: (name, note) the auditor holds."""
     outcome = Outcome()
+    # Hundreds of thousands of long-lived objects (the bundle, payload maps) and no cycles
+    # among them: the cyclic collector's full passes cost 5-9 % of the time and free nothing.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         _verify(data, gateway_key, checkpoints, jobs, progress, outcome)
     except _Failed as failed:
         outcome.failure = failed.failure
+    finally:
+        if collecting:
+            gc.enable()
     return outcome
 
 
