@@ -230,3 +230,25 @@ def test_sd_notify_watchdog(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
             sock.recv(100)
         monkeypatch.setenv("WATCHDOG_PID", "1")  # pings are expected from another process
         assert not PiPlatform(tmp_path).watchdog_enabled
+
+
+def test_an_agent_stalled_out_of_memory_exits_1_for_a_restart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every step out of memory (the recorder's, injected: CPython has no small heap) and
+    nothing signed, sent or acked for intervals.stall_s: `signet agent run` exits 1, which
+    systemd's Restart=always answers with a fresh process (docs/AGENT.md, "Low memory")."""
+    from signet.recorder import Recorder
+
+    def out_of_memory(self: Recorder, now: int) -> None:
+        raise MemoryError("memory allocation failed")
+
+    keygen.generate("p256", tmp_path / "dev.key")
+    path = write_config(tmp_path, intervals={"stall_s": 1, "loop_ms": 50})  # no broker on port 1
+    monkeypatch.setattr(Recorder, "step", out_of_memory)  # after start(): the boot record signs
+    started = time.monotonic()
+    assert main(["agent", "run", "--config", str(path)]) == 1
+    assert time.monotonic() - started < 30
+    err = capsys.readouterr().err
+    assert "agent: stalled out of memory: exiting for a restart" in err
+    assert "agent: failed" not in err  # an outcome, not a crash
