@@ -338,3 +338,45 @@ def test_keys_and_report_fields_the_gateway_would_not_have_are_refused_in_one_li
 
     failure = _verify(site, _resigned(site, genuine, bad_period)).failure
     assert failure is not None and failure.check == "report" and "period" in failure.message
+
+
+def test_a_rotated_machine_verifies_with_both_keys_and_the_refusals_attested(
+    tmp_path: Path,
+) -> None:
+    from kit.audit_site import HOUR, T0, Device
+
+    site = make_site(tmp_path, devices=1, hours=6)
+    old = site.devices[0]
+    new = Device(50)
+    last_n = old.n
+    with Store(site.db) as store, store.transaction():
+        store.add_device(new.key, "software", rotate_from=old.kid, last_n=last_n,
+                         enrolled_ms=T0 + 7 * HOUR)  # fmt: skip
+    gw = site.gateway()
+    try:
+        at = T0 + 8 * HOUR
+        gw.deliver([
+            (new.kid, new.sign("boot", 0, at, rc="power_on", fw="1.1", ls=0), at + 100),
+            (old.kid, old.sign("hb", 9 * HOUR, at + 5, iv=HOUR, st="ok"), at + 200),  # rotated
+            (new.kid, new.sign("rev", 1000, at + 1000, am=700, cur="EUR", src="pulse"), at + 1100),
+            (new.kid, new.sign("hb", HOUR, at + HOUR, iv=HOUR, st="ok"), at + HOUR + 100),
+        ])  # fmt: skip
+    finally:
+        gw.close()
+    with Store(site.db) as store:
+        bundle = export_bundle(
+            store.conn, site.signer, device=new.kid, max_future_skew_ms=300_000
+        ).bundle
+        live = build_report(store.conn, device=new.kid, missing=store.missing)
+    assert [k.kid for k in bundle.keys] == [old.kid, new.kid]
+    assert any(f[2] == "refused:rotated" for f in bundle.findings)
+    outcome = _verify(site, bundle)
+    assert outcome.ok, outcome.failure
+    signed = open_report(bundle.report, site.verifier)["report"]
+    assert signed == json.loads(json.dumps(live))
+    assert signed["devices"][0]["integrity"]["refused"] == {"rotated": 1}
+    # Without the attested refusal, the recomputed figure no longer matches the signed one.
+    trimmed = [f for f in bundle.findings if f[2] != "refused:rotated"]
+    failure = _verify(site, dataclasses.replace(bundle, findings=trimmed)).failure
+    assert failure is not None and failure.figure is not None
+    assert failure.figure["name"] == "report.devices[0].integrity.refused.rotated"
