@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sqlite3
 import sys
 import tempfile
 from pathlib import Path
@@ -25,7 +26,10 @@ def _write_atomically(path: Path, data: bytes) -> None:
     """The whole file or none: a temporary file beside it, then renamed into place."""
     directory = path.parent if str(path.parent) else Path(".")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
+        os.fchmod(fd, 0o666 & ~umask)  # a file to hand over: the usual mode, not mkstemp's 0600
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -65,6 +69,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         )
     except (ExportError, StoreError) as exc:
         return _fail(str(exc))
+    except sqlite3.Error as exc:  # locked beyond the busy timeout, a damaged file
+        return _fail(f"database {config.store.path}: {exc}")
     finally:
         store.close()
     data = bundle_format.encode(exported.bundle)

@@ -5,6 +5,7 @@ command's output read back by `signet verify`."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,12 @@ def _run(*args: object) -> subprocess.CompletedProcess[str]:
     )
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
     return make_site(tmp_path_factory.mktemp("site"), devices=2, hours=30)
@@ -37,6 +44,7 @@ def exported(site: Site) -> Path:
                 "--out", out, "--consistency-all")  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert f"wrote {out}:" in done.stderr and "of device " + site.devices[0].kid in done.stderr
+    assert out.stat().st_mode & 0o777 == 0o666 & ~_umask()  # a file to hand over
     return out
 
 
