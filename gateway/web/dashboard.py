@@ -6,8 +6,10 @@ typed in (kept in the tab's sessionStorage), so no token, no data, exactly as fo
 Nothing is fetched from elsewhere: the Content-Security-Policy allows this origin only, so a
 page that tried (a CDN font, a script) would fail in the browser test.
 
-/api/v1/devices/{device}/yield is the yield view's arithmetic (yields.py) on the report's
-figures, with the advertised yield from ``[http.advertised_yield]`` beside it.
+Two endpoints of the API are the dashboard's: /api/v1/report/summary (the fleet's report
+without its per-day series, for the fleet table) and /api/v1/devices/{device}/yield, the yield
+view's arithmetic (yields.py) on the report's figures with the advertised yield from
+``[http.advertised_yield]`` beside it.
 """
 
 # No `from __future__ import annotations`: FastAPI reads the handler's annotations.
