@@ -209,3 +209,22 @@ def test_smoke_of_every_command_in_the_base_install(base_install: Path, tmp_path
             last = result.stderr.strip().splitlines()[-1]
             assert last.startswith("signet") and ": error: " in last, shown
             assert "extra" not in result.stderr, shown
+
+
+def test_the_dashboard_pages_are_installed(base_install: Path, tmp_path: Path) -> None:
+    """The console's web pages are package data: an installed gateway serves them from its
+    own files (pyproject.toml [tool.setuptools.package-data]), not from a checkout."""
+    listing = (
+        "import importlib.resources as r;"
+        " print(*sorted(p.name for p in (r.files('signet_gateway.web') / 'static').iterdir()))"
+    )
+    done = subprocess.run(
+        [str(base_install / "python"), "-c", listing],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    shipped = sorted(p.name for p in (REPO / "gateway" / "web" / "static").iterdir())
+    assert done.stdout.split() == shipped
