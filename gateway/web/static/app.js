@@ -286,13 +286,39 @@ const FLEET_COLUMNS = [
   { key: "refused", title: "Refused", num: true, sort: (m) => m.report?.integrity.refused_total ?? -1 },
 ];
 
-function fleetRow(m) {
+// The period of the figures, from the page's address (#/...?from=YYYY-MM-DD&to=...): none
+// is each machine's own history, as `signet report` without --from and --to.
+function periodOf(params) {
+  return { from: params.get("from") || null, to: params.get("to") || null };
+}
+
+function periodQuery(period) {
+  const q = new URLSearchParams(Object.entries(period).filter(([, v]) => v)).toString();
+  return q ? "?" + q : "";
+}
+
+function periodForm(period, base) {
+  const from = el("input", { id: "period-from", type: "date", value: period.from || "" });
+  const to = el("input", { id: "period-to", type: "date", value: period.to || "" });
+  return el("form", { class: "inline", id: "period-form", on: { submit: (ev) => {
+    ev.preventDefault();
+    location.hash = base + periodQuery({ from: from.value, to: to.value });
+  } } }, el("label", {}, "From (UTC day)", from), el("label", {}, "To", to),
+  el("button", { class: "primary", type: "submit", text: "Apply" }));
+}
+
+function periodText(period) {
+  if (!period.from && !period.to) return "each machine's own history";
+  return `${period.from || "its first day"} .. ${period.to || "the as-of day"}`;
+}
+
+function fleetRow(m, period) {
   const r = m.report;
   const cell = (key, ...content) => el("td", { "data-col": key,
     class: FLEET_COLUMNS.find((c) => c.key === key).num ? "num" : null }, ...content);
   return el("tr", { "data-device": m.machine, "data-name": m.name, "data-tier": m.tier,
     "data-status": m.status, "data-flagged": m.flagged ? "1" : "0", "data-records": r ? "1" : "0" },
-  cell("device", el("a", { href: `#/device/${m.machine}`, class: "mono", title: m.machine, text: short(m.machine) })),
+  cell("device", el("a", { href: `#/device/${m.machine}${periodQuery(period)}`, class: "mono", title: m.machine, text: short(m.machine) })),
   cell("name", m.name),
   cell("tier", badge(m.tier)),
   cell("status", badge(m.status), m.flagged ? [" ", badge("flagged")] : null),
@@ -305,10 +331,11 @@ function fleetRow(m) {
   cell("refused", r ? String(r.integrity.refused_total) : ""));
 }
 
-async function fleetPage() {
+async function fleetPage(params) {
   currentNav("fleet");
+  const period = periodOf(params);
   const started = performance.now();
-  const [fleet, report] = await Promise.all([api("/api/v1/fleet"), api("/api/v1/report/summary")]);
+  const [fleet, report] = await Promise.all([api("/api/v1/fleet"), api("/api/v1/report/summary", period)]);
   const fetched = performance.now();
   const machines = machinesOf(fleet, report);
   const text = el("input", { id: "filter-text", type: "search", placeholder: "id or name" });
@@ -347,7 +374,7 @@ async function fleetPage() {
       h.classList.toggle("sorted-asc", h.dataset.col === sortKey && ascending);
       h.classList.toggle("sorted-desc", h.dataset.col === sortKey && !ascending);
     }
-    tbody.replaceChildren(...rows.map(fleetRow));
+    tbody.replaceChildren(...rows.map((m) => fleetRow(m, period)));
     count.textContent = `${rows.length} of ${machines.length} machines`;
   }
 
@@ -355,10 +382,11 @@ async function fleetPage() {
   for (const select of [tier, status]) select.addEventListener("change", render);
   show(
     el("h1", { text: "Fleet" }),
-    el("p", { class: "muted" }, `Figures over each machine's own history, as of ${iso(report.as_of_ms) || "no record yet"}; `,
+    el("p", { class: "muted", id: "fleet-period" }, `Figures over ${periodText(period)}, as of ${iso(report.as_of_ms) || "no record yet"}; `,
       "uptime, revenue, score and refused are those of signet report. ",
       "Last seen is the receive time of its newest record (the gateway does not read the devices' status topic). ",
       el("span", { text: report.score_label })),
+    periodForm(period, "#/"),
     el("div", { class: "filters" }, el("label", {}, "Search", text), el("label", {}, "Tier", tier),
       el("label", {}, "Status", status), count),
     el("table", { id: "fleet" }, el("thead", {}, el("tr", {}, headers)), tbody),
@@ -394,20 +422,23 @@ function dailyUptime(uptime) {
   return points;
 }
 
-async function devicePage(id) {
+async function devicePage(id, params) {
   currentNav("fleet");
+  const period = periodOf(params);
   const d = await api(`/api/v1/devices/${enc(id)}`);
-  const report = await api("/api/v1/report", { device: d.device });
+  const report = await api("/api/v1/report", { device: d.device, ...period });
   const r = report.devices[0] || null;
   const title = d.name || d.device;
   const parts = [
     el("h1", {}, title, " ", badge(d.tier), " ", badge(d.status), d.flagged ? [" ", badge("flagged")] : null),
     el("p", { class: "mono muted", text: d.device }),
     el("p", {}, el("a", { href: `#/records/${d.device}`, text: "Record explorer" }), " · ",
-      el("a", { href: `#/yield/${d.machine}`, text: "Yield view" })),
+      el("a", { href: `#/yield/${d.machine}${periodQuery(period)}`, text: "Yield view" })),
+    periodForm(period, `#/device/${d.device}`),
   ];
   if (r) {
-    parts.push(el("p", { class: "muted", text: `Period ${r.period.from} .. ${r.period.to} (the machine's own history); ${report.score_label}.` }),
+    parts.push(el("p", { class: "muted", id: "device-period", text: `Period ${r.period.from} .. ${r.period.to}` +
+      `${period.from || period.to ? "" : " (the machine's own history)"}; ${report.score_label}.` }),
       el("div", { class: "cards", id: "device-cards" },
         el("div", { class: "card" }, el("div", { class: "big", id: "device-uptime", text: percent(r.uptime.ratio) }), el("div", { class: "caption", text: "uptime" })),
         el("div", { class: "card" }, el("div", { class: "big", id: "device-score", text: `${r.score.score} ${r.score.letter}` }), el("div", { class: "caption", text: "indicative score" })),
@@ -435,7 +466,7 @@ async function devicePage(id) {
           .map(([k, v]) => el("tr", {}, el("td", { text: k }), el("td", { class: "num", text: String(v) })))))),
       el("div", {}, el("h2", { text: "Enrollment and evidence" }), enrollment(d))));
   } else {
-    parts.push(el("p", { class: "muted", text: "No stored record yet." }), el("h2", { text: "Enrollment and evidence" }), enrollment(d));
+    parts.push(el("p", { class: "muted", text: period.from || period.to ? "No stored record in the period." : "No stored record yet." }), el("h2", { text: "Enrollment and evidence" }), enrollment(d));
   }
   show(parts);
   done("device");
@@ -618,11 +649,11 @@ async function route() {
   const parts = path.split("/").filter(Boolean).map(decodeURIComponent);
   const params = new URLSearchParams(query || "");
   try {
-    if (parts[0] === "device" && parts[1]) await devicePage(parts[1]);
+    if (parts[0] === "device" && parts[1]) await devicePage(parts[1], params);
     else if (parts[0] === "records" && parts[1]) await recordsPage(parts[1]);
     else if (parts[0] === "refusals") await refusalsPage(parts[1]);
     else if (parts[0] === "yield") await yieldPage(parts[1], params);
-    else await fleetPage();
+    else await fleetPage(params);
   } catch (err) {
     if (err instanceof Unauthorized) {
       loginPage("The gateway refused the token: sign in with a token in force.");

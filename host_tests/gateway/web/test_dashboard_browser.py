@@ -254,6 +254,35 @@ def test_fleet_table_filters_and_sorts(site: Site, browser: Any) -> None:
     assert console_errors(browser) == []
 
 
+def test_fleet_and_device_pages_for_a_period(site: Site, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    _go(browser, site, "#/", "fleet")
+    day = site.report()["devices"][0]["period"]["to"]  # the last day only
+    box = browser.find_element(By.ID, "period-from")
+    browser.execute_script("arguments[0].value = arguments[1]", box, day)  # a date input
+    browser.execute_script("document.body.dataset.ready = '0'")
+    browser.find_element(By.CSS_SELECTOR, "#period-form button").click()
+    wait_page(browser, "fleet")
+    assert browser.current_url.endswith(f"#/?from={day}")
+    cut = site.report("--from", day)
+    assert_fleet_equals_report(fleet_rows(browser), cut)
+    assert f"{day} .. the as-of day" in browser.find_element(By.ID, "fleet-period").text
+    # The device link keeps the period.
+    b = site.devs[1]
+    browser.execute_script("document.body.dataset.ready = '0'")
+    browser.find_element(By.CSS_SELECTOR, f"tr[data-device='{b.kid}'] a").click()
+    wait_page(browser, "device")
+    machine = site.report("--device", b.kid, "--from", day)["devices"][0]
+    assert browser.find_element(By.ID, "device-period").text.startswith(f"Period {day} .. ")
+    assert browser.find_element(By.ID, "device-uptime").text == rounded(
+        machine["uptime"]["ratio"], 2, percent=True
+    )
+    bars = browser.find_elements(By.CSS_SELECTOR, "svg[aria-label='daily revenue EUR'] rect.bar")
+    assert len(bars) == 1
+    assert console_errors(browser) == []
+
+
 def test_device_page_charts_and_counters(site: Site, browser: Any) -> None:
     from selenium.webdriver.common.by import By
 
