@@ -5,6 +5,8 @@
  * fetch. No library, nothing fetched from elsewhere: the charts are drawn here as SVG.
  * Figures are shown rounded as `signet report` rounds them (gateway/mcr/display.py: the
  * JSON's digits rounded half away from zero), so a figure here can be checked by hand.
+ * Text from the API (names, topics, details) goes in as text nodes and attribute values, never
+ * as HTML: a device name cannot run a script in the page that holds the token.
  */
 "use strict";
 
