@@ -109,3 +109,19 @@ def test_a_small_run_drains_the_same_records_with_the_log_on_and_off(tmp_path: P
     assert 300 <= result.log_row_bytes <= 3 * 300
     report = bench.format_report(result)
     assert "gateway drain with the log off" in report and "the log's storage" in report
+
+
+def test_the_command_passes_its_rounds_to_the_benchmark(monkeypatch, capsys) -> None:
+    from signet_tools.cli.main import main
+
+    seen: dict[str, object] = {}
+
+    def run(**kwargs: object) -> bench.BenchResult:
+        seen.update(kwargs)
+        raise bench.BenchError("stopped before any work")
+
+    monkeypatch.setattr(bench, "run", run)
+    assert main(["bench", "gateway", "--rounds", "1"]) == 1
+    assert seen["rounds"] == 1
+    assert capsys.readouterr().err.strip() == "signet: error: stopped before any work"
+    assert main(["bench", "gateway"]) == 1 and seen["rounds"] == 2
