@@ -447,3 +447,23 @@ def test_report_summary_is_the_report_without_its_series(site: Site) -> None:
     later = site.client.get("/api/v1/report/summary", **{"from": day, "to": "2000-01-01"})
     assert later.status_code == 400 and "is after to" in later.text
     assert site.client.get("/api/v1/report/summary", token=None).status_code == 401
+
+
+def test_a_name_with_markup_is_shown_as_text(site: Site, browser: Any) -> None:
+    from selenium.webdriver.common.by import By
+
+    c = site.devs[2]
+    name = '<img src="/x" id="injected" onerror="document.title=1">'
+    with Store(site.cfg.parent / "gateway.db") as store:
+        store.conn.execute("UPDATE devices SET name = ? WHERE kid = ?", (name, c.kid))
+    try:
+        _go(browser, site, "#/", "fleet")
+        cell = browser.find_element(By.CSS_SELECTOR, f"tr[data-device='{c.kid}'] td[data-col=name]")
+        assert cell.text == name
+        _go(browser, site, f"#/device/{c.kid}", "device")
+        assert browser.find_elements(By.ID, "injected") == []
+        assert browser.title == "Signet gateway"
+        assert console_errors(browser) == []  # no request for /x either
+    finally:
+        with Store(site.cfg.parent / "gateway.db") as store:
+            store.conn.execute("UPDATE devices SET name = NULL WHERE kid = ?", (c.kid,))
