@@ -151,6 +151,14 @@ def _sign_in(driver: Any, site: Site, token: str | None = None) -> None:
 
 
 def _go(driver: Any, site: Site, hash_: str, page: str) -> None:
+    """Show a page, signing in first if this browser is not (each test may run alone: xdist
+    spreads a module's tests over workers)."""
+    signed_in = driver.current_url.startswith(site.client.base) and driver.execute_script(
+        "return sessionStorage.length > 0"
+    )
+    if not signed_in:
+        _sign_in(driver, site)
+        wait_page(driver, "fleet")
     driver.execute_script(
         "document.body.dataset.ready = '0';"
         " if (location.hash !== arguments[0]) location.hash = arguments[0];"
