@@ -6,8 +6,10 @@ the transparency log on and off.
    SoftwareSigner, in parallel processes.
 2. Measures the raw single-thread ``cryptography`` ECDSA P-256 verify rate on the very same
    records (DER signatures and Sig_structures prepared in advance).
-3. Drains the same records with the log on (``[log] enabled``, as in production) and off,
-   ``rounds`` times each in alternating order (on, off; off, on; ...), each time from
+3. Drains the same records with the log on (``[log] enabled``, as in production), with it
+   off, and with the log on and the console on (``[http] enabled``, a client reading the
+   fleet page once a second through the drain, as an operator's browser would), ``rounds``
+   times each in alternating order (on, off, console; console, off, on; ...), each time from
    scratch: a private Mosquitto (tools/runners/mosquitto.py) and a fresh gateway database
    with the devices enrolled; ``signet gateway run`` started once and stopped (SIGTERM), so
    that the broker holds its persistent session; the records published as single-record
@@ -27,7 +29,8 @@ the transparency log on and off.
 
 Prints the drain rate (the best with the log on), the raw verify rate and their ratio
 (target >= 0.75), the best drain rate with the log off, the log's cost in drain rate
-(target <= 5 %) and its storage per record (target <= 40 bytes). Nothing is cached in the
+(target <= 5 %) and its storage per record (target <= 40 bytes), the best drain rate with
+the console polled and the console's cost (target <= 5 %). Nothing is cached in the
 repository: everything lives in a temporary directory.
 """
 
@@ -56,6 +59,7 @@ from signet_tools.runners.gateway_process import write_gateway_config
 TARGET_RATIO: Final = 0.75
 TARGET_LOG_COST_PCT: Final = 5.0  # the log may cost at most this share of the drain rate
 TARGET_LOG_BYTES: Final = 40.0  # log storage per record beyond the record itself
+TARGET_CONSOLE_COST_PCT: Final = 5.0  # the console, polled once a second, may cost this much
 # Lists the records not logged yet: all of them with the log off (dropped for the baseline).
 _UNLOGGED_INDEX: Final = "records_unlogged"
 _KINDS: Final = ("hb", "rev", "meter", "evt")
@@ -82,10 +86,17 @@ class Drain:
     load_avg: float
     db_bytes: dict[str, int]  # bytes of pages each table and index uses (dbstat)
     record_row_bytes: int  # bytes of the records table's rows (dbstat payload)
+    console: bool = False  # the HTTP server on, a client polling the fleet page every second
+    polls: int = 0  # fleet pages the console served during the drain
+    poll_errors: list[str] = field(default_factory=list)  # polls that failed, and why
 
     @property
     def drain_rate(self) -> float:
         return self.stored / self.drain_s
+
+    @property
+    def kind(self) -> str:
+        return "console" if self.console else "on" if self.log else "off"
 
 
 @dataclass
@@ -110,8 +121,15 @@ class BenchResult:
     log_off: Drain | None = None  # the same records drained with [log] enabled = false
     log_bytes: dict[str, int] = field(default_factory=dict)  # bytes the log adds, by table
     log_row_bytes: int = 0  # of which bytes in the records' rows (log_index), no page overhead
-    rounds: int = 1  # drains with the log on and with it off; the best of each is reported
-    drain_rates: list[tuple[bool, float]] = field(default_factory=list)  # (log on?, rate) as run
+    rounds: int = 1  # drains of each kind (log on, log off, console); the best of each counts
+    drain_rates: list[tuple[str, float]] = field(default_factory=list)  # (kind, rate) as run
+    console: Drain | None = None  # log on, the HTTP server on and polled once a second
+
+    @property
+    def console_cost_pct(self) -> float:
+        """How much slower the drain is with the console serving a poller, in % of without."""
+        assert self.console is not None
+        return 100.0 * (1.0 - self.console.drain_rate / self.drain_rate)
 
     @property
     def log_cost_pct(self) -> float:
@@ -407,13 +425,17 @@ def log_storage(on: dict[str, int], off: dict[str, int]) -> dict[str, int]:
 class _Site:
     """A fresh broker and gateway database for one drain (the log on or off)."""
 
-    def __init__(self, workdir: Path, log: bool, verify_threads: int, round_: int = 1) -> None:
+    def __init__(
+        self, workdir: Path, log: bool, verify_threads: int, round_: int = 1, console: bool = False
+    ) -> None:
         from signet_tools.runners.mosquitto import Mosquitto
 
         self.log = log
-        self.dir = workdir / (
-            ("log-on" if log else "log-off") + ("" if round_ == 1 else f"-{round_}")
-        )
+        self.console = console
+        self.http_port = 0
+        self.token = ""
+        name = "console" if console else "log-on" if log else "log-off"
+        self.dir = workdir / (name + ("" if round_ == 1 else f"-{round_}"))
         # A reused --dir starts from scratch: an old database or broker store would skew it.
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir.mkdir(parents=True)
@@ -425,7 +447,13 @@ class _Site:
     def prepare(self, keys: dict[int, Any]) -> None:
         """Start the broker, make the database with the devices, create the gateway's
         persistent session (a gateway run, stopped)."""
+        from signet_tools.runners.mosquitto import free_port
+
         self.broker.start()
+        http: dict[str, Any] = {}
+        if self.console:
+            self.http_port = free_port()
+            http = {"http": {"enabled": True, "host": "127.0.0.1", "port": self.http_port}}
         # Also creates the database, as `signet db init` does: the gateway and Store() open
         # an existing one only.
         write_gateway_config(
@@ -435,10 +463,15 @@ class _Site:
             mqtt={"client_id": "signet-bench-gateway", "receive_maximum": 4000},
             ingest={"verify_threads": self.verify_threads, "batch_max": 1000, "batch_ms": 50},
             log={"enabled": self.log},
+            **http,
         )
         with Store(self.db) as store:
             for i, key in keys.items():
                 store.enroll(key, "software", name=f"bench-{i:03d}")
+            if self.console:
+                from signet_gateway.web import tokens
+
+                self.token = tokens.create(store.conn, "bench")
             if not self.log:
                 # With the log off the gateway indexes every record it stores as not logged
                 # yet (to append it when the log is back on): without that index the drain
@@ -467,6 +500,8 @@ class _Site:
             broker_cpu0 = cpu_seconds(broker_pid)
             gateway = _GatewayProc(self.config, self.dir / "gateway.log")
             watch.pid = gateway.proc.pid
+            if self.console:
+                poller = _FleetPoller(self.http_port, self.token, watch.done)
             deadline = time.monotonic() + max(120.0, records / 500)
             while not watch.done.wait(0.5):
                 if gateway.proc.poll() is not None:
@@ -488,6 +523,8 @@ class _Site:
             gateway = None
         finally:
             watch.close()
+            if self.console:
+                poller.join()
             if gateway is not None:
                 gateway.terminate()
         with Store(self.db, readonly=True) as store:
@@ -507,10 +544,52 @@ class _Site:
             load_avg=load_avg,
             db_bytes=db_bytes(self.db),
             record_row_bytes=row_bytes(self.db),
+            console=self.console,
+            polls=poller.polls if self.console else 0,
+            poll_errors=poller.errors if self.console else [],
         )
 
     def close(self) -> None:
         self.broker.stop()
+
+
+class _FleetPoller(threading.Thread):
+    """An operator's browser on the fleet page: GET /api/v1/fleet once a second until the
+    drain is done, as the dashboard's fleet page does (its numbers come from that call)."""
+
+    def __init__(self, port: int, token: str, done: threading.Event) -> None:
+        super().__init__(name="bench-fleet-poller", daemon=True)
+        self.url = f"http://127.0.0.1:{port}/api/v1/fleet"
+        self.token = token
+        self.done = done
+        self.polls = 0
+        self.errors: list[str] = []
+        self.start()
+
+    def run(self) -> None:
+        import urllib.error
+        import urllib.request
+
+        base = self.url.rsplit("/api/", 1)[0]
+        # The server starts with the gateway: wait until it answers (no token needed there).
+        while not self.done.is_set():
+            try:
+                with urllib.request.urlopen(base + "/healthz", timeout=10) as answer:
+                    answer.read()
+                break
+            except (urllib.error.URLError, OSError):
+                self.done.wait(0.05)
+        request = urllib.request.Request(
+            self.url, headers={"Authorization": f"Bearer {self.token}"}
+        )
+        while not self.done.is_set():
+            try:
+                with urllib.request.urlopen(request, timeout=10) as answer:
+                    answer.read()
+                self.polls += 1
+            except (urllib.error.URLError, OSError) as exc:
+                self.errors.append(str(exc))
+            self.done.wait(1.0)
 
 
 def run(
@@ -538,10 +617,13 @@ def run(
     # Each round drains the records with the log on and off, in alternating order (on, off;
     # off, on; ...), so that neither is always the first after the generation's load or
     # always the later one; the best drain of each counts (a slower one was disturbed).
+    # The console's drains (the log on, the HTTP server on and polled) take their turn in
+    # the same rotation: its cost is against the best drain with the log on and no console.
+    kinds = ["on", "off", "console"]
     sites = [
-        _Site(workdir, log, verify_threads, r + 1)
+        _Site(workdir, kind != "off", verify_threads, r + 1, console=kind == "console")
         for r in range(rounds)
-        for log in ((True, False) if r % 2 == 0 else (False, True))
+        for kind in (kinds if r % 2 == 0 else kinds[::-1])
     ]
     try:
         per = [records // devices + (1 if i < records % devices else 0) for i in range(devices)]
@@ -568,13 +650,18 @@ def run(
 
         drains = []
         for site in sites:
-            state = "on" if site.log else "off"
-            say(f"bench: the log {state}: publishing the backlog while the gateway is stopped,"
+            state = (
+                "the console on (log on, fleet page polled every second)"
+                if site.console
+                else f"the log {'on' if site.log else 'off'}"
+            )
+            say(f"bench: {state}: publishing the backlog while the gateway is stopped,"
                 " then draining it...")  # fmt: skip
             drains.append(site.drain(per_device, kids))
             site.close()
-        on = max((d for d in drains if d.log), key=lambda d: d.drain_rate)
-        off = max((d for d in drains if not d.log), key=lambda d: d.drain_rate)
+        on = max((d for d in drains if d.kind == "on"), key=lambda d: d.drain_rate)
+        off = max((d for d in drains if d.kind == "off"), key=lambda d: d.drain_rate)
+        console = max((d for d in drains if d.kind == "console"), key=lambda d: d.drain_rate)
         rate = on.drain_rate
         return BenchResult(
             records=records,
@@ -597,7 +684,8 @@ def run(
             log_bytes=log_storage(on.db_bytes, off.db_bytes),
             log_row_bytes=on.record_row_bytes - off.record_row_bytes,
             rounds=rounds,
-            drain_rates=[(d.log, d.drain_rate) for d in drains],
+            drain_rates=[(d.kind, d.drain_rate) for d in drains],
+            console=console,
         )
     finally:
         for site in sites:
@@ -632,7 +720,31 @@ def format_report(r: BenchResult) -> str:
     )
     if r.log_off is not None:
         lines += _log_lines(r, r.log_off)
+    if r.console is not None:
+        lines += _console_lines(r, r.console)
+    if len(r.drain_rates) > 2:
+        # How much drains of one kind differ on this machine: a smaller cost is noise.
+        rates = ", ".join(f"{kind} {rate:,.0f}" for kind, rate in r.drain_rates)
+        lines.append(f"  every drain, in the order run: {rates} records/s")
     return "\n".join(lines)
+
+
+def _console_lines(r: BenchResult, console: Drain) -> list[str]:
+    """The console's cost: the log on, the HTTP server on, the fleet page polled each second."""
+    cost = r.console_cost_pct
+    failed = f", {len(console.poll_errors)} failed" if console.poll_errors else ""
+    return [
+        "the console (the log on, [http] enabled, a client reading the fleet page"
+        " (/api/v1/fleet) once a second through the drain"
+        + ("):" if r.rounds == 1 else f"; the best of {r.rounds} drains):"),
+        f"  gateway drain with the console polled    {console.drain_rate:10,.0f} records/s"
+        f"  ({console.drain_s:.2f} s; {console.polls} fleet pages served{failed}; load average"
+        f" before the drain {console.load_avg:.2f})",
+        f"  the console's cost                       {cost:10.1f} % of the drain rate"
+        f"  ({'meets' if cost <= TARGET_CONSOLE_COST_PCT else 'MISSES'} the"
+        f" {TARGET_CONSOLE_COST_PCT:g} % target); CPU per record"
+        f" {console.gateway_cpu_s / console.stored * 1e6:.0f} us",
+    ]
 
 
 def _log_lines(r: BenchResult, off: Drain) -> list[str]:
@@ -662,8 +774,4 @@ def _log_lines(r: BenchResult, off: Drain) -> list[str]:
         f"  records in the database with the log off: {off.stored}; gateway exit on SIGTERM:"
         f" {off.gateway_exit}",
     ]
-    if len(r.drain_rates) > 2:
-        # How much drains of one kind differ on this machine: a smaller cost is noise.
-        rates = ", ".join(f"{'on' if on else 'off'} {rate:,.0f}" for on, rate in r.drain_rates)
-        lines.append(f"  every drain, in the order run: {rates} records/s")
     return lines

@@ -48,10 +48,10 @@ def _result(on: bench.Drain, off: bench.Drain) -> bench.BenchResult:
         log_row_bytes=on.record_row_bytes - off.record_row_bytes,
         rounds=2,
         drain_rates=[
-            (True, on.drain_rate),
-            (False, off.drain_rate),
-            (False, 9_000.0),
-            (True, 9_500.0),
+            ("on", on.drain_rate),
+            ("off", off.drain_rate),
+            ("off", 9_000.0),
+            ("on", 9_500.0),
         ],
     )
 
@@ -91,6 +91,24 @@ def test_the_report_keeps_its_lines_and_adds_the_log_s_cost_and_storage() -> Non
     assert "44.5 bytes per record beyond the record  (MISSES the 40 target)" in text
 
 
+def test_the_report_adds_the_console_s_cost() -> None:
+    on = _drain(True, 5.0, {"records": 20_000_000}, 17_400_000)
+    off = _drain(False, 4.9, {"records": 19_877_120}, 17_300_000)
+    console = _drain(True, 5.1, {"records": 20_000_000}, 17_400_000)
+    console.console, console.polls = True, 5
+    result = _result(on, off)
+    result.console = console
+    text = bench.format_report(result)
+    assert "gateway drain with the console polled         9,804 records/s  (5.10 s; 5 fleet" in text
+    # 1 - 9,804 / 10,000
+    assert "the console's cost                              2.0 % of the drain rate  (meets" in text
+    console.poll_errors = ["timed out"]
+    console.drain_s = 5.5
+    text = bench.format_report(result)
+    assert "5 fleet pages served, 1 failed;" in text
+    assert "9.1 % of the drain rate  (MISSES the 5 % target)" in text
+
+
 @pytest.mark.timeout(180)
 def test_a_small_run_drains_the_same_records_with_the_log_on_and_off(tmp_path: Path) -> None:
     result = bench.run(records=300, devices=3, workdir=tmp_path, raw_seconds=0.2, log=print)
@@ -109,6 +127,12 @@ def test_a_small_run_drains_the_same_records_with_the_log_on_and_off(tmp_path: P
     assert 300 <= result.log_row_bytes <= 3 * 300
     report = bench.format_report(result)
     assert "gateway drain with the log off" in report and "the log's storage" in report
+    # The console's drains: the same records, the API server up and answering the poller.
+    assert result.console is not None and result.console.stored == 300
+    assert result.console.poll_errors == []
+    assert "the console's cost" in report
+    with sqlite3.connect(tmp_path / "console" / "gateway.db") as conn:
+        assert conn.execute("SELECT count(log_index) FROM records").fetchone()[0] == 300
 
 
 def test_the_command_passes_its_rounds_to_the_benchmark(monkeypatch, capsys) -> None:
