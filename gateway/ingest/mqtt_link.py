@@ -48,8 +48,9 @@ from signet_gateway.config import ConfigError, MqttConfig
 
 from . import paho_fast
 from .ack_outbox import AckOutbox
+from .device_status import DeviceStatus
 from .link_state import SESSION_TAKEN_OVER, LinkState, Throttle, describe_os_error
-from .wire import REC_SUBSCRIPTION, ack_payload, ack_topic
+from .wire import REC_SUBSCRIPTION, STATUS_SUBSCRIPTION, ack_payload, ack_topic
 from .writer import Message
 
 __all__ = ["MqttLink"]
@@ -236,6 +237,7 @@ class MqttLink:
         *,
         committed_acks: Callable[[], dict[str, int]] = dict,
         on_failure: Callable[[str, BaseException], None] | None = None,
+        device_status: DeviceStatus | None = None,
     ) -> None:
         """on_message and on_connected run on the network thread; committed_acks (every
         device's committed ack, republished after each connect) on the thread that calls
@@ -243,6 +245,8 @@ class MqttLink:
         self.config = config
         paho_fast.install()
         self._deliver = on_message
+        # Devices' online/offline words (PROTOCOL 7.4), for the console; None: not subscribed.
+        self.device_status = device_status
         self._on_connected = on_connected
         self._on_failure = on_failure
         self.epoch = 0
@@ -347,7 +351,10 @@ class MqttLink:
             self.config.client_id,
             "yes" if session else "no",
         )
-        client.subscribe(REC_SUBSCRIPTION, options=SubscribeOptions(qos=1))
+        topics = [(REC_SUBSCRIPTION, SubscribeOptions(qos=1))]
+        if self.device_status is not None:
+            topics.append((STATUS_SUBSCRIPTION, SubscribeOptions(qos=1)))
+        client.subscribe(topics)
         self.acks.connected()
         if self._on_connected is not None:
             self._on_connected(session)
@@ -408,10 +415,13 @@ class MqttLink:
         self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any, props: Any
     ) -> None:
         codes = [getattr(r, "value", r) for r in reasons]
+        topics = REC_SUBSCRIPTION
+        if self.device_status is not None:
+            topics += f" and {STATUS_SUBSCRIPTION}"
         if any(c >= 0x80 for c in codes):
-            log.error("subscription to %s refused by the broker: %s", REC_SUBSCRIPTION, reasons)
+            log.error("subscription to %s refused by the broker: %s", topics, reasons)
         else:
-            log.info("subscribed to %s (QoS 1)", REC_SUBSCRIPTION)
+            log.info("subscribed to %s (QoS 1)", topics)
 
     def _handle_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any
@@ -446,6 +456,12 @@ class MqttLink:
         # Keep this minimal: it runs on the network thread for every message. The topic is
         # taken as bytes: paho's .topic decodes UTF-8 and raises on garbage, and a garbled
         # topic must become a bad_topic refusal, not an exception in the network thread.
+        if self.device_status is not None and msg._topic.endswith(b"/status"):
+            # Informational, nothing to commit: noted and acknowledged at once.
+            self.device_status.seen(msg._topic, msg.payload, time.time_ns() // 1_000_000)
+            if msg.qos:
+                client.ack(msg.mid, msg.qos)
+            return
         self._deliver(
             Message(
                 msg.mid, msg.qos, self.epoch, msg._topic, msg.payload, time.time_ns() // 1_000_000

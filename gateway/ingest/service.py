@@ -33,6 +33,7 @@ from signet_gateway.mcr.aggregate import Aggregator, settings_from_config
 from signet_gateway.store.sqlite import Store
 from signet_gateway.verify.verifier import Verifier
 
+from .device_status import DeviceStatus
 from .enrollment import Enrollment
 from .instance_lock import InstanceLock
 from .intake import Intake
@@ -80,6 +81,7 @@ class Gateway:
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
         self.log_keeper: LogKeeper | None = None
+        self.device_status = DeviceStatus()  # the devices' online/offline words, for the console
         self.failed: BaseException | None = None
         self.stopped = threading.Event()  # set when the writer has exited (drained or failed)
         self.stats: Counter[str] = Counter()
@@ -173,6 +175,7 @@ class Gateway:
             self.intake.put,
             committed_acks=self.writer.all_acks,
             on_failure=self._fatal,
+            device_status=self.device_status,
         )
         log.info(
             "database %s (%d devices enrolled, %d active)",

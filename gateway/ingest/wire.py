@@ -13,15 +13,18 @@ __all__ = [
     "ACK_TOPIC_FMT",
     "MAX_BATCH_BYTES",
     "REC_SUBSCRIPTION",
+    "STATUS_SUBSCRIPTION",
     "BadTopic",
     "ack_payload",
     "ack_topic",
+    "device_of_status_topic",
     "device_of_topic",
     "parse_ack",
     "split_message",
 ]
 
 REC_SUBSCRIPTION: Final = "signet/v1/+/rec"
+STATUS_SUBSCRIPTION: Final = "signet/v1/+/status"  # PROTOCOL 7.4: online / offline, retained
 ACK_SUBSCRIPTION: Final = "signet/v1/+/ack"
 ACK_TOPIC_FMT: Final = "signet/v1/{}/ack"
 MAX_BATCH_BYTES: Final = 65536
@@ -57,6 +60,21 @@ def device_of_topic(topic: bytes) -> str:
         return topic[10:42].decode("ascii")
     shown = topic[:120].decode("utf-8", "replace")
     raise BadTopic(f"topic {shown!r} is not signet/v1/<device id: 32 lowercase hex digits>/rec")
+
+
+_STATUS_SUFFIX: Final = b"/status"
+
+
+def device_of_status_topic(topic: bytes) -> str | None:
+    """The device id in a ``signet/v1/<id>/status`` topic, or None for any other topic."""
+    if (
+        len(topic) == len(_PREFIX) + 32 + len(_STATUS_SUFFIX)
+        and topic.startswith(_PREFIX)
+        and topic.endswith(_STATUS_SUFFIX)
+        and _HEX.issuperset(topic[10:42])
+    ):
+        return topic[10:42].decode("ascii")
+    return None
 
 
 def _head(data: bytes, pos: int, major: int, what: str) -> tuple[int, int]:

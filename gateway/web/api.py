@@ -45,6 +45,7 @@ def create_app(
     *,
     metrics_token: bool = True,
     advertised_yield: Mapping[str, float] | None = None,
+    device_status: Callable[[], Mapping[str, tuple[bool, int]]] = dict,
 ) -> FastAPI:
     app = FastAPI(
         title="Signet gateway console",
@@ -156,7 +157,7 @@ def create_app(
         **api,
     )
     def fleet() -> dict[str, Any]:
-        return views.fleet(reader.conn())
+        return views.fleet(reader.conn(), device_status())
 
     @app.get(
         "/api/v1/devices/{device}",
@@ -166,7 +167,7 @@ def create_app(
         **{**api, "responses": {**api["responses"], **NOT_FOUND}},
     )
     def device(device: Device) -> dict[str, Any]:
-        return views.device(reader.conn(), device)
+        return views.device(reader.conn(), device, device_status())
 
     @app.get(
         "/api/v1/devices/{device}/records",

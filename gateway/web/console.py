@@ -42,6 +42,7 @@ class Console:
             registry_for(gateway, self.reader),
             metrics_token=self.config.http.metrics_token,
             advertised_yield=self.config.http.advertised_yield,
+            device_status=gateway.device_status.snapshot,
         )
         self.server = HttpServer(app, self.sock)
         self.server.start()

@@ -40,6 +40,8 @@ class FleetDevice(_Strict):
     refused: int
     last_received_ms: int | None
     last_received: str | None
+    online: bool | None  # the device's last word on its status topic; None: not heard
+    status_ms: int | None  # when the gateway received that word
 
 
 class Fleet(_Strict):

@@ -10,6 +10,7 @@ API and the commands give the same bytes for the same database.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any, Final
 
@@ -94,7 +95,18 @@ def _last_received(conn: sqlite3.Connection) -> dict[str, int]:
     )
 
 
-def _summary(store: Store, d: Device, refused: int, last_ms: int | None, at_ms: int) -> dict:
+# device id -> (online, when the gateway received that word): ingest/device_status.py
+StatusWords = Mapping[str, tuple[bool, int]]
+
+
+def _summary(
+    store: Store,
+    d: Device,
+    refused: int,
+    last_ms: int | None,
+    at_ms: int,
+    word: tuple[bool, int] | None = None,
+) -> dict:
     ack, highest, stored, _unused = store.seq_state(d.kid)
     return {
         "device": d.kid,
@@ -112,17 +124,23 @@ def _summary(store: Store, d: Device, refused: int, last_ms: int | None, at_ms: 
         "refused": refused,
         "last_received_ms": last_ms,
         "last_received": iso_ms(last_ms),
+        # The device's own word on its status topic (unsigned, PROTOCOL 7.4); None: not heard.
+        "online": None if word is None else word[0],
+        "status_ms": None if word is None else word[1],
     }
 
 
-def fleet(conn: sqlite3.Connection) -> dict[str, Any]:
-    """Every enrolled key with its sequence state, counters and newest record's receive time."""
+def fleet(conn: sqlite3.Connection, status: StatusWords | None = None) -> dict[str, Any]:
+    """Every enrolled key with its sequence state, counters, newest record's receive time and
+    its last word on the status topic."""
     store = Store.over(conn)
     refused = _refused_by_device(conn)
     last = _last_received(conn)
     at = now_ms()
+    words = status or {}
     devices = [
-        _summary(store, d, refused.get(d.kid, 0), last.get(d.kid), at) for d in store.devices()
+        _summary(store, d, refused.get(d.kid, 0), last.get(d.kid), at, words.get(d.kid))
+        for d in store.devices()
     ]
     return {
         "as_of_ms": report.default_as_of(conn),
@@ -131,14 +149,16 @@ def fleet(conn: sqlite3.Connection) -> dict[str, Any]:
     }
 
 
-def device(conn: sqlite3.Connection, wanted: str) -> dict[str, Any]:
+def device(
+    conn: sqlite3.Connection, wanted: str, status: StatusWords | None = None
+) -> dict[str, Any]:
     """One key (id, unique prefix or name): the fleet row, enrollment and evidence summary,
     integrity counters (all days), the machine's other keys."""
     store = Store.over(conn)
     d = _resolve(store, wanted)
     refused = _refused_by_device(conn).get(d.kid, 0)
     last = _last_received(conn).get(d.kid)
-    row = _summary(store, d, refused, last, now_ms())
+    row = _summary(store, d, refused, last, now_ms(), (status or {}).get(d.kid))
     row.update(
         {
             "curve": d.curve,

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import tomllib
 
 from kit.console import ConsoleClient, console_gateway, signet
 from kit.gatewaykit import Dev, Mqtt
@@ -163,6 +164,35 @@ def test_fleet_and_device(site: Site) -> None:
     assert site.client.json(f"/api/v1/devices/{b.kid}")["equivocating_ns"] == [3]
     missing = site.client.get(f"/api/v1/devices/{site.stranger.kid}")
     assert missing.status_code == 404 and site.stranger.kid in missing.json()["detail"]
+
+
+def test_online_is_each_device_s_last_word_on_its_status_topic(site: Site) -> None:
+    a, b, c = site.devs
+    port = tomllib.loads(site.cfg.read_text())["mqtt"]["port"]
+    mqtt = Mqtt(port, "status-words")
+    try:
+        for topic, word in (
+            (f"signet/v1/{a.kid}/status", b"online"),
+            (f"signet/v1/{b.kid}/status", b"offline"),
+            (f"signet/v1/{c.kid}/status", b"maybe"),  # not a word of the protocol: ignored
+            ("signet/v1/not-a-device/status", b"online"),  # not a device: ignored
+        ):
+            mqtt.client.publish(topic, word, qos=1, retain=True).wait_for_publish(10)
+
+        def words() -> dict[str, object]:
+            rows = site.client.json("/api/v1/fleet")["devices"]
+            return {r["device"]: r["online"] for r in rows}
+
+        wait_until(lambda: words() == {a.kid: True, b.kid: False, c.kid: None}, 20,
+                   "the fleet to show a online, b offline, c unheard")  # fmt: skip
+        mqtt.client.publish(f"signet/v1/{a.kid}/status", b"offline", qos=1, retain=True)
+        wait_until(lambda: words()[a.kid] is False, 20, "a's offline to reach the fleet")
+        row = site.client.json(f"/api/v1/devices/{a.kid}")
+        assert row["online"] is False and row["status_ms"] > 0
+    finally:
+        for d in (a, b, c):  # retained words would outlive the test in the module's broker
+            mqtt.client.publish(f"signet/v1/{d.kid}/status", b"", qos=1, retain=True)
+        mqtt.close()
 
 
 def test_records_of_a_device_with_verdicts_and_raw_bytes(site: Site) -> None:
