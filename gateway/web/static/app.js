@@ -272,6 +272,8 @@ function machinesOf(fleet, report) {
       status: newest.status,
       flagged: keys.some((k) => k.flagged),
       last: seen.length ? Math.max(...seen) : null,
+      // The newest key's last word on its status topic (unsigned, informational).
+      online: newest.online, statusMs: newest.status_ms,
     };
   });
 }
@@ -281,6 +283,7 @@ const FLEET_COLUMNS = [
   { key: "name", title: "Name", sort: (m) => m.name },
   { key: "tier", title: "Tier", sort: (m) => m.tier },
   { key: "status", title: "Status", sort: (m) => m.status + (m.flagged ? " flagged" : "") },
+  { key: "online", title: "Online", sort: (m) => (m.online === null ? 0 : m.online ? 2 : 1) },
   { key: "last", title: "Last seen", num: true, sort: (m) => m.last ?? -1 },
   { key: "uptime", title: "Uptime", num: true, sort: (m) => m.report?.uptime.ratio ?? -1 },
   { key: "revenue", title: "Revenue", num: true, sort: (m) => m.report?.revenue.currencies[0]?.amount ?? -Infinity },
@@ -314,6 +317,8 @@ function periodText(period) {
   return `${period.from || "its first day"} .. ${period.to || "the as-of day"}`;
 }
 
+const onlineWord = (online) => (online === null || online === undefined ? "not heard" : online ? "online" : "offline");
+
 function fleetRow(m, period) {
   const r = m.report;
   const cell = (key, ...content) => el("td", { "data-col": key,
@@ -324,6 +329,8 @@ function fleetRow(m, period) {
   cell("name", m.name),
   cell("tier", badge(m.tier)),
   cell("status", badge(m.status), m.flagged ? [" ", badge("flagged")] : null),
+  cell("online", el("span", { class: `badge ${onlineWord(m.online)}`, title: m.statusMs ? `said at ${iso(m.statusMs)}` : "no word on its status topic",
+    text: onlineWord(m.online) })),
   cell("last", el("span", { title: iso(m.last), "data-ms": m.last ?? "", text: ago(m.last) })),
   cell("uptime", r ? percent(r.uptime.ratio) : ""),
   cell("revenue", r ? r.revenue.currencies.map((c, i) => [i ? el("br") : null,
@@ -345,7 +352,8 @@ async function fleetPage(params) {
     el("option", { value: v, text: v || "any" })));
   const status = el("select", { id: "filter-status" }, [["", "any"], ["active", "active"],
     ["rotated", "rotated"], ["revoked", "revoked"], ["flagged", "flagged"],
-    ["norecords", "no records"]].map(([v, t]) => el("option", { value: v, text: t })));
+    ["norecords", "no records"], ["online", "online"], ["offline", "offline"],
+    ["notheard", "not heard"]].map(([v, t]) => el("option", { value: v, text: t })));
   const count = el("span", { id: "fleet-count", class: "muted" });
   const tbody = el("tbody");
   let sortKey = "device", ascending = true;
@@ -363,6 +371,9 @@ async function fleetPage(params) {
     if (tier.value && m.tier !== tier.value) return false;
     if (status.value === "flagged") return m.flagged;
     if (status.value === "norecords") return !m.report;
+    if (status.value === "online") return m.online === true;
+    if (status.value === "offline") return m.online === false;
+    if (status.value === "notheard") return m.online === null;
     return !status.value || m.status === status.value;
   }
 
@@ -386,7 +397,7 @@ async function fleetPage(params) {
     el("h1", { text: "Fleet" }),
     el("p", { class: "muted", id: "fleet-period" }, `Figures over ${periodText(period)}, as of ${iso(report.as_of_ms) || "no record yet"}; `,
       "uptime, revenue, score and refused are those of signet report. ",
-      "Last seen is the receive time of its newest record (the gateway does not read the devices' status topic). ",
+      "Online is the device's own last word on its status topic (unsigned: informational, never uptime); last seen is the receive time of its newest record. ",
       el("span", { text: report.score_label })),
     el("div", { class: "filters" }, periodForm(period, "#/"), el("label", {}, "Search", text),
       el("label", {}, "Tier", tier), el("label", {}, "Status", status), count),
@@ -431,7 +442,9 @@ async function devicePage(id, params) {
   const r = report.devices[0] || null;
   const title = d.name || d.device;
   const parts = [
-    el("h1", {}, title, " ", badge(d.tier), " ", badge(d.status), d.flagged ? [" ", badge("flagged")] : null),
+    el("h1", {}, title, " ", badge(d.tier), " ", badge(d.status), d.flagged ? [" ", badge("flagged")] : null,
+      " ", el("span", { class: `badge ${onlineWord(d.online)}`, id: "device-online", text: onlineWord(d.online),
+        title: d.status_ms ? `said at ${iso(d.status_ms)}; last record received ${iso(d.last_received_ms)}` : "no word on its status topic" })),
     el("p", { class: "mono muted", text: d.device }),
     el("p", {}, el("a", { href: `#/records/${d.device}`, text: "Record explorer" }), " · ",
       el("a", { href: `#/yield/${d.machine}${periodQuery(period)}`, text: "Yield view" })),

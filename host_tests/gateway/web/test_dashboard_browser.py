@@ -124,6 +124,15 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             30,
             "the equivocation flagged",
         )
+        # Their own words on their status topics: a online, b offline (its last will), c none.
+        mqtt.publish(f"signet/v1/{a.kid}/status", b"online")
+        mqtt.publish(f"signet/v1/{b.kid}/status", b"offline")
+
+        def words() -> dict[str, Any]:
+            return {r["device"]: r["online"] for r in client.json("/api/v1/fleet")["devices"]}
+
+        expected = {a.kid: True, b.kid: False, _c.kid: None}
+        wait_until(lambda: words() == expected, 30, "the status words in the fleet")
         yield Site(cfg, gateway, client, devs, stranger, shots)
     finally:
         mqtt.close()
@@ -208,8 +217,10 @@ def test_fleet_table_equals_the_report(site: Site, browser: Any) -> None:
     rows = {r["device"]: r for r in fleet_rows(browser)}
     assert set(rows) == {d.kid for d in site.devs}  # one row per machine; the stranger: none
     assert_fleet_equals_report(list(rows.values()), report)
-    a = site.devs[0]
+    a, b, c = site.devs
     assert rows[a.kid]["cells"]["refused"] == "1"  # the forgery on its topic
+    online = {kid: row["cells"]["online"] for kid, row in rows.items()}
+    assert online == {a.kid: "online", b.kid: "offline", c.kid: "not heard"}
     assert "ago" in rows[a.kid]["cells"]["last"]
     assert console_errors(browser) == []
     _shot(browser, site, "fleet")
@@ -220,7 +231,7 @@ def test_fleet_table_filters_and_sorts(site: Site, browser: Any) -> None:
     from selenium.webdriver.support.ui import Select
 
     _go(browser, site, "#/", "fleet")
-    _a, b, c = site.devs
+    a, b, c = site.devs
 
     def shown() -> list[str]:
         return [r["device"] for r in fleet_rows(browser)]
@@ -241,6 +252,9 @@ def test_fleet_table_filters_and_sorts(site: Site, browser: Any) -> None:
     status = Select(browser.find_element(By.ID, "filter-status"))
     status.select_by_value("flagged")
     assert shown() == [b.kid]  # the equivocation flagged it
+    for word, kid in (("online", a.kid), ("offline", b.kid), ("notheard", c.kid)):
+        status.select_by_value(word)
+        assert shown() == [kid], word
     status.select_by_value("")
     tier = Select(browser.find_element(By.ID, "filter-tier"))
     tier.select_by_value("hardware")
