@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sqlite3
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from signet_tools.runners.atomic_file import write_atomically
 
 from .args import positive_int, positive_seconds
 from .exits import EXIT_OK, EXIT_REFUSED, os_error_line
@@ -20,24 +20,6 @@ from .exits import fail as _fail
 from .gateway import DEFAULT_CONFIG, DEVICE_HELP, add_db_args, gateway_db
 
 PROGRESS_MIN = 10_000  # records: smaller bundles verify before a bar would help
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    """The whole file or none: a temporary file beside it, then renamed into place."""
-    directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=directory)
-    umask = os.umask(0)
-    os.umask(umask)
-    try:
-        os.fchmod(fd, 0o666 & ~umask)  # a file to hand over: the usual mode, not mkstemp's 0600
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -75,7 +57,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         store.close()
     data = bundle_format.encode(exported.bundle)
     try:
-        _write_atomically(args.out, data)
+        write_atomically(args.out, data, private=False)
     except OSError as exc:
         return _fail(f"cannot write {args.out}: {exc.strerror}")
     b = exported.bundle
@@ -196,7 +178,7 @@ def cmd_records(args: argparse.Namespace) -> int:
             sys.stdout.buffer.write(data)
             sys.stdout.flush()
         else:
-            _write_atomically(args.out, data)
+            write_atomically(args.out, data, private=False)
     except OSError as exc:
         return _fail(f"cannot write {args.out or 'stdout'}: {exc.strerror}")
     print(f"signet: {len(records)} records of device {machine}", file=sys.stderr)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 from signet import keyfile
 from signet.signer import SoftwareSigner
 from signet_gateway.verify.pubkeys import DevicePublicKey
+from signet_tools.runners.atomic_file import write_atomically
 
 
 def pub_path(key_path: Path) -> Path:
@@ -19,16 +18,7 @@ def write_private(path: Path, text: str, force: bool) -> None:
     """Write atomically with mode 0600 from the first byte (never briefly world-readable)."""
     if path.exists() and not force:
         raise FileExistsError(f"{path} exists; refusing to overwrite a key (use --force)")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp: 0600
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text + "\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_atomically(path, (text + "\n").encode(), private=True)
 
 
 def generate(curve: str, out: Path, force: bool = False) -> SoftwareSigner:

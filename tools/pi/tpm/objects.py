@@ -9,14 +9,14 @@ The attribute check on open is for a blob that was created wrong, not forged.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from tpm2_pytss import ESAPI, TSS2_Exception
 from tpm2_pytss.constants import ESYS_TR, TPM2_ALG, TPM2_ECC, TPM2_RC, TPMA_OBJECT
 from tpm2_pytss.types import TPM2B_PRIVATE, TPM2B_PUBLIC, TPM2B_SENSITIVE_CREATE, TPMT_PUBLIC
+
+from signet_tools.runners.atomic_file import write_atomically
 
 from .session import TpmError, storage_primary, tpm_errors
 
@@ -127,21 +127,7 @@ def write_blob(path: Path, fmt: str, blob: Blob, force: bool = False) -> None:
         raise TpmError(f"{path} exists; refusing to overwrite a TPM key blob")
     data = fmt.encode() + b"\n" + blob.public.marshal() + blob.private.marshal()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mkstemp: 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)  # the rename itself survives a power cut
-    finally:
-        os.close(dir_fd)
+    write_atomically(path, data, private=True)
 
 
 def read_blob(path: Path, fmt: str) -> Blob:
