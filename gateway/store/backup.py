@@ -23,7 +23,9 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .log_tiles import SqliteNodeStore
 from .model import StoreError, StoreOpenError
+from .record_log import RecordLog
 from .schema import SCHEMA_VERSION
 from .sqlite import connect
 
@@ -46,10 +48,10 @@ def summary(conn: sqlite3.Connection, size: int) -> BackupSummary:
     devices = conn.execute("SELECT count(*) FROM devices").fetchone()[0]
     records = conn.execute("SELECT count(*) FROM records").fetchone()[0]
     log_size, checkpoint = 0, None
-    if schema == SCHEMA_VERSION:
-        row = conn.execute("SELECT first, hashes FROM log_tail WHERE level = 0").fetchone()
-        log_size = 0 if row is None else int(row[0]) + len(row[1]) // 32
-        checkpoint = conn.execute("SELECT max(size) FROM log_checkpoints").fetchone()[0]
+    if schema == SCHEMA_VERSION:  # an older backup has no log yet
+        log_size = SqliteNodeStore(conn).size()
+        latest = RecordLog(conn).latest_checkpoint()
+        checkpoint = None if latest is None else latest.size
     return BackupSummary(str(schema), devices, records, log_size, checkpoint, size)
 
 

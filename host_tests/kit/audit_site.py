@@ -10,12 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from signet.builder import RecordBuilder
-from signet.record import GENESIS_HASH
-from signet.signer import SoftwareSigner
+from kit.gatewaykit import Dev
 from signet_gateway.log import key as log_key
 from signet_gateway.log.note import Signer, Verifier
-from signet_gateway.verify.pubkeys import DevicePublicKey
 from signet_tools.runners.gateway_process import write_gateway_config
 from signet_tools.runners.offline_gateway import OfflineGateway
 
@@ -24,17 +21,8 @@ T0 = 1_700_006_400_000  # 2023-11-15T00:00:00Z
 HOUR = 3_600_000
 
 
-class Device:
-    """A key and its own clocks; signs genuine records with the firmware's builder."""
-
-    def __init__(self, index: int, curve: str = "p256") -> None:
-        self.signer = SoftwareSigner(curve, 0xA0D17 + 7919 * index)
-        self.builder = RecordBuilder(self.signer)
-        self.key = DevicePublicKey.from_sec1(self.signer.public_key, curve)
-        self.kid = self.key.device_id
-        self.n = 0
-        self.b = 1
-        self.prev = GENESIS_HASH
+class Device(Dev):
+    """A key of the test kit with its own clocks: ``sign`` takes u and t as given."""
 
     def sign(self, kind: str, u: int, t: int | None, **fields: Any) -> bytes:
         self.n += 1

@@ -42,6 +42,12 @@ def _send(port: int, clients: list[Mqtt], devs: list[Dev], count: int, name: str
     client.wait_acks({d.kid: d.n for d in devs})
 
 
+def _start(cfg: Path, log: Path, started: list[GatewayProcess]) -> GatewayProcess:
+    gw = GatewayProcess(cfg, log).start()
+    started.append(gw)  # killed after the test if it is still running
+    return gw
+
+
 @pytest.mark.timeout(120)
 def test_every_stored_record_is_one_leaf_in_commit_order_and_the_stop_signs_it(
     tmp_path: Path, broker: Mosquitto, procs
@@ -51,8 +57,7 @@ def test_every_stored_record_is_one_leaf_in_commit_order_and_the_stop_signs_it(
     cfg = enrolled_gateway(tmp_path, broker.port, devs, log={"origin": ORIGIN})
     key_path = tmp_path / "gateway-log.key"
     assert not key_path.exists()
-    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
-    started.append(gw)
+    gw = _start(cfg, tmp_path / "gw.log", started)
     _send(broker.port, clients, devs, 40, "fleet")
     assert gw.stop() == 0
     # The key was made on the first start: private from its first byte, its vkey logged.
@@ -82,8 +87,7 @@ def test_a_checkpoint_is_signed_at_the_interval_while_records_arrive(
         tmp_path, broker.port, devs, log={"origin": ORIGIN, "checkpoint_interval_s": 1}
     )
     db = tmp_path / "gateway.db"
-    gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
-    started.append(gw)
+    gw = _start(cfg, tmp_path / "gw.log", started)
 
     def sizes() -> list[int]:
         with Store(db, readonly=True) as store:
@@ -108,15 +112,13 @@ def test_records_stored_with_the_log_off_are_appended_when_it_is_on_again(
     devs = [Dev(i) for i in range(2)]
     cfg = enrolled_gateway(tmp_path, broker.port, devs, log={"enabled": False})
     db = tmp_path / "gateway.db"
-    gw = GatewayProcess(cfg, tmp_path / "off.log").start()
-    started.append(gw)
+    gw = _start(cfg, tmp_path / "off.log", started)
     _send(broker.port, clients, devs, 6, "off")
     assert gw.stop() == 0
     assert {index for index, _, _ in _logged(db)} == {None}
     assert not (tmp_path / "gateway-log.key").exists()  # the log off reads no key
     cfg.write_text(cfg.read_text().replace("enabled = false", "enabled = true"))
-    gw = GatewayProcess(cfg, tmp_path / "on.log").start()
-    started.append(gw)
+    gw = _start(cfg, tmp_path / "on.log", started)
     _send(broker.port, clients, devs, 3, "on")
     assert gw.stop() == 0
     assert "appended 12 records stored while the log was off to the log" in gw.text()
