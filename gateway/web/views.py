@@ -262,12 +262,11 @@ def refusals(
     """Refusals across the fleet: counts by reason over all time (the findings counters,
     which count every refusal), and the quarantined items themselves, newest first, with the
     sender's topic and the receive time (at most limit; id < before_id; one reason if given)."""
-    counts: dict[str, int] = {}
-    for finding, count in conn.execute(
-        "SELECT finding, sum(count) FROM findings WHERE finding LIKE 'refused:%'"
-        " GROUP BY finding ORDER BY finding"
-    ):
-        counts[finding.removeprefix("refused:")] = int(count)
+    counts = {
+        finding.removeprefix("refused:"): count
+        for finding, count in Store.over(conn).findings().items()
+        if finding.startswith("refused:")
+    }
     sql = "SELECT id, received_ms, topic, reason, detail, size, raw, kid FROM quarantine WHERE 1"
     args: list[Any] = []
     if reason is not None:
