@@ -7,17 +7,20 @@ smallest heap the running agent fits in (found by running it at growing heap
 sizes, in 4 KiB steps), next to the heap its code alone takes: loaded from .mpy
 (as `mip` or `signet device flash` installs it), or, on a binary with the signet
 package frozen in (detected, and said in the header), the module, class and
-function objects its frozen code still makes in the heap.
+function objects its frozen code still makes in the heap. The code figure is then
+split by module: each of the modules the agent loaded, imported in a fresh process after
+the modules it imports, and the heap its import holds.
 """
 
 from __future__ import annotations
 
+import re
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-from signet_tools.device import micropython
+from signet_tools.device import manifest, micropython
 
 _SCRIPT = Path(__file__).with_name("mp_agent.py")
 TARGET_HEAP = 48 * 1024  # code loaded from .mpy
@@ -41,6 +44,40 @@ def smallest_heap_k(fits: Callable[[int], bool], heaps_k: range = _HEAPS_K) -> i
     return heaps_k[lo]
 
 
+def import_order(modules: Iterable[str]) -> list[str]:
+    """The firmware modules given, each after the ones among them it imports at its top
+    (the package first), so that importing them in this order measures each one alone."""
+    wanted = set(modules)
+    ordered: list[str] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen or name not in wanted:
+            return
+        seen.add(name)
+        parts = name.split(".")
+        if len(parts) == 1:
+            path = manifest.FIRMWARE_LIB / name / "__init__.py"
+        else:
+            path = manifest.FIRMWARE_LIB.joinpath(*parts).with_suffix(".py")
+        for dep in sorted(manifest.imports(path).top):
+            visit(dep)
+        ordered.append(name)
+
+    for name in sorted(wanted, key=lambda m: (m != manifest.PACKAGE, m)):
+        visit(name)
+    return ordered
+
+
+def module_bytes(lib: Path, loaded: Iterable[str], mp: micropython.Binary) -> dict[str, int]:
+    """The heap each of the loaded modules holds once imported (lib: the compiled firmware)."""
+    order = import_order(loaded)
+    out = micropython.run(_SCRIPT, "modules", str(lib), *order, heap="512k", exe=mp.path)
+    if out.returncode != 0:
+        raise RuntimeError(f"MicroPython module measurement failed:\n{out.stdout}{out.stderr}")
+    return {name: micropython.field(out.stdout, f"module_bytes {name}") for name in order}
+
+
 def run(count: int = 300, binary: micropython.Binary | None = None) -> dict[str, Any]:
     """binary: the MicroPython to run (default: the installed unix port)."""
     mp = binary or micropython.binary()
@@ -59,6 +96,8 @@ def run(count: int = 300, binary: micropython.Binary | None = None) -> dict[str,
         results["frozen"] = micropython.field(out, "frozen") == 1
         flash = micropython.field(out, "flash_bytes")
         results["amplification"] = flash / micropython.field(out, "record_bytes")
+        loaded = re.search(r"^loaded=(.*)$", out, re.M)
+        results["modules"] = module_bytes(lib, loaded.group(1).split(",") if loaded else [], mp)
 
         def fits(k: int) -> bool:
             probe = micropython.run(
@@ -110,4 +149,22 @@ def format_report(r: dict[str, Any]) -> str:
         + ("" if frozen else _FREEZE_HINT)
         + _SIZES.get(r["bits"], f"{r['bits']}-bit objects."),
     ]
-    return "\n".join(lines)
+    return "\n".join(lines + _module_table(r.get("modules") or {}))
+
+
+def _module_table(sizes: dict[str, int], columns: int = 4) -> list[str]:
+    """Four modules a line, largest first: the heap each module's import holds."""
+    if not sizes:
+        return []
+    short = {name: name.rsplit(".", 1)[-1] if "." in name else "(package)" for name in sizes}
+    cells = [
+        f"{short[name]:<11}{sizes[name] / 1024:5.1f} KiB"
+        for name in sorted(sizes, key=lambda n: (-sizes[n], n))
+    ]
+    total = sum(sizes.values()) / 1024
+    lines = [
+        f"    code by module, each imported alone after what it imports ({total:.1f} KiB; "
+        "the interned-name tables and the benchmark's own script not counted):"
+    ]
+    lines += ["      " + " | ".join(cells[i : i + columns]) for i in range(0, len(cells), columns)]
+    return lines
