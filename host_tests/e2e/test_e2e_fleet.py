@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 
 from signet_gateway.mcr import report as report_mod
 from signet_gateway.store.sqlite import Store
@@ -272,8 +273,15 @@ def test_demo_shortened(
         "broker back",
         "crashes (no clean shutdown",
         "ATTACK:",
-        "refused:bad_signature",
-        "refused:unknown_key",
+        # The broker's refusals, counted from its CONNACKs and PUBACKs...
+        "refused at CONNECT     3 of 3",
+        "refused by its ACL     7 of 7",
+        "passed to the gateway  9 of 9",
+        # ...the gateway's, from its findings, and none on the victim's topics.
+        "refused:bad_signature         2",
+        "refused:kid_mismatch          1",
+        "nothing of the attack reached",
+        "of 16 published, 7 refused by the broker's ACL, 8 refused by the gateway",
         "MATCH (exact, per device and currency)",
         "every one stored, nothing missing",
         "Signet MCR report",
@@ -286,9 +294,18 @@ def test_demo_shortened(
     bundles = list((tmp_path / "demo").glob("audit-*.bundle"))
     assert len(bundles) == 1 and f"signet audit verify {Path('demo') / bundles[0].name}" in out
     assert "MISMATCH" not in out and "<-- expected" not in out
+    assert "refused:unknown_key" not in out and "refused:bad_topic" not in out  # no account
     truth = json.loads((tmp_path / "demo" / "fleet" / "truth.json").read_text())
     report = json.loads((tmp_path / "demo" / "report.json").read_text())
     assert simulate.compare(truth, report) == []
+    # The broker ran on `signet broker config`'s files: TLS, accounts, ACLs, no anonymous;
+    # the gateway on its own account over TLS (the devices' records all came through it).
+    conf = (tmp_path / "demo" / "broker" / "mosquitto.conf").read_text()
+    for line in ("allow_anonymous false", "acl_file ", "password_file ", "cafile "):
+        assert line in conf
+    assert "allow_anonymous true" not in conf
+    gateway = tomllib.loads((tmp_path / "demo" / "gateway.toml").read_text())["mqtt"]
+    assert gateway["username"] == "signet-gateway" and gateway["tls_ca"].endswith("ca.pem")
 
 
 def test_gateway_config_with_a_relative_database_path(tmp_path: Path, monkeypatch) -> None:

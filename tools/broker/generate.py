@@ -163,6 +163,11 @@ def _server_certificate(tls: Path, ca: pki.Issuer, hosts: list[str]) -> tuple[Pa
     return cafile, certfile, keyfile
 
 
+def password_file(out: Path, account: str) -> Path:
+    """Where a run writes an account's password (mode 0600), for its device or the gateway."""
+    return out / CREDENTIALS_DIR / f"{account}.password"
+
+
 def _stale(directory: Path, suffix: str, names: list[str]) -> list[Path]:
     return sorted(p for p in directory.glob(f"*{suffix}") if p.name[: -len(suffix)] not in names)
 
@@ -173,7 +178,7 @@ def _passwords(out: Path, names: list[str], renew: tuple[str, ...], result: Brok
     old = parse_password_file(passwd.read_text()) if passwd.exists() else {}
     entries: dict[str, str] = {}
     for name in names:
-        file = creds / f"{name}.password"
+        file = password_file(out, name)
         if name in old and name not in renew:
             entries[name] = old[name]
             result.kept += 1

@@ -116,6 +116,26 @@ def parse_broker(text: str) -> tuple[str, int]:
     return host, int(port)
 
 
+@dataclass(frozen=True)
+class BrokerAccess:
+    """A broker configured by `signet broker config` (tools/broker/): each device connects
+    over TLS, the broker's certificate checked against `ca`, with its machine's account (its
+    device id) and the password the command wrote for it under `config_dir`."""
+
+    ca: Path
+    config_dir: Path  # the command's --out folder
+
+    def password(self, account: str) -> str:
+        from signet_tools.broker.generate import password_file
+
+        try:
+            return password_file(self.config_dir, account).read_text().strip()
+        except OSError as exc:
+            raise SimulationError(
+                f"no broker password for {account} in {self.config_dir}: {exc.strerror}"
+            ) from None
+
+
 @dataclass
 class FleetParams:
     devices: int
@@ -133,6 +153,7 @@ class FleetParams:
     seed: int | None = None
     drain_timeout_s: float = 60.0
     name_prefix: str = "sim"
+    access: BrokerAccess | None = None  # a secured broker; None: anonymous, plain MQTT
 
     def check(self) -> None:
         if not 1 <= self.devices <= 1000:
@@ -346,9 +367,18 @@ class VirtualDevice:
 
     def _config(self) -> Any:
         host, port = self.fleet.params.broker
+        access = self.fleet.params.access
+        login: dict[str, Any] = {}
+        if access is not None:  # as DEVICE.md configures a device for a secured broker
+            login = {
+                "user": self.kid,
+                "password": access.password(self.kid),
+                "tls": {"ca": str(access.ca)},
+            }
         return agent_config.parse(
             {
                 "mqtt": {
+                    **login,
                     "host": host,
                     "port": port,
                     "keepalive_s": 10,

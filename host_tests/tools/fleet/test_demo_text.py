@@ -6,6 +6,10 @@ from signet_tools.fleet.demo import attack_notice
 
 
 def test_attack_notice_counts_messages_in_the_right_number() -> None:
-    assert attack_notice(1, "sim-02").startswith("ATTACK: 1 hostile message published")
-    assert attack_notice(30, "sim-02").startswith("ATTACK: 30 hostile messages published")
-    assert "(victim sim-02;" in attack_notice(0, "sim-02")
+    one = attack_notice(1, "sim-04", 1, "sim-02")
+    assert one.startswith("ATTACK: 1 client without a valid account tried to connect;")
+    assert "with sim-04's stolen account, 1 hostile message published" in one
+    many = attack_notice(3, "sim-04", 16, "sim-02")
+    assert many.startswith("ATTACK: 3 clients without a valid account")
+    assert "16 hostile messages published" in many
+    assert "(victim sim-02;" in attack_notice(0, "sim-04", 0, "sim-02")

@@ -293,12 +293,9 @@ def test_compare_accepts_an_exact_report_and_names_every_difference() -> None:
 # -- hostile messages, checked against the gateway's own verifier ------------------------------
 
 
-def test_every_standard_attack_is_what_it_claims_to_be() -> None:
-    victim = SoftwareSigner.generate("secp256k1")
-    other = SoftwareSigner.generate("p256")
-    keys = {s.kid: DevicePublicKey.from_sec1(s.public_key, s.curve.name) for s in (victim, other)}
-    verifier = Verifier(keys)
-    builder = RecordBuilder(victim)
+def _signed_records(signer: SoftwareSigner) -> list[simulate.Signed]:
+    """A boot record, a heartbeat and a sale, chained, as a virtual device captures them."""
+    builder = RecordBuilder(signer)
     records = []
     prev = GENESIS_HASH
     for n, (kind, fields) in enumerate(
@@ -310,6 +307,28 @@ def test_every_standard_attack_is_what_it_claims_to_be() -> None:
         payload, raw = builder.build(kind, n, 1, n * 1000, None, prev, fields)
         records.append(simulate.Signed(n, kind, 1, n * 1000, None, fields, bytes(raw)))
         prev = hashlib.sha256(payload).digest()
+    return records
+
+
+def _verifier(*signers: SoftwareSigner) -> Verifier:
+    return Verifier({s.kid: DevicePublicKey.from_sec1(s.public_key, s.curve.name) for s in signers})
+
+
+def _gateway_outcome(verifier: Verifier, attack: adversary.Attack) -> str:
+    """What the gateway's verifier makes of an attack: refused:<reason>, or verified."""
+    try:
+        for raw in split_message(attack.payload):
+            verifier.verify(raw, attack.topic.split("/")[2])
+    except Refused as exc:
+        return f"refused:{exc.reason}"
+    return "verified"
+
+
+def test_every_standard_attack_is_what_it_claims_to_be() -> None:
+    victim = SoftwareSigner.generate("secp256k1")
+    other = SoftwareSigner.generate("p256")
+    verifier = _verifier(victim, other)
+    records = _signed_records(victim)
     attacks = adversary.standard_attacks(
         victim.device_id, "secp256k1", records, other.device_id, flood=3
     )
@@ -332,6 +351,48 @@ def test_every_standard_attack_is_what_it_claims_to_be() -> None:
     verified = verifier.verify(twin, victim.device_id)  # validly signed by the device's key
     assert verified.seq == 3 and verified.payload["am"] != 250
     assert cbor2.loads(twin).value[2] != cbor2.loads(records[2].raw).value[2]
+
+
+def test_a_stolen_accounts_attacks_are_refused_by_the_layer_they_claim() -> None:
+    """Those marked for the broker publish outside the thief's ACL (the file `signet broker
+    config` writes); the others, on the thief's own topic, are refused by the gateway's
+    verifier for the reason they name (the replay verifies: a duplicate)."""
+    from signet_tools.broker.accounts import DeviceAccount
+    from signet_tools.broker.mosquitto_conf import render_acl
+
+    victim = SoftwareSigner.generate("p256")
+    thief = SoftwareSigner.generate("secp256k1")
+    acl = render_acl(
+        "signet-gateway", (DeviceAccount(thief.device_id, (thief.device_id,), "thief"),)
+    )
+    granted = acl.split(f"user {thief.device_id}\n", 1)[1].splitlines()
+    writable = {line.split()[-1] for line in granted if line.startswith("topic write ")}
+    verifier = _verifier(victim, thief)
+    attacks = adversary.stolen_account_attacks(
+        victim.device_id,
+        _signed_records(victim),
+        thief.device_id,
+        "secp256k1",
+        _signed_records(thief),
+    )
+    at_broker = [a for a in attacks if a.at_broker]
+    assert {a.topic for a in at_broker} == {
+        f"signet/v1/{victim.device_id}/rec", f"signet/v1/{victim.device_id}/status",
+        f"signet/v1/{victim.device_id}/ack", "signet/v1/not-a-device/rec",
+    }  # fmt: skip
+    for attack in attacks:
+        assert (attack.topic in writable) != attack.at_broker, attack.label
+        if not attack.at_broker:
+            want = "verified" if attack.expect == "duplicate" else attack.expect
+            assert _gateway_outcome(verifier, attack) == want, attack.label
+    assert adversary.expected_counts(attacks) == {
+        adversary.BROKER_ACL: 7, "refused:bad_signature": 2, "refused:high_s": 1,
+        "duplicate": 1, "refused:kid_mismatch": 1, "refused:malformed": 2,
+        "refused:too_large": 2,
+    }  # fmt: skip
+    assert [i.expect for i in adversary.intrusions(thief.device_id)] == [
+        adversary.BROKER_CONNECT
+    ] * 3
 
 
 # -- the command line ---------------------------------------------------------------------------
