@@ -368,6 +368,31 @@ class ATECC608:
         return v[0] | (v[1] << 8) | (v[2] << 16) | (v[3] << 24)
 
 
+# Datasheet, Counter command: a counter counts up to 2,097,151 (2^21 - 1) and refuses
+# to go further.
+COUNTER_LIMIT = const(2097151)
+
+
+class ChipCounter:
+    """A chip's monotonic counter as state.SeqState binds its sequence lease to it:
+    read(), increment() -> int, limit. Here rather than in state.py, so a device whose
+    key is in a file never holds it.
+
+    chip: anything with counter_read(i) and counter_increment(i) (ATECC608).
+    """
+
+    def __init__(self, chip, index):
+        self.chip = chip
+        self.index = index
+        self.limit = COUNTER_LIMIT
+
+    def read(self):
+        return self.chip.counter_read(self.index)
+
+    def increment(self):
+        return self.chip.counter_increment(self.index)
+
+
 def _slot(slot):
     if not 0 <= slot <= 15:
         raise ValueError("slot must be 0..15, got %r" % (slot,))

@@ -78,7 +78,7 @@ def open_atecc608(key, i2c, open_fallback=open_file):
         return Opened(signer, None, "hardware", e)
     counter = None
     if key["counter"] is not None:
-        from .state import ChipCounter
+        from .atecc608 import ChipCounter
 
         counter = ChipCounter(chip, key["counter"])
     return Opened(signer, counter, "hardware")

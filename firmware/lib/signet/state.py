@@ -8,7 +8,8 @@
 # Numbers between the last one used and lease_end are skipped, and the boot
 # record's "ls" declares them unused (docs/PROTOCOL.md section 6.3).
 #
-# Bound to a chip's monotonic counter (counter given: docs/JOURNAL.md section 3),
+# Bound to a chip's monotonic counter (counter given, atecc608.ChipCounter:
+# docs/JOURNAL.md section 3),
 # lease number c covers n in ((c-1)*lease, c*lease], and a new lease first
 # increments the counter (durable inside the chip, never decreasing), then
 # writes the file. A restored old copy of the file (and journal) cannot bring
@@ -29,9 +30,6 @@ except ImportError:  # CPython
 NAME = "seq.state"
 _MAGIC = b"SQS1"
 _SIZE = const(24)
-# ATECC608 datasheet, Counter command: a counter counts up to 2,097,151 (2^21 - 1)
-# and refuses to go further.
-COUNTER_LIMIT = const(2097151)
 
 
 class StateError(Exception):
@@ -42,31 +40,14 @@ class CounterExhausted(StateError):
     """The chip's monotonic counter reached its limit: no new lease can be bound to it."""
 
 
-class ChipCounter:
-    """A chip's monotonic counter as SeqState uses it: read(), increment() -> int, limit.
-
-    chip: anything with counter_read(i) and counter_increment(i) (atecc608.ATECC608).
-    """
-
-    def __init__(self, chip, index):
-        self.chip = chip
-        self.index = index
-        self.limit = COUNTER_LIMIT
-
-    def read(self):
-        return self.chip.counter_read(self.index)
-
-    def increment(self):
-        return self.chip.counter_increment(self.index)
-
-
 class SeqState:
     def __init__(self, files, lease=64, counter=None):
         if lease < 1:
             raise ValueError("lease must be at least 1")
         self.files = files
         self.lease = lease
-        self.counter = counter  # read(), increment() -> int, limit (optional); None: flash only
+        # read(), increment() -> int, limit (optional): atecc608.ChipCounter; None: flash only
+        self.counter = counter
         self._count = 0  # the counter's value as last read or incremented
         self.boot = 0
         self._next = 0  # next n to hand out

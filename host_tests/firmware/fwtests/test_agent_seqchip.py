@@ -6,10 +6,11 @@
 import hashlib
 
 from signet import cose
+from signet.atecc608 import ChipCounter
 from signet.clock import Uptime, WallClock
 from signet.fsio import Files
 from signet.recorder import Recorder
-from signet.state import NAME, ChipCounter, CounterExhausted, SeqState, StateError
+from signet.state import NAME, CounterExhausted, SeqState, StateError
 
 try:
     from . import minicbor
