@@ -273,114 +273,112 @@ class Aggregator:
     # ------------------------------------------------------------------ ingest
 
     def on_stored_many(self, recs: Sequence[RecordLike]) -> None:
-        """Fold newly stored records in, in order: the same end state as calling
-        :meth:`on_stored` for each (no commit), with fewer statements.
+        """Fold newly stored records in, in order (no commit).
 
-        What is batched: a boot's ``agg_boots`` row is read once and kept in memory while
-        the records of this call are folded in (the same arithmetic as the UPSERT in
-        :meth:`on_stored`), then written once; ``agg_records`` rows are inserted with one
-        ``executemany`` (before anything reads that table: :meth:`_replace_boot`).
-        Points, uptime and revenue are written as in :meth:`on_stored`.
+        The end state is the same as folding them in one by one (:meth:`on_stored`); what
+        one call shares (:class:`_Pending`): a boot's ``agg_boots`` row is read once and
+        kept in memory; ``agg_records`` and ``agg_points`` rows are inserted with one
+        ``executemany`` each (flushed before anything reads those tables); a heartbeat that
+        follows the last point of its boot known in this call needs no look-up of its
+        neighbours; revenue and uptime changes are summed per row and written once.
 
         If folding record i in fails, :class:`BatchItemFailed` says i; a failure while
         writing the buffered rows has no index (the caller retries record by record).
         """
-        conn = self.conn
-        boots: dict[tuple[str, int], list[Any]] = {}
-        inserts: list[tuple[Any, ...]] = []
+        pending = _Pending()
         for index, rec in enumerate(recs):
             try:
-                kid, n, b, u = rec.kid, rec.n, rec.b, rec.u
-                usable_t = rec.t if rec.t is not None and not rec.future else None
-                new_t_n = None if usable_t is None else n
-                row = boots.get((kid, b))
-                if row is None:
-                    found = conn.execute(
-                        "SELECT t_n, t_origin, r_n, r_origin, records FROM agg_boots"
-                        " WHERE kid = ? AND b = ?",
-                        (kid, b),
-                    ).fetchone()
-                    row = boots[(kid, b)] = None if found is None else list(found)
-                if row is None:
-                    row = boots[(kid, b)] = [
-                        new_t_n,
-                        None if usable_t is None else usable_t - u,
-                        n,
-                        rec.received_ms - u,
-                        1,
-                    ]
-                else:  # the ON CONFLICT branch of on_stored's UPSERT, in Python
-                    if new_t_n is not None and (row[0] is None or new_t_n < row[0]):
-                        row[0], row[1] = new_t_n, usable_t - u  # type: ignore[operator]
-                    if n < row[2]:
-                        row[2], row[3] = n, rec.received_ms - u
-                    row[4] += 1
-                t_n, t_origin, r_n, r_origin, count = row
-                origin, placed = _origin(t_n, t_origin, r_origin)
-                if count > 1 and (t_n == n or (t_n is None and r_n == n)):
-                    if inserts:
-                        self._insert_records(inserts)
-                    self._replace_boot(kid, b, origin, placed)
-                inserts.append(self._place(rec, usable_t, origin, placed))
+                self._fold(rec, pending)
             except Exception as exc:
                 raise BatchItemFailed(index, exc) from exc
-        if inserts:
-            self._insert_records(inserts)
-        if boots:
+        self._write(pending)
+
+    def on_stored(self, rec: RecordLike) -> None:
+        """Fold one newly stored record into the aggregates (no commit)."""
+        pending = _Pending()
+        self._fold(rec, pending)
+        self._write(pending)
+
+    def _fold(self, rec: RecordLike, pending: _Pending) -> None:
+        kid, n, b, u = rec.kid, rec.n, rec.b, rec.u
+        usable_t = rec.t if rec.t is not None and not rec.future else None
+        new_t_n = None if usable_t is None else n
+        boots = pending.boots
+        row = boots.get((kid, b))
+        if row is None:
+            found = self.conn.execute(
+                "SELECT t_n, t_origin, r_n, r_origin, records FROM agg_boots"
+                " WHERE kid = ? AND b = ?",
+                (kid, b),
+            ).fetchone()
+            row = boots[(kid, b)] = None if found is None else list(found)
+        if row is None:
+            row = boots[(kid, b)] = [
+                new_t_n,
+                None if usable_t is None else usable_t - u,
+                n,
+                rec.received_ms - u,
+                1,
+            ]
+        else:  # a boot's anchors are its lowest-n records (with a usable t; at all)
+            if new_t_n is not None and (row[0] is None or new_t_n < row[0]):
+                row[0], row[1] = new_t_n, usable_t - u  # type: ignore[operator]
+            if n < row[2]:
+                row[2], row[3] = n, rec.received_ms - u
+            row[4] += 1
+        t_n, t_origin, r_n, r_origin, count = row
+        origin, placed = _origin(t_n, t_origin, r_origin)
+        if count > 1 and (t_n == n or (t_n is None and r_n == n)):
+            # This record became the boot's anchor: move what was placed with the old one.
+            self._replace_boot(kid, b, origin, placed, pending)
+        pending.records.append(self._place(rec, usable_t, origin, placed, pending))
+
+    def _write(self, pending: _Pending) -> None:
+        """Write what one call buffered (:class:`_Pending`) into the open transaction."""
+        conn = self.conn
+        pending.insert_rows(conn)
+        if pending.boots:
             conn.executemany(
                 "INSERT INTO agg_boots (kid, b, t_n, t_origin, r_n, r_origin, records)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (kid, b) DO UPDATE SET"
                 " t_n = excluded.t_n, t_origin = excluded.t_origin, r_n = excluded.r_n,"
                 " r_origin = excluded.r_origin, records = excluded.records",
-                [(kid, b, *row) for (kid, b), row in boots.items()],
+                [(kid, b, *row) for (kid, b), row in pending.boots.items()],
+            )
+        if pending.revenue:
+            conn.executemany(
+                "INSERT INTO agg_revenue_day (kid, day, cur, amount, count)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (kid, day, cur) DO UPDATE SET"
+                " amount = amount + excluded.amount, count = count + excluded.count",
+                [(*key, amount, count) for key, (amount, count) in pending.revenue.items()],
+            )
+            # A day whose last sale moved to another day has no row (as if never written).
+            conn.executemany(
+                "DELETE FROM agg_revenue_day WHERE kid = ? AND day = ? AND cur = ? AND count = 0",
+                [key for key, (_, count) in pending.revenue.items() if count <= 0],
+            )
+        if pending.uptime:
+            conn.executemany(
+                "INSERT INTO agg_uptime_day (kid, day, up_ms) VALUES (?, ?, ?)"
+                " ON CONFLICT (kid, day) DO UPDATE SET up_ms = up_ms + excluded.up_ms",
+                [(*key, up_ms) for key, up_ms in pending.uptime.items()],
+            )
+            conn.executemany(
+                "DELETE FROM agg_uptime_day WHERE kid = ? AND day = ? AND up_ms = 0",
+                [key for key, up_ms in pending.uptime.items() if up_ms <= 0],
+            )
+        if pending.long_up:
+            conn.executemany(
+                "INSERT INTO agg_devices (kid, max_up_ms) VALUES (?, ?) ON CONFLICT (kid)"
+                " DO UPDATE SET max_up_ms = max(max_up_ms, excluded.max_up_ms)",
+                list(pending.long_up.items()),
             )
 
-    def _insert_records(self, rows: list[tuple[Any, ...]]) -> None:
-        self.conn.executemany(
-            "INSERT INTO agg_records (kid, n, b, u, kind, t, at_ms, placed, am, cur)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            rows,
-        )
-        rows.clear()
-
-    def on_stored(self, rec: RecordLike) -> None:
-        """Fold one newly stored record into the aggregates (no commit)."""
-        conn = self.conn
-        kid, n, b, u = rec.kid, rec.n, rec.b, rec.u
-        usable_t = rec.t if rec.t is not None and not rec.future else None
-        # One statement keeps the boot's lowest-n anchors (SET reads the old row).
-        t_n, t_origin, r_n, r_origin, count = conn.execute(
-            "INSERT INTO agg_boots (kid, b, t_n, t_origin, r_n, r_origin, records)"
-            " VALUES (?, ?, ?, ?, ?, ?, 1) ON CONFLICT (kid, b) DO UPDATE SET"
-            " t_n = CASE WHEN excluded.t_n < coalesce(t_n, excluded.t_n + 1)"
-            " THEN excluded.t_n ELSE t_n END,"
-            " t_origin = CASE WHEN excluded.t_n < coalesce(t_n, excluded.t_n + 1)"
-            " THEN excluded.t_origin ELSE t_origin END,"
-            " r_n = min(r_n, excluded.r_n),"
-            " r_origin = CASE WHEN excluded.r_n < r_n THEN excluded.r_origin ELSE r_origin END,"
-            " records = records + 1"
-            " RETURNING t_n, t_origin, r_n, r_origin, records",
-            (
-                kid,
-                b,
-                None if usable_t is None else n,
-                None if usable_t is None else usable_t - u,
-                n,
-                rec.received_ms - u,
-            ),
-        ).fetchone()
-        origin, placed = _origin(t_n, t_origin, r_origin)
-        if count > 1 and (t_n == n or (t_n is None and r_n == n)):
-            # This record became the boot's anchor: move what was placed with the old one.
-            self._replace_boot(kid, b, origin, placed)
-
-        self._insert_records([self._place(rec, usable_t, origin, placed)])
-
     def _place(
-        self, rec: RecordLike, usable_t: int | None, origin: int, placed: str
+        self, rec: RecordLike, usable_t: int | None, origin: int, placed: str, pending: _Pending
     ) -> tuple[Any, ...]:
         """Put one record on the calendar: revenue and uptime points now; its agg_records
-        row is returned for the caller to insert (one by one, or a batch at once)."""
+        row is returned for the caller to buffer."""
         kid, n, b, u, kind = rec.kid, rec.n, rec.b, rec.u, rec.kind
         if usable_t is not None and kind not in POINT_KINDS:
             at_ms, rec_placed = usable_t, PLACED_RECORD_T
@@ -390,42 +388,54 @@ class Aggregator:
         cur: str | None = None
         if kind == "rev":
             am, cur = int(rec.payload["am"]), str(rec.payload["cur"])
-            self._add_revenue(kid, day_of(at_ms), cur, am, 1)
+            pending.add_revenue(kid, day_of(at_ms), cur, am, 1)
         if kind in POINT_KINDS:
             iv = int(rec.payload["iv"]) if kind == "hb" else None
-            self._insert_point(kid, b, u, n, kind, iv, origin)
+            self._insert_point(kid, b, u, n, kind, iv, origin, pending)
         return (kid, n, b, u, kind, usable_t, at_ms, rec_placed, am, cur)
 
     def _insert_point(
-        self, kid: str, b: int, u: int, n: int, kind: str, iv: int | None, origin: int
+        self,
+        kid: str,
+        b: int,
+        u: int,
+        n: int,
+        kind: str,
+        iv: int | None,
+        origin: int,
+        pending: _Pending,
     ) -> None:
         conn = self.conn
-        near = conn.execute(
-            "SELECT * FROM (SELECT 0, u, n, iv, up_start_ms, up_end_ms FROM agg_points"
-            " WHERE kid = ? AND b = ? AND (u, n) < (?, ?) ORDER BY u DESC, n DESC LIMIT 1)"
-            " UNION ALL SELECT * FROM (SELECT 1, u, n, iv, up_start_ms, up_end_ms"
-            " FROM agg_points WHERE kid = ? AND b = ? AND (u, n) > (?, ?) ORDER BY u, n LIMIT 1)",
-            (kid, b, u, n, kid, b, u, n),
-        ).fetchall()
-        pred = next((row[1:] for row in near if row[0] == 0), None)
-        succ = next((row[1:] for row in near if row[0] == 1), None)
-        prev_u = None if pred is None else int(pred[0])
+        last = pending.last_point.get((kid, b))
+        succ = None
+        if last is not None and (u, n) > last:
+            prev_u: int | None = last[0]  # after the boot's last point: it is the predecessor
+        else:
+            pending.insert_rows(conn)  # the look-up must see this call's points
+            near = conn.execute(
+                "SELECT * FROM (SELECT 0, u, n, iv, up_start_ms, up_end_ms FROM agg_points"
+                " WHERE kid = ? AND b = ? AND (u, n) < (?, ?) ORDER BY u DESC, n DESC LIMIT 1)"
+                " UNION ALL SELECT * FROM (SELECT 1, u, n, iv, up_start_ms, up_end_ms"
+                " FROM agg_points WHERE kid = ? AND b = ? AND (u, n) > (?, ?)"
+                " ORDER BY u, n LIMIT 1)",
+                (kid, b, u, n, kid, b, u, n),
+            ).fetchall()
+            pred = next((row[1:] for row in near if row[0] == 0), None)
+            succ = next((row[1:] for row in near if row[0] == 1), None)
+            prev_u = None if pred is None else int(pred[0])
         up = iv is not None and prev_u is not None and gap_is_up(u - prev_u, iv, self.tol_ppm)
         start, end = (origin + prev_u, origin + u) if up and prev_u is not None else (None, None)
-        conn.execute(
-            "INSERT INTO agg_points (kid, b, u, n, kind, iv, at_ms, prev_u, up,"
-            " up_start_ms, up_end_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (kid, b, u, n, kind, iv, origin + u, prev_u, int(up), start, end),
-        )
+        pending.points.append((kid, b, u, n, kind, iv, origin + u, prev_u, int(up), start, end))
         if start is not None and end is not None:
-            self._add_up(kid, start, end, 1)
+            pending.add_up(kid, start, end, 1)
 
         if succ is None:
+            pending.last_point[(kid, b)] = (u, n)
             return
         s_u, s_n, s_iv, s_start, s_end = succ
         # The successor's interval now starts at the new point: replace its contribution.
         if s_start is not None:
-            self._add_up(kid, s_start, s_end, -1)
+            pending.add_up(kid, s_start, s_end, -1)
         s_up = s_iv is not None and gap_is_up(s_u - u, s_iv, self.tol_ppm)
         s_start, s_end = (origin + u, origin + s_u) if s_up else (None, None)
         conn.execute(
@@ -434,12 +444,13 @@ class Aggregator:
             (u, int(s_up), s_start, s_end, kid, b, s_u, s_n),
         )
         if s_start is not None and s_end is not None:
-            self._add_up(kid, s_start, s_end, 1)
+            pending.add_up(kid, s_start, s_end, 1)
 
-    def _replace_boot(self, kid: str, b: int, origin: int, placed: str) -> None:
+    def _replace_boot(self, kid: str, b: int, origin: int, placed: str, pending: _Pending) -> None:
         """Move one boot's rows to a new origin (its lowest-n anchor changed): the points, and
         the other records placed by origin + u (no usable t of their own)."""
         conn = self.conn
+        pending.insert_rows(conn)  # read below: this call's rows too
         rows = conn.execute(
             "SELECT n, u, at_ms, am, cur FROM agg_records WHERE kid = ? AND b = ?"
             f" AND (t IS NULL OR kind IN ({', '.join('?' * len(POINT_KINDS))}))",
@@ -448,8 +459,8 @@ class Aggregator:
         for n, u, old_at, am, cur in rows:
             new_at = origin + u
             if am is not None and day_of(new_at) != day_of(old_at):
-                self._add_revenue(kid, day_of(old_at), cur, -am, -1)
-                self._add_revenue(kid, day_of(new_at), cur, am, 1)
+                pending.add_revenue(kid, day_of(old_at), cur, -am, -1)
+                pending.add_revenue(kid, day_of(new_at), cur, am, 1)
             conn.execute(
                 "UPDATE agg_records SET at_ms = ?, placed = ? WHERE kid = ? AND n = ?",
                 (new_at, placed, kid, n),
@@ -461,54 +472,14 @@ class Aggregator:
         for u, n, prev_u, start, end in points:
             new_start = new_end = None
             if start is not None:
-                self._add_up(kid, start, end, -1)
+                pending.add_up(kid, start, end, -1)
                 new_start, new_end = origin + prev_u, origin + u
-                self._add_up(kid, new_start, new_end, 1)
+                pending.add_up(kid, new_start, new_end, 1)
             conn.execute(
                 "UPDATE agg_points SET at_ms = ?, up_start_ms = ?, up_end_ms = ?"
                 " WHERE kid = ? AND b = ? AND u = ? AND n = ?",
                 (origin + u, new_start, new_end, kid, b, u, n),
             )
-
-    def _add_revenue(self, kid: str, day: str, cur: str, amount: int, count: int) -> None:
-        conn = self.conn
-        conn.execute(
-            "INSERT INTO agg_revenue_day (kid, day, cur, amount, count) VALUES (?, ?, ?, ?, ?)"
-            " ON CONFLICT (kid, day, cur) DO UPDATE SET amount = amount + excluded.amount,"
-            " count = count + excluded.count",
-            (kid, day, cur, amount, count),
-        )
-        if count < 0:
-            conn.execute(
-                "DELETE FROM agg_revenue_day WHERE kid = ? AND day = ? AND cur = ? AND count = 0",
-                (kid, day, cur),
-            )
-
-    def _add_up(self, kid: str, start: int, end: int, sign: int) -> None:
-        """Add (sign=1) or remove (sign=-1) an up interval, split over UTC days."""
-        conn = self.conn
-        if sign > 0 and end - start > LONG_INTERVAL_MS:
-            conn.execute(
-                "INSERT INTO agg_devices (kid, max_up_ms) VALUES (?, ?) ON CONFLICT (kid)"
-                " DO UPDATE SET max_up_ms = max(max_up_ms, excluded.max_up_ms)",
-                (kid, end - start),
-            )
-        pos = start
-        while pos < end:
-            day_end = (pos // DAY_MS + 1) * DAY_MS
-            piece = min(end, day_end) - pos
-            day = day_of(pos)
-            conn.execute(
-                "INSERT INTO agg_uptime_day (kid, day, up_ms) VALUES (?, ?, ?)"
-                " ON CONFLICT (kid, day) DO UPDATE SET up_ms = up_ms + excluded.up_ms",
-                (kid, day, sign * piece),
-            )
-            if sign < 0:
-                conn.execute(
-                    "DELETE FROM agg_uptime_day WHERE kid = ? AND day = ? AND up_ms = 0",
-                    (kid, day),
-                )
-            pos += piece
 
     # ------------------------------------------------------------------ admin
 
@@ -531,3 +502,58 @@ def _origin(t_n: int | None, t_origin: int | None, r_origin: int) -> tuple[int, 
     if t_n is not None and t_origin is not None:
         return t_origin, PLACED_BOOT_T
     return r_origin, PLACED_RECEIVED
+
+
+class _Pending:
+    """What one :meth:`Aggregator.on_stored_many` call has computed but not yet written."""
+
+    __slots__ = ("boots", "last_point", "long_up", "points", "records", "revenue", "uptime")
+
+    def __init__(self) -> None:
+        # (kid, b) -> [t_n, t_origin, r_n, r_origin, records]: the agg_boots row as it will be
+        self.boots: dict[tuple[str, int], list[Any]] = {}
+        # (kid, b) -> (u, n) of the boot's last point, where this call knows it
+        self.last_point: dict[tuple[str, int], tuple[int, int]] = {}
+        self.records: list[tuple[Any, ...]] = []  # agg_records rows to insert
+        self.points: list[tuple[Any, ...]] = []  # agg_points rows to insert
+        self.revenue: dict[tuple[str, str, str], list[int]] = {}  # -> [amount, count] change
+        self.uptime: dict[tuple[str, str], int] = {}  # (kid, day) -> up_ms change
+        self.long_up: dict[str, int] = {}  # kid -> its longest new up interval over the bound
+
+    def insert_rows(self, conn: sqlite3.Connection) -> None:
+        """Insert the buffered agg_records and agg_points rows (before reading those tables)."""
+        if self.records:
+            conn.executemany(
+                "INSERT INTO agg_records (kid, n, b, u, kind, t, at_ms, placed, am, cur)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                self.records,
+            )
+            self.records.clear()
+        if self.points:
+            conn.executemany(
+                "INSERT INTO agg_points (kid, b, u, n, kind, iv, at_ms, prev_u, up,"
+                " up_start_ms, up_end_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                self.points,
+            )
+            self.points.clear()
+
+    def add_revenue(self, kid: str, day: str, cur: str, amount: int, count: int) -> None:
+        change = self.revenue.get((kid, day, cur))
+        if change is None:
+            self.revenue[(kid, day, cur)] = [amount, count]
+        else:
+            change[0] += amount
+            change[1] += count
+
+    def add_up(self, kid: str, start: int, end: int, sign: int) -> None:
+        """Add (sign=1) or remove (sign=-1) an up interval, split over UTC days."""
+        if sign > 0 and end - start > LONG_INTERVAL_MS:
+            self.long_up[kid] = max(self.long_up.get(kid, 0), end - start)
+        uptime = self.uptime
+        pos = start
+        while pos < end:
+            day_end = (pos // DAY_MS + 1) * DAY_MS
+            piece = min(end, day_end) - pos
+            key = (kid, day_of(pos))
+            uptime[key] = uptime.get(key, 0) + sign * piece
+            pos += piece
