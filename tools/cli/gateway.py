@@ -578,8 +578,9 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         "--rounds",
         type=positive_int,
         default=2,
-        help="drains with the transparency log on and with it off, in alternating order; the"
-        " best of each counts (default: 2)",
+        help="drains with the transparency log on, with it off and with the console polled,"
+        " in alternating order; the best of each counts for the log, the medians for the"
+        " console (default: 2)",
     )
     b.add_argument("--dir", type=Path, default=None, help="working directory (default: temp)")
     b.set_defaults(func=cmd_bench_gateway)
