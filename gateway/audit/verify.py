@@ -352,59 +352,96 @@ def _check_records(
 ) -> None:
     records = bundle.records
     limits = {k.kid: (k.revoked_ms, k.last_n) for k in bundle.keys}
+    apply = replay.apply
+    size = cp.size
     previous = -1
     number = 0
     for results in _results(bundle, cp, jobs):
         for refusal, parts, problem in results:
             index, received_ms, raw, _ = records[number]
-            where = {"number": number, "log_index": index, "device": None, "n": None}
-
-            def bad(reason: str, where: dict[str, Any] = where) -> _Failed:
-                where["reason"] = reason
-                shown = f"device {where['device']}, n={where['n']}" if where["device"] else ""
-                return _fail("record", f"record #{where['number']} (log index"
-                             f" {where['log_index']}{', ' + shown if shown else ''}): {reason}",
-                             record=where)  # fmt: skip
-
             if index <= previous:
-                raise bad(f"log index {index} does not follow {previous}: records out of log"
-                          " order, or repeated")  # fmt: skip
-            if index >= cp.size:
-                raise bad(f"log index {index} is outside the checkpoint's tree of {cp.size}")
+                raise _bad_record(
+                    number,
+                    index,
+                    None,
+                    None,
+                    f"log index {index} does not follow"
+                    f" {previous}: records out of log order, or repeated",
+                )
+            if index >= size:
+                raise _bad_record(
+                    number,
+                    index,
+                    None,
+                    None,
+                    f"log index {index} is outside the checkpoint's tree of {size}",
+                )
             previous = index
             if parts is None:
-                where["device"] = _kid_of(raw)
-                raise bad(str(refusal))
+                raise _bad_record(number, index, _kid_of(raw), None, str(refusal))
             kid, payload, length, payload_hash = parts
             n = payload["n"]
-            where["device"], where["n"] = kid, n
             revoked_ms, last_n = limits[kid]
             if revoked_ms is not None and received_ms >= revoked_ms:
-                raise bad(f"received {iso_ms(received_ms)}, at or after its key's revocation"
-                          f" ({iso_ms(revoked_ms)}): the gateway refuses such records")  # fmt: skip
+                raise _bad_record(
+                    number,
+                    index,
+                    kid,
+                    n,
+                    f"received {iso_ms(received_ms)}, at or"
+                    f" after its key's revocation ({iso_ms(revoked_ms)}): the"
+                    " gateway refuses such records",
+                )
             if last_n is not None and n > last_n:
-                raise bad(f"numbered above its key's last n ({last_n}) before a rotation")
+                raise _bad_record(
+                    number,
+                    index,
+                    kid,
+                    n,
+                    f"numbered above its key's last n ({last_n}) before a rotation",
+                )
             end = len(raw) - SIG_ITEM
             try:
-                verdict = replay.apply(
+                verdict = apply(
                     kid, payload, raw[end - length : end], payload_hash, raw, received_ms
                 )
             except (HookFailed, sqlite3.Error) as exc:
-                reason = f"the gateway's sequence and aggregation code refused it: {exc}"
-                raise bad(reason) from None
+                raise _bad_record(
+                    number,
+                    index,
+                    kid,
+                    n,
+                    f"the gateway's sequence and aggregation code refused it: {exc}",
+                ) from None
             if verdict != NEW:
-                raise bad(f"a {verdict} of an earlier record of the bundle with n={n}: the log"
-                          " holds each stored record once")  # fmt: skip
+                raise _bad_record(
+                    number,
+                    index,
+                    kid,
+                    n,
+                    f"a {verdict} of an earlier record of the"
+                    f" bundle with n={n}: the log holds each stored record once",
+                )
             if problem is not None:
-                raise bad(problem)
+                raise _bad_record(number, index, kid, n, problem)
             number += 1
         try:
             replay.flush()
         except (HookFailed, sqlite3.Error) as exc:
-            raise _fail("record", f"records before #{number}: the gateway's aggregation code"
-                        f" refused them: {exc}") from None  # fmt: skip
+            raise _fail(
+                "record",
+                f"records before #{number}: the gateway's aggregation code refused them: {exc}",
+            ) from None
         if progress is not None:
             progress(number, len(records))
+
+
+def _bad_record(number: int, index: int, device: str | None, n: int | None, reason: str) -> _Failed:
+    """The failure naming record #number of the bundle (its device and n where known). Built
+    only on failure: the loop above runs once per record and must stay lean."""
+    shown = f", device {device}, n={n}" if device else ""
+    where = {"number": number, "log_index": index, "device": device, "n": n, "reason": reason}
+    return _fail("record", f"record #{number} (log index {index}{shown}): {reason}", record=where)
 
 
 def _kid_of(raw: bytes) -> str | None:
