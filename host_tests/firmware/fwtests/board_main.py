@@ -12,19 +12,18 @@ import os
 import sys
 
 
-def _held():
-    # The classes and functions the loaded signet modules hold (module.name, and
+def _held(name):
+    # The classes and functions a loaded signet module holds (module.name, and
     # module.Class.name for a class's functions): the code a config keeps in the heap.
     out = []
-    for name in [m for m in sys.modules if m.startswith("signet.")]:
-        for attr, v in sys.modules[name].__dict__.items():
-            if isinstance(v, type):
-                out.append("%s.%s" % (name, attr))
-                for sub, f in v.__dict__.items():
-                    if type(f).__name__ in ("function", "bound_method", "staticmethod"):
-                        out.append("%s.%s.%s" % (name, attr, sub))
-            elif type(v).__name__ == "function":
-                out.append("%s.%s" % (name, attr))
+    for attr, v in sys.modules[name].__dict__.items():
+        if isinstance(v, type):
+            out.append("%s.%s" % (name, attr))
+            for sub, f in v.__dict__.items():
+                if type(f).__name__ in ("function", "bound_method", "staticmethod"):
+                    out.append("%s.%s.%s" % (name, attr, sub))
+        elif type(v).__name__ == "function":
+            out.append("%s.%s" % (name, attr))
     return out
 
 
@@ -69,7 +68,8 @@ def main():
         r("R uart_tx", b"|".join(uart.tx).decode())
     r("R ack", gw.ack)
     r("R loaded", " ".join(sorted(m for m in sys.modules if m.startswith("signet"))))
-    r("R held", " ".join(sorted(_held())))
+    for name in [m for m in sys.modules if m.startswith("signet.")]:
+        r("R held", " ".join(_held(name)))  # a line a module: the heap may be cut up by now
     ec = sys.modules.get("signet.ec")
     if ec:  # the curves it holds, as module attributes or in its cache
         held = []
