@@ -69,10 +69,20 @@ class MqttConfig:
 
 @dataclass(frozen=True)
 class StoreConfig:
+    # SQLite (the default, one machine): the database file.
     path: Path = Path("signet.db")
     # A cap on the database file (MiB), None for none: at the cap the gateway stops
     # acknowledging (devices keep their records) until the cap is raised or data removed.
+    # SQLite only.
     max_size_mb: int | None = None
+    # PostgreSQL instead: postgresql://user:password@host:port/database (libpq's URL). Set
+    # instead of path, never with it. May hold a password: never printed.
+    url: str | None = field(default=None, repr=False)
+
+    @property
+    def location(self) -> Path | str:
+        """What opens the store (gateway/store/open.py): the URL if set, else the path."""
+        return self.url if self.url is not None else self.path
 
 
 @dataclass(frozen=True)
@@ -210,6 +220,18 @@ def _secret(name: str, value: Any) -> str:
     if not isinstance(value, str) or not value:
         # Never echo the value: it may be a password with a typo in its type.
         raise ConfigError(f"{name}: must be a non-empty string")
+    return value
+
+
+STORE_URL_SCHEMES = ("postgresql://", "postgres://")
+
+
+def _store_url(name: str, value: Any) -> str:
+    """A PostgreSQL URL. Never echoed: it may hold a password."""
+    if not isinstance(value, str) or not value.startswith(STORE_URL_SCHEMES):
+        raise ConfigError(f"{name}: must be a postgresql://user:password@host:port/database URL")
+    if any(ord(c) < 0x20 or c.isspace() for c in value):
+        raise ConfigError(f"{name}: must not contain spaces or control characters")
     return value
 
 
@@ -374,8 +396,18 @@ def parse(data: Mapping[str, Any], base_dir: Path | None = None) -> GatewayConfi
         data,
         "store",
         StoreConfig(path=base / "signet.db"),
-        {"path": path, "max_size_mb": _int(1, 1 << 30)},
+        {"path": path, "max_size_mb": _int(1, 1 << 30), "url": _store_url},
     )
+    given = data.get("store", {})
+    if "url" in given and "path" in given:
+        raise ConfigError(
+            "store.path, store.url: give one of them, path (SQLite, the default) or url"
+            " (PostgreSQL)"
+        )
+    if "url" in given and "max_size_mb" in given:
+        raise ConfigError(
+            "store.max_size_mb: SQLite only (a PostgreSQL server manages its own disk space)"
+        )
     ingest = _section(
         data,
         "ingest",

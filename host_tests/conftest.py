@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from kit.paths import FIRMWARE_TESTS
 from signet_tools.device.micropython import FIRMWARE_LIB, compile_tree
 from signet_tools.runners.gateway_process import GatewayProcess
 from signet_tools.runners.mosquitto import Mosquitto
+from signet_tools.runners.postgres import Postgres
 
 
 @pytest.fixture(scope="session")
@@ -45,3 +47,34 @@ def procs() -> Iterator[tuple[list[GatewayProcess], list[Mqtt]]]:
         c.close()
     for g in started:
         g.kill()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Postgres]:
+    """A private PostgreSQL cluster for the whole session (per xdist worker): started once,
+    about a second; each test gets a database of its own in it (pg_url, store_at)."""
+    cluster = Postgres().start()
+    yield cluster
+    cluster.stop()
+
+
+_PG_DATABASES = itertools.count()
+
+
+@pytest.fixture
+def pg_url(pg_cluster: Postgres) -> Iterator[str]:
+    """The URL of a new, empty PostgreSQL database for one test (dropped after it)."""
+    name = f"test{next(_PG_DATABASES)}"
+    url = pg_cluster.new_database(name)
+    yield url
+    pg_cluster.drop_database(name)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_at(request: pytest.FixtureRequest, tmp_path: Path) -> Path | str:
+    """Where a test's gateway store goes, once per engine: a SQLite file's path (nothing
+    there yet) or the URL of a new, empty PostgreSQL database. Store.create(store_at) or
+    `signet db init --db` makes it; Store(store_at) opens it."""
+    if request.param == "sqlite":
+        return tmp_path / "gateway.db"
+    return request.getfixturevalue("pg_url")  # type: ignore[no-any-return]

@@ -29,7 +29,7 @@ from .record_log import RecordLog
 from .schema import SCHEMA_VERSION
 from .sqlite import connect
 
-__all__ = ["BackupSummary", "backup", "restore", "summary"]
+__all__ = ["BackupSummary", "backup", "fsync_dir", "restore", "summary"]
 
 
 @dataclass(frozen=True)
@@ -93,7 +93,7 @@ def backup(source: Path, destination: Path) -> BackupSummary:
         with open(temp, "rb") as f:
             os.fsync(f.fileno())
         os.link(temp, destination)  # fails if the name was taken meanwhile: never overwrite
-        _fsync_dir(destination.parent)
+        fsync_dir(destination.parent)
     except FileExistsError:
         raise StoreError(
             f"{destination} already exists: a backup never overwrites a file"
@@ -147,7 +147,7 @@ def _holds(conn: sqlite3.Connection) -> str:
     return f"{devices} devices, {records} records" if devices or records else ""
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -14,6 +14,17 @@ does not get better by waiting: the gateway stops (exit 3). By SQLite's primary 
   timeout), SQLITE_NOMEM, SQLITE_PROTOCOL.
 - ``unusable``: everything else, in particular SQLITE_CORRUPT and SQLITE_NOTADB, and
   SQLITE_ERROR (a table or column missing: not the schema this gateway writes).
+
+PostgreSQL (pg_connection.py), by SQLSTATE, to the same three: ``full`` for 53100
+(disk_full); ``unwritable`` for the rest of class 53 (out of memory, too many connections),
+class 08 (the connection failed or was lost, also a lost connection with no SQLSTATE),
+57P01-57P03 (the server shuts down or is starting), 40001 and 40P01 (serialization failure,
+deadlock: retry), 55P03 (lock not available) and 25006 (a read-only transaction);
+``unusable`` for everything else (42P01: a table missing, 23xxx: a constraint, XX001 data
+corrupted...).
+
+database_error() turns either engine's exception into the store's DatabaseError carrying
+that fault, so a caller handles one class whatever the engine.
 """
 
 from __future__ import annotations
@@ -21,7 +32,9 @@ from __future__ import annotations
 import sqlite3
 from typing import Final
 
-__all__ = ["FULL", "UNUSABLE", "UNWRITABLE", "fault_of"]
+from .model import DatabaseError
+
+__all__ = ["FULL", "UNUSABLE", "UNWRITABLE", "database_error", "fault_of"]
 
 FULL: Final = "full"
 UNWRITABLE: Final = "unwritable"
@@ -51,9 +64,43 @@ _WAIT: Final = {
 }
 
 
-def fault_of(exc: sqlite3.Error) -> str:
+# PostgreSQL SQLSTATEs (https://www.postgresql.org/docs/current/errcodes-appendix.html).
+_PG_FULL: Final = "53100"
+_PG_WAIT_CLASSES: Final = ("08", "53")
+_PG_WAIT: Final = frozenset({"57P01", "57P02", "57P03", "40001", "40P01", "55P03", "25006"})
+
+
+def fault_of(exc: sqlite3.Error | DatabaseError) -> str:
     """``full``, ``unwritable`` (both: wait and retry) or ``unusable`` (stop)."""
+    if isinstance(exc, DatabaseError):
+        return exc.fault
     code = getattr(exc, "sqlite_errorcode", None)
     if code is None:  # raised by the sqlite3 module itself (closed connection, misuse)
         return UNUSABLE
     return _WAIT.get(code & 0xFF, UNUSABLE)
+
+
+def _pg_fault(exc: BaseException) -> str:
+    state = getattr(exc, "sqlstate", None)
+    if state is None:  # psycopg's own: a connection lost or closed has no SQLSTATE
+        return UNWRITABLE if type(exc).__name__ == "OperationalError" else UNUSABLE
+    if state == _PG_FULL:
+        return FULL
+    if state[:2] in _PG_WAIT_CLASSES or state in _PG_WAIT:
+        return UNWRITABLE
+    return UNUSABLE
+
+
+def database_error(exc: BaseException, where: str) -> DatabaseError:
+    """The store's DatabaseError for an engine's exception (sqlite3 or psycopg): one line
+    naming the database, the fault (above) and the engine's code."""
+    if isinstance(exc, sqlite3.Error):
+        fault = fault_of(exc)
+        code = getattr(exc, "sqlite_errorcode", None)
+        state = None if code is None else str(code)
+    else:
+        fault = _pg_fault(exc)
+        state = getattr(exc, "sqlstate", None)
+    text = str(exc).strip().splitlines()
+    said = text[0] if text else type(exc).__name__
+    return DatabaseError(f"database {where}: {said}", fault, state)

@@ -113,7 +113,8 @@ class SqliteNodeStore:
             self.conn.executemany("INSERT INTO log_tiles (key, hashes) VALUES (?, ?)", complete)
         if changed:
             self.conn.executemany(
-                "INSERT OR REPLACE INTO log_tail (level, first, hashes) VALUES (?, ?, ?)",
+                "INSERT INTO log_tail (level, first, hashes) VALUES (?, ?, ?) ON CONFLICT (level)"
+                " DO UPDATE SET first = excluded.first, hashes = excluded.hashes",
                 [(level, *tails[level]) for level in sorted(changed)],
             )
 

@@ -15,6 +15,7 @@ from typing import Any, NamedTuple, Protocol
 from signet_gateway.verify.pubkeys import DevicePublicKey
 
 __all__ = [
+    "DatabaseError",
     "Device",
     "DeviceLookupError",
     "EvidenceLike",
@@ -35,6 +36,17 @@ class StoreOpenError(StoreError):
     """The database cannot be opened: there is none at the path (only an explicit create,
     `signet db init`, makes one, so a mistyped path is an error instead of a second, empty
     registry), or the file is not a Signet gateway database. A set-up error, not a refusal."""
+
+
+class DatabaseError(StoreError):
+    """The database engine refused or failed a statement (faults.database_error made it from
+    the engine's own exception, which is its __cause__). ``fault`` is what the gateway does
+    about it (faults.py): "full" or "unwritable" (wait, then retry) or "unusable" (stop)."""
+
+    def __init__(self, message: str, fault: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.fault = fault
+        self.code = code  # SQLite's primary result code or PostgreSQL's SQLSTATE, as text
 
 
 class DeviceLookupError(StoreError):

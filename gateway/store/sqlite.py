@@ -10,6 +10,11 @@ transaction, which the ingest pipeline amortises by committing records in
 batches (see ingest/writer.py). An ack is published only after COMMIT returned.
 
 Tables: see schema.py.
+
+The same Store runs on PostgreSQL (``Store("postgresql://...")``, pg_connection.py): its
+queries are one SQL text each that both engines accept, and what differs (how a
+transaction begins, the size cap, the list of tables) is an engine's method: SqliteEngine
+here, pg_connection.PostgresEngine there.
 """
 
 from __future__ import annotations
@@ -39,9 +44,80 @@ from .model import (
 )
 from .schema import SCHEMA, SCHEMA_VERSION, TIERS
 
-__all__ = ["Store", "connect"]
+__all__ = ["SqliteEngine", "Store", "connect", "engine_of", "is_url", "store_name"]
 
 DAY_MS: Final = 86_400_000
+URL_SCHEMES: Final = ("postgresql://", "postgres://")
+
+
+def is_url(where: Path | str) -> bool:
+    """A PostgreSQL URL ([store] url) rather than a SQLite file's path."""
+    return isinstance(where, str) and where.startswith(URL_SCHEMES)
+
+
+def store_name(where: Path | str) -> str:
+    """How messages name a store: the file's path, or the URL without its password."""
+    if not is_url(where):
+        return str(where)
+    parts = urllib.parse.urlsplit(str(where))
+    if parts.password is None:
+        return str(where)
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+
+
+class SqliteEngine:
+    """What differs by engine, for one SQLite connection (the PostgreSQL one is
+    pg_connection.PostgresEngine): the only place the Store uses PRAGMAs."""
+
+    name: Final = "sqlite"
+    # IMMEDIATE: the write lock at BEGIN, so what a transaction read stays true until COMMIT.
+    begin: Final = "BEGIN IMMEDIATE"
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self._default_pages: int | None = None  # SQLite's own limit, to lift a cap again
+
+    def size_bytes(self) -> int:
+        """Pages times page size (the -wal file not counted)."""
+        count = int(self.conn.execute("PRAGMA page_count").fetchone()[0])
+        return count * int(self.conn.execute("PRAGMA page_size").fetchone()[0])
+
+    def limit_size(self, max_mib: int | None) -> None:
+        """PRAGMA max_page_count for this connection (see Store.limit_size)."""
+        if self._default_pages is None:
+            self._default_pages = int(self.conn.execute("PRAGMA max_page_count").fetchone()[0])
+        if max_mib is None:
+            pages = self._default_pages
+        else:
+            page_size = int(self.conn.execute("PRAGMA page_size").fetchone()[0])
+            pages = max_mib * 1024 * 1024 // page_size
+        self.conn.execute(f"PRAGMA max_page_count = {int(pages)}")
+
+    def at_size_limit(self) -> bool:
+        conn = self.conn
+        used = int(conn.execute("PRAGMA page_count").fetchone()[0]) - int(
+            conn.execute("PRAGMA freelist_count").fetchone()[0]
+        )
+        return used >= int(conn.execute("PRAGMA max_page_count").fetchone()[0])
+
+    def tables(self) -> set[str]:
+        return {
+            name
+            for (name,) in self.conn.execute(
+                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+            )
+        }
+
+    def location(self) -> Path:
+        return Path(self.conn.execute("PRAGMA database_list").fetchone()[2])
+
+
+def engine_of(conn: Any) -> Any:
+    """The engine of a connection the store was handed (Store.over)."""
+    if isinstance(conn, sqlite3.Connection):
+        return SqliteEngine(conn)
+    return conn.engine()  # pg_connection.PgConnection
 
 
 def connect(
@@ -99,27 +175,43 @@ def connect(
 class Store:
     """One connection to the gateway database. Not shared between threads."""
 
-    def __init__(self, path: Path | str, *, readonly: bool = False) -> None:
-        """Open an existing gateway database (Store.create makes a new one).
+    def __init__(self, where: Path | str, *, readonly: bool = False) -> None:
+        """Open an existing gateway database (Store.create makes a new one): a SQLite file's
+        path, or a ``postgresql://`` URL ([store] url). The one way to open a store.
 
-        StoreOpenError if there is no file at `path` or it is not a Signet gateway database.
+        StoreOpenError if there is no such database or it is not a Signet gateway database.
         """
-        self.path = Path(path)
-        if not self.path.exists():
-            raise StoreOpenError(
-                f"database {self.path} does not exist: create it with"
-                f" `signet db init --db {shlex.quote(str(self.path))}`"
-            )
-        self.conn = connect(self.path, readonly=readonly)
+        self.conn: Any
+        if is_url(where):
+            from .pg_connection import open_postgres
+
+            self.path: Path | str = where
+            self.conn = open_postgres(str(where), readonly=readonly)
+        else:
+            self.path = Path(where)
+            if not self.path.exists():
+                raise StoreOpenError(
+                    f"database {self.path} does not exist: create it with"
+                    f" `signet db init --db {shlex.quote(str(self.path))}`"
+                )
+            self.conn = connect(self.path, readonly=readonly)
+        self.engine = engine_of(self.conn)
 
     @classmethod
-    def create(cls, path: Path | str) -> Store:
-        """Make a new, empty gateway database at `path` and open it (`signet db init`).
+    def create(cls, where: Path | str) -> Store:
+        """Make a new, empty gateway database and open it (`signet db init`): a SQLite file
+        at a path, or the schema in an empty PostgreSQL database at a URL.
 
-        Refuses a path that exists and a directory that does not: creating is always asked
-        for explicitly, so nothing is made or overwritten by mistake.
+        Refuses a path that exists, a directory that does not, and a PostgreSQL database
+        that has tables: creating is always asked for explicitly, so nothing is made or
+        overwritten by mistake.
         """
-        path = Path(path)
+        if is_url(where):
+            from .pg_connection import create_postgres
+
+            create_postgres(str(where))
+            return cls(where)
+        path = Path(where)
         exists = StoreError(
             f"{path} already exists: a new database is made only where there is none"
         )
@@ -154,12 +246,13 @@ class Store:
         return cls(path)
 
     @classmethod
-    def over(cls, conn: sqlite3.Connection) -> Store:
+    def over(cls, conn: Any) -> Store:
         """The store's queries on a connection its caller opened and will close (the
         writer's, inside its open transaction; a report's): no second connection."""
         store = cls.__new__(cls)
         store.conn = conn
-        store.path = Path(conn.execute("PRAGMA database_list").fetchone()[2])
+        store.engine = engine_of(conn)
+        store.path = store.engine.location()
         return store
 
     def close(self) -> None:
@@ -171,31 +264,26 @@ class Store:
         """Cap the database file at ``max_mib`` MiB for this connection's writes (``[store]
         max_size_mb``); None lifts the cap. A write that would grow the database past it
         fails with SQLITE_FULL, as on a full disk (faults.py). SQLite never sets the cap
-        below the current size: a database already over it takes no new pages at all."""
-        if not hasattr(self, "_sqlite_max_pages"):  # SQLite's own limit, to lift a cap again
-            self._sqlite_max_pages = int(self.conn.execute("PRAGMA max_page_count").fetchone()[0])
-        if max_mib is None:
-            pages = self._sqlite_max_pages
-        else:
-            page_size = int(self.conn.execute("PRAGMA page_size").fetchone()[0])
-            pages = max_mib * 1024 * 1024 // page_size
-        self.conn.execute(f"PRAGMA max_page_count = {int(pages)}")
+        below the current size: a database already over it takes no new pages at all.
+        SQLite only: on PostgreSQL a cap is refused (StoreError), None is accepted."""
+        self.engine.limit_size(max_mib)
 
     def at_size_limit(self) -> bool:
         """The database's pages in use fill its cap (limit_size): no room to write.
 
         Free pages inside the file (left by deleted rows) are reused before the file grows,
-        so a file at its cap with free pages still takes writes."""
-        conn = self.conn
-        used = int(conn.execute("PRAGMA page_count").fetchone()[0]) - int(
-            conn.execute("PRAGMA freelist_count").fetchone()[0]
-        )
-        return used >= int(conn.execute("PRAGMA max_page_count").fetchone()[0])
+        so a file at its cap with free pages still takes writes. Always False on
+        PostgreSQL (no cap)."""
+        return bool(self.engine.at_size_limit())
 
     def size_bytes(self) -> int:
-        """The database's size (pages times page size; the -wal file not counted)."""
-        count = int(self.conn.execute("PRAGMA page_count").fetchone()[0])
-        return count * int(self.conn.execute("PRAGMA page_size").fetchone()[0])
+        """The database's size: SQLite's pages times page size (the -wal file not
+        counted); PostgreSQL's pg_database_size."""
+        return int(self.engine.size_bytes())
+
+    def tables(self) -> set[str]:
+        """The names of the database's tables (the aggregator's too, once it made them)."""
+        return set(self.engine.tables())
 
     def __enter__(self) -> Store:
         return self
@@ -562,7 +650,7 @@ class Store:
         self, device_id: str | None = None, day_from: str | None = None, day_to: str | None = None
     ) -> dict[str, int]:
         """Finding -> count, summed over days (inclusive 'YYYY-MM-DD' bounds) and devices."""
-        sql = "SELECT finding, sum(count) FROM findings WHERE 1"
+        sql = "SELECT finding, sum(count) FROM findings WHERE TRUE"
         args: list[Any] = []
         if device_id is not None:
             sql += " AND kid = ?"
@@ -603,17 +691,21 @@ class Store:
     # -- transactions ----------------------------------------------------------------------------
 
     def transaction(self) -> _Transaction:
-        return _Transaction(self.conn)
+        """BEGIN ... COMMIT, ROLLBACK on an exception, with the database's write lock from
+        the start. SQLite: BEGIN IMMEDIATE. PostgreSQL: BEGIN (READ COMMITTED) and one
+        advisory lock for the whole database (pg_connection.PostgresEngine.begin): the same
+        one-writer-at-a-time semantics. Several ingest workers on one database will lock
+        per device (row or advisory locks in the writer's transaction) instead: not yet."""
+        return _Transaction(self.conn, self.engine.begin)
 
 
 class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on exception)."""
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
+    def __init__(self, conn: Any, begin: str) -> None:
         self.conn = conn
+        self.begin = begin
 
-    def __enter__(self) -> sqlite3.Connection:
-        self.conn.execute("BEGIN IMMEDIATE")
+    def __enter__(self) -> Any:
+        self.conn.execute(self.begin)
         return self.conn
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:

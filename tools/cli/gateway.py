@@ -42,17 +42,20 @@ def device_name(text: str) -> str:
     return text
 
 
-def gateway_db(db: Path | None, config: Path | None) -> tuple[Path, GatewayConfig | None]:
-    """The gateway database a command works on, and the configuration if one was read.
+def gateway_db(
+    db: Path | str | None, config: Path | None
+) -> tuple[Path | str, GatewayConfig | None]:
+    """The gateway database a command works on (a SQLite file's path, or a PostgreSQL URL:
+    what Store opens), and the configuration if one was read.
 
     The one rule of every command that works on the gateway's database (add_db_args):
-    --db wins; else the [store] path of --config, or of ./gateway.toml when neither was
-    given and it exists. Raises FileNotFoundError (nothing to go by) or ConfigError.
+    --db wins; else the [store] path or url of --config, or of ./gateway.toml when neither
+    was given and it exists. Raises FileNotFoundError (nothing to go by) or ConfigError.
     """
     from signet_gateway.config import load
 
     if db is not None:
-        return Path(db), None
+        return db, None
     if config is None:
         if not DEFAULT_CONFIG.exists():
             raise FileNotFoundError(
@@ -61,7 +64,15 @@ def gateway_db(db: Path | None, config: Path | None) -> tuple[Path, GatewayConfi
             )
         config = DEFAULT_CONFIG
     loaded = load(config)
-    return loaded.store.path, loaded
+    return loaded.store.location, loaded
+
+
+def store_arg(text: str) -> Path | str:
+    """--db: a SQLite file's path, or a postgresql:// URL (kept as text: a Path would fold
+    its '//')."""
+    from signet_gateway.store.sqlite import is_url
+
+    return text if is_url(text) else Path(text)
 
 
 def add_db_args(p: argparse.ArgumentParser, *config_aliases: str) -> None:
@@ -77,9 +88,9 @@ def add_db_args(p: argparse.ArgumentParser, *config_aliases: str) -> None:
     )
     where.add_argument(
         "--db",
-        type=Path,
-        help="the gateway's SQLite database file, instead of a gateway.toml (default: the"
-        " [store] path of --config)",
+        type=store_arg,
+        help="the gateway's SQLite database file or a postgresql:// URL, instead of a"
+        " gateway.toml (default: the [store] path or url of --config)",
     )
 
 
@@ -109,6 +120,12 @@ def cmd_gateway_run(args: argparse.Namespace) -> int:
 
     try:
         config = load(args.config)
+        if config.store.url is not None:
+            raise ConfigError(
+                "store.url: the gateway service does not run on PostgreSQL yet (the store,"
+                " `signet db` and the reading commands do; docs/GATEWAY.md, Choosing a"
+                " store): use store.path"
+            )
         gateway = Gateway(config)
     except ConfigError as exc:
         return _fail(str(exc))
@@ -190,7 +207,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     from signet_gateway.config import TrustConfig
     from signet_gateway.store.admission import enroll
     from signet_gateway.store.model import DeviceLookupError, StoreError, StoreOpenError
-    from signet_gateway.store.sqlite import Store
+    from signet_gateway.store.sqlite import Store, store_name
     from signet_gateway.trust import EvidenceRefused, load_policy
     from signet_tools.records.keystore import KeyStoreError, load_pem
 
@@ -243,7 +260,8 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         return _fail(str(exc))
     label = f", name {device.name!r}" if device.name else ""
     via = f", evidence {device.evidence_kind}" if device.evidence_kind else ""
-    print(f"enrolled {device.kid} ({key.curve}, tier {device.tier}{via}{label}) in {path}")
+    where = store_name(path)
+    print(f"enrolled {device.kid} ({key.curve}, tier {device.tier}{via}{label}) in {where}")
     if device.replaces is not None:
         old_device = device.replaces
         print(
@@ -311,7 +329,7 @@ def _device_row(store: Any, d: Any) -> dict[str, Any]:
 
 def cmd_devices(args: argparse.Namespace) -> int:
     from signet_gateway.store.model import StoreError
-    from signet_gateway.store.sqlite import Store
+    from signet_gateway.store.sqlite import Store, store_name
 
     try:
         path, _config = gateway_db(args.db, args.config)
@@ -342,7 +360,7 @@ def cmd_devices(args: argparse.Namespace) -> int:
             f"  {'EQUIV' if r['flagged'] else '-':4}  {r['ack']:>8}  {r['missing']:>7}"
             f"  {r['name'] or ''}"
         )
-    print(f"{counted(len(rows), 'device')} in {path}", file=sys.stderr)
+    print(f"{counted(len(rows), 'device')} in {store_name(path)}", file=sys.stderr)
     return EXIT_OK
 
 

@@ -22,14 +22,14 @@ class _UsageError(Exception):
 
 
 def _open(args: argparse.Namespace) -> tuple[sqlite3.Connection, Callable[[str], int]]:
-    """Read-only connection and Store.missing, from --db or --config ([store] path).
+    """Read-only connection and Store.missing, from --db or --config ([store] path or url).
 
     The heartbeat tolerance in force is the one the aggregates were built with
     (kept in agg_meta); the report prints it.
     """
     from signet_gateway.config import ConfigError
     from signet_gateway.store.model import StoreError
-    from signet_gateway.store.sqlite import Store
+    from signet_gateway.store.sqlite import Store, store_name
 
     try:
         path, _config = gateway_db(args.db, args.config)
@@ -40,12 +40,11 @@ def _open(args: argparse.Namespace) -> tuple[sqlite3.Connection, Callable[[str],
     except StoreError as exc:  # no database (`signet db init` makes one), not a Signet one
         raise _UsageError(str(exc)) from None
     except sqlite3.Error as exc:
-        raise _UsageError(f"cannot open database {path}: {exc}") from None
-    have = store.conn.execute(
-        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'agg_records'"
-    ).fetchone()
-    if have is None:
-        raise _UsageError(f"{path}: no aggregate tables (not a Signet gateway database?)")
+        raise _UsageError(f"cannot open database {store_name(path)}: {exc}") from None
+    if "agg_records" not in store.tables():
+        raise _UsageError(
+            f"{store_name(path)}: no aggregate tables (not a Signet gateway database?)"
+        )
     return store.conn, store.missing
 
 

@@ -20,7 +20,7 @@ def _run(args: argparse.Namespace, write: bool) -> int:
     from signet_gateway.config import ConfigError
     from signet_gateway.mcr.report import iso_ms
     from signet_gateway.store.model import StoreError
-    from signet_gateway.store.sqlite import Store
+    from signet_gateway.store.sqlite import Store, store_name
     from signet_gateway.web import tokens
 
     try:
@@ -30,8 +30,8 @@ def _run(args: argparse.Namespace, write: bool) -> int:
                 token = tokens.create(store.conn, args.name)
                 print(token)
                 print(
-                    f"token {args.name!r} created in {path}: it is shown only now; send it as"
-                    " `Authorization: Bearer <token>`",
+                    f"token {args.name!r} created in {store_name(path)}: it is shown only now;"
+                    " send it as `Authorization: Bearer <token>`",
                     file=sys.stderr,
                 )
             elif args.token_command == "revoke":

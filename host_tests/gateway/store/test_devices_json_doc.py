@@ -35,9 +35,9 @@ def documented_fields() -> list[str]:
 
 
 def test_the_documented_fields_are_exactly_the_fields_printed(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    store_at: Path | str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    db = tmp_path / "gateway.db"
+    db = store_at  # on each engine
     create_gateway_database(db)
     with Store(db) as store:
         store.enroll(Dev(600).key, "software", name="till-1")

@@ -28,15 +28,15 @@ def pem(tmp_path: Path) -> tuple[Dev, Path]:
     return dev, path
 
 
-def _init(db: Path) -> Path:
+def _init(db: Path | str) -> Path | str:
     """`signet db init --db db`: the only way a database comes to exist."""
     assert main(["db", "init", "--db", str(db)]) == 0
     return db
 
 
-def test_enroll_list_revoke(tmp_path: Path, pem, capsys) -> None:
+def test_enroll_list_revoke(tmp_path: Path, store_at: Path | str, pem, capsys) -> None:
     dev, path = pem
-    db = _init(tmp_path / "g.db")
+    db = _init(store_at)  # on each engine
     assert main(["enroll", "--pubkey", str(path), "--tier", "software", "--name", "cafe-1",
                  "--db", str(db)]) == 0  # fmt: skip
     assert f"enrolled {dev.kid} (p256, tier software, name 'cafe-1')" in capsys.readouterr().out
@@ -67,9 +67,11 @@ def test_enroll_list_revoke(tmp_path: Path, pem, capsys) -> None:
     assert err.value.reason == "unknown_key"
 
 
-def test_hardware_tier_needs_evidence_that_verifies(tmp_path: Path, pem, capsys) -> None:
+def test_hardware_tier_needs_evidence_that_verifies(
+    tmp_path: Path, store_at: Path | str, pem, capsys
+) -> None:
     dev, path = pem
-    db = _init(tmp_path / "g.db")
+    db = _init(store_at)  # on each engine
     assert main(["enroll", "--pubkey", str(path), "--tier", "hardware", "--db", str(db)]) == 2
     assert "--tier hardware needs --evidence FILE" in capsys.readouterr().err
     # Evidence nobody can check (what version 1 accepted) is refused: exit 1, one line.
@@ -84,9 +86,9 @@ def test_hardware_tier_needs_evidence_that_verifies(tmp_path: Path, pem, capsys)
         assert store.device(dev.kid) is None
 
 
-def test_bad_inputs(tmp_path: Path, pem, capsys) -> None:
+def test_bad_inputs(tmp_path: Path, store_at: Path | str, pem, capsys) -> None:
     _dev, path = pem
-    db = _init(tmp_path / "g.db")
+    db = _init(store_at)  # on each engine
     junk = tmp_path / "junk.pem"
     junk.write_text("not a key")
     assert main(["enroll", "--pubkey", str(junk), "--tier", "software", "--db", str(db)]) == 2

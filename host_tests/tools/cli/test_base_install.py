@@ -81,6 +81,11 @@ SMOKE: dict[str, tuple[list[str], str]] = {
     "db migrate": (["--db", "{w}/gateway.db"], "ok"),
     "db backup": (["--db", "{w}/gateway.db", "--out", "{w}/backup.db"], "ok"),
     "db restore": (["--db", "{w}/restored.db", "{w}/backup.db"], "ok"),
+    # Port 1: nothing listens; the copy is refused with one line (exit 2), psycopg imported.
+    "db copy": (
+        ["--from", "{w}/gateway.db", "--to", "postgresql://signet@127.0.0.1:1/none"],
+        "setup",
+    ),
     "challenge": (["--db", "{w}/gateway.db"], "ok"),
     "enroll": (
         ["--pubkey", "{w}/dev.key.pub.pem", "--tier", "software", "--db", "{w}/gateway.db"],

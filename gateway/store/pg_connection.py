@@ -1,0 +1,272 @@
+"""The PostgreSQL engine: a psycopg 3 connection that answers the sqlite3 calls the store makes.
+
+The Store's queries are one SQL text each, in the subset SQLite and PostgreSQL both accept
+(``INSERT ... ON CONFLICT``, ``excluded.x``, COALESCE, no PRAGMA). What differs is said
+here once:
+
+* placeholders: SQLite's ``?`` becomes psycopg's ``%s`` (a literal ``%`` doubled), once per
+  statement text (cached); statements without parameters are sent as written;
+* results: Python ints as SQLite gives them (``sum()`` of BIGINT is NUMERIC in PostgreSQL:
+  loaded as int, or float when it has a fraction), bytes for BYTEA; a Python bool is
+  written as 0 or 1, as SQLite stores it;
+* transactions: autocommit, with explicit ``BEGIN``/``COMMIT`` as on the SQLite connection
+  (isolation_level=None); Store.transaction() begins READ COMMITTED and takes one
+  advisory lock, as SQLite's BEGIN IMMEDIATE takes the write lock (PostgresEngine.begin);
+* errors: every psycopg error becomes the store's own (faults.database_error), so callers
+  never see psycopg's classes.
+
+Importing this module imports psycopg (a third of a second): the store imports it only
+when a ``postgresql://`` URL is opened.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Sequence
+from typing import Any, Final
+
+import psycopg
+from psycopg.adapt import Dumper, Loader
+from psycopg.pq import TransactionStatus
+
+from .faults import database_error
+from .model import StoreError, StoreOpenError
+from .schema import SCHEMA, SCHEMA_VERSION, postgres_ddl
+from .sqlite import store_name as redact
+
+__all__ = [
+    "PgConnection",
+    "PostgresEngine",
+    "create_postgres",
+    "open_postgres",
+    "pg_sql",
+    "redact",
+]
+
+
+WRITE_LOCK: Final = 0x5349474E4554  # "SIGNET": the advisory lock key of Store.transaction()
+LOCK_TIMEOUT: Final = "10s"  # as SQLite's busy_timeout: then an error (fault "unwritable")
+
+
+@functools.lru_cache(maxsize=1024)
+def pg_sql(sql: str) -> str:
+    """SQLite's ``?`` placeholders as psycopg's ``%s``, and a literal ``%`` as ``%%``.
+
+    Quoted text ('...', "...") and comments are copied as they are, but for ``%``: psycopg
+    reads the whole text for placeholders, so a ``%`` anywhere must be doubled.
+    """
+    out: list[str] = []
+    quote = ""  # the quote we are inside of, if any
+    i, size = 0, len(sql)
+    while i < size:
+        c = sql[i]
+        if c == "%":
+            out.append("%%")
+        elif quote:
+            out.append(c)
+            if c == quote:
+                quote = ""
+        elif c in "'\"":
+            quote = c
+            out.append(c)
+        elif c == "-" and sql.startswith("--", i):
+            end = sql.find("\n", i)
+            end = size if end < 0 else end
+            out.append(sql[i:end].replace("%", "%%"))
+            i = end
+            continue
+        elif c == "?":
+            out.append("%s")
+        else:
+            out.append(c)
+        i += 1
+    return "".join(out)
+
+
+class _BoolAsInt(Dumper):
+    """True/False as 1/0 in a BIGINT column: SQLite stores bools that way, and the store's
+    flag columns (late, future, chain_break, flagged) are integers on both engines."""
+
+    oid = psycopg.adapters.types["int8"].oid
+
+    def dump(self, obj: bool) -> bytes:
+        return b"1" if obj else b"0"
+
+
+class _NumericAsNumber(Loader):
+    """NUMERIC (what sum() of BIGINT gives) as int, or float when it has a fraction (avg):
+    the Python types SQLite returns for the same query."""
+
+    def load(self, data: Any) -> int | float:
+        text = bytes(data).decode()
+        return float(text) if any(c in text for c in ".eEN") else int(text)
+
+
+class PostgresEngine:
+    """What differs by engine, for one PostgreSQL connection (the SQLite one is
+    sqlite.SqliteEngine)."""
+
+    name: Final = "postgresql"
+    # SQLite's BEGIN IMMEDIATE on PostgreSQL: READ COMMITTED, and one writing transaction at
+    # a time per database (a transaction-level advisory lock, released at COMMIT/ROLLBACK),
+    # so what a transaction read stays true until it commits (a challenge answered once, a
+    # checkpoint following the last one). Several ingest workers will lock per device
+    # instead (row or advisory locks in the writer's transaction): not there yet.
+    begin: Final = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+
+    def __init__(self, conn: PgConnection) -> None:
+        self.conn = conn
+
+    def size_bytes(self) -> int:
+        return int(self.conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])
+
+    def limit_size(self, max_mib: int | None) -> None:
+        if max_mib is not None:
+            raise StoreError(
+                "store.max_size_mb is not supported on PostgreSQL: the server manages its"
+                " own disk space"
+            )
+
+    def at_size_limit(self) -> bool:
+        return False  # no cap (limit_size)
+
+    def tables(self) -> set[str]:
+        return {
+            str(name)
+            for (name,) in self.conn.execute(
+                "SELECT table_name FROM information_schema.tables"
+                " WHERE table_schema = current_schema()"
+            )
+        }
+
+    def location(self) -> str:
+        return self.conn.where
+
+
+class PgConnection:
+    """The sqlite3.Connection calls the store uses, over one psycopg connection."""
+
+    def __init__(self, url: str, *, readonly: bool = False) -> None:
+        self.where = redact(url)
+        try:
+            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
+        except psycopg.Error as exc:
+            raise StoreOpenError(f"cannot open database {self.where}: {_first_line(exc)}") from None
+        except ValueError as exc:  # a URL libpq cannot parse
+            raise StoreOpenError(f"cannot open database {self.where}: {exc}") from None
+        self._conn.adapters.register_dumper(bool, _BoolAsInt)
+        self._conn.adapters.register_loader("numeric", _NumericAsNumber)
+        self.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
+        if readonly:
+            self.execute("SET default_transaction_read_only = on")
+
+    def execute(self, sql: str, params: Sequence[Any] | None = ()) -> psycopg.Cursor[Any]:
+        cursor = self._conn.cursor()
+        try:
+            if params:
+                cursor.execute(pg_sql(sql), params)  # type: ignore[call-overload]
+            else:  # sent as written: no placeholders, a literal % stays one
+                cursor.execute(sql.encode())
+        except psycopg.Error as exc:
+            raise database_error(exc, self.where) from exc
+        return cursor
+
+    def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> psycopg.Cursor[Any]:
+        cursor = self._conn.cursor()
+        rows = list(seq)
+        try:
+            if rows:
+                cursor.executemany(pg_sql(sql), rows)  # type: ignore[arg-type]
+        except psycopg.Error as exc:
+            raise database_error(exc, self.where) from exc
+        return cursor
+
+    def executescript(self, script: str) -> None:
+        """Several statements without parameters, in one round trip."""
+        self.execute(script)
+
+    @property
+    def in_transaction(self) -> bool:
+        return self._conn.info.transaction_status != TransactionStatus.IDLE
+
+    def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        """COPY rows into a table (db copy): much faster than INSERTs for a whole store."""
+        names = ", ".join(f'"{c}"' for c in columns)
+        try:
+            with self._conn.cursor().copy(f'COPY "{table}" ({names}) FROM STDIN'.encode()) as copy:
+                for row in rows:
+                    copy.write_row(row)
+        except psycopg.Error as exc:
+            raise database_error(exc, self.where) from exc
+
+    def engine(self) -> PostgresEngine:
+        return PostgresEngine(self)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    @property
+    def closed(self) -> bool:
+        return self._conn.closed
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def open_postgres(url: str, *, readonly: bool = False, any_version: bool = False) -> PgConnection:
+    """A connection to a Signet gateway database on PostgreSQL, checked as sqlite.connect
+    checks a file: StoreOpenError if it is not one, or of another schema version (unless
+    ``any_version``)."""
+    conn = PgConnection(url, readonly=readonly)
+    try:
+        version = schema_version(conn)
+    except BaseException:
+        conn.close()
+        raise
+    if version is None:
+        conn.close()
+        raise StoreOpenError(
+            f"{conn.where} is not a Signet gateway database (no meta table): create one"
+            " in an empty database with `signet db init`"
+        )
+    if version != SCHEMA_VERSION and not any_version:
+        conn.close()
+        raise StoreOpenError(
+            f"database {conn.where} has schema version {version}, this version of Signet"
+            f" needs {SCHEMA_VERSION}"
+        )
+    return conn
+
+
+def schema_version(conn: PgConnection) -> str | None:
+    """meta's schema version; None when there is no meta table (not a gateway database)."""
+    if "meta" not in conn.engine().tables():
+        return None
+    row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+    return None if row is None else str(row[0])
+
+
+def create_postgres(url: str) -> None:
+    """The gateway's tables (schema.py, in PostgreSQL's types) in an empty database, in one
+    transaction; StoreError if the database has tables already."""
+    conn = PgConnection(url)
+    try:
+        held = sorted(conn.engine().tables())
+        if held:
+            listed = ", ".join(held[:5]) + (" ..." if len(held) > 5 else "")
+            raise StoreError(
+                f"{conn.where} is not empty (tables: {listed}): a new gateway database is"
+                " made only in an empty database"
+            )
+        conn.execute("BEGIN")
+        try:
+            conn.executescript(postgres_ddl(SCHEMA))
+            conn.execute("INSERT INTO meta (key, value) VALUES ('schema', ?)", (SCHEMA_VERSION,))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    finally:
+        conn.close()
