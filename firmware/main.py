@@ -6,7 +6,6 @@
 # that backend needs are imported, and dropped again once the signer exists.
 
 import gc
-import sys
 
 CONFIG = "config.json"  # relative: a board starts main.py in /
 # A chip that failed its self-test, no fallback key: how long the agent tries to
@@ -15,12 +14,10 @@ REFUSED_DELIVERY_MS = 30000
 
 
 def _drop(*names):
-    import signet
+    from signet import forget
 
     for name in names:
-        sys.modules.pop("signet." + name, None)
-        if hasattr(signet, name):
-            delattr(signet, name)
+        forget(name)
 
 
 def _load():

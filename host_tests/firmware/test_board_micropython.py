@@ -178,3 +178,6 @@ def test_a_p256_pulse_device_loads_only_what_its_config_uses(
     held = {name for line in out["held"] for name in line.split()}
     assert "signet.state.SeqState.next_n" in held  # what it needs, listed
     assert "signet.state.ChipCounter" not in held  # a key file: no chip counter's code
+    # The comb table is built at start and kept, the code that built it is not.
+    assert "signet.ec.comb_table" in held and "signet.comb" not in out["loaded"][0].split()
+    assert not [h for h in held if h.endswith(("._to_affine_many", "comb.build"))], held

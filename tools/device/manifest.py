@@ -64,6 +64,7 @@ LAZY: dict[str, Callable[[Config], bool]] = {
     "signet.keyfile": _key_file,  # a key file, or a chip's fallback key
     "signet.signer": _key_file,
     "signet.ec": _key_file,
+    "signet.comb": _key_file,  # the comb table's build, forgotten after it
     "signet.ecdsa": _key_file,
     "signet.rfc6979": _key_file,
     "signet.atecc608": _chip,

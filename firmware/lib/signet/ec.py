@@ -18,6 +18,8 @@
 
 from os import urandom
 
+from . import forget
+
 try:
     from micropython import const
 except ImportError:  # CPython
@@ -28,13 +30,11 @@ except ImportError:  # CPython
 
 # 7 teeth: 2^6 = 64 table points = 4 KiB per curve, 37 doublings + 37
 # additions per k*G. 8 teeth would save ~12% of a signature for twice the RAM.
-_COMB_TEETH = const(7)
-_COMB_SPACING = const(37)  # ceil(256 / 7)
-_COMB_POINTS = const(64)  # 2^(teeth - 1)
+# Public: comb.py builds the table to this shape (and to the layout _get reads).
+COMB_TEETH = const(7)
+COMB_SPACING = const(37)  # ceil(256 / 7)
 _NEGATIVE = const(0x80)  # sign flag on a recoded digit
 _FIELD_BYTES = const(32)
-_PIECE_POINTS = const(16)  # points per 1 KiB table piece
-_BUILD_POINTS = const(8)  # points normalised per field inversion while building
 
 
 class Curve:
@@ -151,65 +151,22 @@ def inverse(x, m):
     return x0 * b % m
 
 
-def _to_affine_many(points, p):
-    # Montgomery's trick: one field inversion for the whole list.
-    count = len(points)
-    prefix = [1] * (count + 1)
-    acc = 1
-    for i in range(count):
-        acc = acc * points[i][2] % p
-        prefix[i + 1] = acc
-    inv = inverse(acc, p)
-    out = [None] * count
-    for i in range(count - 1, -1, -1):
-        X, Y, Z = points[i]
-        zi = inv * prefix[i] % p
-        inv = inv * Z % p
-        zi2 = zi * zi % p
-        out[i] = (X * zi2 % p, Y * zi2 * zi % p)
-    return out
-
-
 def comb_table(curve):
     """Affine table T[i] = G + sum of 2^(37*j) G over the set bits j-1 of i, i in 0..63.
 
     Packed as 4 bytearrays of 16 points (x then y, 32 bytes big-endian each):
     1 KiB pieces still fit a fragmented MicroPython heap where one 4 KiB block
-    may not. Built once per curve, in small chunks, so the transient heap stays
-    a few KiB.
+    may not. Built once per curve by comb.py, whose code is forgotten after the
+    build: a device signs with one curve, and builds its table once, at start.
     """
-    if curve._comb is not None:
-        return curve._comb
-    p = curve.p
-    a = curve.a
-    table = [bytearray(_PIECE_POINTS * 2 * _FIELD_BYTES) for _ in range(_COMB_POINTS >> 4)]
-    _put(table, 0, curve.gx, curve.gy)
-    X, Y, Z = curve.gx, curve.gy, 1
-    for tooth in range(1, _COMB_TEETH):
-        for _ in range(_COMB_SPACING):
-            X, Y, Z = _double(X, Y, Z, p, a)
-        bx, by = to_affine(curve, X, Y, Z)
-        top = 1 << (tooth - 1)
-        # T[top + i] = T[i] + 2^(37*tooth) G for i < top, all already in the table.
-        i = 0
-        while i < top:
-            chunk = []
-            first = i
-            while i < top and len(chunk) < _BUILD_POINTS:
-                rx, ry = _get(table, i)
-                chunk.append(_add_affine(rx, ry, 1, bx, by, p, a))
-                i += 1
-            for offset, (x, y) in enumerate(_to_affine_many(chunk, p)):
-                _put(table, top + first + offset, x, y)
-    curve._comb = table
-    return table
+    if curve._comb is None:
+        from . import comb
 
-
-def _put(table, i, x, y):
-    piece = table[i >> 4]
-    off = (i & 15) << 6
-    piece[off : off + _FIELD_BYTES] = x.to_bytes(_FIELD_BYTES, "big")
-    piece[off + _FIELD_BYTES : off + 2 * _FIELD_BYTES] = y.to_bytes(_FIELD_BYTES, "big")
+        try:
+            curve._comb = comb.build(curve)
+        finally:
+            forget("comb")
+    return curve._comb
 
 
 def _get(table, i):
@@ -230,16 +187,16 @@ def _recode(k, digits):
     """
     kb = k.to_bytes(_FIELD_BYTES + 1, "big")  # comb spans 7 * 37 = 259 bits
     last = _FIELD_BYTES  # index of the least significant byte
-    for col in range(_COMB_SPACING):
+    for col in range(COMB_SPACING):
         x = 0
-        pos = col + (_COMB_TEETH - 1) * _COMB_SPACING
+        pos = col + (COMB_TEETH - 1) * COMB_SPACING
         while pos >= 0:
             x = (x << 1) | ((kb[last - (pos >> 3)] >> (pos & 7)) & 1)
-            pos -= _COMB_SPACING
+            pos -= COMB_SPACING
         digits[col] = x
-    digits[_COMB_SPACING] = 0
+    digits[COMB_SPACING] = 0
     carry = 0
-    for i in range(1, _COMB_SPACING + 1):
+    for i in range(1, COMB_SPACING + 1):
         x = digits[i]
         cc = x & carry
         x ^= carry
@@ -264,14 +221,14 @@ def mul_base(curve, k):
     negate = not k & 1
     if negate:
         k = curve.n - k
-    digits = bytearray(_COMB_SPACING + 1)
+    digits = bytearray(COMB_SPACING + 1)
     _recode(k, digits)
-    d = digits[_COMB_SPACING]
+    d = digits[COMB_SPACING]
     X, Y = _get(table, (d & 0x7F) >> 1)
     if d & _NEGATIVE:
         Y = p - Y
     Z = 1
-    for col in range(_COMB_SPACING - 1, -1, -1):
+    for col in range(COMB_SPACING - 1, -1, -1):
         X, Y, Z = _double(X, Y, Z, p, a)
         d = digits[col]
         tx, ty = _get(table, (d & 0x7F) >> 1)
