@@ -2,8 +2,10 @@
 (schema.py).
 
 model.py and the Store methods are the interface the rest of the gateway uses; sqlite.py is
-the SQLite implementation; faults.py sorts its errors into "wait" (full, unwritable) and
-"stop" (unusable); admission.py enrolls keys on evidence gateway/trust verified (and
+the Store and its SQLite engine, pg_connection.py its PostgreSQL engine ([store] url);
+faults.py sorts either engine's errors into "wait" (full, unwritable) and "stop"
+(unusable); backup.py and pg_backup.py back up and restore, copy.py moves a SQLite
+database into PostgreSQL; admission.py enrolls keys on evidence gateway/trust verified (and
 rotations); migrate.py brings an older database to the current schema. Imports trust
 (admission only) and verify (payload decoding, public keys), nothing above.
 """
