@@ -320,6 +320,30 @@ def test_the_inclusion_checker_refuses_what_the_rfc_check_refuses() -> None:
     checker.check(leaves[5], 5, b"".join(path(5, entries)))
 
 
+def test_the_inclusion_checker_refuses_altered_proofs_that_meet_its_known_nodes() -> None:
+    """In log order (a bundle's order) every proof meets the nodes the previous ones reached:
+    an altered proof of the next leaf is refused there, and the genuine one then passes."""
+    from signet_gateway.audit.inclusion import InclusionChecker
+    from signet_gateway.log.merkle import leaf_hash
+    from signet_gateway.log.verification import ProofError
+
+    rng = random.Random(12)
+    entries = [rng.randbytes(20) for _ in range(259)]
+    leaves = [leaf_hash(e) for e in entries]
+    checker = InclusionChecker(len(entries), mth(entries))
+    for index in range(len(entries)):
+        proof = path(index, entries)
+        if proof:
+            altered = list(proof)
+            k = rng.randrange(len(altered))  # anywhere: below, at or above the known node
+            altered[k] = _flip(altered[k], rng.randrange(32))
+            with pytest.raises(ProofError):
+                checker.check(leaves[index], index, b"".join(altered))
+            with pytest.raises(ProofError):  # one hash missing at the end
+                checker.check(leaves[index], index, b"".join(proof[:-1]))
+        checker.check(leaves[index], index, b"".join(proof))
+
+
 def test_keys_and_report_fields_the_gateway_would_not_have_are_refused_in_one_line(
     site: Site, genuine: Bundle
 ) -> None:
