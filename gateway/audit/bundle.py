@@ -167,6 +167,25 @@ def _key(value: Any, i: int) -> BundleKey:
 
 
 def _record(value: Any, i: int) -> BundleRecord:
+    # Once per record of a bundle: a record that is well formed is taken without building
+    # the descriptions of what could be wrong (measured 1.5 us of 6.5 per record).
+    if (
+        type(value) is list
+        and len(value) == 4
+        and type(value[0]) is int
+        and type(value[1]) is int
+        and type(value[2]) is bytes
+        and type(value[3]) is bytes
+        and 0 <= value[0] <= MAX_U63
+        and 0 <= value[1] <= MAX_U63
+        and not len(value[3]) % HASH_SIZE
+    ):
+        return BundleRecord(value[0], value[1], value[2], value[3])
+    return _record_refused(value, i)
+
+
+def _record_refused(value: Any, i: int) -> BundleRecord:
+    """What is wrong with records[i], named (or the record, if nothing is)."""
     where = f"records[{i}]"
     if not isinstance(value, list) or len(value) != 4:
         raise BundleError(f"{where}: a record is [log_index, received_ms, raw, proof]")
