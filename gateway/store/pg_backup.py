@@ -8,11 +8,12 @@ file is whole or absent, and an existing file is never overwritten (as backup.py
 SQLite).
 
 ``restore`` refuses a file pg_restore cannot read (damaged, or not a custom-format dump)
-and the dump of anything but a Signet gateway database. It writes into an empty database;
-a database that holds tables is replaced only when forced, and only if it is a Signet
-gateway database. pg_restore turns the dump into SQL, which psql applies in ONE transaction
-together with dropping the tables it replaces: a restore that fails leaves the target as it
-was.
+and the dump of anything but a Signet gateway database. It writes into an empty database
+or a gateway database without devices or records; one that holds devices or records is
+replaced only when forced. A database that holds tables but is not a Signet gateway
+database is never replaced. pg_restore turns the dump into SQL, which psql applies in ONE
+transaction together with dropping the tables it replaces: a restore that fails leaves the
+target as it was.
 
 The password of the URL goes to the programs in PGPASSWORD, never on a command line.
 """
@@ -148,8 +149,8 @@ def restore(backup_file: Path, url: str, force: bool = False) -> BackupSummary:
                     f"{target.where} holds tables but is not a Signet gateway database:"
                     " restore into an empty database"
                 )
-            if not force:
-                held = _holds(target)
+            held = _holds(target)
+            if held and not force:
                 raise StoreError(
                     f"{target.where} is not empty ({held}): restoring would replace it; back"
                     " it up, then use --force to replace it"
@@ -195,6 +196,8 @@ def restore(backup_file: Path, url: str, force: bool = False) -> BackupSummary:
 
 
 def _holds(conn: PgConnection) -> str:
+    """'' for a gateway database without devices or records, else what it holds (as
+    backup.py says it for SQLite)."""
     devices = conn.execute("SELECT count(*) FROM devices").fetchone()[0]
     records = conn.execute("SELECT count(*) FROM records").fetchone()[0]
-    return f"{devices} devices, {records} records"
+    return f"{devices} devices, {records} records" if devices or records else ""

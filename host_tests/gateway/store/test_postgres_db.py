@@ -90,6 +90,7 @@ def test_backup_and_restore_round_trip_with_their_refusals(
     assert out.read_bytes() == before
 
     target = pg_cluster.new_database("restored")
+    assert _signet(capsys, "db", "init", "--db", target)[0] == 0  # no devices, no records
     status, said, _ = _signet(capsys, "db", "restore", "--db", target, str(out))
     assert status == 0 and "restored" in said and "1 devices" in said
     with Store(target) as store:
