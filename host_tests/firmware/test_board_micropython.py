@@ -181,3 +181,6 @@ def test_a_p256_pulse_device_loads_only_what_its_config_uses(
     # The comb table is built at start and kept, the code that built it is not.
     assert "signet.ec.comb_table" in held and "signet.comb" not in out["loaded"][0].split()
     assert not [h for h in held if h.endswith(("._to_affine_many", "comb.build"))], held
+    # The journal's recovery ran at start; its code is not kept either.
+    assert "signet.journal.Journal.append" in held
+    assert not [h for h in held if h.endswith(("._scan", ".recover"))], held

@@ -12,7 +12,7 @@
 
 import hashlib
 
-from . import cose
+from . import cose, forget
 
 try:
     from micropython import const
@@ -75,15 +75,6 @@ def segment_name(sid):
     return "j%08d.seg" % sid
 
 
-def _segment_id(name):
-    if len(name) != 13 or name[0] != "j" or not name.endswith(".seg"):
-        return -1
-    try:
-        return int(name[1:9])
-    except ValueError:
-        return -1
-
-
 class JournalFull(Exception):
     """No room for this record without deleting unacknowledged ones."""
 
@@ -123,80 +114,14 @@ class Journal:
     def open(self):
         """Scan the segments, cut a torn tail, finish an interrupted prune."""
         self._reset()
-        files = self.files
-        names = files.listdir()
-        for name in names:
-            # A tail cut interrupted before its rename: the segment is intact.
-            if name.endswith(".tmp") and _segment_id(name[:-4]) >= 0:
-                files.remove(name)
-        meta = files.read(META)
-        if meta is not None:
-            if (
-                len(meta) == _META_SIZE
-                and meta[:4] == _META_MAGIC
-                and crc32(meta[:52]) == _uint(meta, 52, 56)
-            ):
-                self.acked = _uint(meta, 4, 12)
-                self._last_n = _uint(meta, 12, 20)
-                self._last_hash = bytes(meta[20:52])
-            else:
-                self.damage.append((META, 0, len(meta)))
-        ids = [_segment_id(name) for name in names]
-        ids = sorted(i for i in ids if i >= 0)
-        newest = None  # (segment id, offset) of the newest good frame
-        for k, sid in enumerate(ids):
-            found = self._scan(sid, k == len(ids) - 1)
-            if found is not None:
-                newest = (sid, found)
-        if ids:
-            self._next_id = ids[-1] + 1
-        if newest is not None:
-            self._hash_frame(newest[0], newest[1])
+        from . import recovery  # once, at start: forgotten after it
+
+        try:
+            recovery.recover(self)
+        finally:
+            forget("recovery")
         self._open = True
         self._prune()  # a prune cut short between its deletions
-
-    def _scan(self, sid, final):
-        name = segment_name(sid)
-        size = self.files.size(name)
-        seg = [sid, 0, 0, 0, size, False]
-        good_end = 0
-        last_off = None
-        floor = self._segs[-1][_LAST] if self._segs else 0
-        with self.files.open_read(name) as f:
-            for off, n, length in self._frames(f, size):
-                # Unreadable bytes before a good frame, or a frame out of order:
-                # corruption, not a torn write (those only end a file). Report it.
-                if off > good_end:
-                    seg[_DAMAGED] = True
-                    self.damage.append((name, good_end, off - good_end))
-                good_end = off + OVERHEAD + length
-                if n <= floor:
-                    seg[_DAMAGED] = True
-                    self.damage.append((name, off, OVERHEAD + length))
-                    continue
-                floor = n
-                last_off = off
-                if seg[_COUNT] == 0:
-                    seg[_FIRST] = n
-                seg[_LAST] = n
-                seg[_COUNT] += 1
-                if n > self.acked:
-                    self._add_pending(n)
-            tail = None
-            if good_end < size:
-                if final:
-                    f.seek(0)
-                    tail = f.read(good_end)
-                else:
-                    seg[_DAMAGED] = True
-                    self.damage.append((name, good_end, size - good_end))
-        if tail is not None:
-            # Only an append can leave this: the last frame was cut by power loss.
-            self.files.write_atomic(name, tail)
-            self.torn_bytes += size - good_end
-            seg[_SIZE] = good_end
-        self._segs.append(seg)
-        return last_off
 
     def _frames(self, f, size):
         """Good frames of one segment file as (offset, n, length), the frame in
@@ -242,24 +167,7 @@ class Journal:
             off += got - 1
         return size
 
-    def _hash_frame(self, sid, off):
-        name = segment_name(sid)
-        with self.files.open_read(name) as f:
-            length = self._read_frame(f, off, self.files.size(name))
-        n = _uint(self._buf, 4, _HEAD)
-        if n > self._last_n:
-            self._last_n = n
-            payload = cose.payload_of(self._mv[_HEAD : _HEAD + length])
-            self._last_hash = hashlib.sha256(payload).digest()
-
     # -- pending bookkeeping -----------------------------------------------------
-
-    def _add_pending(self, n):
-        runs = self._runs
-        if runs and runs[-1][1] == n - 1:
-            runs[-1][1] = n
-        else:
-            runs.append([n, n])
 
     @property
     def pending_count(self):
