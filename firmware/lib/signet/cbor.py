@@ -18,7 +18,6 @@ _BSTR = const(2)
 _TSTR = const(3)
 _ARRAY = const(4)
 _MAP = const(5)
-_TAG = const(6)
 _MAX_UINT = const(0xFFFFFFFFFFFFFFFF)
 
 
@@ -87,9 +86,6 @@ class Encoder:
 
     def map(self, count):
         self.head(_MAP, count)
-
-    def tag(self, number):
-        self.head(_TAG, number)
 
     def null(self):
         self.buf[self._reserve(1)] = 0xF6

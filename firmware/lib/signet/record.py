@@ -154,16 +154,6 @@ def _check_header(n, b, u, t, prev):
         _fail("p", "must be the 32-byte SHA-256 of the previous payload")
 
 
-def validate(kind, n, b, u, t, prev, fields):
-    """Check a record's content; returns the payload dict (keys as on the wire)."""
-    validate_fields(kind, fields)
-    _check_header(n, b, u, t, prev)
-    payload = {"v": VERSION, "n": n, "b": b, "u": u, "t": t, "p": bytes(prev), "k": kind}
-    for name in fields:
-        payload[name] = fields[name]
-    return payload
-
-
 # Every field name of every kind but meter's "q", in deterministic CBOR key order
 # (shorter first, then bytewise): encode_payload writes the map in this order, so
 # signing a record builds no dict and sorts nothing. "q" goes between "p" and "t".
@@ -173,7 +163,7 @@ _FIELD_ORDER = ("am", "ev", "fw", "iv", "ls", "rc", "st", "cur", "msg", "ref", "
 def encode_payload(enc, kind, n, b, u, t, prev, fields):
     """Validated, deterministic CBOR payload bytes. enc is a reusable cbor.Encoder.
 
-    The same bytes as enc.value(validate(...)), written key by key: the header's
+    The same bytes as enc.value() of the payload map, written key by key: the header's
     one-letter keys first (b k n p [q] t u v), then the kind's fields in _FIELD_ORDER.
     """
     validate_fields(kind, fields)
