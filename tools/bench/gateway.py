@@ -850,12 +850,13 @@ def format_report(r: BenchResult) -> str:
 
 def _against_target(costs: list[float]) -> str:
     """Are the rounds' costs on one side of the target (the verdict established)?"""
-    each = ", ".join(f"{c:.1f}" for c in costs)
+    shown = [round(c, 1) for c in costs]  # judged as printed
+    each = ", ".join(f"{c:.1f}" for c in shown)
     if len(costs) < 2:
         return "one round: not established"
-    if all(c <= TARGET_CONSOLE_COST_PCT for c in costs):
+    if all(c <= TARGET_CONSOLE_COST_PCT for c in shown):
         side = "every round within the target: established"
-    elif all(c > TARGET_CONSOLE_COST_PCT for c in costs):
+    elif all(c > TARGET_CONSOLE_COST_PCT for c in shown):
         side = "every round beyond the target: established"
     else:
         side = "rounds on both sides of the target: not established"
