@@ -184,3 +184,5 @@ def test_a_p256_pulse_device_loads_only_what_its_config_uses(
     # The journal's recovery ran at start; its code is not kept either.
     assert "signet.journal.Journal.append" in held
     assert not [h for h in held if h.endswith(("._scan", ".recover"))], held
+    # Nobody asks a board for the agent's counters: their code is not loaded.
+    assert "signet.agent.Agent.run" in held and "signet.stats.collect" not in held

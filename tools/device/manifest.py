@@ -75,6 +75,8 @@ LAZY: dict[str, Callable[[Config], bool]] = {
     "signet.refwindow": lambda cfg: cfg.journal["ref_window"] > 0,
     "ntptime": lambda cfg: bool(cfg.time["ntp_host"]),
     "ssl": lambda cfg: cfg.mqtt["tls"] is not None,
+    # Agent.stats: a Pi's `signet agent status` and the tests; main.py never asks
+    "signet.stats": lambda cfg: False,
     # provisioning only (`signet device provision --se` sends its own script)
     "signet.se_provision": lambda cfg: False,
     "signet.statement": lambda cfg: False,

@@ -8,9 +8,10 @@
 # publish, within one step or across several. docs/AGENT.md describes the loop,
 # the journal fill policy and the interfaces below.
 #
-# May import: clock, recorder, link. It is the only module that knows both the
-# recorder and the link; the rest of the code (main.py, tools, tests) uses it,
-# and reads their state as agent.recorder.* and agent.link.* (or agent.stats).
+# May import: clock, recorder, link, and stats (Agent.stats, on first use). It is the
+# only module that knows both the recorder and the link; the rest of the code
+# (main.py, tools, tests) uses it, and reads their state as agent.recorder.* and
+# agent.link.* (or agent.stats).
 #
 # platform (duck-typed; board.py on MicroPython, tools/pi/platform.py on a Pi):
 #   ticks_ms(), ticks_diff(a, b), sleep_ms(ms), wall_ms() -> int | None (unix ms),
@@ -187,37 +188,7 @@ class Agent:
 
     @property
     def stats(self):
-        rec = self.recorder
-        link = self.link
-        j = rec.journal
-        counts = {}
-        for s in self.sources:
-            if hasattr(s, "counts"):
-                counts[s.src] = s.counts
-        return {
-            "boot": rec.boot,
-            "last_n": rec.last_n,
-            "signed": rec.signed,
-            "published": link.published,
-            "records_sent": link.records_sent,
-            "acked": j.acked if j else 0,
-            "pending": j.pending_count if j else 0,
-            "journal_fill": j.fill_percent if j else 0,
-            "connected": link.connected,
-            "connects": link.connects,
-            "disconnects": link.disconnects,
-            "resends": link.resends,
-            "memory_errors": self.memory_errors + link.memory_errors,
-            "stalled": self.stalled,
-            "refused": rec.refused,
-            "repeats": rec.repeats,
-            "bad_acks": link.bad_acks,
-            "stale_acks": link.stale_acks,
-            "hb_skipped": rec.hb_skipped,
-            "events_dropped": rec.events_dropped,
-            "source_errors": self.source_errors,
-            "clock_synced": self.wall.synced,
-            "clock_syncs": self.wall.syncs,
-            "clock_sync_failures": self.wall.sync_failures,
-            "sources": counts,
-        }
+        """Every counter, as one dict (stats.py, loaded on first use: a board never asks)."""
+        from .stats import collect
+
+        return collect(self)
