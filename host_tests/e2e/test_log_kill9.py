@@ -203,7 +203,7 @@ def test_the_log_is_exactly_the_committed_records_after_kill_9_at_random_moments
         # a tile, at a COMMIT; and in a checkpoint's transaction, after signing it.
         aims: list[tuple[str, Callable[[], int]]] = [
             ("INSERT INTO records", lambda: rng.randint(1, 60)),
-            ("INSERT OR REPLACE INTO log_tail", lambda: rng.randint(1, 10)),
+            ("INSERT INTO log_tail", lambda: rng.randint(1, 10)),
             ("INSERT INTO log_tiles", lambda: rng.randint(1, 4)),
             ("COMMIT", lambda: rng.randint(2, 12)),
             ("INSERT INTO log_checkpoints", lambda: 1),
