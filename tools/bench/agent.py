@@ -23,6 +23,7 @@ from typing import Any
 from signet_tools.device import manifest, micropython
 
 _SCRIPT = Path(__file__).with_name("mp_agent.py")
+_MODULES_SCRIPT = Path(__file__).with_name("mp_modules.py")
 TARGET_HEAP = 48 * 1024  # code loaded from .mpy
 TARGET_HEAP_FROZEN = 24 * 1024  # code frozen into the firmware
 TARGET_AMPLIFICATION = 3.0
@@ -72,7 +73,7 @@ def import_order(modules: Iterable[str]) -> list[str]:
 def module_bytes(lib: Path, loaded: Iterable[str], mp: micropython.Binary) -> dict[str, int]:
     """The heap each of the loaded modules holds once imported (lib: the compiled firmware)."""
     order = import_order(loaded)
-    out = micropython.run(_SCRIPT, "modules", str(lib), *order, heap="512k", exe=mp.path)
+    out = micropython.run(_MODULES_SCRIPT, str(lib), *order, heap="512k", exe=mp.path)
     if out.returncode != 0:
         raise RuntimeError(f"MicroPython module measurement failed:\n{out.stdout}{out.stderr}")
     return {name: micropython.field(out.stdout, f"module_bytes {name}") for name in order}

@@ -1,14 +1,11 @@
 # MicroPython side of `signet bench agent` (runs on the unix port, not CPython).
 # Usage: micropython -X heapsize=H mp_agent.py COUNT LIBDIR DIR
-#        micropython -X heapsize=H mp_agent.py modules LIBDIR MODULE...
 # Prints frozen (1: the binary has signet frozen in and that code ran, not the
 # .mpy files in LIBDIR), code_bytes, us_per_record (agent: build+sign+journal),
 # us_per_sign (the same build+sign without the journal: the reference),
 # record_bytes, flash_bytes, and loaded (the signet modules the agent loaded, comma-
-# separated). Run at several heap sizes by the host side to find the smallest heap the
-# running agent fits in. The modules mode imports the MODULEs in the order given (each
-# after the modules it imports) and prints, for each, module_bytes NAME=N: the heap its
-# import holds, after a collection.
+# separated; tools/bench/mp_modules.py then measures each). Run at several heap sizes
+# by the host side to find the smallest heap the running agent fits in.
 import gc
 import sys
 import time
@@ -71,36 +68,12 @@ class _Cfg:
         }
 
 
-def _use(lib):
+def main():
+    count, lib, directory = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     # Frozen modules first, as on a board (MICROPYPATH="" leaves ".frozen" off the path):
     # a binary with signet frozen in runs that, any other the .mpy files in lib.
     sys.path.insert(0, lib)
     sys.path.insert(0, ".frozen")
-
-
-def modules(lib, names):
-    _use(lib)
-    # Names are interned in pools that grow by doubling: the module whose names fill one
-    # would be charged with the next, larger pool. Grown here first, so each module is
-    # charged its own code and names and the pools' tables none.
-    holder = _Platform()
-    for i in range(1500):
-        setattr(holder, "q%d" % i, None)
-    holder = None
-    for name in names:
-        gc.collect()
-        before = gc.mem_alloc()
-        __import__(name)
-        gc.collect()
-        print("module_bytes %s=%d" % (name, gc.mem_alloc() - before))
-
-
-def main():
-    if sys.argv[1] == "modules":
-        modules(sys.argv[2], sys.argv[3:])
-        return
-    count, lib, directory = int(sys.argv[1]), sys.argv[2], sys.argv[3]
-    _use(lib)
     from signet.agent import Agent
     from signet.builder import RecordBuilder
     from signet.fsio import Files
