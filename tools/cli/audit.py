@@ -28,12 +28,12 @@ def cmd_export(args: argparse.Namespace) -> int:
     from signet_gateway.config import ConfigError, load
     from signet_gateway.log import key as log_key
     from signet_gateway.store.model import StoreError
-    from signet_gateway.store.sqlite import Store
+    from signet_gateway.store.sqlite import Store, store_name
 
     try:
         config = load(args.config)
         signer, _made = log_key.open_signer(config.log)
-        store = Store(config.store.path)
+        store = Store(config.store.location)
     except (ConfigError, StoreError, log_key.KeyFileError) as exc:
         return _fail(str(exc))
     except OSError as exc:
@@ -52,7 +52,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     except (ExportError, StoreError) as exc:
         return _fail(str(exc))
     except sqlite3.Error as exc:  # locked beyond the busy timeout, a damaged file
-        return _fail(f"database {config.store.path}: {exc}")
+        return _fail(f"database {store_name(config.store.location)}: {exc}")
     finally:
         store.close()
     data = bundle_format.encode(exported.bundle)

@@ -370,7 +370,7 @@ def cmd_gateway_status(args: argparse.Namespace) -> int:
     from signet_gateway.config import ConfigError
     from signet_gateway.ingest.instance_lock import read_status
     from signet_gateway.store.model import StoreError
-    from signet_gateway.store.sqlite import Store
+    from signet_gateway.store.sqlite import Store, store_name
 
     try:
         path, _config = gateway_db(args.db, args.config)
@@ -381,7 +381,7 @@ def cmd_gateway_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(status or {"ready": False, "running": False}, sort_keys=True))
     elif status is None:
-        print(f"not running: no gateway is running on {path}")
+        print(f"not running: no gateway is running on {store_name(path)}")
     else:
         state = "ready" if status.get("ready") else "not ready"
         problems = "; ".join(status.get("problems") or ())

@@ -213,3 +213,36 @@ def test_a_copy_that_fails_half_way_leaves_the_target_empty(
     assert _tables(pg_url) == set()
     with pytest.raises(StoreError):
         Store(pg_url)
+
+
+def test_the_commands_that_run_on_a_copy_and_those_that_refuse(
+    pg_url: str, pg_cluster: Postgres, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What docs/GATEWAY.md says runs on PostgreSQL today runs; what does not yet says so in
+    one line (exit 2), and no password is printed."""
+    site = make_site(tmp_path / "site", devices=2, hours=24)
+    assert _signet(capsys, "db", "copy", "--from", str(site.db), "--to", pg_url)[0] == 0
+    config = tmp_path / "pg.toml"
+    text = site.config.read_text()
+    config.write_text(text.replace(f'path = "{site.db}"', f'url = "{pg_url}"'))
+    assert f'url = "{pg_url}"' in config.read_text()
+    cfg = str(config)
+
+    status, out, _ = _signet(capsys, "log", "checkpoint", "--config", cfg)
+    assert status == 0 and out.startswith("audit.test/signet\n")
+    bundle = tmp_path / "till-0.bundle"
+    status, out, err = _signet(
+        capsys, "audit", "export", "--config", cfg, "--device", "till-0", "--out", str(bundle)
+    )
+    assert status == 0, err
+    status, out, err = _signet(capsys, "audit", "verify", str(bundle), "--gateway-key", site.vkey)
+    assert status == 0, out + err
+    assert _signet(capsys, "token", "list", "--config", cfg)[0] == 0
+    for argv in (["create", "--name", "ops"], ["revoke", "ops"]):
+        line = _refused(capsys, "token", *argv, "--config", cfg)
+        assert f"signet token {argv[0]} does not run on PostgreSQL yet" in line
+    status, out, _ = _signet(capsys, "gateway", "status", "--config", cfg)
+    assert status == 1 and "not running" in out and pg_cluster.password not in out
+    assert "gateway service does not run on PostgreSQL" in _refused(
+        capsys, "gateway", "run", "--config", cfg
+    )
