@@ -102,9 +102,12 @@ class Postgres:
             return self
         as_root = os.geteuid() == 0
         owner = _server_user() if as_root else None
-        # Under the system's temporary folder (world-traversable /tmp), not a caller's folder
-        # that the server user may be unable to reach.
-        self.workdir = Path(tempfile.mkdtemp(prefix="signet-pg-"))
+        # Under the system's temporary folder, not a caller's folder that the server user may
+        # be unable to reach; /tmp if TMPDIR is somewhere it cannot pass through either.
+        base = Path(tempfile.gettempdir())
+        if owner is not None and not _traversable(base):
+            base = Path("/tmp")
+        self.workdir = Path(tempfile.mkdtemp(prefix="signet-pg-", dir=base))
         try:
             self.socket_dir.mkdir()
             if owner is not None:
@@ -289,6 +292,12 @@ def _server_user() -> pwd.struct_passwd:
             f"running as root, the server needs the {SERVER_USER!r} system user (initdb refuses"
             " root): `./run setup` installs the postgresql package, which creates it"
         ) from None
+
+
+def _traversable(folder: Path) -> bool:
+    """Can any user pass through every folder from / down to this one (o+x)?"""
+    folder = folder.resolve()
+    return all(os.stat(part).st_mode & 0o001 for part in (folder, *folder.parents))
 
 
 def _program(name: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -67,3 +68,18 @@ def test_missing_program_names_the_package(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(StoreError, match=r"initdb not found.*apt-get install postgresql"):
         pg_program("initdb", root=tmp_path)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="the server user differs only when run as root")
+def test_as_root_the_cluster_is_made_where_the_server_user_can_reach_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    private = tmp_path / "private"  # under pytest's 0700 folder: postgres cannot pass
+    private.mkdir(mode=0o700)
+    monkeypatch.setenv("TMPDIR", str(private))
+    monkeypatch.setattr(tempfile, "tempdir", None)  # gettempdir() reads TMPDIR again
+    pg = Postgres().start()
+    try:
+        assert pg.workdir is not None and pg.workdir.parent == Path("/tmp")
+    finally:
+        pg.stop()
