@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -37,6 +37,7 @@ __all__ = [
     "StoreConfig",
     "TimeConfig",
     "TrustConfig",
+    "for_worker",
     "load",
     "parse",
 ]
@@ -65,6 +66,10 @@ class MqttConfig:
     # down. One week: a Pi that is off over a long weekend must not lose the backlog.
     session_expiry_s: int = 7 * 24 * 3600
     keepalive_s: int = 30
+    # Several workers on one store: each subscribes to $share/<shared_group>/signet/v1/+/rec
+    # (MQTT v5 shared subscription), so the broker hands each record message to one of them.
+    # None (the default): one gateway, the plain subscription.
+    shared_group: str | None = None
 
 
 @dataclass(frozen=True)
@@ -244,6 +249,16 @@ def _client_id(name: str, value: Any) -> str:
     return value
 
 
+def _topic_level(name: str, value: Any) -> str:
+    """A shared subscription's group name: one topic level (MQTT v5 4.8.2: no '/', '+', '#')."""
+    value = _text()(name, value)
+    if len(value.encode()) > 64 or any(c in value for c in "+#/ "):
+        raise ConfigError(
+            f"{name}: must be at most 64 bytes without '+', '#', '/' or spaces, got {value!r}"
+        )
+    return value
+
+
 def _origin(name: str, value: Any) -> str:
     """A log origin that is also a valid C2SP signed-note key name (signed-note "Format": not
     empty, no Unicode space, no plus sign), so that the key's name can be the origin, as
@@ -384,6 +399,7 @@ def parse(data: Mapping[str, Any], base_dir: Path | None = None) -> GatewayConfi
             "receive_maximum": _int(1, 65535),
             "session_expiry_s": _int(1, 0xFFFFFFFF),
             "keepalive_s": _int(5, 65535),
+            "shared_group": _topic_level,
         },
     )
     if (mqtt.tls_cert is None) != (mqtt.tls_key is None):
@@ -494,6 +510,34 @@ def parse(data: Mapping[str, Any], base_dir: Path | None = None) -> GatewayConfi
         aggregate=MappingProxyType(dict(aggregate)),
         source=None,
     )
+
+
+def for_worker(config: GatewayConfig, worker: str | None) -> GatewayConfig:
+    """The configuration of the worker named ``worker`` (``signet gateway run --worker``; the
+    template unit signet-gateway@NAME.service passes its instance name).
+
+    Each worker of a shared group connects as ``mqtt.client_id-worker``: its own persistent
+    session. Two workers with one client id would push each other off the broker (the broker
+    ends the older connection, which reconnects and ends the newer one), so a configuration
+    with ``mqtt.shared_group`` is refused without a worker name, and a worker name without
+    ``mqtt.shared_group`` too (every worker would receive, verify and store every message).
+    """
+    mqtt = config.mqtt
+    if worker is None:
+        if mqtt.shared_group is not None:
+            raise ConfigError(
+                "mqtt.shared_group is set: name this worker (`signet gateway run --worker NAME`;"
+                " signet-gateway@NAME.service passes NAME): each worker needs a client id of its"
+                " own, or two would push each other off the broker"
+            )
+        return config
+    if mqtt.shared_group is None:
+        raise ConfigError(
+            f"--worker {worker}: mqtt.shared_group is not set, so every worker would receive"
+            " every message: set [mqtt] shared_group to share them"
+        )
+    client_id = _client_id("--worker", f"{mqtt.client_id}-{worker}")
+    return replace(config, mqtt=replace(mqtt, client_id=client_id))
 
 
 def load(path: Path | str) -> GatewayConfig:

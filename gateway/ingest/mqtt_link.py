@@ -24,6 +24,14 @@ paho's own check takes up to two keepalives), logged as ``broker not answering``
 the connection is closed and made again with the usual backoff. A connection attempt that
 gets no CONNACK within the keepalive fails the same way.
 
+Several workers (``mqtt.shared_group``): the record filter becomes the MQTT v5 shared
+subscription ``$share/<group>/signet/v1/+/rec``, so the broker gives each record message to
+one worker of the group; the status filter stays plain, so that every worker's console sees
+every device's online/offline word (they are few, and a worker keeps them in memory only).
+Mosquitto 2 keeps handing a group member its share while the member is disconnected (queued
+in its persistent session until it comes back; docs/GATEWAY.md, Several workers), so a
+worker stopping cleanly unsubscribes from the group first: its share goes to the others.
+
 The network thread never ends by itself: if it does (an exception escaped paho's loop, a
 bug), ``on_failure`` is told, and the service stops with exit 3 (docs/GATEWAY.md).
 """
@@ -260,6 +268,11 @@ class MqttLink:
         self._takeovers = Throttle(burst=1, every_s=300)  # a client-id fight: once, then count
         self._stopping = False
         self.acks = AckOutbox(self._send_ack, self.connected.is_set, committed_acks)
+        # The record filter: shared by a group of workers, or this gateway's alone.
+        group = config.shared_group
+        self.rec_filter = (
+            REC_SUBSCRIPTION if group is None else f"$share/{group}/{REC_SUBSCRIPTION}"
+        )
         client = _BufferedClient(
             callback_api_version=CallbackAPIVersion.VERSION2,
             client_id=config.client_id,
@@ -320,6 +333,10 @@ class MqttLink:
         session stays). Call it after the last publish_acks (the writer has ended): acks not
         confirmed by then are published again after the next start's connect."""
         deadline = time.monotonic() + timeout
+        if self.config.shared_group is not None and self.connected.is_set():
+            # Leave the group before going: Mosquitto would otherwise keep queueing this
+            # worker's share of new messages in its session until it comes back.
+            self.client.unsubscribe(self.rec_filter)
         while self.connected.is_set() and time.monotonic() < deadline:
             self.acks.reconcile()
             if self.acks.settled():
@@ -351,7 +368,7 @@ class MqttLink:
             self.config.client_id,
             "yes" if session else "no",
         )
-        topics = [(REC_SUBSCRIPTION, SubscribeOptions(qos=1))]
+        topics = [(self.rec_filter, SubscribeOptions(qos=1))]
         if self.device_status is not None:
             topics.append((STATUS_SUBSCRIPTION, SubscribeOptions(qos=1)))
         client.subscribe(topics)
@@ -418,10 +435,15 @@ class MqttLink:
         topics = REC_SUBSCRIPTION
         if self.device_status is not None:
             topics += f" and {STATUS_SUBSCRIPTION}"
+        shared = self.config.shared_group
         if any(c >= 0x80 for c in codes):
+            if shared is not None:
+                topics = topics.replace(REC_SUBSCRIPTION, self.rec_filter, 1)
             log.error("subscription to %s refused by the broker: %s", topics, reasons)
-        else:
+        elif shared is None:
             log.info("subscribed to %s (QoS 1)", topics)
+        else:
+            log.info("subscribed to %s (QoS 1; records shared by group %r)", topics, shared)
 
     def _handle_disconnect(
         self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any, props: Any

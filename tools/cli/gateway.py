@@ -113,13 +113,13 @@ def _log_to_stderr(log_format: str, verbose: bool) -> None:
 
 
 def cmd_gateway_run(args: argparse.Namespace) -> int:
-    from signet_gateway.config import ConfigError, load
+    from signet_gateway.config import ConfigError, for_worker, load
     from signet_gateway.ingest.instance_lock import InstanceLockError
     from signet_gateway.ingest.service import Gateway
     from signet_gateway.store.model import StoreOpenError
 
     try:
-        config = load(args.config)
+        config = for_worker(load(args.config), args.worker)
         if config.store.url is not None:
             raise ConfigError(
                 "store.url: the gateway service does not run on PostgreSQL yet (the store,"
@@ -473,6 +473,13 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         type=Path,
         default=DEFAULT_CONFIG,
         help=f"the gateway's configuration (default: ./{DEFAULT_CONFIG})",
+    )
+    r.add_argument(
+        "--worker",
+        metavar="NAME",
+        help="this worker's name, one of several sharing [mqtt] shared_group: its client id is"
+        " mqtt.client_id-NAME (signet-gateway@NAME.service passes it; default: none, the only"
+        " gateway)",
     )
     r.add_argument("--verbose", action="store_true", help="also log paho/debug lines")
     needs_extra(r, "gateway")  # only [http] enabled imports it (the console)

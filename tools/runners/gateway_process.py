@@ -85,6 +85,8 @@ class GatewayProcess:
     launcher: what the Python interpreter runs, followed by ``gateway run --config FILE``
     (default ``-m signet_tools``, the `signet` command; a test may run a wrapper script that
     instruments the gateway, host_tests/kit/killpoint.py).
+
+    worker: the worker's name (``--worker``), for a configuration with [mqtt] shared_group.
     """
 
     def __init__(
@@ -94,11 +96,13 @@ class GatewayProcess:
         *,
         new_session: bool = False,
         launcher: Sequence[str] = ("-m", "signet_tools"),
+        worker: str | None = None,
     ) -> None:
         self.config = Path(config)
         self.log = Path(log)
         self.new_session = new_session
         self.launcher = tuple(launcher)
+        self.worker = worker
         self.proc: subprocess.Popen[bytes] | None = None
         self._offset = 0
 
@@ -108,10 +112,11 @@ class GatewayProcess:
 
     def start(self, wait: bool = True, timeout: float = 30.0) -> GatewayProcess:
         self._offset = self.log.stat().st_size if self.log.exists() else 0
+        worker = () if self.worker is None else ("--worker", self.worker)
         with open(self.log, "ab") as out:  # the child keeps its own copy of the descriptor
             self.proc = subprocess.Popen(
                 [sys.executable, *self.launcher, "gateway", "run", "--config",
-                 str(self.config)],
+                 str(self.config), *worker],
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=dict(os.environ, PYTHONUNBUFFERED="1"),
