@@ -20,8 +20,11 @@ ANALYZE = shutil.which("systemd-analyze")
 
 
 def _verify(tmp_path: Path, unit: str, dropins: list[Path]) -> str:
-    text = (DEPLOY / unit).read_text()
-    (tmp_path / unit).write_text(re.sub(r"(?m)^ExecStart=\S+", "ExecStart=/bin/true", text))
+    """systemd-analyze verify's output for unit (a template's instance, signet-gateway@1,
+    from the template file signet-gateway@.service)."""
+    instance = re.sub(r"@[^.]+\.", "@.", unit)
+    text = (DEPLOY / instance).read_text()
+    (tmp_path / instance).write_text(re.sub(r"(?m)^ExecStart=\S+", "ExecStart=/bin/true", text))
     if dropins:
         d = tmp_path / f"{unit}.d"
         d.mkdir()
@@ -39,6 +42,7 @@ def _verify(tmp_path: Path, unit: str, dropins: list[Path]) -> str:
     ("unit", "dropin"),
     [
         ("signet-gateway.service", None),
+        ("signet-gateway@1.service", None),
         ("signet-agent.service", None),
         ("signet-agent.service", "tpm2.conf"),
         ("signet-agent.service", "atecc608.conf"),
@@ -64,3 +68,19 @@ def test_a_wrong_key_in_a_dropin_is_caught(tmp_path: Path) -> None:
     unit_dir = tmp_path / "units"
     unit_dir.mkdir()
     assert "Unknown key" in _verify(unit_dir, "signet-agent.service", [bad])
+
+
+def _service_section(unit: str) -> dict[str, str]:
+    lines = (DEPLOY / unit).read_text().split("[Service]")[1].split("\n[")[0].splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line and not line.startswith("#"))
+
+
+def test_the_template_runs_its_instance_as_a_named_worker_like_the_single_unit() -> None:
+    """signet-gateway@NAME.service is signet-gateway.service plus --worker NAME: the same
+    user, sandbox, stop and restart policy (a killed worker is restarted: its share of the
+    records waits in its broker session until it is back)."""
+    single = _service_section("signet-gateway.service")
+    worker = _service_section("signet-gateway@.service")
+    assert worker.pop("ExecStart") == single.pop("ExecStart") + " --worker %i"
+    assert worker == single
+    assert worker["Restart"] == "on-failure" and worker["RestartPreventExitStatus"] == "2"
