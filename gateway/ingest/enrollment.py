@@ -1,10 +1,12 @@
 """The enrolled keys as the running gateway sees them, and when a change takes effect.
 
 `signet enroll` and `signet revoke` write the database from another process while the
-gateway runs. The writer thread asks SQLite whether another connection committed since it
-last looked (``PRAGMA data_version``: a counter, ~2 us, no I/O) before every commit, and
-once a second while idle, and reloads the keys when so. So an enrollment or a revocation
-takes effect for every record the gateway receives after the command returned:
+gateway runs. The writer thread asks whether another connection committed since it last
+looked before every commit, and once a second while idle, and reloads the keys when so:
+SQLite's own counter (``PRAGMA data_version``: ~2 us, no I/O), or on PostgreSQL the write
+generation every write transaction bumps (store/generation.py: one indexed read; a foreign
+generation seen by the writer's own transaction counts too). So an enrollment or a
+revocation takes effect for every record the gateway receives after the command returned:
 
 - The verifier processes work on a snapshot of the keys and may refuse a record of a key
   enrolled after their snapshot as ``unknown_key``. Before such a refusal is committed,
@@ -24,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
+from signet_gateway.store.generation import Generations
 from signet_gateway.store.model import iso_ms
 from signet_gateway.store.sqlite import Store
 from signet_gateway.verify.pubkeys import DevicePublicKey
@@ -45,8 +48,11 @@ class Enrollment:
     ``BatchWriter`` on the other stay current.
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, generations: Generations | None = None) -> None:
         self.store = store
+        self.generations = Generations(store.conn) if generations is None else generations
+        self._stale = False  # PostgreSQL: another process wrote since the last reload
+        self.generations.on_foreign_write(self._another_wrote)
         self.keys: dict[bytes, DevicePublicKey] = {}
         self.known: set[str] = set()  # every device id ever enrolled (revoked ones too)
         self.limits: dict[str, tuple[int | None, int | None]] = {}  # kid -> (revoked_ms, last_n)
@@ -54,11 +60,26 @@ class Enrollment:
         self._reload(initial=True)
 
     def _data_version(self) -> int:
+        if self.generations.counts:
+            return 0  # PostgreSQL: no data_version; the generation says it (refresh)
         return int(self.store.conn.execute("PRAGMA data_version").fetchone()[0])
+
+    def _another_wrote(self) -> None:
+        self._stale = True
 
     def refresh(self) -> bool:
         """Reload if another connection committed since the last look; True if the set of
         active keys changed (the caller then tells its verifiers)."""
+        if self.generations.counts:
+            self.generations.check()  # another process's write: _another_wrote
+            if not self._stale:
+                return False
+            self._stale = False
+            try:
+                return self._reload(initial=False)
+            except BaseException:
+                self._stale = True  # a reload that failed (store busy) is done again
+                raise
         version = self._data_version()  # read before the data: a commit in between is seen
         if version == self._version:  # at the next look, never lost
             return False

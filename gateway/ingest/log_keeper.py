@@ -16,12 +16,14 @@ the writer thread between batches:
 from __future__ import annotations
 
 import logging
-import sqlite3
 import time
+from typing import Any
 
 from signet_gateway.config import ConfigError, LogConfig
 from signet_gateway.log import key as log_key
 from signet_gateway.log.checkpoint import CheckpointError
+from signet_gateway.store.faults import ENGINE_ERRORS
+from signet_gateway.store.generation import Generations
 from signet_gateway.store.record_log import RecordLog, StoredCheckpoint
 from signet_gateway.store.sqlite import Store
 
@@ -35,9 +37,14 @@ log = logging.getLogger("signet.gateway")
 class LogKeeper:
     """Owns the log on the writer's connection; every method runs on the writer thread."""
 
-    def __init__(self, config: LogConfig, conn: sqlite3.Connection) -> None:
+    def __init__(
+        self, config: LogConfig, conn: Any, generations: Generations | None = None
+    ) -> None:
         self.config = config
         self.store = Store.over(conn)
+        # Its transactions are this process's own writes (generation.py): not a reason for
+        # the writer to drop its caches.
+        self.generations = Generations(conn) if generations is None else generations
         try:
             self.signer, made = log_key.open_signer(config, create=True)
         except (log_key.KeyFileError, OSError) as exc:
@@ -56,7 +63,7 @@ class LogKeeper:
 
     def catch_up(self) -> int:
         """Append the records not in the log yet (one transaction); returns how many."""
-        with self.store.transaction():
+        with self.generations.transaction():
             appended = self.record_log.append_unlogged()
         if appended:
             log.info("appended %d records stored while the log was off to the log", appended)
@@ -74,9 +81,9 @@ class LogKeeper:
         if size == 0 or (self.last is not None and self.last.size == size):
             return self.last  # nothing new to sign
         try:
-            with self.store.transaction():
+            with self.generations.transaction():
                 self.last = self.record_log.issue_checkpoint(self.signer)
-        except sqlite3.Error as exc:
+        except ENGINE_ERRORS as exc:
             self.record_log.rolled_back()
             if self._failures.allow() is not None:
                 log.warning("cannot store a log checkpoint now (%s); trying again later", exc)

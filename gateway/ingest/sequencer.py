@@ -269,6 +269,14 @@ class Sequencer:
         self.findings.clear()
         self.events.clear()
 
+    def forget(self) -> None:
+        """Another process wrote since this one's last transaction (several gateway workers on
+        one PostgreSQL database): drop the cached state of every device, and the log's
+        tree, before applying anything; both reload from the database under the lock."""
+        self._devs.clear()
+        if self.record_log is not None:
+            self.record_log.rolled_back()
+
     def ack(self, kid: str) -> int:
         dev = self._devs.get(kid) or self._load(kid)
         return dev.ack
@@ -335,10 +343,12 @@ class Sequencer:
         if upper == lower + 1:
             return True
         lo, hi = lower + 1, upper - 1
+        # CASE for the scalar min/max: SQLite has no LEAST/GREATEST, PostgreSQL no min(a, b).
         covered = self.conn.execute(
-            "SELECT coalesce(sum(min(hi, ?) - max(lo, ?) + 1), 0) FROM unused"
+            "SELECT coalesce(sum((CASE WHEN hi < ? THEN hi ELSE ? END)"
+            " - (CASE WHEN lo > ? THEN lo ELSE ? END) + 1), 0) FROM unused"
             " WHERE kid = ? AND lo <= ? AND hi >= ?",
-            (hi, lo, kid, hi, lo),
+            (hi, hi, lo, lo, kid, hi, lo),
         ).fetchone()[0]
         return int(covered) == hi - lo + 1
 
@@ -455,8 +465,8 @@ class Sequencer:
         kept = self.conn.execute("SELECT count(*) FROM evidence WHERE kid = ?", (kid,)).fetchone()
         if int(kept[0]) < self.evidence_per_device:
             cur = self.conn.execute(
-                "INSERT OR IGNORE INTO evidence (kid, n, payload_sha256, payload, raw, received_ms)"
-                " VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO evidence (kid, n, payload_sha256, payload, raw, received_ms)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                 (kid, n, digest, payload_bytes, raw, received_ms),
             )
             if not cur.rowcount:

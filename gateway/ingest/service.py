@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import sqlite3
 import threading
 import time
 from collections import Counter
@@ -30,7 +29,9 @@ from typing import Any, Final
 
 from signet_gateway.config import ConfigError, GatewayConfig, load
 from signet_gateway.mcr.aggregate import Aggregator, settings_from_config
-from signet_gateway.store.sqlite import Store
+from signet_gateway.store.faults import ENGINE_ERRORS
+from signet_gateway.store.generation import Generations
+from signet_gateway.store.sqlite import Store, is_url
 from signet_gateway.verify.verifier import Verifier
 
 from .device_status import DeviceStatus
@@ -110,10 +111,12 @@ class Gateway:
         database.
         """
         cfg = self.config
-        self.store = Store(cfg.store.path)
+        self.store = Store(cfg.store.location)
         try:
             # Before anything is read or started: a second gateway on this database stops here.
-            self._lock = InstanceLock.acquire(self.store.path)
+            # PostgreSQL takes several workers (docs/GATEWAY.md, Several workers): no lock.
+            if not is_url(self.store.path):
+                self._lock = InstanceLock.acquire(self.store.path)
             self._start()
         except BaseException:
             self._abandon_start()
@@ -132,6 +135,8 @@ class Gateway:
     def _start(self) -> None:
         cfg = self.config
         conn = self.store.conn
+        # What another process wrote since this one looked (PostgreSQL: generation.py).
+        self.generations = generations = Generations(conn)
         self.aggregator = Aggregator(conn, hb_tolerance=settings_from_config(cfg.aggregate))
         if cfg.store.max_size_mb is not None:
             self.store.limit_size(cfg.store.max_size_mb)
@@ -144,10 +149,10 @@ class Gateway:
                 )
         # The transparency log: its key (made on the first start), the records stored while
         # it was off, then one leaf per stored record in the writer's transactions.
-        self.log_keeper = LogKeeper(cfg.log, conn) if cfg.log.enabled else None
+        self.log_keeper = LogKeeper(cfg.log, conn, generations) if cfg.log.enabled else None
         if self.log_keeper is not None:
             self.log_keeper.catch_up()
-        self.enrollment = enrollment = Enrollment(self.store)
+        self.enrollment = enrollment = Enrollment(self.store, generations)
         self.verifier = Verifier(enrollment.keys)
         agg = self.aggregator
         self.writer = BatchWriter(
@@ -160,6 +165,7 @@ class Gateway:
             known_device=enrollment.known.__contains__,
             key_limits=enrollment.limits,
             record_log=None if self.log_keeper is None else self.log_keeper.record_log,
+            generations=generations,
         )
         self.intake = Intake(
             self.verifier,
@@ -179,7 +185,7 @@ class Gateway:
         )
         log.info(
             "database %s (%d devices enrolled, %d active)",
-            self.store.path.resolve(),
+            self.store.engine.location(),  # the file's absolute path, or the URL redacted
             len(enrollment.known),
             len(self.store.active_keys()),
         )
@@ -302,7 +308,7 @@ class Gateway:
             self._next_refresh = now + KEY_REFRESH_S
             try:
                 self._sync_enrollment()
-            except sqlite3.Error as exc:
+            except ENGINE_ERRORS as exc:
                 error = storage_error(exc)
                 if not isinstance(error, StorageUnavailable):
                     raise error from exc
@@ -322,7 +328,7 @@ class Gateway:
             try:
                 try:
                     self._verify_with_current_keys(msgs)
-                except sqlite3.Error as exc:  # reading the keys
+                except ENGINE_ERRORS as exc:  # reading the keys
                     raise storage_error(exc) from exc
                 began = time.perf_counter()
                 result = self.writer.commit(msgs)
@@ -345,12 +351,15 @@ class Gateway:
             return result
 
     def _cause(self, exc: StorageUnavailable) -> str:
-        """The SQLite message; for a full store, the database's size against the cap
-        (store.max_size_mb) and the space left on its filesystem: which of them is full."""
+        """The database's message; for a full SQLite store, the database's size against the
+        cap (store.max_size_mb) and the space left on its filesystem: which of them is full.
+        (A PostgreSQL server's disk is its own: its message, SQLSTATE 53100, says it.)"""
         if exc.fault != "full":
             return str(exc)
         facts = []
-        with contextlib.suppress(sqlite3.Error):
+        if is_url(self.store.path):
+            return str(exc)
+        with contextlib.suppress(*ENGINE_ERRORS):
             size = f"the database is {self.store.size_bytes() / 2**20:.1f} MiB"
             if self._max_size_mb is not None:
                 size += f", store.max_size_mb = {self._max_size_mb}"
@@ -507,8 +516,8 @@ class Gateway:
             "problems": gist,
             "since": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        assert self._lock is not None
-        self._lock.write_status(self._status)
+        if self._lock is not None:  # none on PostgreSQL: several workers, no file of theirs
+            self._lock.write_status(self._status)
 
     def summary(self) -> str:
         elapsed = max(1e-9, time.monotonic() - self._started)

@@ -1,7 +1,8 @@
 """One write transaction per batch of verified messages.
 
 The writer thread hands :meth:`BatchWriter.commit` the messages of one batch in
-arrival order. Inside a single ``BEGIN IMMEDIATE ... COMMIT`` it applies the
+arrival order. Inside a single write transaction (the store engine's BEGIN: the database's
+write lock from the start, SQLite's BEGIN IMMEDIATE or PostgreSQL's advisory lock) it applies the
 sequence rules to every verified record (which stores new ones, appends them to the
 transparency log and calls the aggregation hook), quarantines refused input, adds the
 findings counters and the per-device sequence state, and trims the quarantine to its bound. Only
@@ -21,15 +22,16 @@ stops, the broker keeping the messages for the next start.
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 from signet_gateway.mcr.aggregate import day_of
-from signet_gateway.store.faults import UNUSABLE, fault_of
+from signet_gateway.store.faults import ENGINE_ERRORS, UNUSABLE, fault_of, is_constraint
+from signet_gateway.store.generation import Generations
 from signet_gateway.store.model import StoredRecord, iso_ms
 from signet_gateway.store.record_log import RecordLog
+from signet_gateway.store.sqlite import engine_of
 
 from .sequencer import (
     DUPLICATE,
@@ -109,9 +111,10 @@ class StorageUnavailable(StorageError):
         self.fault = fault
 
 
-def storage_error(exc: sqlite3.Error) -> StorageError:
-    """The StorageError (or StorageUnavailable) an SQLite error amounts to."""
-    fault = fault_of(exc)
+def storage_error(exc: BaseException) -> StorageError:
+    """The StorageError (or StorageUnavailable) a database error amounts to (either engine's:
+    faults.ENGINE_ERRORS)."""
+    fault = fault_of(exc)  # type: ignore[arg-type]
     if fault == UNUSABLE:
         return StorageError(f"database error: {exc}")
     return StorageUnavailable(f"{exc}", fault)
@@ -175,7 +178,7 @@ class BatchWriter:
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
+        conn: Any,
         *,
         max_future_skew_ms: int,
         quarantine_rows: int,
@@ -185,8 +188,10 @@ class BatchWriter:
         known_device: Callable[[str], bool] = lambda kid: False,
         key_limits: Mapping[str, tuple[int | None, int | None]] | None = None,
         record_log: RecordLog | None = None,
+        generations: Generations | None = None,
     ) -> None:
         self.conn = conn
+        self._begin = engine_of(conn).begin
         self.findings = Findings()
         self.seq = Sequencer(
             conn,
@@ -203,6 +208,10 @@ class BatchWriter:
         self.key_limits: Mapping[str, tuple[int | None, int | None]] = (
             {} if key_limits is None else key_limits
         )
+        # Another process wrote since this one's last transaction (PostgreSQL, several
+        # workers): what the sequencer and the log keep in memory is stale (generation.py).
+        self.generations = Generations(conn) if generations is None else generations
+        self.generations.on_foreign_write(self.seq.forget)
 
     def commit(self, messages: list[Message]) -> WriteResult:
         """Apply and commit one batch; raise StorageError if the database failed."""
@@ -210,7 +219,8 @@ class BatchWriter:
         while True:
             result = WriteResult({}, set())
             try:
-                self.conn.execute("BEGIN IMMEDIATE")
+                self.conn.execute(self._begin)
+                self.generations.begin()
                 self._apply(messages, poisoned, result)
                 try:
                     self.seq.flush()
@@ -219,9 +229,7 @@ class BatchWriter:
                 self.conn.execute("COMMIT")
             except _ItemFailed as failed:
                 self._rollback()
-                if isinstance(failed.exc, sqlite3.Error) and not isinstance(
-                    failed.exc, sqlite3.IntegrityError
-                ):
+                if isinstance(failed.exc, ENGINE_ERRORS) and not is_constraint(failed.exc):
                     raise storage_error(failed.exc) from failed.exc
                 if failed.index == UNATTRIBUTED and not self.seq.unbatched:
                     # The batched hook failed and cannot say for which record: apply the
@@ -236,12 +244,13 @@ class BatchWriter:
                     exc_info=failed.exc,
                 )
                 continue
-            except sqlite3.Error as exc:
+            except ENGINE_ERRORS as exc:
                 self._rollback()
                 raise storage_error(exc) from exc
             except BaseException:
                 self._rollback()
                 raise
+            self.generations.committed()
             self.seq.unbatched = False
             result.acks, result.republish = self.seq.committed()
             result.events = self.seq.events[:]
@@ -252,11 +261,12 @@ class BatchWriter:
         try:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-        except sqlite3.Error:
+        except ENGINE_ERRORS:
             # SQLite may have rolled back by itself (SQLITE_FULL, SQLITE_IOERR on COMMIT);
             # the error that got us here is the one to report.
             pass
         finally:
+            self.generations.rolled_back()
             self.seq.rolled_back()
 
     def _apply(self, messages: list[Message], poisoned: dict[int, str], out: WriteResult) -> None:

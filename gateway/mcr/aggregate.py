@@ -42,7 +42,8 @@ import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Protocol
 
-from signet_gateway.store.sqlite import Store
+from signet_gateway.store.schema import postgres_ddl
+from signet_gateway.store.sqlite import Store, engine_of
 
 DAY_MS: Final = 86_400_000
 PPM: Final = 1_000_000
@@ -241,7 +242,17 @@ class Aggregator:
         self.conn = conn
         self.hb_tolerance = hb_tolerance
         self.tol_ppm = tolerance_ppm(hb_tolerance)
-        self.create_schema(conn)
+        engine = engine_of(conn)
+        if engine.name == "sqlite" or conn.in_transaction:
+            self.create_schema(conn)
+        else:  # several workers may start at once: one creates, the others find the tables
+            conn.execute(engine.begin)
+            try:
+                self.create_schema(conn)
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
         meta = dict(conn.execute("SELECT key, value FROM agg_meta").fetchall())
         if meta.get("hb_tolerance_ppm") == str(self.tol_ppm) and rules_of(conn) == RULES_VERSION:
             return
@@ -249,11 +260,12 @@ class Aggregator:
         # rules version needs a recompute. Done here, at startup, in one transaction.
         own = not conn.in_transaction
         if own:
-            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(engine.begin)
         try:
             self.rebuild()
             conn.executemany(
-                "INSERT OR REPLACE INTO agg_meta (key, value) VALUES (?, ?)",
+                "INSERT INTO agg_meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 [("hb_tolerance_ppm", str(self.tol_ppm)), ("rules", str(RULES_VERSION))],
             )
         except BaseException:
@@ -265,8 +277,10 @@ class Aggregator:
 
     @staticmethod
     def create_schema(conn: sqlite3.Connection) -> None:
-        """Create the aggregate tables and indexes if missing (idempotent)."""
-        for statement in SCHEMA.split(";"):
+        """Create the aggregate tables and indexes if missing (idempotent), in the types of
+        the connection's engine (schema.postgres_ddl on PostgreSQL)."""
+        script = SCHEMA if engine_of(conn).name == "sqlite" else postgres_ddl(SCHEMA)
+        for statement in script.split(";"):
             if statement.strip():
                 conn.execute(statement)
 
@@ -370,7 +384,8 @@ class Aggregator:
         if pending.long_up:
             conn.executemany(
                 "INSERT INTO agg_devices (kid, max_up_ms) VALUES (?, ?) ON CONFLICT (kid)"
-                " DO UPDATE SET max_up_ms = max(max_up_ms, excluded.max_up_ms)",
+                " DO UPDATE SET max_up_ms = CASE WHEN excluded.max_up_ms > agg_devices.max_up_ms"
+                " THEN excluded.max_up_ms ELSE agg_devices.max_up_ms END",
                 list(pending.long_up.items()),
             )
 

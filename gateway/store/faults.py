@@ -34,7 +34,15 @@ from typing import Final
 
 from .model import DatabaseError
 
-__all__ = ["FULL", "UNUSABLE", "UNWRITABLE", "database_error", "fault_of"]
+__all__ = [
+    "ENGINE_ERRORS",
+    "FULL",
+    "UNUSABLE",
+    "UNWRITABLE",
+    "database_error",
+    "fault_of",
+    "is_constraint",
+]
 
 FULL: Final = "full"
 UNWRITABLE: Final = "unwritable"
@@ -64,6 +72,11 @@ _WAIT: Final = {
 }
 
 
+# What a statement on the store's connection raises: sqlite3's errors on a SQLite connection,
+# the store's DatabaseError on PostgreSQL (pg_connection.py). ``except ENGINE_ERRORS``
+# catches either; fault_of and is_constraint read both.
+ENGINE_ERRORS: Final = (sqlite3.Error, DatabaseError)
+
 # PostgreSQL SQLSTATEs (https://www.postgresql.org/docs/current/errcodes-appendix.html).
 _PG_FULL: Final = "53100"
 _PG_WAIT_CLASSES: Final = ("08", "53")
@@ -78,6 +91,18 @@ def fault_of(exc: sqlite3.Error | DatabaseError) -> str:
     if code is None:  # raised by the sqlite3 module itself (closed connection, misuse)
         return UNUSABLE
     return _WAIT.get(code & 0xFF, UNUSABLE)
+
+
+def is_constraint(exc: BaseException) -> bool:
+    """A constraint refused the statement (a key taken, a CHECK): the data's fault, not the
+    database's: SQLite's IntegrityError, PostgreSQL's class 23."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return True
+    if isinstance(exc, DatabaseError):
+        if isinstance(exc.__cause__, sqlite3.Error):  # the engine's own error, wrapped
+            return isinstance(exc.__cause__, sqlite3.IntegrityError)
+        return (exc.code or "").startswith("23")  # PostgreSQL's SQLSTATE
+    return False
 
 
 def _pg_fault(exc: BaseException) -> str:

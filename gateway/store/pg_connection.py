@@ -110,9 +110,11 @@ class PostgresEngine:
     # SQLite's BEGIN IMMEDIATE on PostgreSQL: READ COMMITTED, and one writing transaction at
     # a time per database (a transaction-level advisory lock, released at COMMIT/ROLLBACK),
     # so what a transaction read stays true until it commits (a challenge answered once, a
-    # checkpoint following the last one). Several ingest workers will lock per device
-    # instead (row or advisory locks in the writer's transaction): not there yet.
+    # checkpoint following the last one, a batch of several gateway workers applied in one
+    # commit order: docs/GATEWAY.md, Several workers).
     begin: Final = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+    # Several processes write: each write transaction says so (generation.py).
+    counts_generations: Final = True
 
     def __init__(self, conn: PgConnection) -> None:
         self.conn = conn

@@ -31,6 +31,7 @@ from typing import Any, Final
 from signet_gateway.verify.payload_schema import decode_payload
 from signet_gateway.verify.pubkeys import DevicePublicKey
 
+from .generation import BUMP as BUMP_GENERATION
 from .lookup import resolve
 from .model import (
     Device,
@@ -73,6 +74,8 @@ class SqliteEngine:
     name: Final = "sqlite"
     # IMMEDIATE: the write lock at BEGIN, so what a transaction read stays true until COMMIT.
     begin: Final = "BEGIN IMMEDIATE"
+    # One gateway process per file (ingest/instance_lock.py): no write generation (generation.py).
+    counts_generations: Final = False
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
@@ -694,18 +697,25 @@ class Store:
         """BEGIN ... COMMIT, ROLLBACK on an exception, with the database's write lock from
         the start. SQLite: BEGIN IMMEDIATE. PostgreSQL: BEGIN (READ COMMITTED) and one
         advisory lock for the whole database (pg_connection.PostgresEngine.begin): the same
-        one-writer-at-a-time semantics. Several ingest workers on one database will lock
-        per device (row or advisory locks in the writer's transaction) instead: not yet."""
-        return _Transaction(self.conn, self.engine.begin)
+        one-writer-at-a-time semantics, which several gateway workers on one database rely
+        on; there every write transaction also bumps the write generation (generation.py)."""
+        return _Transaction(self.conn, self.engine.begin, self.engine.counts_generations)
 
 
 class _Transaction:
-    def __init__(self, conn: Any, begin: str) -> None:
+    def __init__(self, conn: Any, begin: str, counts_generations: bool) -> None:
         self.conn = conn
         self.begin = begin
+        self.counts_generations = counts_generations
 
     def __enter__(self) -> Any:
         self.conn.execute(self.begin)
+        if self.counts_generations:  # PostgreSQL: tell the gateway workers (generation.py)
+            try:
+                self.conn.execute(BUMP_GENERATION)
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                raise
         return self.conn
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:

@@ -35,7 +35,7 @@ class Console:
         return cls(config)
 
     def start(self, gateway: Gateway) -> None:
-        self.reader = Reader(self.config.store.path)
+        self.reader = Reader(self.config.store.location)
         app = create_app(
             self.reader,
             gateway.readiness,

@@ -1,31 +1,33 @@
 """The console's read-only connections to the gateway database: one per serving thread.
 
 The API never uses the writer's connection (nor takes a lock the writer waits on): each thread
-that serves requests opens its own ``mode=ro`` connection on first use and keeps it, so a
-request costs no connect and readers never share a connection across threads. In WAL mode a
-reader sees the last committed batch and never blocks the writer.
+that serves requests opens its own read-only connection on first use and keeps it, so a
+request costs no connect and readers never share a connection across threads. A reader sees
+the last committed batch and never blocks the writer (SQLite's WAL mode; PostgreSQL's
+snapshots, each statement in its own read-only transaction).
 """
 
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import threading
 from pathlib import Path
+from typing import Any
 
+from signet_gateway.store.faults import ENGINE_ERRORS
 from signet_gateway.store.sqlite import Store
 
 __all__ = ["Reader"]
 
 
 class Reader:
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, path: Path | str) -> None:
+        self.path = path  # a SQLite file, or a PostgreSQL URL ([store] url)
         self._local = threading.local()
         self._opened: list[Store] = []
         self._lock = threading.Lock()
 
-    def conn(self) -> sqlite3.Connection:
+    def conn(self) -> Any:
         """This thread's read-only connection (opened on first use)."""
         store: Store | None = getattr(self._local, "store", None)
         if store is None:
@@ -39,5 +41,5 @@ class Reader:
         with self._lock:
             opened, self._opened = self._opened, []
         for store in opened:
-            with contextlib.suppress(sqlite3.Error):
+            with contextlib.suppress(*ENGINE_ERRORS):
                 store.close()

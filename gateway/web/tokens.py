@@ -13,11 +13,12 @@ import base64
 import hashlib
 import hmac
 import secrets
-import sqlite3
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
+from signet_gateway.store.faults import ENGINE_ERRORS, is_constraint
 from signet_gateway.store.model import StoreError, now_ms
+from signet_gateway.store.sqlite import Store
 
 __all__ = ["PREFIX", "Token", "TokenError", "check", "create", "list_tokens", "revoke"]
 
@@ -55,18 +56,19 @@ def check_name(name: str) -> str:
     return name
 
 
-def create(conn: sqlite3.Connection, name: str) -> str:
+def create(conn: Any, name: str) -> str:
     """A new token for ``name`` (the only time it exists in clear: print it once)."""
     check_name(name)
     token = PREFIX + base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode()
     try:
-        with conn:
-            conn.execute("BEGIN IMMEDIATE")
+        with Store.over(conn).transaction():
             conn.execute(
                 "INSERT INTO api_tokens (name, sha256, created_ms) VALUES (?, ?, ?)",
                 (name, _digest(token), now_ms()),
             )
-    except sqlite3.IntegrityError:
+    except ENGINE_ERRORS as exc:
+        if not is_constraint(exc):
+            raise
         raise TokenError(
             f"a token named {name!r} is in force: revoke it first (signet token revoke"
             f" {name!r}) or choose another name"
@@ -74,7 +76,7 @@ def create(conn: sqlite3.Connection, name: str) -> str:
     return token
 
 
-def list_tokens(conn: sqlite3.Connection) -> list[Token]:
+def list_tokens(conn: Any) -> list[Token]:
     return [
         Token(*row)
         for row in conn.execute(
@@ -83,10 +85,9 @@ def list_tokens(conn: sqlite3.Connection) -> list[Token]:
     ]
 
 
-def revoke(conn: sqlite3.Connection, name: str) -> Token:
+def revoke(conn: Any, name: str) -> Token:
     """Revoke the token in force under ``name``; TokenError if there is none."""
-    with conn:
-        conn.execute("BEGIN IMMEDIATE")
+    with Store.over(conn).transaction():
         row = conn.execute(
             "SELECT id FROM api_tokens WHERE name = ? AND revoked_ms IS NULL", (name,)
         ).fetchone()
@@ -96,7 +97,7 @@ def revoke(conn: sqlite3.Connection, name: str) -> Token:
     return next(t for t in list_tokens(conn) if t.id == row[0])
 
 
-def check(conn: sqlite3.Connection, presented: str) -> str | None:
+def check(conn: Any, presented: str) -> str | None:
     """The name of the token in force that ``presented`` is, else None."""
     wanted = _digest(presented)
     row = conn.execute(

@@ -267,7 +267,7 @@ def refusals(
         for finding, count in Store.over(conn).findings().items()
         if finding.startswith("refused:")
     }
-    sql = "SELECT id, received_ms, topic, reason, detail, size, raw, kid FROM quarantine WHERE 1"
+    sql = "SELECT id, received_ms, topic, reason, detail, size, raw, kid FROM quarantine WHERE TRUE"
     args: list[Any] = []
     if reason is not None:
         sql += " AND reason = ?"

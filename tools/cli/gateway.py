@@ -120,12 +120,6 @@ def cmd_gateway_run(args: argparse.Namespace) -> int:
 
     try:
         config = for_worker(load(args.config), args.worker)
-        if config.store.url is not None:
-            raise ConfigError(
-                "store.url: the gateway service does not run on PostgreSQL yet (the store,"
-                " `signet db` and the reading commands do; docs/GATEWAY.md, Choosing a"
-                " store): use store.path"
-            )
         gateway = Gateway(config)
     except ConfigError as exc:
         return _fail(str(exc))

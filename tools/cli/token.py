@@ -20,16 +20,11 @@ def _run(args: argparse.Namespace, write: bool) -> int:
     from signet_gateway.config import ConfigError
     from signet_gateway.mcr.report import iso_ms
     from signet_gateway.store.model import StoreError
-    from signet_gateway.store.sqlite import Store, is_url, store_name
+    from signet_gateway.store.sqlite import Store, store_name
     from signet_gateway.web import tokens
 
     try:
         path, _config = gateway_db(args.db, args.config)
-        if write and is_url(path):
-            raise StoreError(
-                f"signet token {args.token_command} does not run on PostgreSQL yet (`signet"
-                " token list` does; docs/GATEWAY.md, Choosing a store)"
-            )
         with Store(path, readonly=not write) as store:
             if args.token_command == "create":
                 token = tokens.create(store.conn, args.name)

@@ -1,0 +1,119 @@
+"""The store's write generation: how a process notices that another one wrote.
+
+What a gateway worker keeps in memory between its transactions (the sequencer's state per
+device, the transparency log's tree, the enrolled keys) is a cache of the database, right
+only while nobody else writes. On PostgreSQL several workers and the `signet` commands
+write one database, so every write transaction increments one counter in ``meta`` under
+the write lock it holds (``bump``, one statement, its new value returned): a process whose
+bump returns anything other than its own last value + 1 knows that another process wrote
+in between, and drops its caches before applying anything. One worker alone never does.
+
+SQLite counts nothing (``counts_generations`` False on its engine): one gateway process
+holds the file (ingest/instance_lock.py), and the commands' enrollments are noticed with
+SQLite's own free counter (``PRAGMA data_version``, ingest/enrollment.py), so the extra
+page written per commit would buy nothing there.
+
+The row is made by the first bump (databases made before it have none): ``read`` gives 0
+until then.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any, Final
+
+__all__ = ["BUMP", "Generations", "bump", "read"]
+
+BUMP: Final = (
+    "INSERT INTO meta (key, value) VALUES ('generation', '1') ON CONFLICT (key)"
+    " DO UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT) RETURNING value"
+)
+
+
+def bump(conn: Any) -> int:
+    """Increment the generation inside the open write transaction; its new value."""
+    return int(conn.execute(BUMP).fetchone()[0])
+
+
+def read(conn: Any) -> int:
+    """The committed generation (0: never bumped)."""
+    row = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+    return 0 if row is None else int(row[0])
+
+
+class Generations:
+    """One process's view of the generation on its write connection, shared by the caches
+    kept over that connection (the writer's sequencer, the log's tree, the key registry):
+    each registers what it does when another process wrote (``on_foreign_write``).
+
+    ``begin`` (inside a write transaction, under the lock: the authoritative check) and
+    ``check`` (between transactions: a cheap read, so that a command's enrollment is seen
+    before the next batch is verified) call them; ``committed`` after COMMIT makes the
+    transaction's value this process's own. ``reloads`` counts how often caches were
+    dropped. On SQLite (no generations) every method does nothing.
+    """
+
+    def __init__(self, conn: Any) -> None:
+        from .sqlite import engine_of  # sqlite.py imports this module
+
+        self.conn = conn
+        self.counts: bool = engine_of(conn).counts_generations
+        self.mine = read(conn) if self.counts else 0  # after this process's last look
+        self.reloads = 0
+        self._pending: int | None = None
+        self._forget: list[Callable[[], None]] = []
+
+    def on_foreign_write(self, forget: Callable[[], None]) -> None:
+        self._forget.append(forget)
+
+    def begin(self) -> None:
+        """Just after BEGIN: bump, and drop the caches if someone else wrote since."""
+        if self.counts:
+            value = bump(self.conn)
+            if value != self.mine + 1:
+                self._foreign()
+            self._pending = value
+
+    def committed(self) -> None:
+        if self._pending is not None:
+            self.mine, self._pending = self._pending, None
+
+    def rolled_back(self) -> None:
+        self._pending = None  # the bump was rolled back with the rest
+
+    def check(self) -> None:
+        """Between transactions: drop the caches now if someone else wrote since."""
+        if self.counts:
+            value = read(self.conn)
+            if value != self.mine:
+                self.mine = value
+                self._foreign()
+
+    def transaction(self) -> contextlib.AbstractContextManager[None]:
+        """A write transaction on the connection (the engine's BEGIN, the bump, COMMIT or
+        ROLLBACK): the log keeper's, so that its writes count as this process's own."""
+        return _transaction(self)
+
+    def _foreign(self) -> None:
+        self.reloads += 1
+        for forget in self._forget:
+            forget()
+
+
+@contextlib.contextmanager
+def _transaction(gens: Generations) -> Iterator[None]:
+    from .sqlite import engine_of
+
+    conn = gens.conn
+    conn.execute(engine_of(conn).begin)
+    try:
+        gens.begin()
+        yield
+        conn.execute("COMMIT")
+    except BaseException:
+        gens.rolled_back()
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    gens.committed()
