@@ -42,20 +42,25 @@ def create_gateway_database(db: Path | str, aggregate: dict[str, Any] | None = N
 
 
 def write_gateway_config(
-    path: Path, port: int, db: Path, *, create_db: bool = True, **sections: dict[str, Any]
+    path: Path, port: int, db: Path | str, *, create_db: bool = True, **sections: dict[str, Any]
 ) -> Path:
-    """A gateway.toml for a broker on 127.0.0.1:port and a database at db.
+    """A gateway.toml for a broker on 127.0.0.1:port and a database at db (a SQLite file's
+    path, or a PostgreSQL URL: [store] url).
 
     Each keyword is a TOML section whose keys override or extend the defaults. With
-    create_db, a database that does not exist yet is created (create_gateway_database), as
-    an operator's `signet db init` would: the gateway never creates one itself.
+    create_db, a SQLite file that does not exist yet is created (create_gateway_database), as
+    an operator's `signet db init` would: the gateway never creates one itself. A PostgreSQL
+    database is the caller's to create.
     """
-    if create_db and not Path(db).exists():
+    from signet_gateway.store.sqlite import is_url
+
+    url = is_url(db)
+    if create_db and not url and not Path(db).exists():
         create_gateway_database(Path(db), sections.get("aggregate"))
     config: dict[str, dict[str, Any]] = {
         "mqtt": {"host": "127.0.0.1", "port": port, "client_id": f"signet-gw-{path.parent.name}"},
         # Absolute: the gateway resolves a relative path against the config file's folder.
-        "store": {"path": str(Path(db).resolve())},
+        "store": {"url": str(db)} if url else {"path": str(Path(db).resolve())},
         "ingest": {"summary_s": 0},
     }
     for name, values in sections.items():
