@@ -84,7 +84,8 @@ class Findings:
         if self.counts:
             conn.executemany(
                 "INSERT INTO findings (kid, day, finding, count) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (kid, day, finding) DO UPDATE SET count = count + excluded.count",
+                " ON CONFLICT (kid, day, finding) DO UPDATE SET"
+                " count = findings.count + excluded.count",  # PostgreSQL: qualified
                 [(*key, count) for key, count in self.counts.items()],
             )
             self.counts.clear()

@@ -363,7 +363,8 @@ class Aggregator:
             conn.executemany(
                 "INSERT INTO agg_revenue_day (kid, day, cur, amount, count)"
                 " VALUES (?, ?, ?, ?, ?) ON CONFLICT (kid, day, cur) DO UPDATE SET"
-                " amount = amount + excluded.amount, count = count + excluded.count",
+                " amount = agg_revenue_day.amount + excluded.amount,"
+                " count = agg_revenue_day.count + excluded.count",  # PostgreSQL: qualified
                 [(*key, amount, count) for key, (amount, count) in pending.revenue.items()],
             )
             # A day whose last sale moved to another day has no row (as if never written).
@@ -374,7 +375,8 @@ class Aggregator:
         if pending.uptime:
             conn.executemany(
                 "INSERT INTO agg_uptime_day (kid, day, up_ms) VALUES (?, ?, ?)"
-                " ON CONFLICT (kid, day) DO UPDATE SET up_ms = up_ms + excluded.up_ms",
+                " ON CONFLICT (kid, day) DO UPDATE SET"
+                " up_ms = agg_uptime_day.up_ms + excluded.up_ms",
                 [(*key, up_ms) for key, up_ms in pending.uptime.items()],
             )
             conn.executemany(
@@ -430,9 +432,10 @@ class Aggregator:
             near = conn.execute(
                 "SELECT * FROM (SELECT 0, u, n, iv, up_start_ms, up_end_ms FROM agg_points"
                 " WHERE kid = ? AND b = ? AND (u, n) < (?, ?) ORDER BY u DESC, n DESC LIMIT 1)"
-                " UNION ALL SELECT * FROM (SELECT 1, u, n, iv, up_start_ms, up_end_ms"
-                " FROM agg_points WHERE kid = ? AND b = ? AND (u, n) > (?, ?)"
-                " ORDER BY u, n LIMIT 1)",
+                " AS subquery_pred UNION ALL SELECT * FROM"
+                " (SELECT 1, u, n, iv, up_start_ms, up_end_ms FROM agg_points"
+                " WHERE kid = ? AND b = ? AND (u, n) > (?, ?)"
+                " ORDER BY u, n LIMIT 1) AS subquery_succ",  # PostgreSQL 15 wants aliases
                 (kid, b, u, n, kid, b, u, n),
             ).fetchall()
             pred = next((row[1:] for row in near if row[0] == 0), None)
