@@ -28,9 +28,12 @@ Several workers (``mqtt.shared_group``): the record filter becomes the MQTT v5 s
 subscription ``$share/<group>/signet/v1/+/rec``, so the broker gives each record message to
 one worker of the group; the status filter stays plain, so that every worker's console sees
 every device's online/offline word (they are few, and a worker keeps them in memory only).
-Mosquitto 2 keeps handing a group member its share while the member is disconnected (queued
-in its persistent session until it comes back; docs/GATEWAY.md, Several workers), so a
-worker stopping cleanly unsubscribes from the group first: its share goes to the others.
+Mosquitto 2 keeps handing a group member its share while the member is disconnected, killed
+or stopped cleanly alike (queued in its persistent session until it comes back; docs/
+GATEWAY.md, Several workers). A stopping worker keeps its subscription all the same: were it
+to leave the group, a stop of every worker at once (an upgrade) would leave the group with
+no member, and the broker would drop the records published meanwhile instead of queueing
+them; a worker that stops comes back (systemd restarts it), and its share with it.
 
 The network thread never ends by itself: if it does (an exception escaped paho's loop, a
 bug), ``on_failure`` is told, and the service stops with exit 3 (docs/GATEWAY.md).
@@ -333,10 +336,6 @@ class MqttLink:
         session stays). Call it after the last publish_acks (the writer has ended): acks not
         confirmed by then are published again after the next start's connect."""
         deadline = time.monotonic() + timeout
-        if self.config.shared_group is not None and self.connected.is_set():
-            # Leave the group before going: Mosquitto would otherwise keep queueing this
-            # worker's share of new messages in its session until it comes back.
-            self.client.unsubscribe(self.rec_filter)
         while self.connected.is_set() and time.monotonic() < deadline:
             self.acks.reconcile()
             if self.acks.settled():
