@@ -339,14 +339,15 @@ def tree_rss_kib(pid: int) -> int:
 class _GatewayProc:
     """`signet gateway run` as a child process, its log lines read by a thread."""
 
-    def __init__(self, config: Path, log_path: Path) -> None:
+    def __init__(self, config: Path, log_path: Path, worker: str | None = None) -> None:
         self.log_path = log_path
         self.lines: list[str] = []
         self.connected_at: float | None = None
         self.cpu_at_connect = 0.0
         self.subscribed = threading.Event()
+        named = () if worker is None else ("--worker", worker)  # one of several workers
         self.proc = subprocess.Popen(
-            [*_signet_cmd(), "gateway", "run", "--config", str(config)],
+            [*_signet_cmd(), "gateway", "run", "--config", str(config), *named],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             text=True,

@@ -431,9 +431,22 @@ def cmd_revoke(args: argparse.Namespace) -> int:
 # -- bench --------------------------------------------------------------------------------------
 
 
+def _worker_counts(text: str) -> list[int]:
+    """--workers: worker counts, comma-separated (1,2)."""
+    try:
+        counts = [positive_int(part) for part in text.split(",")]
+    except argparse.ArgumentTypeError as exc:
+        raise argparse.ArgumentTypeError(f"{exc} (a list like 1,2)") from None
+    return sorted(set(counts))
+
+
 def cmd_bench_gateway(args: argparse.Namespace) -> int:
     from signet_tools.bench import gateway as bench_gateway
 
+    if args.store == "postgres":
+        return _bench_workers(args)
+    if args.workers is not None:
+        return _fail("--workers: needs --store postgres (one SQLite store takes one gateway)")
     try:
         result = bench_gateway.run(
             records=args.records,
@@ -446,6 +459,25 @@ def cmd_bench_gateway(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_REFUSED)
     print(bench_gateway.format_report(result))
     return EXIT_OK if result.ratio >= bench_gateway.TARGET_RATIO else EXIT_REFUSED
+
+
+def _bench_workers(args: argparse.Namespace) -> int:
+    """--store postgres: one and several workers on PostgreSQL, SQLite's one beside them."""
+    from signet_tools.bench import gateway as bench_gateway
+    from signet_tools.bench import gateway_workers
+
+    try:
+        result = gateway_workers.run(
+            records=args.records,
+            devices=args.devices,
+            workers=args.workers or [1, 2],
+            rounds=args.rounds,
+            workdir=args.dir,
+        )
+    except bench_gateway.BenchError as exc:
+        return _fail(str(exc), EXIT_REFUSED)
+    print(gateway_workers.format_report(result))
+    return EXIT_OK if result.meets else EXIT_REFUSED
 
 
 def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction) -> None:
@@ -600,6 +632,22 @@ def register(sub: argparse._SubParsersAction, bench: argparse._SubParsersAction)
         help="drains with the transparency log on, with it off and with the console polled,"
         " in alternating order; the best of each counts for the log, the medians for the"
         " console (default: 2)",
+    )
+    b.add_argument(
+        "--store",
+        choices=("sqlite", "postgres"),
+        default="sqlite",
+        help="postgres: drain the backlog with 1 and then several workers on one PostgreSQL"
+        " database (each with one verifier process; --threads is not used), SQLite's one"
+        " worker beside them: records/s, their ratio, CPU per record of every process, each"
+        " worker's RSS (default: sqlite, the log and console drains)",
+    )
+    b.add_argument(
+        "--workers",
+        type=_worker_counts,
+        default=None,
+        metavar="N,N",
+        help="with --store postgres: the worker counts to drain with (default: 1,2)",
     )
     b.add_argument("--dir", type=Path, default=None, help="working directory (default: temp)")
     b.set_defaults(func=cmd_bench_gateway)
