@@ -24,8 +24,8 @@ class GatewayProcessError(RuntimeError):
 
 
 def create_gateway_database(db: Path | str, aggregate: dict[str, Any] | None = None) -> None:
-    """A new, empty gateway database at db (a path, or a PostgreSQL URL: the store's tables
-    only): what `signet db init` does.
+    """A new, empty gateway database at db (a path, or a PostgreSQL URL): what `signet db
+    init` does.
 
     The store's tables (Store.create, which refuses an existing file) and the aggregation's,
     set up for the [aggregate] settings given (the gateway checks them again at every start),
@@ -33,12 +33,11 @@ def create_gateway_database(db: Path | str, aggregate: dict[str, Any] | None = N
     StoreError, or ConfigError for a bad [aggregate] table.
     """
     from signet_gateway.mcr.aggregate import Aggregator, settings_from_config
-    from signet_gateway.store.sqlite import Store, is_url
+    from signet_gateway.store.sqlite import Store
 
     hb_tolerance = settings_from_config(aggregate or {})  # checked before anything is made
     with Store.create(db) as store:
-        if not is_url(db):  # PostgreSQL: the aggregator's SQL is SQLite's still (GATEWAY.md)
-            Aggregator(store.conn, hb_tolerance=hb_tolerance)
+        Aggregator(store.conn, hb_tolerance=hb_tolerance)
 
 
 def write_gateway_config(

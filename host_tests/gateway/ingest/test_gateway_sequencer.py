@@ -1,9 +1,11 @@
 """Sequence rules (PROTOCOL 6.4) and ack(K) (6.5), applied through the real BatchWriter
-on a real SQLite store, with records signed by the firmware code."""
+on a real store (SQLite, then PostgreSQL: new_store), with records signed by the firmware
+code."""
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import time
 from pathlib import Path
 
@@ -18,10 +20,11 @@ from signet_gateway.store.sqlite import Store
 from signet_gateway.verify.verifier import Verifier
 
 NOW = T0 + 10_000_000
+_EXAMPLES = itertools.count()  # a new store for each of hypothesis's examples
 
 
 class Harness:
-    def __init__(self, path: Path, *devs: Dev, skew_s: int = 300) -> None:
+    def __init__(self, path: Path | str, *devs: Dev, skew_s: int = 300) -> None:
         self.store = Store.create(path)
         for d in devs:
             self.store.enroll(d.key, "software")
@@ -60,8 +63,8 @@ def dev() -> Dev:
 
 
 @pytest.fixture
-def h(tmp_path: Path, dev: Dev) -> Harness:
-    return Harness(tmp_path / "g.db", dev)
+def h(new_store, dev: Dev) -> Harness:
+    return Harness(new_store("g.db"), dev)
 
 
 def test_in_order_records_are_stored_and_acked(h: Harness, dev: Dev) -> None:
@@ -150,13 +153,13 @@ def test_lost_records_before_boot_are_missing(h: Harness, dev: Dev) -> None:
     assert h.ack(dev) == 3
 
 
-def test_chain_break_is_counted_once_whatever_the_order(tmp_path: Path) -> None:
+def test_chain_break_is_counted_once_whatever_the_order(new_store) -> None:
     for order in ((0, 1, 2, 3), (3, 2, 1, 0), (0, 2, 3, 1)):
         dev = Dev(7)
         recs = dev.chain(2)
         bad = dev.make("hb", prev=bytes(range(32)))  # n=3 does not link to n=2
         recs += [bad, dev.make("hb")]
-        h = Harness(tmp_path / f"g{''.join(map(str, order))}.db", dev)
+        h = Harness(new_store(f"g{''.join(map(str, order))}.db"), dev)
         for i in order:
             h.feed(dev, recs[i])
         assert h.store.chain_break_ns(dev.kid) == [3], order
@@ -164,9 +167,9 @@ def test_chain_break_is_counted_once_whatever_the_order(tmp_path: Path) -> None:
         assert h.ack(dev) == 4
 
 
-def test_genesis_rules(tmp_path: Path) -> None:
+def test_genesis_rules(new_store) -> None:
     dev = Dev(8)
-    h = Harness(tmp_path / "g.db", dev)
+    h = Harness(new_store("g.db"), dev)
     first = dev.make("hb", prev=b"\x01" * 32)  # n = 1 with a non-zero p
     h.feed(dev, first)
     assert h.store.chain_break_ns(dev.kid) == [1]
@@ -176,8 +179,8 @@ def test_genesis_rules(tmp_path: Path) -> None:
     assert h.store.chain_break_ns(dev.kid) == [1, 3]
 
 
-def test_future_time_is_stored_and_marked(tmp_path: Path, dev: Dev) -> None:
-    h = Harness(tmp_path / "g.db", dev, skew_s=60)
+def test_future_time_is_stored_and_marked(new_store, dev: Dev) -> None:
+    h = Harness(new_store("g.db"), dev, skew_s=60)
     rec = dev.make("hb", t=NOW + 3_600_000)
     result = h.feed(dev, rec)
     assert result.stored == 1 and h.ack(dev) == 1
@@ -200,9 +203,9 @@ def test_refusals_are_quarantined_and_counted(h: Harness, dev: Dev) -> None:
     assert h.findings(dev)["refused:bad_signature"] == 1
 
 
-def test_internal_error_quarantines_one_message_and_keeps_the_rest(tmp_path: Path) -> None:
+def test_internal_error_quarantines_one_message_and_keeps_the_rest(new_store) -> None:
     dev = Dev(9)
-    store = Store.create(tmp_path / "g.db")
+    store = Store.create(new_store("g.db"))
     store.enroll(dev.key, "software")
     calls = []
 
@@ -230,7 +233,7 @@ def test_internal_error_quarantines_one_message_and_keeps_the_rest(tmp_path: Pat
     max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.data())
-def test_order_independence_and_monotonic_ack(tmp_path_factory, data) -> None:
+def test_order_independence_and_monotonic_ack(new_store, data) -> None:
     """Any arrival order (with duplicates) ends in the same state; ack never decreases."""
     dev = Dev(3)
     recs = dev.chain(4)
@@ -240,7 +243,7 @@ def test_order_independence_and_monotonic_ack(tmp_path_factory, data) -> None:
     recs += [bad, dev.make("evt")]  # 14
     perm = data.draw(st.permutations(range(len(recs))))
     dups = data.draw(st.lists(st.sampled_from(range(len(recs))), max_size=4))
-    h = Harness(tmp_path_factory.mktemp("perm") / "g.db", dev)
+    h = Harness(new_store(f"perm{next(_EXAMPLES)}.db"), dev)
     acks = [0]
     for i in [*perm, *dups]:
         h.feed(dev, recs[i])
@@ -255,13 +258,13 @@ def test_order_independence_and_monotonic_ack(tmp_path_factory, data) -> None:
     assert h.store.unused_ranges(dev.kid) == [(5, 8)]
 
 
-def test_state_survives_reopening_the_store(tmp_path: Path, dev: Dev) -> None:
+def test_state_survives_reopening_the_store(new_store, dev: Dev) -> None:
     recs = dev.chain(6)
-    h = Harness(tmp_path / "g.db", dev)
+    h = Harness(new_store("g.db"), dev)
     h.feed(dev, recs[0], recs[1], recs[3])
     h.store.close()
     h2 = Harness.__new__(Harness)
-    h2.store = Store(tmp_path / "g.db")
+    h2.store = Store(new_store("g.db"))
     h2.verifier = Verifier(h2.store.active_keys())
     h2.writer = BatchWriter(h2.store.conn, max_future_skew_ms=1, quarantine_rows=5,
                             quarantine_bytes=5)  # fmt: skip
