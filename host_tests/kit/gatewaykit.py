@@ -19,7 +19,7 @@ from signet.signer import SoftwareSigner
 from signet_gateway.ingest.wire import parse_ack
 from signet_gateway.store.sqlite import Store
 from signet_gateway.verify.pubkeys import DevicePublicKey
-from signet_tools.runners.gateway_process import write_gateway_config
+from signet_tools.runners.gateway_process import create_gateway_database, write_gateway_config
 from signet_tools.runners.waiting import wait_until
 
 T0 = 1_700_000_000_000
@@ -114,9 +114,14 @@ def write_config(
     return write_gateway_config(path, port, db, create_db=create_db, ingest=ingest, **sections)
 
 
-def enrolled_gateway(tmp_path: Path, port: int, devs: list[Dev], **sections: Any) -> Path:
-    """gateway.toml and its database in tmp_path, with every device enrolled (software tier)."""
-    db = tmp_path / "gateway.db"
+def enrolled_gateway(
+    tmp_path: Path, port: int, devs: list[Dev], *, db: Path | str | None = None, **sections: Any
+) -> Path:
+    """gateway.toml in tmp_path and its database (tmp_path/gateway.db, or ``db``: a path or
+    an empty PostgreSQL database's URL), with every device enrolled (software tier)."""
+    db = tmp_path / "gateway.db" if db is None else db
+    if isinstance(db, str):  # PostgreSQL: write_config makes no database there
+        create_gateway_database(db, sections.get("aggregate"))
     cfg = write_config(tmp_path / "gateway.toml", port, db, **sections)
     with Store(db) as store:
         for d in devs:

@@ -1,11 +1,10 @@
 """The gateway feeds the transparency log: one leaf per stored record in commit order, its
 key made on the first start, checkpoints at an interval and at a clean stop, and records
 stored while the log was off appended when it is back on. A real gateway process behind a
-real Mosquitto."""
+real Mosquitto, on both stores (new_store)."""
 
 from __future__ import annotations
 
-import sqlite3
 import stat
 from pathlib import Path
 
@@ -25,11 +24,12 @@ from signet_tools.runners.waiting import wait_until
 ORIGIN = "gw.test/signet"
 
 
-def _logged(db: Path) -> list[tuple[int | None, bytes, int]]:
-    with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
-        return conn.execute(
+def _logged(db: Path | str) -> list[tuple[int | None, bytes, int]]:
+    with Store(db, readonly=True) as store:
+        rows = store.conn.execute(
             "SELECT log_index, raw, received_ms FROM records ORDER BY log_index, received_ms"
         ).fetchall()
+        return [(index, bytes(raw), received) for index, raw, received in rows]
 
 
 def _send(port: int, clients: list[Mqtt], devs: list[Dev], count: int, name: str) -> None:
@@ -50,11 +50,12 @@ def _start(cfg: Path, log: Path, started: list[GatewayProcess]) -> GatewayProces
 
 @pytest.mark.timeout(120)
 def test_every_stored_record_is_one_leaf_in_commit_order_and_the_stop_signs_it(
-    tmp_path: Path, broker: Mosquitto, procs
+    new_store, tmp_path: Path, broker: Mosquitto, procs
 ) -> None:
     started, clients = procs
     devs = [Dev(i) for i in range(3)]
-    cfg = enrolled_gateway(tmp_path, broker.port, devs, log={"origin": ORIGIN})
+    db = new_store("gateway.db")
+    cfg = enrolled_gateway(tmp_path, broker.port, devs, db=db, log={"origin": ORIGIN})
     key_path = tmp_path / "gateway-log.key"
     assert not key_path.exists()
     gw = _start(cfg, tmp_path / "gw.log", started)
@@ -64,11 +65,11 @@ def test_every_stored_record_is_one_leaf_in_commit_order_and_the_stop_signs_it(
     assert stat.S_IMODE(key_path.stat().st_mode) == 0o600
     verifier = log_key.verifier(log_key.load(key_path), ORIGIN)
     assert f"its verifier key (give it to auditors): {verifier.vkey}" in gw.text()
-    rows = _logged(tmp_path / "gateway.db")
+    rows = _logged(db)
     assert [index for index, _, _ in rows] == list(range(120))
     # Commit order is receive order here: one connection published them in order.
     assert [received for _, _, received in rows] == sorted(received for _, _, received in rows)
-    with Store(tmp_path / "gateway.db", readonly=True) as store:
+    with Store(db, readonly=True) as store:
         log = RecordLog(store.conn)
         assert log.size == 120 and log.tree.root() == mth([raw for _, raw, _ in rows])
         last = log.latest_checkpoint()
@@ -79,14 +80,14 @@ def test_every_stored_record_is_one_leaf_in_commit_order_and_the_stop_signs_it(
 
 @pytest.mark.timeout(120)
 def test_a_checkpoint_is_signed_at_the_interval_while_records_arrive(
-    tmp_path: Path, broker: Mosquitto, procs
+    new_store, tmp_path: Path, broker: Mosquitto, procs
 ) -> None:
     started, clients = procs
     devs = [Dev(i) for i in range(2)]
+    db = new_store("gateway.db")
     cfg = enrolled_gateway(
-        tmp_path, broker.port, devs, log={"origin": ORIGIN, "checkpoint_interval_s": 1}
+        tmp_path, broker.port, devs, db=db, log={"origin": ORIGIN, "checkpoint_interval_s": 1}
     )
-    db = tmp_path / "gateway.db"
     gw = _start(cfg, tmp_path / "gw.log", started)
 
     def sizes() -> list[int]:
@@ -106,12 +107,12 @@ def test_a_checkpoint_is_signed_at_the_interval_while_records_arrive(
 
 @pytest.mark.timeout(120)
 def test_records_stored_with_the_log_off_are_appended_when_it_is_on_again(
-    tmp_path: Path, broker: Mosquitto, procs
+    new_store, tmp_path: Path, broker: Mosquitto, procs
 ) -> None:
     started, clients = procs
     devs = [Dev(i) for i in range(2)]
-    cfg = enrolled_gateway(tmp_path, broker.port, devs, log={"enabled": False})
-    db = tmp_path / "gateway.db"
+    db = new_store("gateway.db")
+    cfg = enrolled_gateway(tmp_path, broker.port, devs, db=db, log={"enabled": False})
     gw = _start(cfg, tmp_path / "off.log", started)
     _send(broker.port, clients, devs, 6, "off")
     assert gw.stop() == 0
