@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 from signet_gateway.config import ConfigError, LogConfig
@@ -28,17 +30,35 @@ from signet_gateway.store.record_log import RecordLog, StoredCheckpoint
 from signet_gateway.store.sqlite import Store
 
 from .link_state import Throttle
+from .timings import ThreadWork
 
 __all__ = ["LogKeeper"]
 
 log = logging.getLogger("signet.gateway")
 
 
+class _TimedRecordLog(RecordLog):
+    """The writer's RecordLog, its appends timed (the sequencer calls append in each batch's
+    transaction: the leaves' hashes, the tree's new nodes, their rows)."""
+
+    def __init__(self, conn: Any, work: ThreadWork) -> None:
+        super().__init__(conn)
+        self.work = work
+
+    def append(self, raws: Sequence[bytes]) -> int:
+        with self.work.timed():
+            return super().append(raws)
+
+
 class LogKeeper:
     """Owns the log on the writer's connection; every method runs on the writer thread."""
 
     def __init__(
-        self, config: LogConfig, conn: Any, generations: Generations | None = None
+        self,
+        config: LogConfig,
+        conn: Any,
+        generations: Generations | None = None,
+        work: ThreadWork | None = None,
     ) -> None:
         self.config = config
         self.store = Store.over(conn)
@@ -55,7 +75,9 @@ class LogKeeper:
                 config.key,
                 made,
             )
-        self.record_log = RecordLog(conn)
+        # The log's work on the writer thread, timed for /metrics and `signet bench gateway`.
+        self.work = work
+        self.record_log = RecordLog(conn) if work is None else _TimedRecordLog(conn, work)
         self._interval = config.checkpoint_interval_s
         self._next = time.monotonic() + self._interval
         self._failures = Throttle(1, 60.0)
@@ -63,7 +85,7 @@ class LogKeeper:
 
     def catch_up(self) -> int:
         """Append the records not in the log yet (one transaction); returns how many."""
-        with self.generations.transaction():
+        with self._timed(), self.generations.transaction():
             appended = self.record_log.append_unlogged()
         if appended:
             log.info("appended %d records stored while the log was off to the log", appended)
@@ -81,7 +103,7 @@ class LogKeeper:
         if size == 0 or (self.last is not None and self.last.size == size):
             return self.last  # nothing new to sign
         try:
-            with self.generations.transaction():
+            with self._timed(), self.generations.transaction():
                 self.last = self.record_log.issue_checkpoint(self.signer)
         except ENGINE_ERRORS as exc:
             self.record_log.rolled_back()
@@ -98,3 +120,6 @@ class LogKeeper:
         if not quiet:
             log.info("log checkpoint: %d records, root %s", self.last.size, self.last.root.hex())
         return self.last
+
+    def _timed(self) -> Any:
+        return nullcontext() if self.work is None else self.work.timed()

@@ -149,7 +149,9 @@ class Gateway:
                 )
         # The transparency log: its key (made on the first start), the records stored while
         # it was off, then one leaf per stored record in the writer's transactions.
-        self.log_keeper = LogKeeper(cfg.log, conn, generations) if cfg.log.enabled else None
+        self.log_keeper = (
+            LogKeeper(cfg.log, conn, generations, self.timings.log) if cfg.log.enabled else None
+        )
         if self.log_keeper is not None:
             self.log_keeper.catch_up()
         self.enrollment = enrollment = Enrollment(self.store, generations)
@@ -523,12 +525,15 @@ class Gateway:
         elapsed = max(1e-9, time.monotonic() - self._started)
         rss, hwm = rss_kib()
         refused = ", ".join(f"{r} {c}" for r, c in sorted(self.refused.items())) or "none"
+        # The log's work on the writer thread, in CPU (timings.py): what `signet bench
+        # gateway` reads as the log's cost.
+        logged = "" if self.log_keeper is None else f", log {self.timings.log.cpu_s:.3f} s CPU"
         self._refusal_lines.clear()  # next period logs a few examples again
         return (
             f"summary: {self.intake.received} messages ({self.intake.received / elapsed:.0f}/s"
             f" since start), {self.stats['stored']} records stored, {self.stats['duplicates']}"
             f" duplicates, {self.stats['equivocations']} equivocations, refused: {refused};"
-            f" {self.link.acks_published} acks published, {self.stats['commits']} commits;"
+            f" {self.link.acks_published} acks published, {self.stats['commits']} commits{logged};"
             f" {self._readiness_text()}; rss {rss // 1024} MiB (peak {hwm // 1024} MiB);"
             f" {self.link.state.describe()}"
         )

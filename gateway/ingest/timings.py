@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import bisect
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Final
 
-__all__ = ["LATENCY_BUCKETS_S", "Histogram", "Timings"]
+__all__ = ["LATENCY_BUCKETS_S", "Histogram", "ThreadWork", "Timings"]
 
 # Seconds: from a quick commit (a few ms) to a store that waits out an outage (minutes).
 LATENCY_BUCKETS_S: Final = (
@@ -48,6 +51,32 @@ class Histogram:
         return cumulative, total, running
 
 
+class ThreadWork:
+    """One kind of work that one thread does (the writer's log work): the wall time of each
+    piece in a histogram, and the thread's CPU time in it, summed. CPU time rather than wall
+    time alone because a loaded machine stretches the wall time by whatever else runs
+    meanwhile, not the CPU time: the CPU is what the work costs. A piece inside another (the
+    catch-up's appends) counts once, in the outer one."""
+
+    def __init__(self) -> None:
+        self.seconds = Histogram()
+        self.cpu_s = 0.0  # written by the working thread alone; a float read whole by others
+        self._depth = 0
+
+    @contextmanager
+    def timed(self) -> Iterator[None]:
+        self._depth += 1
+        outer = self._depth == 1
+        wall0, cpu0 = time.perf_counter(), time.thread_time()
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if outer:
+                self.cpu_s += time.thread_time() - cpu0
+                self.seconds.observe(time.perf_counter() - wall0)
+
+
 class Timings:
     """The gateway's latency histograms (docs/GATEWAY.md, "Metrics")."""
 
@@ -58,3 +87,6 @@ class Timings:
         self.ack = Histogram()
         # A chunk of messages, from being handed to a verifier process to its results.
         self.verify = Histogram()
+        # The transparency log's work on the writer thread: a batch's appends (inside its
+        # commit), the catch-up at start, each checkpoint (log_keeper.py).
+        self.log = ThreadWork()

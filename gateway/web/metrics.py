@@ -59,6 +59,10 @@ METRICS: Final = {
     " after the commit.",
     "signet_verify_chunk_seconds": "From handing a chunk of up to 128 messages to a verifier"
     " process to its results (with at most one chunk queued ahead of it).",
+    "signet_log_seconds": "The transparency log's work on the writer thread: a batch's"
+    " appends (inside its commit), the catch-up at start, a checkpoint.",
+    "signet_log_cpu_seconds_total": "The writer thread's CPU time in the transparency log's"
+    " work (the pieces of signet_log_seconds).",
     "signet_device_last_seen_age_seconds": "Seconds since the receive time of the device's"
     " newest record (its highest stored n), per enrolled device with records.",
     "signet_devices": "Enrolled keys by status (active, rotated, revoked).",
@@ -116,6 +120,8 @@ class GatewayCollector(Collector):
         yield _histogram("signet_commit_seconds", gw.timings.commit)
         yield _histogram("signet_ack_latency_seconds", gw.timings.ack)
         yield _histogram("signet_verify_chunk_seconds", gw.timings.verify)
+        yield _histogram("signet_log_seconds", gw.timings.log.seconds)
+        yield _counter("signet_log_cpu_seconds_total", gw.timings.log.cpu_s)
         yield from self._from_database()
 
     def _from_database(self) -> Iterator[Metric]:

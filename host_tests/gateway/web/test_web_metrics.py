@@ -97,6 +97,11 @@ def test_metrics_count_what_the_fleet_sent(
         assert value(after, f"{histogram}_bucket", le="+Inf") == commits
         assert 0 < value(after, f"{histogram}_sum") < 60 * commits
     assert value(after, "signet_verify_chunk_seconds_count") >= 1
+    # The log's work (on by default): the catch-up at start, then the appends of each commit
+    # that stored records (not those of duplicates or refusals alone), and their CPU.
+    assert 2 <= value(after, "signet_log_seconds_count") <= commits + 1
+    log_cpu = value(after, "signet_log_cpu_seconds_total")
+    assert 0 < log_cpu < value(after, "signet_commit_seconds_sum")
     ages = {s.labels["device"]: s.value for s in after["signet_device_last_seen_age_seconds"]}
     assert set(ages) == {a.kid, b.kid} and all(0 <= age < 60 for age in ages.values())
     assert value(after, "signet_devices", status="active") == 2
