@@ -142,7 +142,7 @@ class FleetParams:
     duration_s: float
     broker: tuple[str, int]
     out: Path
-    db: Path
+    db: Path | str  # the gateway's database: a SQLite file, or a PostgreSQL URL
     rate_per_min: float = 6.0
     outages: Sequence[OutageSpec] = ()
     reboots: int = 0
@@ -177,21 +177,21 @@ class FleetParams:
                 raise SimulationError(f"--outage {o}: only {self.devices} devices in the fleet")
 
 
-def hb_tolerance_of(db: Path, configured: float | None) -> float:
-    """The tolerance the uptime rule uses: configured ([aggregate]), else the database's."""
+def hb_tolerance_of(db: Path | str, configured: float | None) -> float:
+    """The tolerance the uptime rule uses: configured ([aggregate]), else the database's
+    (a SQLite file or a PostgreSQL URL)."""
     if configured is not None:
         return configured
-    import sqlite3
+    from signet_gateway.store.faults import ENGINE_ERRORS
+    from signet_gateway.store.model import StoreError
+    from signet_gateway.store.sqlite import Store
 
     try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-        try:
-            row = conn.execute(
+        with Store(db, readonly=True) as store:
+            row = store.conn.execute(
                 "SELECT value FROM agg_meta WHERE key = 'hb_tolerance_ppm'"
             ).fetchone()
-        finally:
-            conn.close()
-    except sqlite3.Error:
+    except (StoreError, *ENGINE_ERRORS):
         row = None
     return int(row[0]) / PPM if row else DEFAULT_HB_TOLERANCE
 
@@ -812,7 +812,7 @@ def revenue_totals(report: dict[str, Any], kids: Iterable[str]) -> dict[str, dic
     return dict(sorted(out.items()))
 
 
-def stored_check(truth: dict[str, Any], db: Path) -> list[str]:
+def stored_check(truth: dict[str, Any], db: Path | str) -> list[str]:
     """Every n each device signed is stored in the gateway's database, and the gateway's ack
     covers the device's last record with nothing missing: nothing lost."""
     from signet_gateway.store.sqlite import Store

@@ -18,6 +18,7 @@ from signet_gateway.ingest.intake import verify_message
 from signet_gateway.ingest.writer import BatchWriter, Message, WriteResult
 from signet_gateway.log.note import Signer
 from signet_gateway.mcr.aggregate import Aggregator, settings_from_config
+from signet_gateway.store.generation import Generations
 from signet_gateway.store.record_log import RecordLog, StoredCheckpoint
 from signet_gateway.store.sqlite import Store
 from signet_gateway.verify.pubkeys import DevicePublicKey
@@ -31,7 +32,7 @@ class OfflineGateway:
 
     def __init__(
         self,
-        db: Path,
+        db: Path | str,
         *,
         aggregate: dict[str, Any] | None = None,
         max_future_skew_ms: int = 300_000,
@@ -41,7 +42,10 @@ class OfflineGateway:
         conn = self.store.conn
         self.aggregator = Aggregator(conn, hb_tolerance=settings_from_config(aggregate or {}))
         self.record_log = RecordLog(conn) if log else None
-        self.enrollment = Enrollment(self.store)
+        # One view of the write generation for the writer, the keys and the checkpoints, as
+        # in the gateway: its own writes never count as another process's (generation.py).
+        self.generations = Generations(conn)
+        self.enrollment = Enrollment(self.store, self.generations)
         self.verifier = Verifier(self.enrollment.keys)
         self.writer = BatchWriter(
             conn,
@@ -53,6 +57,7 @@ class OfflineGateway:
             known_device=self.enrollment.known.__contains__,
             key_limits=self.enrollment.limits,
             record_log=self.record_log,
+            generations=self.generations,
         )
         self._mid = 0
 
@@ -79,7 +84,7 @@ class OfflineGateway:
     def checkpoint(self, signer: Signer, now_ms: int | None = None) -> StoredCheckpoint:
         """Sign a checkpoint of the log as it is (as the gateway's timer does)."""
         assert self.record_log is not None, "the log is off"
-        with self.store.transaction():
+        with self.generations.transaction():
             return self.record_log.issue_checkpoint(signer, now_ms)
 
     def close(self) -> None:
