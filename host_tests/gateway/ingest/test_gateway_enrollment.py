@@ -1,5 +1,6 @@
 """Enrollment and revocation take effect for the first record that follows the command:
-no client waits for the running gateway to notice them."""
+no client waits for the running gateway to notice them. On both stores (new_store: on
+PostgreSQL the gateway notices through the write generation)."""
 
 from __future__ import annotations
 
@@ -10,18 +11,21 @@ import pytest
 from kit.gatewaykit import Dev, Mqtt, write_config
 from signet_gateway.store.sqlite import Store
 from signet_tools.cli.main import main
-from signet_tools.runners.gateway_process import GatewayProcess
+from signet_tools.runners.gateway_process import GatewayProcess, create_gateway_database
 from signet_tools.runners.mosquitto import Mosquitto
 from signet_tools.runners.waiting import wait_until
 
 
 @pytest.fixture
-def running(tmp_path: Path, broker: Mosquitto):
-    """A gateway with an empty registry, and a client."""
-    cfg = write_config(tmp_path / "gateway.toml", broker.port, tmp_path / "gateway.db")
+def running(new_store, tmp_path: Path, broker: Mosquitto):
+    """A gateway with an empty registry, its database, and a client."""
+    db = new_store("gateway.db")
+    if isinstance(db, str):  # PostgreSQL: write_config makes no database there
+        create_gateway_database(db)
+    cfg = write_config(tmp_path / "gateway.toml", broker.port, db)
     gw = GatewayProcess(cfg, tmp_path / "gw.log").start()
     client = Mqtt(broker.port)
-    yield cfg, gw, client
+    yield cfg, gw, client, db
     client.close()
     gw.kill()
 
@@ -36,7 +40,7 @@ def _enroll(cfg: Path, dev: Dev, tmp_path: Path) -> None:
 def test_first_record_right_after_enroll_is_accepted_and_unknown_keys_still_refused(
     tmp_path: Path, running
 ) -> None:
-    cfg, gw, client = running
+    cfg, gw, client, db = running
     devs = [Dev(100 + i) for i in range(20)]
     strangers = [Dev(200 + i) for i in range(3)]  # never enrolled
     flood = [(s.topic, s.make("hb")) for _ in range(40) for s in strangers]
@@ -47,7 +51,6 @@ def test_first_record_right_after_enroll_is_accepted_and_unknown_keys_still_refu
         client.publish_all(flood[6 * i : 6 * i + 6])  # unknown keys in between
 
     client.wait_acks({d.kid: 1 for d in devs}, 30)
-    db = tmp_path / "gateway.db"
 
     def refused_unknown() -> int:
         with Store(db, readonly=True) as store:
@@ -68,7 +71,7 @@ def test_first_record_right_after_enroll_is_accepted_and_unknown_keys_still_refu
 
 @pytest.mark.timeout(90)
 def test_a_record_right_after_revoke_is_refused(tmp_path: Path, running) -> None:
-    cfg, gw, client = running
+    cfg, gw, client, db = running
     devs = [Dev(120 + i) for i in range(5)]
     for dev in devs:
         _enroll(cfg, dev, tmp_path)
@@ -79,7 +82,6 @@ def test_a_record_right_after_revoke_is_refused(tmp_path: Path, running) -> None
     for dev in devs:
         assert main(["revoke", dev.kid, "--config", str(cfg)]) == 0
         client.publish(dev.topic, dev.make("hb"), wait=False)  # at once, after revoke returned
-    db = tmp_path / "gateway.db"
 
     def refused() -> list[int]:
         with Store(db, readonly=True) as store:

@@ -2,7 +2,7 @@
 revocation count, from its moment on they are refused 'revoked' (also when a scheduled
 moment passes while the gateway runs); after a rotation the old key's records up to its
 last n count and those above are refused 'rotated', and the new key starts its own
-sequence and chain."""
+sequence and chain. On both stores (new_store)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ from signet_tools.runners.gateway_process import create_gateway_database
 class Gw:
     """The running gateway's writer path: Enrollment (keys, limits), verifier, BatchWriter."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path | str) -> None:
         create_gateway_database(path)
         self.store = Store(path)
         self.admin = Store(path)  # `signet enroll/revoke`: another connection
@@ -62,8 +62,8 @@ class Gw:
 
 
 @pytest.fixture
-def gw(tmp_path: Path) -> Gw:
-    return Gw(tmp_path / "gateway.db")
+def gw(new_store) -> Gw:
+    return Gw(new_store("gateway.db"))
 
 
 def test_revocation_at_a_stated_moment_counts_before_and_refuses_from_it(gw: Gw) -> None:
