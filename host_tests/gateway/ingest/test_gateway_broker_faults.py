@@ -1,7 +1,7 @@
 """The gateway process against a broker that fails: killed (SIGKILL) and restarted while
 the gateway drains a backlog, and hung (SIGSTOP) with its TCP connections left open. The
 gateway never exits, stores every record exactly once, and the retained acks end equal to
-the store's."""
+the store's. On SQLite only: the faults are the broker's, whatever the store."""
 
 from __future__ import annotations
 

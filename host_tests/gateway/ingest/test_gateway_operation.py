@@ -1,5 +1,6 @@
 """Operating the gateway process: one gateway per database, signals to its process group,
-set-up errors, and what it logs about its broker connection."""
+set-up errors, and what it logs about its broker connection. SQLite only: the instance
+lock is a SQLite file's (PostgreSQL takes several workers), the rest is not the store's."""
 
 from __future__ import annotations
 

@@ -3,6 +3,9 @@
 Full or unwritable: it stops acknowledging (devices keep their records), keeps its broker
 session, says it is not ready, and goes on by itself once it can write again, with
 nothing acknowledged that was not committed. Unusable (a table gone): exit 3.
+
+SQLite only: the faults are made in a SQLite file (its size cap, its permissions, a lock
+held on it); PostgreSQL's SQLSTATEs map to the same faults (store/faults.py, its tests).
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """Every thread and child process of the gateway, failing: recovered by design (a verifier
 process that dies or hangs is replaced), or said in one CRITICAL line and exit 3 (the
 writer, a verifier thread, the MQTT network thread). The gateway runs in this process so
-that a fault can be put inside it; the broker is a real Mosquitto."""
+that a fault can be put inside it; the broker is a real Mosquitto. On SQLite only: the
+faults are the threads' and processes', whatever the store."""
 
 from __future__ import annotations
 
