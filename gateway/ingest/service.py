@@ -527,7 +527,7 @@ class Gateway:
         refused = ", ".join(f"{r} {c}" for r, c in sorted(self.refused.items())) or "none"
         # The log's work on the writer thread, in CPU (timings.py): what `signet bench
         # gateway` reads as the log's cost.
-        logged = "" if self.log_keeper is None else f", log {self.timings.log.cpu_s:.3f} s CPU"
+        logged = "" if self.log_keeper is None else f", log {self.timings.log.cpu_s:.4f} s CPU"
         self._refusal_lines.clear()  # next period logs a few examples again
         return (
             f"summary: {self.intake.received} messages ({self.intake.received / elapsed:.0f}/s"

@@ -1,5 +1,6 @@
-"""`signet bench gateway`: the drain with the transparency log on and off, the log's cost in
-drain rate and its storage per record (tools/bench/gateway.py)."""
+"""`signet bench gateway`: the drain with the transparency log on and off, the log's cost (its
+work timed in the gateway, against the gateway's CPU) and its storage per record
+(tools/bench/gateway.py)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ def _drain(log: bool, drain_s: float, db: dict[str, int], rows: int) -> bench.Dr
         load_avg=1.5,
         db_bytes=db,
         record_row_bytes=rows,
+        log_cpu_s=0.13 if log else 0.0,  # 2.6 us a record: 1.4 % of the 180 us with the log
     )
 
 
@@ -47,6 +49,7 @@ def _result(on: bench.Drain, off: bench.Drain) -> bench.BenchResult:
         log_bytes=bench.log_storage(on.db_bytes, off.db_bytes),
         log_row_bytes=on.record_row_bytes - off.record_row_bytes,
         rounds=2,
+        drains=[on, off],
         drain_rates=[
             ("on", on.drain_rate),
             ("off", off.drain_rate),
@@ -72,10 +75,14 @@ def test_the_report_keeps_its_lines_and_adds_the_log_s_cost_and_storage() -> Non
     assert "ratio                                          0.83  (meets the 0.75 target)" in text
     assert "  records in the database: 50000; gateway exit on SIGTERM: 0" in lines
     assert "  gateway drain with the log off               10,204 records/s  (4.90 s;" in text
-    # 1 - 10,000 / 10,204: 2.0 % slower with the log.
-    cost = "the log's cost                                  2.0 % of the drain rate  (meets the 5"
+    # 0.13 s of the writer's CPU for 50,000 records: 2.6 us of the gateway's 180 us a record.
+    cost = "the log's cost                                  1.4 % of the drain  (meets the 5 %"
     assert cost in text
-    assert "CPU per record 180 us on, 174 us off" in text
+    assert "the log's work takes 2.6 us of the writer's CPU per record (1 drain;" in text
+    assert "in the same drain (every thread and verifier process; 180 us); one round: not" in text
+    # 1 - 10,000 / 10,204: 2.0 % slower with the log, in wall drain rate.
+    assert "in wall drain rate                              2.0 %  (round by round +2.0 %" in text
+    assert "CPU per record 180 us on, 174 us off (the best drains)" in text
     # (1,720,320 + 122,880) / 50,000 = 36.9; the rows 2.0 bytes longer.
     assert "the log's storage                              36.9 bytes per record beyond the" in text
     assert "(meets the 40 target): log_tiles 34.4, records 2.5 (pages in use" in text
@@ -87,8 +94,59 @@ def test_the_report_keeps_its_lines_and_adds_the_log_s_cost_and_storage() -> Non
     assert "the best of 2 drains each, alternating):" in text
     slow = _drain(True, 5.5, {"records": 20_000_000, "log_tiles": 2_100_000}, 17_400_000)
     text = bench.format_report(_result(slow, off))
-    assert "10.9 % of the drain rate  (MISSES the 5 % target)" in text
+    slow.log_cpu_s = 0.6  # 12 us of 180
+    text = bench.format_report(_result(slow, off))
+    assert "6.7 % of the drain  (MISSES the 5 % target)" in text
+    assert "in wall drain rate                             10.9 %" in text
     assert "44.5 bytes per record beyond the record  (MISSES the 40 target)" in text
+
+
+def test_the_log_s_cost_is_its_work_timed_in_the_gateway_and_says_when_it_is_established() -> None:
+    """The cost: the writer's CPU in the log's work per record (timed in the gateway) over
+    the gateway's whole CPU per record in the same drain; the median of the rounds, each
+    round's figure beside it, established when every round is on one side of the target.
+    Beside it the wall drain rate, round by round against the same round's drain without
+    the log, which the load swings either way (here -40 % to +10 %)."""
+    on = [_kind(5.0, 9.0, 1), _kind(6.2, 9.3, 2), _kind(5.5, 10.0, 3)]  # 180, 186, 200 us
+    for d, log_cpu_s in zip(on, (0.13, 0.15, 0.14), strict=True):  # 2.6, 3.0, 2.8 us
+        d.log_cpu_s = log_cpu_s
+    off = [_drain(False, 5.5, {}, 0), _drain(False, 5.6, {}, 0), _drain(False, 5.0, {}, 0)]
+    for r, d in enumerate(off, 1):
+        d.round = r
+    result = _result(on[0], off[0])
+    result.rounds, result.drains = 3, [on[0], off[0], off[1], on[1], on[2], off[2]]
+    assert result.log_costs_pct == pytest.approx([100 * 0.13 / 9.0, 100 * 0.15 / 9.3, 1.4])
+    text = bench.format_report(result)
+    # 1.44, 1.61, 1.40 %: the median 1.4.
+    assert (
+        "the log's cost                                  1.4 % of the drain  (meets the 5 %" in text
+    )
+    assert "2.8 us of the writer's CPU per record (median of 3: 2.6 to 3.0 us;" in text
+    assert "(every thread and verifier process; 186 us)" in text
+    assert "round by round 1.4, 1.6, 1.4 %: every round within the target: established" in text
+    # 1 - 10,000/9,091, 1 - 8,065/8,929, 1 - 9,091/10,000; the log-on drains 21 % apart.
+    wall = (
+        "in wall drain rate                              9.1 %  (round by round -10.0, +9.7, +9.1"
+    )
+    assert wall in text
+    assert (
+        "%, the log on against the same round's drain with it off; across rounds drains of" in text
+    )
+    assert "one kind differ by up to 21 %); CPU per record 180 us on, 174 us off" in text
+    on[1].drain_s = 4.0  # a disturbed round: its wall rate swings, the log's cost does not
+    text = bench.format_report(result)
+    assert (
+        "in wall drain rate                            -10.0 %  (round by round -10.0, -40.0, +9.1"
+        in text
+    )
+    assert "round by round 1.4, 1.6, 1.4 %: every round within the target: established" in text
+    on[1].log_cpu_s = 0.5  # 5.4 % of 9.3 s
+    text = bench.format_report(result)
+    assert "1.4 % of the drain  (meets the 5 % target)" in text
+    assert "round by round 1.4, 5.4, 1.4 %: rounds on both sides of the target: not" in text
+    for d in on:
+        d.log_cpu_s = 1.0
+    assert "every round beyond the target: established" in bench.format_report(result)
 
 
 def _kind(drain_s: float, cpu_s: float, round_: int, console: bool = False) -> bench.Drain:
@@ -170,6 +228,17 @@ def test_a_small_run_drains_the_same_records_with_the_log_on_and_off(tmp_path: P
     assert 300 <= result.log_row_bytes <= 3 * 300
     report = bench.format_report(result)
     assert "gateway drain with the log off" in report and "the log's storage" in report
+    # The log's cost: its work timed in each log-on drain's gateway (its summary line at the
+    # stop), as a share of the gateway's CPU in that drain; the median is what is printed.
+    ons = result.of_kind("on")
+    assert len(ons) == 2
+    for d in ons:
+        assert f", log {d.log_cpu_s:.4f} s CPU;" in d.summary_line
+        assert 0 < d.log_cpu_s < d.gateway_cpu_s / 2
+    assert result.log_costs_pct == [100 * d.log_cpu_s / d.gateway_cpu_s for d in ons]
+    cost = f"  the log's cost                           {result.log_cost_pct:10.1f} % of the drain"
+    assert cost in report and "us of the writer's CPU per record (median of 2:" in report
+    assert "in wall drain rate" in report.split("the log's storage")[0]
     # The console's drains: the same records, the API server up and answering the poller.
     assert result.console is not None and result.console.stored == 300
     assert result.console.poll_errors == []
