@@ -364,13 +364,18 @@ def cmd_gateway_status(args: argparse.Namespace) -> int:
     from signet_gateway.config import ConfigError
     from signet_gateway.ingest.instance_lock import read_status
     from signet_gateway.store.model import StoreError
-    from signet_gateway.store.sqlite import Store, store_name
+    from signet_gateway.store.sqlite import Store, is_url, store_name
 
     try:
         path, _config = gateway_db(args.db, args.config)
         Store(path, readonly=True).close()  # the same refusal of a missing database as elsewhere
     except (ConfigError, FileNotFoundError, StoreError) as exc:
         return _fail(str(exc))
+    if is_url(path):  # no instance lock, so no readiness file: several workers may run
+        return _fail(
+            f"{store_name(path)} is a PostgreSQL database: its gateway workers keep no"
+            " readiness file beside it; ask each worker's console (/readyz)"
+        )
     status = read_status(path)
     if args.json:
         print(json.dumps(status or {"ready": False, "running": False}, sort_keys=True))
