@@ -286,7 +286,9 @@ class Sequencer:
         """Committed acks of every device (> 0), e.g. to republish after a reconnect."""
         acks = self._store.acks()
         for kid, dev in self._devs.items():
-            if kid not in self._dirty and dev.ack > 0:
+            # The larger: another worker on the same PostgreSQL database may have committed
+            # a higher ack than this one's cache holds (generation.py).
+            if kid not in self._dirty and dev.ack > acks.get(kid, 0):
                 acks[kid] = dev.ack
         return acks
 

@@ -42,6 +42,8 @@ def test_own_writes_never_reload_and_another_writer_is_seen_once(store_at: Path 
 
     other = OfflineGateway(store_at)  # a second worker stores n = 31..35 of the same device
     _deliver(other, dev, recs[30:35], 30)
+    # The acks a reconnect republishes: the database's where it is ahead of this one's cache.
+    assert gw.writer.all_acks()[dev.kid] == 35
     gw.enroll(late.key)
     _deliver(gw, dev, recs[35:40], 35)  # in order after what the other stored
     _deliver(gw, late, late.chain(3), 40)  # enrolled by the command: the keys reloaded
