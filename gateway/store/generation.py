@@ -72,6 +72,7 @@ class Generations:
         if self.counts:
             value = bump(self.conn)
             if value != self.mine + 1:
+                self.mine = value - 1  # seen: a retry of this transaction drops nothing more
                 self._foreign()
             self._pending = value
 
