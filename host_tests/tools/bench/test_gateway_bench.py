@@ -234,8 +234,10 @@ def test_a_small_run_drains_the_same_records_with_the_log_on_and_off(tmp_path: P
     assert len(ons) == 2
     for d in ons:
         assert f", log {d.log_cpu_s:.4f} s CPU;" in d.summary_line
-        assert 0 < d.log_cpu_s < d.gateway_cpu_s / 2
-    assert result.log_costs_pct == [100 * d.log_cpu_s / d.gateway_cpu_s for d in ons]
+        assert 0 < d.log_cpu_s < d.stored * 1e-3  # under a millisecond a record
+    # (A drain this short can read 0 of the gateway's CPU: /proc counts in 10 ms ticks.)
+    shares = [100 * d.log_cpu_s / d.gateway_cpu_s for d in ons if d.gateway_cpu_s]
+    assert result.log_costs_pct == shares and all(0 < share < 100 for share in shares)
     cost = f"  the log's cost                           {result.log_cost_pct:10.1f} % of the drain"
     assert cost in report and "us of the writer's CPU per record (median of 2:" in report
     assert "in wall drain rate" in report.split("the log's storage")[0]
