@@ -21,9 +21,12 @@ def test_a_small_run_drains_the_backlog_with_one_and_two_workers_and_sqlite(
     for d in result.drains:
         assert d.records == 400 and d.exits == [0] * d.workers, d
         assert d.cpu_s["workers"] > 0 and d.cpu_s["broker"] >= 0  # 400 records: a tick or two
-        assert (d.cpu_s["postgres"] > 0) == (d.store == "postgres")
+        assert d.cpu_s["postgres"] >= 0 and (d.store == "postgres" or d.cpu_s["postgres"] == 0)
         assert len(d.peak_kib) == d.workers and all(p > 0 for p in d.peak_kib)
         assert all(100 in points for points in d.rss)
+    # The server's CPU is counted: 400 records are a tick or two of it (10 ms), so summed
+    # over both PostgreSQL drains rather than asked of each.
+    assert sum(d.cpu_s["postgres"] for d in result.drains if d.store == "postgres") > 0
     two = result.best("postgres x2")
     # Shared, not copied: each worker stored part of the backlog, together all of it.
     assert sum(two.shares) == 400 and all(two.shares), two.shares
