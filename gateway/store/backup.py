@@ -17,9 +17,11 @@ The transparency log's key is not in the database: back it up with it (docs/GATE
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,25 +73,19 @@ def _check(conn: sqlite3.Connection, what: str) -> None:
         raise StoreOpenError(f"{what} is not a Signet gateway database")
 
 
-def backup(source: Path, destination: Path) -> BackupSummary:
-    """Copy the database at ``source`` (which may be in use) to the new file ``destination``."""
+@contextlib.contextmanager
+def new_backup_file(destination: Path) -> Iterator[str]:
+    """A temporary file beside ``destination`` for the caller's block to fill. If the block
+    succeeds, the file is flushed to disk and linked under ``destination``, never over an
+    existing file; it is removed either way. Both engines' backups are written through it."""
     if destination.exists():
         raise StoreError(f"{destination} already exists: a backup never overwrites a file")
     if not destination.parent.is_dir():
         raise StoreError(f"cannot write {destination}: directory {destination.parent} is missing")
-    src = connect(source, readonly=True, any_version=True)
     fd, temp = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
     os.close(fd)
     try:
-        dst = sqlite3.connect(temp)
-        try:
-            src.backup(dst)  # one step: one read snapshot of the source
-            # A backup is one self-contained file: no WAL beside it.
-            dst.execute("PRAGMA journal_mode = DELETE")
-            _check(dst, f"the backup of {source}")
-            result = summary(dst, os.path.getsize(temp))
-        finally:
-            dst.close()
+        yield temp
         with open(temp, "rb") as f:
             os.fsync(f.fileno())
         os.link(temp, destination)  # fails if the name was taken meanwhile: never overwrite
@@ -99,8 +95,25 @@ def backup(source: Path, destination: Path) -> BackupSummary:
             f"{destination} already exists: a backup never overwrites a file"
         ) from None
     finally:
-        src.close()
         Path(temp).unlink(missing_ok=True)
+
+
+def backup(source: Path, destination: Path) -> BackupSummary:
+    """Copy the database at ``source`` (which may be in use) to the new file ``destination``."""
+    with new_backup_file(destination) as temp:
+        src = connect(source, readonly=True, any_version=True)
+        try:
+            dst = sqlite3.connect(temp)
+            try:
+                src.backup(dst)  # one step: one read snapshot of the source
+                # A backup is one self-contained file: no WAL beside it.
+                dst.execute("PRAGMA journal_mode = DELETE")
+                _check(dst, f"the backup of {source}")
+                result = summary(dst, os.path.getsize(temp))
+            finally:
+                dst.close()
+        finally:
+            src.close()
     return result
 
 

@@ -28,7 +28,7 @@ from typing import Final
 
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
-from .backup import BackupSummary, fsync_dir, summary
+from .backup import BackupSummary, new_backup_file, summary
 from .model import StoreError, StoreOpenError
 from .pg_connection import PgConnection, open_postgres, redact, schema_version
 from .pg_programs import pg_program
@@ -95,42 +95,28 @@ def _check_dump(dump: Path, what: str) -> None:
 def backup(url: str, destination: Path) -> BackupSummary:
     """pg_dump the gateway database at ``url`` (which may be in use) to the new file
     ``destination``."""
-    if destination.exists():
-        raise StoreError(f"{destination} already exists: a backup never overwrites a file")
-    if not destination.parent.is_dir():
-        raise StoreError(f"cannot write {destination}: directory {destination.parent} is missing")
-    source = open_postgres(url, readonly=True, any_version=True)  # a gateway database?
-    conninfo, env = _client(url)
-    fd, temp = tempfile.mkstemp(prefix=f".{destination.name}.", dir=destination.parent)
-    os.close(fd)
-    try:
-        _run(
-            [
-                str(pg_program("pg_dump")),
-                "--format=custom",
-                "--no-owner",
-                "--no-privileges",
-                f"--file={temp}",
-                f"--dbname={conninfo}",
-            ],
-            env,
-            f"pg_dump of {source.where}",
-        )
-        _check_dump(Path(temp), f"the backup of {source.where}")
-        with open(temp, "rb") as f:
-            os.fsync(f.fileno())
-        # What the dump holds: read from the database in a snapshot of its own, so the
-        # counts may be newer than the dump's if the gateway writes meanwhile.
-        result = summary(source, os.path.getsize(temp))  # type: ignore[arg-type]
-        os.link(temp, destination)  # fails if the name was taken meanwhile: never overwrite
-        fsync_dir(destination.parent)
-    except FileExistsError:
-        raise StoreError(
-            f"{destination} already exists: a backup never overwrites a file"
-        ) from None
-    finally:
-        source.close()
-        Path(temp).unlink(missing_ok=True)
+    with new_backup_file(destination) as temp:
+        source = open_postgres(url, readonly=True, any_version=True)  # a gateway database?
+        try:
+            conninfo, env = _client(url)
+            _run(
+                [
+                    str(pg_program("pg_dump")),
+                    "--format=custom",
+                    "--no-owner",
+                    "--no-privileges",
+                    f"--file={temp}",
+                    f"--dbname={conninfo}",
+                ],
+                env,
+                f"pg_dump of {source.where}",
+            )
+            _check_dump(Path(temp), f"the backup of {source.where}")
+            # What the dump holds: read from the database in a snapshot of its own, so the
+            # counts may be newer than the dump's if the gateway writes meanwhile.
+            result = summary(source, os.path.getsize(temp))  # type: ignore[arg-type]
+        finally:
+            source.close()
     return result
 
 
