@@ -376,6 +376,19 @@ def tree_rss_kib(pid: int) -> int:
     return sum(rss_kib(c)[0] for c in descendants(pid))
 
 
+def _first_start(config: Path, log_path: Path, worker: str | None = None) -> None:
+    """Start the gateway until it has subscribed, then stop it: its persistent session exists
+    on the broker (so a backlog published while it is stopped waits for it), its log key is
+    made. BenchError if it does not get there or does not stop cleanly."""
+    first = _GatewayProc(config, log_path, worker=worker)
+    if not first.subscribed.wait(60):
+        first.terminate()
+        raise BenchError(f"gateway did not subscribe: {first.lines[-5:]}")
+    code = first.terminate()
+    if code != 0:
+        raise BenchError(f"gateway exited {code} on SIGTERM: {first.lines[-5:]}")
+
+
 class _GatewayProc:
     """`signet gateway run` as a child process, its log lines read by a thread."""
 
@@ -603,13 +616,7 @@ class _Site:
                 # yet (to append it when the log is back on): without that index the drain
                 # is the one of a gateway that has no log at all, the baseline of its cost.
                 store.conn.execute(f"DROP INDEX {_UNLOGGED_INDEX}")
-        first = _GatewayProc(self.config, self.dir / "gateway-first.log")
-        if not first.subscribed.wait(60):
-            first.terminate()
-            raise BenchError(f"gateway did not subscribe: {first.lines[-5:]}")
-        code = first.terminate()
-        if code != 0:
-            raise BenchError(f"gateway exited {code} on SIGTERM: {first.lines[-5:]}")
+        _first_start(self.config, self.dir / "gateway-first.log")
 
     def drain(self, per_device: dict[int, list[bytes]], kids: dict[int, str]) -> Drain:
         """Publish the backlog while the gateway is stopped, then time its drain."""

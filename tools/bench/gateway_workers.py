@@ -48,6 +48,7 @@ from .gateway import (
     BenchError,
     _AckWatch,
     _device_records,
+    _first_start,
     _GatewayProc,
     _publish,
     _secret,
@@ -171,13 +172,7 @@ class _Drain:
             for i, key in keys.items():
                 store.enroll(key, "software", name=f"bench-{i:03d}")
         for name in self.names():
-            first = _GatewayProc(self.config, self.dir / f"first-{name}.log", worker=name)
-            if not first.subscribed.wait(60):
-                first.terminate()
-                raise BenchError(f"gateway did not subscribe: {first.lines[-5:]}")
-            code = first.terminate()
-            if code != 0:
-                raise BenchError(f"gateway exited {code} on SIGTERM: {first.lines[-5:]}")
+            _first_start(self.config, self.dir / f"first-{name}.log", worker=name)
 
     def drain(self, per_device: dict[int, list[bytes]], kids: dict[int, str]) -> WorkersDrain:
         records = sum(len(recs) for recs in per_device.values())
