@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .model import StoreError
-from .pg_connection import PgConnection
+from .pg_connection import PgConnection, refuse_tables
 from .record_log import RecordLog
 from .schema import postgres_ddl
 from .sqlite import connect
@@ -45,13 +45,11 @@ def copy_to_postgres(source: Path, url: str) -> CopySummary:
 
 
 def _copy(src: sqlite3.Connection, target: PgConnection) -> CopySummary:
-    held = sorted(target.engine().tables())
-    if held:
-        listed = ", ".join(held[:5]) + (" ..." if len(held) > 5 else "")
-        raise StoreError(
-            f"{target.where} is not empty (tables: {listed}): copy into an empty database"
-            " (the copy creates the tables itself: not one `signet db init` made)"
-        )
+    refuse_tables(
+        target,
+        "copy into an empty database"
+        " (the copy creates the tables itself: not one `signet db init` made)",
+    )
     src.execute("BEGIN")  # one read snapshot of the whole file
     try:
         objects = src.execute(

@@ -41,6 +41,7 @@ __all__ = [
     "open_postgres",
     "pg_sql",
     "redact",
+    "refuse_tables",
 ]
 
 
@@ -250,18 +251,21 @@ def schema_version(conn: PgConnection) -> str | None:
     return None if row is None else str(row[0])
 
 
+def refuse_tables(conn: PgConnection, advice: str) -> None:
+    """StoreError naming the tables the database at ``conn`` holds, if any, and ``advice``:
+    the gateway's tables are only ever made in an empty database."""
+    held = sorted(conn.engine().tables())
+    if held:
+        listed = ", ".join(held[:5]) + (" ..." if len(held) > 5 else "")
+        raise StoreError(f"{conn.where} is not empty (tables: {listed}): {advice}")
+
+
 def create_postgres(url: str) -> None:
     """The gateway's tables (schema.py, in PostgreSQL's types) in an empty database, in one
     transaction; StoreError if the database has tables already."""
     conn = PgConnection(url)
     try:
-        held = sorted(conn.engine().tables())
-        if held:
-            listed = ", ".join(held[:5]) + (" ..." if len(held) > 5 else "")
-            raise StoreError(
-                f"{conn.where} is not empty (tables: {listed}): a new gateway database is"
-                " made only in an empty database"
-            )
+        refuse_tables(conn, "a new gateway database is made only in an empty database")
         conn.execute("BEGIN")
         try:
             conn.executescript(postgres_ddl(SCHEMA))
