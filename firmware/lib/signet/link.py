@@ -14,8 +14,12 @@
 # leaves the MQTT stream in an unknown state (half a packet may be out), so the
 # connection is closed and reopened, but at once after a gc.collect(), without
 # backoff, counted in memory_errors (not disconnects), and the catch-up batch
-# is halved until publishes succeed again. Handlers never format a message
-# that could itself fail to allocate and escape step().
+# is halved. It grows back slowly: doubled after _GROW_AFTER full batches went
+# through at its size, and back to a size that failed only after _RETRY_AFTER
+# (twice as many after each new failure there, up to _RETRY_MAX): on a heap cut
+# into pieces, a size that cannot be had fails again, and each failure is a
+# reconnect. Handlers never format a message that could itself fail to allocate
+# and escape step().
 #
 # May import: record (for MAX_SAFE_INT) only; the transport is handed in
 # (mqtt.py on MicroPython, tools/pi/paho_transport.py on CPython), so this module
@@ -35,6 +39,9 @@ except ImportError:  # CPython
 
 _BATCH_HEAD = const(3)  # room for a CBOR array head (count < 65536)
 _BATCH_MIN = const(1030)  # smallest catch-up batch after low memory: one 1 KiB record + heads
+_GROW_AFTER = const(4)  # full batches at a size before doubling it
+_RETRY_AFTER = const(16)  # ... before doubling it to a size that failed
+_RETRY_MAX = const(1024)
 
 
 def parse_ack(data):
@@ -75,6 +82,9 @@ class Link:
         # One catch-up buffer for the link's life: a batch never allocates.
         self._batch = memoryview(bytearray(mqtt_cfg["batch_bytes"]))
         self._batch_limit = mqtt_cfg["batch_bytes"]  # halved after a MemoryError
+        self._batch_failed = 0  # the smallest limit a MemoryError came at (0: none)
+        self._batch_full = 0  # full batches through at _batch_limit
+        self._retry_after = _RETRY_AFTER
         self.connected = False
         self._failures = 0
         self._next_try = 0
@@ -168,8 +178,16 @@ class Link:
         # journal still holds everything, so nothing is lost, only resent.
         gc.collect()
         self.memory_errors += 1
-        limit = self._batch_limit // 2
+        limit = self._batch_limit
+        if self._batch_failed and limit >= self._batch_failed:
+            if self._retry_after < _RETRY_MAX:  # failed again where it failed before
+                self._retry_after *= 2
+        else:
+            self._batch_failed = limit
+            self._retry_after = _RETRY_AFTER
+        limit //= 2
         self._batch_limit = limit if limit > _BATCH_MIN else _BATCH_MIN
+        self._batch_full = 0
         if self.connected:
             self._close()
         self._next_try = now
@@ -277,12 +295,14 @@ class Link:
         count = 0
         last = self._cursor
         first = None
+        full = False  # stopped by the limit, not by the end of the journal
         it = j.pending(self._cursor, True)  # views into the journal's buffer: copied here
         try:
             for n, rec in it:
                 size = len(rec)
                 head = 2 if size < 256 else 3
                 if pos + head + size > cap:
+                    full = True
                     break
                 if size < 256:
                     buf[pos] = 0x58
@@ -304,22 +324,35 @@ class Link:
             return
         if count == 1:
             self._publish(buf[first:pos], last, 1)
-            return
-        if count < 24:
-            start = _BATCH_HEAD - 1
-            buf[start] = 0x80 | count
-        elif count < 256:
-            start = _BATCH_HEAD - 2
-            buf[start] = 0x98
-            buf[start + 1] = count
         else:
-            start = 0
-            buf[0] = 0x99
-            buf[1] = count >> 8
-            buf[2] = count & 0xFF
-        self._publish(buf[start:pos], last, count)
-        if cap < len(buf):  # it went through: let the batch grow back
-            self._batch_limit = cap * 2 if cap * 2 < len(buf) else len(buf)
+            if count < 24:
+                start = _BATCH_HEAD - 1
+                buf[start] = 0x80 | count
+            elif count < 256:
+                start = _BATCH_HEAD - 2
+                buf[start] = 0x98
+                buf[start + 1] = count
+            else:
+                start = 0
+                buf[0] = 0x99
+                buf[1] = count >> 8
+                buf[2] = count & 0xFF
+            self._publish(buf[start:pos], last, count)
+        if not full:
+            return
+        # A full batch went through at cap: after enough of them, twice the size.
+        failed = self._batch_failed
+        if cap >= failed:
+            failed = self._batch_failed = 0  # went through where it once failed: forgotten
+        size = len(buf)
+        if cap < size:
+            self._batch_full += 1
+            grown = cap * 2 if cap * 2 < size else size
+            if self._batch_full >= (
+                self._retry_after if failed and grown >= failed else _GROW_AFTER
+            ):
+                self._batch_limit = grown
+                self._batch_full = 0
 
 
 def _log(platform, fmt, arg):
