@@ -22,6 +22,7 @@ __all__ = [
     "QuarantineRow",
     "StoreError",
     "StoreOpenError",
+    "StoreUnreachable",
     "StoredRecord",
     "iso_ms",
     "now_ms",
@@ -36,6 +37,13 @@ class StoreOpenError(StoreError):
     """The database cannot be opened: there is none at the path (only an explicit create,
     `signet db init`, makes one, so a mistyped path is an error instead of a second, empty
     registry), or the file is not a Signet gateway database. A set-up error, not a refusal."""
+
+
+class StoreUnreachable(StoreOpenError):
+    """A PostgreSQL server that cannot be reached or takes no connections now (down,
+    starting, shutting down, out of connection slots, the network or its name lookup
+    failing): unlike the other StoreOpenErrors, waiting may cure it (the gateway waits:
+    docs/GATEWAY.md, Faults)."""
 
 
 class DatabaseError(StoreError):

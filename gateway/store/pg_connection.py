@@ -13,7 +13,12 @@ here once:
   (isolation_level=None); Store.transaction() begins READ COMMITTED and takes one
   advisory lock, as SQLite's BEGIN IMMEDIATE takes the write lock (PostgresEngine.begin);
 * errors: every psycopg error becomes the store's own (faults.database_error), so callers
-  never see psycopg's classes.
+  never see psycopg's classes;
+* a lost connection (the server restarted or stopped, the network failed): every statement
+  fails as ``unwritable`` (an outage, faults.py) until the owner calls
+  :meth:`PgConnection.reconnect`, which opens a new session with the same settings. It is
+  never done behind the caller's back: a transaction lost with its session must be begun
+  again whole, by whoever began it (the gateway's writer: docs/GATEWAY.md, Faults).
 
 Importing this module imports psycopg (a third of a second): the store imports it only
 when a ``postgresql://`` URL is opened.
@@ -21,7 +26,9 @@ when a ``postgresql://`` URL is opened.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import urllib.parse
 from collections.abc import Iterable, Sequence
 from typing import Any, Final
 
@@ -29,8 +36,8 @@ import psycopg
 from psycopg.adapt import Dumper, Loader
 from psycopg.pq import TransactionStatus
 
-from .faults import database_error
-from .model import StoreError, StoreOpenError
+from .faults import UNUSABLE, UNWRITABLE, database_error
+from .model import DatabaseError, StoreError, StoreOpenError, StoreUnreachable
 from .schema import SCHEMA, SCHEMA_VERSION, postgres_ddl
 from .sqlite import store_name as redact
 
@@ -150,38 +157,94 @@ class PgConnection:
     """The sqlite3.Connection calls the store uses, over one psycopg connection."""
 
     def __init__(self, url: str, *, readonly: bool = False) -> None:
-        self.where = redact(url)
+        self.where = redact(url)  # what messages name it by: never the password
+        self._url = url
+        self._readonly = readonly
+        self.reconnects = 0  # sessions opened again after one was lost (reconnect)
+        self._conn = self._connect()
+
+    def _connect(self) -> psycopg.Connection[Any]:
+        """A new session with the store's settings; StoreUnreachable if the server cannot be
+        reached now, StoreOpenError if it refused (a password, a database that is not there)."""
         try:
-            self._conn = psycopg.connect(url, autocommit=True, connect_timeout=10)
-        except psycopg.Error as exc:
-            raise StoreOpenError(f"cannot open database {self.where}: {_first_line(exc)}") from None
-        except ValueError as exc:  # a URL libpq cannot parse
-            raise StoreOpenError(f"cannot open database {self.where}: {exc}") from None
-        self._conn.adapters.register_dumper(bool, _BoolAsInt)
-        self._conn.adapters.register_loader("numeric", _NumericAsNumber)
-        self.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'")
-        if readonly:
-            self.execute("SET default_transaction_read_only = on")
+            conn = psycopg.connect(self._url, autocommit=True, connect_timeout=10)
+        except (psycopg.Error, ValueError) as exc:  # ValueError: a URL libpq cannot parse
+            said = self._scrub(_first_line(exc))
+            error = StoreUnreachable if _unreachable(exc) else StoreOpenError
+            raise error(f"cannot open database {self.where}: {said}") from None
+        conn.adapters.register_dumper(bool, _BoolAsInt)
+        conn.adapters.register_loader("numeric", _NumericAsNumber)
+        try:
+            conn.execute(f"SET lock_timeout = '{LOCK_TIMEOUT}'".encode())
+            if self._readonly:
+                conn.execute(b"SET default_transaction_read_only = on")
+        except psycopg.Error as exc:  # lost at once: the server went away again
+            with contextlib.suppress(psycopg.Error):
+                conn.close()
+            said = _first_line(exc)
+            raise StoreUnreachable(f"cannot open database {self.where}: {said}") from None
+        return conn
+
+    def _scrub(self, text: str) -> str:
+        """A libpq message that quotes part of the URL (a malformed one), without the
+        password in it, as written or decoded."""
+        try:
+            password = urllib.parse.urlsplit(self._url).password
+        except ValueError:
+            return text if self._url not in text else text.replace(self._url, self.where)
+        for form in {password, urllib.parse.unquote(password or "")}:
+            if form:
+                text = text.replace(form, "***")
+        return text
+
+    def _error(self, exc: psycopg.Error) -> DatabaseError:
+        """The store's DatabaseError for psycopg's; whatever it says, a statement that found
+        the session lost is an outage (``unwritable``): reconnect() may cure it."""
+        error = database_error(exc, self.where)
+        if self._conn.broken:
+            error.fault = UNWRITABLE
+        return error
+
+    @property
+    def lost(self) -> bool:
+        """The session is gone (the server restarted or stopped, the network failed): every
+        statement fails until reconnect()."""
+        return self._conn.broken
+
+    def reconnect(self) -> None:
+        """A new session in place of a lost one: the same URL and session settings (lock
+        timeout, read-only). DatabaseError ``unwritable`` if the server cannot be reached
+        now, ``unusable`` if it refuses this gateway (its password, the database gone).
+        Whatever the caller kept of the old session (a transaction, caches of what it read)
+        is its own to drop."""
+        with contextlib.suppress(psycopg.Error):
+            self._conn.close()
+        try:
+            self._conn = self._connect()
+        except StoreOpenError as exc:
+            fault = UNWRITABLE if isinstance(exc, StoreUnreachable) else UNUSABLE
+            raise DatabaseError(str(exc), fault) from None
+        self.reconnects += 1
 
     def execute(self, sql: str, params: Sequence[Any] | None = ()) -> psycopg.Cursor[Any]:
-        cursor = self._conn.cursor()
         try:
+            cursor = self._conn.cursor()  # fails too when the session is lost
             if params:
                 cursor.execute(pg_sql(sql), params)  # type: ignore[call-overload]
             else:  # sent as written: no placeholders, a literal % stays one
                 cursor.execute(sql.encode())
         except psycopg.Error as exc:
-            raise database_error(exc, self.where) from exc
+            raise self._error(exc) from exc
         return cursor
 
     def executemany(self, sql: str, seq: Iterable[Sequence[Any]]) -> psycopg.Cursor[Any]:
-        cursor = self._conn.cursor()
         rows = list(seq)
         try:
+            cursor = self._conn.cursor()
             if rows:
                 cursor.executemany(pg_sql(sql), rows)  # type: ignore[arg-type]
         except psycopg.Error as exc:
-            raise database_error(exc, self.where) from exc
+            raise self._error(exc) from exc
         return cursor
 
     def executescript(self, script: str) -> None:
@@ -190,7 +253,9 @@ class PgConnection:
 
     @property
     def in_transaction(self) -> bool:
-        return self._conn.info.transaction_status != TransactionStatus.IDLE
+        """A transaction is open on the session (False once the session is lost: whatever
+        it held is gone, there is nothing to roll back)."""
+        return self._conn.info.transaction_status in _IN_TRANSACTION
 
     def copy_rows(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
         """COPY rows into a table (db copy): much faster than INSERTs for a whole store."""
@@ -200,7 +265,7 @@ class PgConnection:
                 for row in rows:
                     copy.write_row(row)
         except psycopg.Error as exc:
-            raise database_error(exc, self.where) from exc
+            raise self._error(exc) from exc
 
     def engine(self) -> PostgresEngine:
         return PostgresEngine(self)
@@ -211,6 +276,32 @@ class PgConnection:
     @property
     def closed(self) -> bool:
         return self._conn.closed
+
+
+_IN_TRANSACTION: Final = frozenset(
+    {TransactionStatus.ACTIVE, TransactionStatus.INTRANS, TransactionStatus.INERROR}
+)
+# What a server or libpq says when it refuses a connection for good (until someone changes a
+# setting): the password or the method, the role or the database, the URL itself. Anything
+# else (refused at the port, a timeout, the server starting or shutting down, out of
+# connection slots, a name lookup failing) may pass by itself: StoreUnreachable.
+_REFUSED_FOR_GOOD: Final = (
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "does not exist",
+    "permission denied",
+    "invalid ",
+    "unsupported",
+    'missing "="',
+)
+
+
+def _unreachable(exc: BaseException) -> bool:
+    """A connection that failed for now, not for good (_REFUSED_FOR_GOOD)."""
+    if not isinstance(exc, psycopg.OperationalError):
+        return False  # ValueError, ProgrammingError: the URL itself
+    text = str(exc).lower()
+    return not any(said in text for said in _REFUSED_FOR_GOOD)
 
 
 def _first_line(exc: BaseException) -> str:

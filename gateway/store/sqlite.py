@@ -57,14 +57,27 @@ def is_url(where: Path | str) -> bool:
 
 
 def store_name(where: Path | str) -> str:
-    """How messages name a store: the file's path, or the URL without its password."""
+    """How messages name a store: the file's path, or the URL without its password (as
+    ``***``, given in the user part or as a ``password`` parameter). What every message,
+    log line and status names a PostgreSQL store by: the URL itself is only connected with."""
     if not is_url(where):
         return str(where)
-    parts = urllib.parse.urlsplit(str(where))
-    if parts.password is None:
-        return str(where)
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    text = str(where)
+    try:
+        parts = urllib.parse.urlsplit(text)
+    except ValueError:  # not a URL this parser reads (libpq may): name only its scheme
+        return text.split("//", 1)[0] + "//***"
+    user, at, host = parts.netloc.rpartition("@")
+    if ":" in user:
+        user = user.split(":", 1)[0] + ":***"
+    netloc = f"{user}{at}{host}"
+    query = "&".join(
+        "password=***" if item.split("=", 1)[0].lower() == "password" else item
+        for item in parts.query.split("&")
+    )
+    if netloc == parts.netloc and query == parts.query:
+        return text
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 class SqliteEngine:
@@ -188,8 +201,9 @@ class Store:
         if is_url(where):
             from .pg_connection import open_postgres
 
-            self.path: Path | str = where
             self.conn = open_postgres(str(where), readonly=readonly)
+            # Named, never holding the password: the connection keeps the URL it needs.
+            self.path: Path | str = self.conn.where
         else:
             self.path = Path(where)
             if not self.path.exists():

@@ -38,6 +38,7 @@ class OfflineGateway:
         max_future_skew_ms: int = 300_000,
         log: bool = True,
     ) -> None:
+        self.db = db  # Store.path names a PostgreSQL URL without its password: not one to open
         self.store = Store(db)
         conn = self.store.conn
         self.aggregator = Aggregator(conn, hb_tolerance=settings_from_config(aggregate or {}))
@@ -64,7 +65,7 @@ class OfflineGateway:
     def enroll(self, key: DevicePublicKey, tier: str = "software", **kwargs: Any) -> None:
         """Enroll a key as `signet enroll` does: from another connection, which the writer's
         enrollment notices before its next batch (as the running gateway does)."""
-        with Store(self.store.path) as admin:
+        with Store(self.db) as admin:
             admin.enroll(key, tier, **kwargs)
 
     def deliver(self, items: Sequence[tuple[str, bytes, int]]) -> WriteResult:

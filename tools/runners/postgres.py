@@ -65,6 +65,7 @@ class Postgres:
         self.port = 0
         self.workdir: Path | None = None
         self._started = False
+        self._serving = False  # the server runs (stop_server() keeps the cluster, stopped)
 
     # -- paths -----------------------------------------------------------------------------
 
@@ -149,24 +150,8 @@ class Postgres:
             with open(self.data / "postgresql.conf", "a") as conf:
                 conf.write("\n# signet test cluster (tools/runners/postgres.py)\n")
                 conf.write("\n".join(settings) + "\n")
-            # -w: pg_ctl polls the server's pid file until it reports ready, up to -t seconds,
-            # and fails at once if the server exits.
-            self._run(
-                [
-                    _program("pg_ctl"),
-                    "start",
-                    "--pgdata",
-                    str(self.data),
-                    "--log",
-                    str(self.log),
-                    "-w",
-                    "-t",
-                    str(int(timeout)),
-                ],
-                timeout + 5,
-                "pg_ctl start",
-            )
             self._started = True
+            self.start_server(timeout)
             with self.admin() as conn:
                 conn.execute(
                     sql.SQL("CREATE ROLE {} LOGIN CREATEDB PASSWORD {}").format(
@@ -184,7 +169,7 @@ class Postgres:
         if self.workdir is None:
             return
         try:
-            if self._started:
+            if self._started and self._serving:
                 self._run(
                     [
                         _program("pg_ctl"),
@@ -201,9 +186,51 @@ class Postgres:
                     "pg_ctl stop",
                 )
         finally:
-            self._started = False
+            self._started = self._serving = False
             shutil.rmtree(self.workdir, ignore_errors=True)
             self.workdir = None
+
+    # -- the server alone: an outage of a running cluster -----------------------------------
+
+    def start_server(self, timeout: float = 60.0) -> None:
+        """Start the cluster's server (again), on its port; returns when it takes connections.
+
+        -w: pg_ctl polls the server's pid file until it reports ready, up to -t seconds, and
+        fails at once if the server exits."""
+        self._run(
+            [
+                _program("pg_ctl"), "start", "--pgdata", str(self.data), "--log", str(self.log),
+                "-w", "-t", str(int(timeout)),
+            ],
+            timeout + 5,
+            "pg_ctl start",
+        )  # fmt: skip
+        self._serving = True
+
+    def stop_server(self, timeout: float = 30.0) -> None:
+        """Stop the server as an operator's fast shutdown does (every session ended), keeping
+        the cluster: start_server() brings it back with its data, on the same port."""
+        self._run(
+            [
+                _program("pg_ctl"), "stop", "--pgdata", str(self.data), "-m", "fast", "-w",
+                "-t", str(int(timeout)),
+            ],
+            timeout + 5,
+            "pg_ctl stop",
+        )  # fmt: skip
+        self._serving = False
+
+    def restart(self, timeout: float = 60.0) -> None:
+        """`pg_ctl restart -m fast`: every session ended, the server back on its port."""
+        self._run(
+            [
+                _program("pg_ctl"), "restart", "--pgdata", str(self.data), "--log",
+                str(self.log), "-m", "fast", "-w", "-t", str(int(timeout)),
+            ],
+            timeout + 5,
+            "pg_ctl restart",
+        )  # fmt: skip
+        self._serving = True
 
     # -- databases -------------------------------------------------------------------------
 

@@ -5,15 +5,17 @@ engines by the store tests (the store_at fixture)."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from kit.gatewaykit import Dev
 from signet_gateway.store.faults import FULL, UNUSABLE, UNWRITABLE, fault_of
-from signet_gateway.store.model import DatabaseError, StoreError, StoreOpenError
+from signet_gateway.store.model import DatabaseError, StoreError, StoreOpenError, StoreUnreachable
 from signet_gateway.store.pg_connection import pg_sql
 from signet_gateway.store.sqlite import Store, store_name
+from signet_tools.runners.mosquitto import free_port
 from signet_tools.runners.postgres import Postgres
 
 
@@ -71,10 +73,18 @@ def test_database_errors_are_the_stores_own_with_the_same_faults(pg_url: str) ->
     assert fault_of(DatabaseError("x", FULL, "53100")) == FULL
 
 
+def _end_session(cluster: Postgres, conn: Any) -> None:
+    """The server ends conn's session, as a restart does (and waits until it has)."""
+    pid = conn.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with cluster.admin() as admin:
+        assert admin.execute("SELECT pg_terminate_backend(%s, 5000)", (pid,)).fetchone() == (True,)
+
+
 def test_a_lost_server_is_a_fault_to_wait_out() -> None:
     pg = Postgres().start()
     try:
         store = Store.create(pg.url)
+        store.enroll(Dev(43).key, "software")
         with pg.admin() as admin:  # the server ends this session, as a restart would
             admin.execute(
                 "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = %s",
@@ -83,9 +93,75 @@ def test_a_lost_server_is_a_fault_to_wait_out() -> None:
         with pytest.raises(DatabaseError) as lost:
             store.devices()
         assert fault_of(lost.value) == UNWRITABLE
+        pg.stop_server()  # and stays down: a new session cannot be made yet
+        with pytest.raises(DatabaseError) as down:
+            store.conn.reconnect()
+        assert fault_of(down.value) == UNWRITABLE and "cannot open database" in str(down.value)
+        with pytest.raises(StoreUnreachable):  # opening waits too (the gateway's start)
+            Store(pg.url)
+        assert pg.password not in str(down.value)
+        pg.start_server()  # back, with its data, on the same port
+        store.conn.reconnect()
+        assert [d.kid for d in store.devices()] == [Dev(43).kid]
         store.close()
     finally:
         pg.stop()
+
+
+def test_a_lost_session_fails_every_statement_as_an_outage_until_made_again(
+    pg_url: str, pg_cluster: Postgres
+) -> None:
+    Store.create(pg_url).close()
+    with Store(pg_url) as store, Store(pg_url, readonly=True) as reader:
+        conn = store.conn
+        conn.execute("BEGIN")
+        _end_session(pg_cluster, conn)
+        with pytest.raises(DatabaseError) as lost:
+            store.devices()
+        assert fault_of(lost.value) == UNWRITABLE
+        assert conn.lost and not conn.in_transaction  # nothing left to roll back
+        for _ in range(2):  # the store's own error each time, never psycopg's
+            with pytest.raises(DatabaseError) as again:
+                conn.executemany("INSERT INTO meta (key, value) VALUES (?, ?)", [("a", "b")])
+            assert fault_of(again.value) == UNWRITABLE
+        assert not isinstance(again.value, psycopg.Error)
+        conn.reconnect()  # a new session with the same settings
+        assert not conn.lost and conn.reconnects == 1
+        assert store.devices() == []
+        assert conn.execute("SHOW lock_timeout").fetchone() == ("10s",)
+        _end_session(pg_cluster, reader.conn)
+        with pytest.raises(DatabaseError):
+            reader.devices()
+        reader.conn.reconnect()
+        with pytest.raises(DatabaseError, match="read-only"):  # still a reader
+            reader.enroll(Dev(44).key, "software")
+
+
+def test_no_message_and_no_store_location_holds_the_password(
+    pg_url: str, pg_cluster: Postgres
+) -> None:
+    secret = pg_cluster.password
+    with Store.create(pg_url) as store:
+        assert store.path == store_name(pg_url) and secret not in str(store.path)
+        assert store.engine.location() == store.path
+    # libpq quotes a malformed part of a URL: the password is not said, written or decoded.
+    malformed = pg_url.replace(secret, "s3cr%zzet")
+    with pytest.raises(StoreOpenError) as refused:
+        Store(malformed)
+    assert "s3cr" not in str(refused.value) and not isinstance(refused.value, StoreUnreachable)
+    # A wrong password is refused for good; a port where nothing listens may come up.
+    with pytest.raises(StoreOpenError) as wrong:
+        Store(pg_url.replace(secret, "not-the-password"))
+    assert not isinstance(wrong.value, StoreUnreachable)
+    nobody = f"postgresql://signet:{secret}@127.0.0.1:{free_port()}/signet"
+    with pytest.raises(StoreUnreachable) as unreachable:
+        Store(nobody)
+    assert secret not in str(unreachable.value)
+    # Given as a parameter, it is hidden too.
+    assert (
+        store_name(f"postgresql://signet@h/db?sslmode=require&password={secret}")
+        == "postgresql://signet@h/db?sslmode=require&password=***"
+    )
 
 
 def test_only_a_gateway_database_of_this_version_opens(

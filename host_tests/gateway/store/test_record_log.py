@@ -94,10 +94,10 @@ def test_a_rolled_back_append_leaves_no_trace(store: Store) -> None:
     assert RecordLog(store.conn).tree.root() == mth(first + other)
 
 
-def test_a_second_writer_is_noticed_before_appending(store: Store) -> None:
+def test_a_second_writer_is_noticed_before_appending(store: Store, store_at: Path | str) -> None:
     mine = RecordLog(store.conn)
     _append(store, mine, _entries(10, 1))
-    other_store = Store(store.path)
+    other_store = Store(store_at)  # (store.path names a URL without its password)
     try:
         _append(other_store, RecordLog(other_store.conn), _entries(5, 2))
     finally:
