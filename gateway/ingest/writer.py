@@ -275,6 +275,7 @@ class BatchWriter:
         limits = self.key_limits
         refused: list[tuple[Any, ...]] = []
         stored = duplicates = equivocations = 0
+        seq.preload([m.kid for m in messages if m.rejection is None and m.kid])
         for index, m in enumerate(messages):
             received_ms = m.received_ms
             day = day_of(received_ms)

@@ -24,7 +24,7 @@ import os
 import shlex
 import sqlite3
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -32,6 +32,7 @@ from signet_gateway.verify.payload_schema import decode_payload
 from signet_gateway.verify.pubkeys import DevicePublicKey
 
 from .generation import BUMP as BUMP_GENERATION
+from .key_groups import groups, marks
 from .lookup import resolve
 from .model import (
     Device,
@@ -634,6 +635,36 @@ class Store:
             "SELECT ack, highest, stored, unused FROM seqstate WHERE kid = ?", (device_id,)
         ).fetchone()
         return (0, 0, 0, 0) if row is None else tuple(row)  # type: ignore[return-value]
+
+    def seq_states(
+        self, device_ids: Sequence[str]
+    ) -> dict[str, tuple[int, int, int, int, bytes | None]]:
+        """kid -> (ack, highest, stored, unused, payload of the highest record) of each device
+        that has stored anything (seq_state for many devices at once: key_groups.py)."""
+        out: dict[str, tuple[int, int, int, int, bytes | None]] = {}
+        for group in groups(device_ids):
+            for kid, ack, highest, stored, unused, head in self.conn.execute(
+                "SELECT s.kid, s.ack, s.highest, s.stored, s.unused, r.payload FROM seqstate s"
+                " LEFT JOIN records r ON r.kid = s.kid AND r.n = s.highest"
+                f" WHERE s.kid IN ({marks(len(group))})",
+                group,
+            ):
+                out[kid] = (ack, highest, stored, unused, None if head is None else bytes(head))
+        return out
+
+    def unused_above_ack(self, device_ids: Sequence[str]) -> dict[str, list[tuple[int, int]]]:
+        """kid -> its ranges declared never used that reach above its ack, in order
+        (unused_ranges(kid, above=ack) for many devices at once: key_groups.py)."""
+        out: dict[str, list[tuple[int, int]]] = {}
+        for group in groups(device_ids):
+            for kid, lo, hi in self.conn.execute(
+                "SELECT u.kid, u.lo, u.hi FROM unused u LEFT JOIN seqstate s ON s.kid = u.kid"
+                f" WHERE u.kid IN ({marks(len(group))}) AND u.hi > COALESCE(s.ack, 0)"
+                " ORDER BY u.kid, u.lo",
+                group,
+            ):
+                out.setdefault(kid, []).append((lo, hi))
+        return out
 
     def ack(self, device_id: str) -> int:
         """ack(K) (PROTOCOL 6.5): every n in 1..ack is stored or declared unused."""

@@ -272,3 +272,47 @@ def test_state_survives_reopening_the_store(new_store, dev: Dev) -> None:
     h2.feed(dev, recs[2], recs[4], recs[5])
     assert h2.ack(dev) == 6 and h2.store.missing(dev.kid) == 0
     assert h2.store.chain_break_ns(dev.kid) == []
+
+
+def test_a_batch_s_devices_read_at_once_hold_what_each_read_alone_holds(new_store) -> None:
+    """Sequencer.preload (every device of a batch in a few statements, as a worker does after
+    another one wrote) gives each device the state its first record alone would load: ack,
+    highest, counts, the highest record's payload hash and the unused ranges above the ack,
+    for devices in order, with a gap, with unused ranges below and above the ack, and none
+    stored; more devices than one statement's group, so that groups are padded and split."""
+    devs = [Dev(600 + i) for i in range(70)]
+    h = Harness(new_store("g.db"), *devs)
+    for i, d in enumerate(devs[:-1]):
+        recs = d.chain(3 + i % 4)
+        if i % 3 == 1:
+            recs.append(d.boot(n=12, ls=8))  # 9..11 unused, above the ack (records lost)
+        if i % 3 == 2:
+            recs.append(d.boot(n=len(recs) + 3, ls=len(recs)))  # ranges the ack passed
+            recs += d.chain(2)
+        h.feed(d, *(r for k, r in enumerate(recs) if not (i % 5 == 0 and k == 1)))
+    kids = [d.kid for d in devs]
+    bulk, alone = Harness.__new__(Harness), Harness.__new__(Harness)
+    for fresh in (bulk, alone):
+        fresh.writer = BatchWriter(h.store.conn, max_future_skew_ms=1, quarantine_rows=5,
+                                   quarantine_bytes=5)  # fmt: skip
+    bulk.writer.seq.preload(kids)
+    states = {}
+    for name, seq in (("bulk", bulk.writer.seq), ("alone", alone.writer.seq)):
+        states[name] = [
+            # preload reads the head's hash with the state; alone, it is read when needed
+            (
+                dev.ack,
+                dev.highest,
+                dev.stored,
+                dev.unused,
+                dev.head_hash if name == "bulk" else seq._head_hash(dev),
+                dev.ranges,
+            )
+            for dev in (seq._devs.get(kid) or seq._load(kid) for kid in kids)
+        ]
+    assert states["bulk"] == states["alone"]
+    acks = [s[0] for s in states["bulk"]]
+    assert len(set(acks)) > 3 and acks[-1] == 0  # the devices differ; the last has nothing
+    assert sum(1 for s in states["bulk"] if s[5]) > 10  # unused ranges above the ack
+    assert all(s[4] is not None for s in states["bulk"][:-1])  # hashes read, not left
+    assert sum(1 for s in states["bulk"] if s[0] < s[1]) > 10  # gaps
