@@ -106,7 +106,13 @@ class LogKeeper:
             with self._timed(), self.generations.transaction():
                 self.last = self.record_log.issue_checkpoint(self.signer)
         except ENGINE_ERRORS as exc:
-            self.record_log.rolled_back()
+            try:
+                self.record_log.rolled_back()
+            except ENGINE_ERRORS:
+                # The session was lost: the tree is read again when it is made again (the
+                # reconnect drops every cache kept over the old one: generation.py).
+                if not getattr(self.store.conn, "lost", False):
+                    raise
             if self._failures.allow() is not None:
                 log.warning("cannot store a log checkpoint now (%s); trying again later", exc)
             return None

@@ -259,9 +259,9 @@ class Sequencer:
         return changed, republish
 
     def rolled_back(self) -> None:
-        """After ROLLBACK: forget everything not committed (state reloads from the database)."""
-        if self.record_log is not None:
-            self.record_log.rolled_back()
+        """After ROLLBACK: forget everything not committed (state reloads from the database).
+        The memory first: the log's tree reloads from the database, which fails when the
+        session was lost (the tree is reloaded again when it is made again: forget)."""
         self._devs.clear()
         self._dirty.clear()
         self._inserts.clear()
@@ -270,6 +270,8 @@ class Sequencer:
         self._republish.clear()
         self.findings.clear()
         self.events.clear()
+        if self.record_log is not None:
+            self.record_log.rolled_back()
 
     def forget(self) -> None:
         """Another process wrote since this one's last transaction (several gateway workers on

@@ -9,8 +9,11 @@ the database.
 
 Faults (docs/GATEWAY.md, "Faults"): the broker connection is made again whenever it
 is lost or the broker stops answering (mqtt_link.py); a store that is full or cannot
-be written is waited out with nothing acknowledged (store_outage.py); a verifier
-process that dies or hangs is replaced (intake.py). What no design recovers from -
+be written is waited out with nothing acknowledged (store_outage.py), and so is a
+PostgreSQL server that restarts or stops under a running gateway (its session made again,
+what was kept over the old one dropped: :meth:`Gateway._reconnect_if_lost`) or that cannot
+be reached when the gateway starts (:meth:`Gateway._open_store`); a verifier process that
+dies or hangs is replaced (intake.py). What no design recovers from -
 an unusable store, a thread that fails (a bug) - is said in one CRITICAL line and
 stops the gateway with exit 3 (:meth:`Gateway._fatal`). :meth:`Gateway.readiness` is
 what the HTTP console (gateway/web) serves as ``/readyz``; it is written beside the database
@@ -25,12 +28,14 @@ import os
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 from typing import Any, Final
 
 from signet_gateway.config import ConfigError, GatewayConfig, load
 from signet_gateway.mcr.aggregate import Aggregator, settings_from_config
-from signet_gateway.store.faults import ENGINE_ERRORS
+from signet_gateway.store.faults import ENGINE_ERRORS, UNWRITABLE
 from signet_gateway.store.generation import Generations
+from signet_gateway.store.model import StoreUnreachable
 from signet_gateway.store.sqlite import Store, is_url
 from signet_gateway.verify.verifier import Verifier
 
@@ -53,7 +58,7 @@ from .writer import (
     storage_error,
 )
 
-__all__ = ["Gateway", "rss_kib"]
+__all__ = ["Gateway", "StoppedWaiting", "rss_kib"]
 
 log = logging.getLogger("signet.gateway")
 
@@ -61,6 +66,11 @@ KEY_REFRESH_S: Final = 1.0  # an idle gateway logs enroll/revoke within this tim
 REFUSAL_LOG_LIMIT: Final = 10  # refusal lines per reason per summary period (then counted)
 EXIT_OK: Final = 0
 EXIT_FAILED: Final = 3  # storage unusable, a thread failed, or could not start
+
+
+class StoppedWaiting(Exception):
+    """Asked to stop (SIGTERM) while still waiting for the database at start: nothing was
+    taken, nothing is lost (exit 0)."""
 
 
 def rss_kib(pid: int | str = "self") -> tuple[int, int]:
@@ -100,6 +110,7 @@ class Gateway:
         self._read_errors = Throttle(burst=1, every_s=60)
         self._status: dict[str, Any] | None = None
         self._unpublished: dict[str, int] = {}  # committed acks held back (ack_interval_ms)
+        self._committing = False  # the writer is in _commit (its retries remake a lost session)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -111,7 +122,7 @@ class Gateway:
         database.
         """
         cfg = self.config
-        self.store = Store(cfg.store.location)
+        self.store = self._open_store(cfg.store.location)
         try:
             # Before anything is read or started: a second gateway on this database stops here.
             # PostgreSQL takes several workers (docs/GATEWAY.md, Several workers): no lock.
@@ -121,6 +132,24 @@ class Gateway:
         except BaseException:
             self._abandon_start()
             raise
+
+    def _open_store(self, where: Path | str) -> Store:
+        """The store, opened; a PostgreSQL server that cannot be reached now (down, starting,
+        out of connection slots: StoreUnreachable) is waited for, logged as an outage of the
+        store (store_outage.py), until it answers or the gateway is asked to stop
+        (StoppedWaiting). Any other refusal (no such database, a wrong password) raises."""
+        while True:
+            try:
+                store = Store(where)
+            except StoreUnreachable as exc:
+                delay = self.outage.failed(UNWRITABLE, str(exc), 0)
+                if self._stopping.wait(delay):
+                    raise StoppedWaiting(
+                        f"stopped while waiting for the database: {self.outage.problem}"
+                    ) from None
+                continue
+            self.outage.recovered()
+            return store
 
     def _abandon_start(self) -> None:
         intake: Intake | None = getattr(self, "intake", None)  # None: failed before it
@@ -301,22 +330,52 @@ class Gateway:
             self.stopped.set()
 
     def _housekeeping(self, now: float) -> None:
-        if self.log_keeper is not None:
+        lost = self._store_lost()
+        if self.log_keeper is not None and not lost:
             self.log_keeper.tick(now)
         # Acks: take in the broker's PUBACKs and connects; publish what is due (ack_outbox.py).
         self.link.reconcile_acks()
+        if lost and self._committing:
+            return  # the commit's next try makes the session again (_commit)
         if now >= self._next_refresh:
             # While idle too: the "device ... enrolled/revoked" lines appear without traffic.
             self._next_refresh = now + KEY_REFRESH_S
             try:
+                if self._reconnect_if_lost() and not self._committing:
+                    self.outage.recovered()  # idle: no commit to say it
                 self._sync_enrollment()
             except ENGINE_ERRORS as exc:
                 error = storage_error(exc)
                 if not isinstance(error, StorageUnavailable):
                     raise error from exc
+                if self._store_lost() and not self._committing:
+                    # The server went away while idle: the same outage as a commit's (its
+                    # lines, readiness), the session made again at the same pace.
+                    delay = self.outage.failed(error.fault, str(exc), self._waiting())
+                    self._next_refresh = now + delay
                 # Busy or failing now: the next look tries again (a commit reports the store).
-                if self._read_errors.allow() is not None:
+                elif self._read_errors.allow() is not None:
                     log.warning("cannot read the enrolled keys now (%s); trying again", exc)
+
+    def _store_lost(self) -> bool:
+        """The store's session is gone (PostgreSQL restarted or stopped, the network failed)."""
+        return bool(getattr(self.store.conn, "lost", False))
+
+    def _reconnect_if_lost(self) -> bool:
+        """If the store's session was lost, open a new one (the same settings) and drop
+        every cache kept over the old one, as after another process's write (generation.py):
+        a COMMIT whose answer was lost may have committed. True if it reconnected; the
+        store's DatabaseError if the server cannot be reached yet."""
+        if not self._store_lost():
+            return False
+        self.store.conn.reconnect()
+        self.generations.reconnected()
+        log.debug("made a new session with database %s", self.store.path)
+        return True
+
+    def _waiting(self, msgs: list[Message] | None = None) -> int:
+        """Messages taken and not yet committed: ``msgs`` and those in the intake's order."""
+        return len(msgs or ()) + sum(len(c.msgs) for c in list(self.intake.order))
 
     def _flush_acks(self) -> None:
         if self._unpublished:
@@ -326,21 +385,28 @@ class Gateway:
     def _commit(self, msgs: list[Message]) -> WriteResult | None:
         """Commit msgs; while the store is full or cannot be written, wait and try the same
         batch again, acknowledging nothing (store_outage.py). None if the gateway stops first."""
+        self._committing = True
+        try:
+            return self._commit_until_stored(msgs)
+        finally:
+            self._committing = False
+
+    def _commit_until_stored(self, msgs: list[Message]) -> WriteResult | None:
         while True:
             try:
                 try:
+                    self._reconnect_if_lost()  # its session lost (a restarted server)
                     self._verify_with_current_keys(msgs)
-                except ENGINE_ERRORS as exc:  # reading the keys
+                except ENGINE_ERRORS as exc:  # making the session again, reading the keys
                     raise storage_error(exc) from exc
                 began = time.perf_counter()
                 result = self.writer.commit(msgs)
                 self.timings.commit.observe(time.perf_counter() - began)
             except StorageUnavailable as exc:
                 self._flush_acks()  # what did commit is acknowledged while this waits
-                waiting = len(msgs) + sum(len(c.msgs) for c in list(self.intake.order))
-                delay = self.outage.failed(exc.fault, self._cause(exc), waiting)
+                delay = self.outage.failed(exc.fault, self._cause(exc), self._waiting(msgs))
                 if not self._wait_for_store(delay):
-                    waiting = len(msgs) + sum(len(c.msgs) for c in list(self.intake.order))
+                    waiting = self._waiting(msgs)
                     log.warning(
                         "stopping with %d messages not stored (store %s): not acknowledged,"
                         " the broker delivers them again after the next start",

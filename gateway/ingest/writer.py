@@ -267,7 +267,14 @@ class BatchWriter:
             pass
         finally:
             self.generations.rolled_back()
-            self.seq.rolled_back()
+            try:
+                self.seq.rolled_back()
+            except ENGINE_ERRORS:
+                # The session was lost (PostgreSQL restarted): the log's tree could not be
+                # read again now; it is when the session is made again (a reconnect drops
+                # every cache: generation.py). Any other failure to read it is news.
+                if not getattr(self.conn, "lost", False):
+                    raise
 
     def _apply(self, messages: list[Message], poisoned: dict[int, str], out: WriteResult) -> None:
         seq = self.seq

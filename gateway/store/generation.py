@@ -91,6 +91,16 @@ class Generations:
                 self.mine = value
                 self._foreign()
 
+    def reconnected(self) -> None:
+        """The connection's session was lost and made again (pg_connection.reconnect): what
+        was kept over the old one may be stale (a COMMIT whose answer was lost may have
+        committed; others wrote meanwhile), so drop it all as after a foreign write, then
+        take the committed generation as this process's last look."""
+        self._pending = None
+        self._foreign()
+        if self.counts:
+            self.mine = read(self.conn)
+
     def transaction(self) -> contextlib.AbstractContextManager[None]:
         """A write transaction on the connection (the engine's BEGIN, the bump, COMMIT or
         ROLLBACK): the log keeper's, so that its writes count as this process's own."""

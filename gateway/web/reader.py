@@ -5,6 +5,10 @@ that serves requests opens its own read-only connection on first use and keeps i
 request costs no connect and readers never share a connection across threads. A reader sees
 the last committed batch and never blocks the writer (SQLite's WAL mode; PostgreSQL's
 snapshots, each statement in its own read-only transaction).
+
+A PostgreSQL server that restarted ended those sessions: the request that finds its thread's
+session lost is answered 503 (the database cannot be read now), and the next one on that
+thread opens a new session (or is answered 503 again while the server is down).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class Reader:
             self._local.store = store
             with self._lock:
                 self._opened.append(store)
+        elif getattr(store.conn, "lost", False):
+            store.conn.reconnect()  # DatabaseError while the server is down: a 503
         return store.conn
 
     def close(self) -> None:

@@ -115,7 +115,7 @@ def _log_to_stderr(log_format: str, verbose: bool) -> None:
 def cmd_gateway_run(args: argparse.Namespace) -> int:
     from signet_gateway.config import ConfigError, for_worker, load
     from signet_gateway.ingest.instance_lock import InstanceLockError
-    from signet_gateway.ingest.service import Gateway
+    from signet_gateway.ingest.service import Gateway, StoppedWaiting
     from signet_gateway.store.model import StoreOpenError
 
     try:
@@ -144,7 +144,12 @@ def cmd_gateway_run(args: argparse.Namespace) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, on_signal)
     try:
-        gateway.start()
+        gateway.start()  # waits for a PostgreSQL server that cannot be reached yet
+    except StoppedWaiting as exc:  # SIGTERM meanwhile: nothing was taken
+        if console is not None:
+            console.stop()
+        logging.getLogger("signet.gateway").info("%s", exc)
+        return EXIT_OK
     except (ConfigError, StoreOpenError, InstanceLockError) as exc:  # [aggregate] is checked
         # when the aggregator loads; a missing database is created by `signet db init` only;
         # another gateway on this database: not a failure a restart would cure
