@@ -28,7 +28,8 @@ def test_both_shapes_give_the_same_points(curve: str) -> None:
         ec.release_table(c)
         assert ec.comb_table(c)[1:] == (7, 4)  # CPython: the precomputed one
         precomputed = [ec.public_point(c, k) for k in scalars]
-        c._comb = (comb.build(c), ec.COMB_TEETH, 1)  # what a board builds at start
+        shape = (ec.COMB_TEETH, ec.COMB_TABLES)
+        c._comb = (comb.build(c, *shape), *shape)  # what a board builds at start
         built = [ec.public_point(c, k) for k in scalars]
     finally:
         ec.release_table(c)

@@ -2,7 +2,7 @@
 
 Each is the firmware's own comb.build for 7 teeth and four tables (256 points, 16 KiB),
 written out as bytes constants. Frozen into a firmware they stay in flash, so a
-signature's k*G costs 9 doublings and 38 additions instead of 37 and 38, without heap;
+signature's k*G costs 9 doublings and 38 additions instead of 21 and 44, without heap;
 the firmware uses them only where they cost no heap (ec.comb_table). Regenerate with
 `python -m signet_tools.device.comb_tables` after changing the comb's shape or layout;
 host_tests/firmware/test_comb_tables.py checks that the files match.

@@ -11,7 +11,7 @@
 # stays a few KiB. The precomputed tables (comb_p256.py, comb_secp256k1.py) are
 # this build's output for 8 teeth and two tables (tools/device/comb_tables.py).
 
-from .ec import COMB_TEETH, _add_affine, _double, _get, inverse, to_affine
+from .ec import _add_affine, _double, _get, inverse, to_affine
 
 try:
     from micropython import const
@@ -26,7 +26,7 @@ _FIELD_BYTES = const(32)
 _BUILD_POINTS = const(8)  # points normalised per field inversion
 
 
-def build(curve, teeth=COMB_TEETH, tables=1):
+def build(curve, teeth, tables):
     """The comb table ec.mul_base reads: for each table j, 2^(teeth-1) points
     T[j * 2^(teeth-1) + i] = 2^(j * e) (G + sum of 2^(spacing * t) G over the set bits
     t-1 of i), spacing = ceil(256 / teeth), e = ceil((spacing + 1) / tables)."""
