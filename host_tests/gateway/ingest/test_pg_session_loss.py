@@ -2,17 +2,21 @@
 network): the batch is not committed and the error is an outage to wait out
 (StorageUnavailable), never a crash; once the session is made again every cache kept over the
 old one is dropped (generation.py: as after another process's write), and the same batch then
-commits once, with the log's tree following the records. The gateway process around it:
+commits once, with the log's tree following the records. A checkpoint that finds its session
+lost is tried again later, as one that finds the store busy. The gateway process around it:
 host_tests/e2e/test_gateway_postgres_outage.py.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from kit.gatewaykit import T0, Dev
+from signet_gateway.config import LogConfig
+from signet_gateway.ingest.log_keeper import LogKeeper
 from signet_gateway.ingest.writer import StorageUnavailable
 from signet_gateway.store.faults import UNWRITABLE
 from signet_gateway.store.sqlite import Store
@@ -75,4 +79,24 @@ def test_a_session_lost_mid_batch_is_waited_out_and_the_batch_stored_once(
         logged = store.conn.execute("SELECT count(*) FROM records WHERE log_index IS NOT NULL")
         assert logged.fetchone()[0] == 20
     assert gw.record_log is not None and gw.record_log.size == 20
+    gw.close()
+
+
+def test_a_checkpoint_over_a_lost_session_is_tried_again_later(
+    pg_url: str, pg_cluster: Postgres, tmp_path: Path
+) -> None:
+    create_gateway_database(pg_url)
+    gw = OfflineGateway(pg_url)
+    dev = Dev(63)
+    gw.enroll(dev.key)
+    gw.deliver([(dev.kid, raw, T0 + n) for n, raw in enumerate(dev.chain(4))])
+    conn = gw.store.conn
+    keeper = LogKeeper(LogConfig(key=tmp_path / "log.key"), conn, gw.generations)
+    _end_session(pg_cluster, conn)
+    assert keeper.checkpoint() is None  # not signed now; no error out of it
+    assert conn.lost
+    conn.reconnect()
+    gw.generations.reconnected()
+    signed = keeper.checkpoint()
+    assert signed is not None and signed.size == 4
     gw.close()
