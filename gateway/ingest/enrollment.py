@@ -5,7 +5,9 @@ gateway runs. The writer thread asks whether another connection committed since 
 looked before every commit, and once a second while idle, and reloads the keys when so:
 SQLite's own counter (``PRAGMA data_version``: ~2 us, no I/O), or on PostgreSQL the write
 generation every write transaction bumps (store/generation.py: one indexed read; a foreign
-generation seen by the writer's own transaction counts too). So an enrollment or a
+generation seen by the writer's own transaction counts too), and then the keys' own counter,
+which only enrollments, rotations and revocations bump: other workers' batches are most of
+the foreign writes and need no reload. So an enrollment or a
 revocation takes effect for every record the gateway receives after the command returned:
 
 - The verifier processes work on a snapshot of the keys and may refuse a record of a key
@@ -26,7 +28,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from signet_gateway.store.generation import Generations
+from signet_gateway.store.generation import Generations, read
 from signet_gateway.store.model import iso_ms
 from signet_gateway.store.sqlite import Store
 from signet_gateway.verify.pubkeys import DevicePublicKey
@@ -53,6 +55,10 @@ class Enrollment:
         self.generations = Generations(store.conn) if generations is None else generations
         self._stale = False  # PostgreSQL: another process wrote since the last reload
         self.generations.on_foreign_write(self._another_wrote)
+        # PostgreSQL: the keys' counter at the last reload (generation.KEYS_BUMP): another
+        # worker's records change nothing here, and are most of what others write.
+        self._keys_seen = read(store.conn, "keys") if self.generations.counts else 0
+        self.reloads = 0  # the keys read again after the first time
         self.keys: dict[bytes, DevicePublicKey] = {}
         self.known: set[str] = set()  # every device id ever enrolled (revoked ones too)
         self.limits: dict[str, tuple[int | None, int | None]] = {}  # kid -> (revoked_ms, last_n)
@@ -76,10 +82,15 @@ class Enrollment:
                 return False
             self._stale = False
             try:
-                return self._reload(initial=False)
+                keys = read(self.store.conn, "keys")  # before the keys: a change between is
+                if keys == self._keys_seen:  # seen at the next look, never lost
+                    return False
+                changed = self._reload(initial=False)
             except BaseException:
                 self._stale = True  # a reload that failed (store busy) is done again
                 raise
+            self._keys_seen = keys
+            return changed
         version = self._data_version()  # read before the data: a commit in between is seen
         if version == self._version:  # at the next look, never lost
             return False
@@ -88,6 +99,7 @@ class Enrollment:
         return changed
 
     def _reload(self, initial: bool) -> bool:
+        self.reloads += not initial
         fresh = self.store.all_keys()
         limits = self.store.key_limits()
         changed = False

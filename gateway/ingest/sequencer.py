@@ -276,10 +276,10 @@ class Sequencer:
     def forget(self) -> None:
         """Another process wrote since this one's last transaction (several gateway workers on
         one PostgreSQL database): drop the cached state of every device, and the log's
-        tree, before applying anything; both reload from the database under the lock."""
+        tree's edge, before applying anything; both reload from the database under the lock."""
         self._devs.clear()
         if self.record_log is not None:
-            self.record_log.rolled_back()
+            self.record_log.another_wrote()
 
     def ack(self, kid: str) -> int:
         dev = self._devs.get(kid) or self._load(kid)

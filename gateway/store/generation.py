@@ -23,12 +23,21 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any, Final
 
-__all__ = ["BUMP", "Generations", "bump", "read"]
+__all__ = ["BUMP", "KEYS_BUMP", "Generations", "bump", "keys_changed", "read"]
 
-BUMP: Final = (
-    "INSERT INTO meta (key, value) VALUES ('generation', '1') ON CONFLICT (key)"
-    " DO UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT) RETURNING value"
-)
+
+def _counter(name: str) -> str:
+    return (
+        f"INSERT INTO meta (key, value) VALUES ('{name}', '1') ON CONFLICT (key)"
+        " DO UPDATE SET value = CAST(CAST(meta.value AS BIGINT) + 1 AS TEXT) RETURNING value"
+    )
+
+
+BUMP: Final = _counter("generation")
+# The keys' own counter: bumped by every change of an enrolled key or its limits (enroll,
+# rotate, revoke: Store), so that a worker reloads the keys when they changed rather than
+# whenever another worker stored records (ingest/enrollment.py).
+KEYS_BUMP: Final = _counter("keys")
 
 
 def bump(conn: Any) -> int:
@@ -36,9 +45,14 @@ def bump(conn: Any) -> int:
     return int(conn.execute(BUMP).fetchone()[0])
 
 
-def read(conn: Any) -> int:
-    """The committed generation (0: never bumped)."""
-    row = conn.execute("SELECT value FROM meta WHERE key = 'generation'").fetchone()
+def keys_changed(conn: Any) -> None:
+    """Say, inside the open write transaction, that it changes the enrolled keys."""
+    conn.execute(KEYS_BUMP).fetchone()
+
+
+def read(conn: Any, name: str = "generation") -> int:
+    """The committed value of a counter (0: never bumped): the generation, or ``keys``."""
+    row = conn.execute("SELECT value FROM meta WHERE key = ?", (name,)).fetchone()
     return 0 if row is None else int(row[0])
 
 

@@ -80,6 +80,12 @@ class RecordLog:
         self.nodes.forget()
         self.tree.reload()
 
+    def another_wrote(self) -> None:
+        """Another process committed since this one's last transaction: read the tree's edge
+        again. The complete tiles read before stay cached: committed, they never change (a
+        rolled-back transaction's are dropped by ``rolled_back``), so the edge is a few rows."""
+        self.tree.reload()
+
     def append_unlogged(self, batch: int = 5000) -> int:
         """Append every unlogged record (call inside a write transaction); returns how many."""
         done = 0

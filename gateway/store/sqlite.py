@@ -32,6 +32,7 @@ from signet_gateway.verify.payload_schema import decode_payload
 from signet_gateway.verify.pubkeys import DevicePublicKey
 
 from .generation import BUMP as BUMP_GENERATION
+from .generation import keys_changed
 from .key_groups import groups, marks
 from .lookup import resolve
 from .model import (
@@ -411,6 +412,7 @@ class Store:
                 replaces,
             ),
         )
+        keys_changed(self.conn)  # the workers reload their keys (generation.py)
 
     def _rotatable(self, kid: str, last_n: int | None, at_ms: int) -> Device:
         """The device a rotation replaces, if it may be: enrolled, not revoked, not rotated
@@ -457,6 +459,7 @@ class Store:
                     " at a later moment"
                 )
             self.conn.execute("UPDATE devices SET revoked_ms = ? WHERE kid = ?", (when, device.kid))
+            keys_changed(self.conn)
         return self._existing(device.kid)
 
     # -- challenges ------------------------------------------------------------------------

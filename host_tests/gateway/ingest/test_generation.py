@@ -40,14 +40,19 @@ def test_own_writes_never_reload_and_another_writer_is_seen_once(store_at: Path 
         return
     assert generation > 0 and gw.generations.mine == generation
 
+    key_reloads = gw.enrollment.reloads  # 1: the first key, enrolled after the gateway started
     other = OfflineGateway(store_at)  # a second worker stores n = 31..35 of the same device
     _deliver(other, dev, recs[30:35], 30)
     # The acks a reconnect republishes: the database's where it is ahead of this one's cache.
     assert gw.writer.all_acks()[dev.kid] == 35
-    gw.enroll(late.key)
-    _deliver(gw, dev, recs[35:40], 35)  # in order after what the other stored
-    _deliver(gw, late, late.chain(3), 40)  # enrolled by the command: the keys reloaded
+    _deliver(gw, dev, recs[35:37], 35)  # in order after what the other stored
     assert gw.generations.reloads == start + 1
+    assert gw.enrollment.reloads == key_reloads  # the other's records changed no key
+    gw.enroll(late.key)
+    _deliver(gw, dev, recs[37:40], 37)
+    _deliver(gw, late, late.chain(3), 40)  # enrolled by the command: the keys reloaded
+    assert gw.generations.reloads == start + 2  # the command's write is another's too
+    assert gw.enrollment.reloads == key_reloads + 1
     with Store(store_at) as store:
         assert store.ack(dev.kid) == 40 and store.missing(dev.kid) == 0
         assert store.ack(late.kid) == 3
