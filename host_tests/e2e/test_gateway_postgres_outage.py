@@ -5,8 +5,9 @@ Each test runs a PostgreSQL cluster of its own (its server is stopped and restar
 Mosquitto and the real gateway process:
 
 - restarted (`pg_ctl restart`) or stopped and started again while a virtual fleet running the
-  real agent code sends records: the gateway rides it out as a store it cannot write, with
-  one outage line and one recovery line and no traceback, /readyz says why meanwhile, and at
+  real agent code sends records to one gateway (or, restarted, to two workers on a shared
+  subscription): each rides it out as a store it cannot write, with one outage line and one
+  recovery line and no traceback, /readyz says why meanwhile, and at
   the end every device is acknowledged up to its last record, the report equals the
   simulator's ground truth and every signed record is stored exactly once; nothing it logged
   or served holds the database's password;
@@ -72,27 +73,36 @@ def _get(port: int, path: str) -> tuple[int, str]:
 
 
 @pytest.mark.timeout(150)
-@pytest.mark.parametrize("outage", ["restart", "stop-start"])
+@pytest.mark.parametrize(
+    ("outage", "count"),
+    [("restart", 1), ("stop-start", 1), ("restart", 2)],
+    ids=["restart", "stop-start", "restart-two-workers"],
+)
 def test_postgresql_going_away_under_a_running_gateway_loses_and_doubles_nothing(
     tmp_path: Path,
     broker: Mosquitto,
     pg: Postgres,
     gateways: list[GatewayProcess],
     outage: str,
+    count: int,
 ) -> None:
     create_gateway_database(pg.url, {"hb_tolerance": 0.1})
-    http = free_port()
-    config = write_gateway_config(
-        tmp_path / "gateway.toml",
-        broker.port,
-        pg.url,
-        ingest={"batch_ms": 20, "ack_interval_ms": 50},
-        aggregate={"hb_tolerance": 0.1},
-        http={"enabled": True, "port": http, "metrics_token": False},
-    )
-    gw = GatewayProcess(config, tmp_path / "gateway.log")
-    gateways.append(gw)
-    gw.start()
+    http = free_port()  # the first worker's console
+    shared = {"client_id": "signet-gw", "shared_group": "signet"} if count > 1 else {}
+    for i in range(1, count + 1):
+        config = write_gateway_config(
+            tmp_path / f"gateway-{i}.toml",
+            broker.port,
+            pg.url,
+            mqtt=shared,
+            ingest={"batch_ms": 20, "ack_interval_ms": 50},
+            aggregate={"hb_tolerance": 0.1},
+            http={"enabled": i == 1, "port": http, "metrics_token": False},
+        )
+        worker = str(i) if count > 1 else None
+        gateways.append(GatewayProcess(config, tmp_path / f"gateway-{i}.log", worker=worker))
+        gateways[-1].start()
+    gw = gateways[0]
     params = simulate.FleetParams(
         devices=4,
         duration_s=6.0,
@@ -132,26 +142,27 @@ def test_postgresql_going_away_under_a_running_gateway_loses_and_doubles_nothing
         "not every device was acknowledged up to its last record:\n" + gw.tail(30)
     )
     assert done == (["restarted"] if outage == "restart" else ["stopped", "started"])
-    gw.wait_log(RECOVERED, 20)
+    for g in gateways:
+        g.wait_log(RECOVERED, 20)
     # The console's own sessions were ended too: it reads the database again (a request
     # that finds its session lost is answered 503, the next one opens a new session).
     wait_until(lambda: _get(http, "/metrics")[0] == 200, 20, "the console reading again")
     if served:
         status, body = served[0][1:]
         assert status == 503 and "store unwritable" in json.loads(body)["problems"][0], body
-        assert served[1][1] in (200, 503)  # the database's gauges cannot be read: 503
-    assert gw.stop() == 0, gw.tail(30)
-
-    log = gw.log.read_text()
-    assert "Traceback" not in log and "CRITICAL" not in log, log
-    assert log.count(OUTAGE) == 1, log  # said once, when it began
-    assert log.count(RECOVERED) == 1, log
-    assert pg.password not in log
+        assert served[1][1] == 503  # the database's gauges cannot be read now
+    for g in gateways:
+        assert g.stop() == 0, g.tail(30)
+        log = g.log.read_text()
+        assert "Traceback" not in log and "CRITICAL" not in log, log
+        assert log.count(OUTAGE) == 1, log  # said once, when it began
+        assert log.count(RECOVERED) == 1, log
+        assert pg.password not in log
     assert all(pg.password not in body for _, _, body in served)
     truth = fleet.truth()
     assert simulate.stored_check(truth, pg.url) == []  # type: ignore[arg-type]
     rep = subprocess.run(
-        [SIGNET, "report", "--config", str(config), "--format", "json"],
+        [SIGNET, "report", "--config", str(gw.config), "--format", "json"],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert rep.returncode == 0, rep.stderr
