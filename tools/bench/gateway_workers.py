@@ -90,6 +90,11 @@ class WorkersDrain:
         """Every process's CPU per record: workers, PostgreSQL, Mosquitto."""
         return sum(self.cpu_s.values()) / self.records * 1e6
 
+    @property
+    def cores_busy(self) -> float:
+        """Cores kept busy on average over the drain, by every process."""
+        return sum(self.cpu_s.values()) / self.drain_s
+
 
 @dataclass
 class WorkersResult:
@@ -110,6 +115,14 @@ class WorkersResult:
         if not {"postgres x1", "postgres x2"} <= kinds:
             return None
         return self.best("postgres x2").rate / self.best("postgres x1").rate
+
+    @property
+    def scale_ceiling(self) -> float | None:
+        """The most two workers could drain over one worker's rate on this machine, whatever
+        the design: every core busy at the two-worker drain's CPU per record."""
+        if self.scale is None:
+            return None
+        return self.cores / (self.best("postgres x2").cpu_us / 1e6) / self.best("postgres x1").rate
 
     @property
     def pg_cpu_ratio(self) -> float | None:
@@ -342,7 +355,7 @@ def format_report(r: WorkersResult) -> str:
             shares = f"; records stored by each worker {', '.join(map(str, d.shares))}"
         lines.append(
             f"  {label:26} {d.rate:8,.0f} records/s ({d.drain_s:.2f} s)"
-            f"  CPU {d.cpu_us:5.0f} us per record ({cpu}){shares}"
+            f"  CPU {d.cpu_us:5.0f} us per record ({cpu}), {d.cores_busy:.2f} cores busy{shares}"
         )
         lines.append(f"  {'':26} RSS: {_rss_line(d)}")
     scale = r.scale
@@ -351,6 +364,17 @@ def format_report(r: WorkersResult) -> str:
         lines.append(
             f"  two workers / one worker: {scale:.2f} x the drain rate"
             f" ({verdict} the {TARGET_SCALE} target)"
+        )
+        ceiling = r.scale_ceiling
+        assert ceiling is not None
+        room = (
+            f"the {TARGET_SCALE} target needs more cores than this machine has"
+            if ceiling < TARGET_SCALE
+            else "room for the target"
+        )
+        lines.append(
+            f"  this machine's ceiling: {r.cores} cores at the two-worker CPU per record drain"
+            f" at most {ceiling:.2f} x one worker's rate ({room})"
         )
     cpu_ratio = r.pg_cpu_ratio
     if cpu_ratio is not None:
