@@ -7,12 +7,13 @@ writes them and then handed to Aggregator.on_stored inside the same transaction.
 
 from __future__ import annotations
 
-import sqlite3
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import cbor2
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kit.independent_signer import make_key
@@ -28,7 +29,7 @@ from signet_gateway.mcr.aggregate import (
     settings_from_config,
 )
 from signet_gateway.store.model import StoredRecord
-from signet_gateway.store.schema import SCHEMA
+from signet_gateway.store.sqlite import Store
 from signet_gateway.verify.pubkeys import DevicePublicKey
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
@@ -36,14 +37,29 @@ IV = 60_000
 
 
 class Db:
-    """The gateway schema plus the aggregates, with helpers to store records by hand."""
+    """A new gateway store (Store.create: SQLite or PostgreSQL) plus the aggregates, with
+    helpers to store records by hand."""
 
-    def __init__(self, conn: sqlite3.Connection | None = None, tolerance: float = 0.1) -> None:
-        if conn is None:
-            conn = sqlite3.connect(":memory:", isolation_level=None)
-            conn.executescript(SCHEMA)
-        self.conn = conn
-        self.agg = Aggregator(conn, tolerance)
+    def __init__(self, where: Path | str, tolerance: float = 0.1) -> None:
+        self.store = Store.create(where)
+        self.conn = self.store.conn
+        # Commits that do not wait for the disk: what is tested is what a transaction sees
+        # and leaves, not whether it survives a power cut (the store's own tests do that).
+        if self.store.engine.name == "sqlite":
+            self.conn.execute("PRAGMA synchronous = OFF")
+        else:
+            self.conn.execute("SET synchronous_commit = off")
+        self.agg = Aggregator(self.conn, tolerance)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def clear(self) -> None:
+        """Empty every table the tests write, as in a new store: for the next of
+        hypothesis's examples (a new database for each costs a second on PostgreSQL)."""
+        with self.store.transaction() as conn:
+            for table in ("records", "devices", "findings", *AGG_TABLES):
+                conn.execute(f"DELETE FROM {table}")  # fixed names, no input
 
     def enroll(self, seed: int = 1, tier: str = "software", name: str | None = None) -> str:
         key = DevicePublicKey.from_sec1(make_key(seed=seed).compressed, "p256")
@@ -57,27 +73,25 @@ class Db:
         return key.device_id
 
     def put(self, rec: StoredRecord, payload_bytes: bytes | None = None) -> None:
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        conn.execute(
-            "INSERT INTO records (kid, n, kind, b, u, t, payload, raw, received_ms, late, future)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                rec.kid,
-                rec.n,
-                rec.kind,
-                rec.b,
-                rec.u,
-                rec.t,
-                payload_bytes or cbor2.dumps(rec.payload),
-                rec.raw,
-                rec.received_ms,
-                rec.late,
-                rec.future,
-            ),
-        )
-        self.agg.on_stored(rec)
-        conn.execute("COMMIT")
+        with self.store.transaction() as conn:
+            conn.execute(
+                "INSERT INTO records (kid, n, kind, b, u, t, payload, raw, received_ms, late,"
+                " future) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    rec.kid,
+                    rec.n,
+                    rec.kind,
+                    rec.b,
+                    rec.u,
+                    rec.t,
+                    payload_bytes or cbor2.dumps(rec.payload),
+                    rec.raw,
+                    rec.received_ms,
+                    rec.late,
+                    rec.future,
+                ),
+            )
+            self.agg.on_stored(rec)
 
     def finding(self, kid: str, day: str, finding: str, count: int) -> None:
         self.conn.execute(
@@ -120,11 +134,6 @@ def rec(
         received_ms = (t if t is not None else T0 + u) + 500
     raw = b"\xd2" + cbor2.dumps([kid, n, kind])  # stands in for the COSE bytes
     return StoredRecord(kid, n, kind, b, u, t, payload, raw, received_ms, False, future)
-
-
-@pytest.fixture
-def db() -> Db:
-    return Db()
 
 
 def up_total(db: Db, kid: str) -> int:
@@ -174,8 +183,10 @@ def test_revenue_near_midnight_uses_utc_day(db: Db) -> None:
         (90_001, 0.5, False),
     ],
 )
-def test_uptime_rule_at_the_tolerance_boundary(gap: int, tolerance: float, up: bool) -> None:
-    db = Db(tolerance=tolerance)
+def test_uptime_rule_at_the_tolerance_boundary(
+    new_db: Callable[..., Db], gap: int, tolerance: float, up: bool
+) -> None:
+    db = new_db(tolerance)
     kid = db.enroll()
     db.put(rec(kid, 1, "hb", u=10_000, t=T0 + 10_000))
     db.put(rec(kid, 2, "hb", u=10_000 + gap, t=T0 + 10_000 + gap))
@@ -330,8 +341,7 @@ def _scenario(kid: str) -> list[StoredRecord]:
 EXPECTED_UP = 60_000 + 60_000 + 66_000 + 300_000 + 60_000 + (DAY_MS - 60_010)
 
 
-def test_scenario_in_order_matches_hand_computation() -> None:
-    db = Db()
+def test_scenario_in_order_matches_hand_computation(db: Db) -> None:
     kid = db.enroll()
     for r in _scenario(kid):
         db.put(r)
@@ -341,15 +351,20 @@ def test_scenario_in_order_matches_hand_computation() -> None:
     assert eur == [(day_of(o1), 200, 2), ("2026-01-02", 75, 1)]
 
 
-@settings(max_examples=60, deadline=None)
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(st.permutations(range(13)))
-def test_any_arrival_order_gives_the_same_aggregates(order: list[int]) -> None:
-    reference = Db()
+def test_any_arrival_order_gives_the_same_aggregates(
+    two_dbs: tuple[Db, Db], order: list[int]
+) -> None:
+    reference, shuffled = two_dbs
+    reference.clear()
+    shuffled.clear()
     kid = reference.enroll()
     records = _scenario(kid)
     for r in records:
         reference.put(r)
-    shuffled = Db()
     shuffled.enroll()
     for i in order:
         shuffled.put(records[i])
@@ -365,9 +380,8 @@ def test_rebuild_reproduces_the_incremental_tables(db: Db) -> None:
     for r in _scenario(kid):
         db.put(r)
     before = db.snapshot()
-    db.conn.execute("BEGIN")
-    assert db.agg.rebuild() == 13
-    db.conn.execute("COMMIT")
+    with db.store.transaction():
+        assert db.agg.rebuild() == 13
     assert db.snapshot() == before
 
 
@@ -393,9 +407,10 @@ def test_aggregate_config_section_is_checked() -> None:
         settings_from_config({"hb_tol": 0.1})
 
 
-def test_on_stored_cost_does_not_depend_on_history() -> None:
-    """Every query on_stored runs is an indexed search, never a table scan."""
-    db = Db()
+def test_on_stored_cost_does_not_depend_on_history(tmp_path: Path) -> None:
+    """Every query on_stored runs is an indexed search, never a table scan. SQLite only: it
+    reads SQLite's query plans (and its trace callback)."""
+    db = Db(tmp_path / "g.db")
     kid = db.enroll()
     for r in _scenario(kid)[:5]:
         db.put(r)

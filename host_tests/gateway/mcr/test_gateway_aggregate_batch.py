@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_aggregate import Db, _scenario, rec
 
@@ -44,27 +44,32 @@ def _apply_one_by_one(db: Db, records: list[StoredRecord]) -> None:
 
 
 def _apply_batched(db: Db, records: list[StoredRecord], cuts: list[int]) -> None:
-    conn = db.conn
     bounds = sorted({0, len(records), *[c % (len(records) + 1) for c in cuts]})
     for lo, hi in itertools.pairwise(bounds):
-        conn.execute("BEGIN IMMEDIATE")
-        for r in records[lo:hi]:
-            conn.execute(
-                "INSERT INTO records (kid, n, kind, b, u, t, payload, raw, received_ms, late,"
-                " future) VALUES (?, ?, ?, ?, ?, ?, x'a0', ?, ?, ?, ?)",
-                (r.kid, r.n, r.kind, r.b, r.u, r.t, r.raw, r.received_ms, r.late, r.future),
-            )
-        db.agg.on_stored_many(records[lo:hi])
-        conn.execute("COMMIT")
+        with db.store.transaction() as conn:
+            for r in records[lo:hi]:
+                conn.execute(
+                    "INSERT INTO records (kid, n, kind, b, u, t, payload, raw, received_ms,"
+                    " late, future) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (r.kid, r.n, r.kind, r.b, r.u, r.t, b"\xa0", r.raw, r.received_ms,
+                     r.late, r.future),
+                )  # fmt: skip
+            db.agg.on_stored_many(records[lo:hi])
 
 
-@settings(max_examples=60, deadline=None)
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     order=st.permutations(range(26)),
     cuts=st.lists(st.integers(0, 26), max_size=5),
 )
-def test_batched_hook_equals_one_by_one(order: list[int], cuts: list[int]) -> None:
-    one, many = Db(), Db()
+def test_batched_hook_equals_one_by_one(
+    two_dbs: tuple[Db, Db], order: list[int], cuts: list[int]
+) -> None:
+    one, many = two_dbs
+    one.clear()
+    many.clear()
     kids = [one.enroll(seed=1), one.enroll(seed=2)]
     assert [many.enroll(seed=1), many.enroll(seed=2)] == kids
     records = _records(kids)
@@ -74,8 +79,8 @@ def test_batched_hook_equals_one_by_one(order: list[int], cuts: list[int]) -> No
     assert _all_tables(many) == _all_tables(one)
 
 
-def test_in_order_fleet_in_one_batch_equals_one_by_one() -> None:
-    one, many = Db(), Db()
+def test_in_order_fleet_in_one_batch_equals_one_by_one(new_db: Callable[..., Db]) -> None:
+    one, many = new_db(), new_db()
     kids = [one.enroll(seed=s) for s in range(1, 6)]
     for s in range(1, 6):
         many.enroll(seed=s)
@@ -85,16 +90,13 @@ def test_in_order_fleet_in_one_batch_equals_one_by_one() -> None:
     assert _all_tables(many) == _all_tables(one)
 
 
-def test_failing_record_is_named_by_its_index() -> None:
-    db = Db()
+def test_failing_record_is_named_by_its_index(db: Db) -> None:
     kid = db.enroll()
     good = rec(kid, 1, "boot", u=10, t=None)
     bad = rec(kid, 2, "rev", u=20, t=None, am=5, cur="EUR")
     del bad.payload["am"]  # a bug elsewhere: the hook cannot fold this record in
-    db.conn.execute("BEGIN IMMEDIATE")
-    with pytest.raises(BatchItemFailed) as info:
+    with pytest.raises(BatchItemFailed) as info, db.store.transaction():  # rolled back
         db.agg.on_stored_many([good, bad])
-    db.conn.execute("ROLLBACK")
     assert info.value.index == 1
     assert isinstance(info.value.exc, KeyError)
 
@@ -107,10 +109,10 @@ ManyHook = Callable[[list[StoredRecord]], None]
 
 
 def _writer_with(
-    tmp_path: Path, many: ManyHook, one: Hook
+    where: Path | str, many: ManyHook, one: Hook
 ) -> tuple[Store, BatchWriter, list[Message]]:
     dev = Dev(9)
-    store = Store.create(tmp_path / "g.db")
+    store = Store.create(where)
     store.enroll(dev.key, "software")
     writer = BatchWriter(store.conn, max_future_skew_ms=1, quarantine_rows=10,
                          quarantine_bytes=4096, on_stored=one, on_stored_many=many)  # fmt: skip
@@ -123,7 +125,9 @@ def _writer_with(
     return store, writer, msgs
 
 
-def test_batched_hook_failure_naming_a_record_quarantines_that_message(tmp_path: Path) -> None:
+def test_batched_hook_failure_naming_a_record_quarantines_that_message(
+    store_at: Path | str,
+) -> None:
     def many(recs: list[StoredRecord]) -> None:
         for i, r in enumerate(recs):
             if r.n == 3:
@@ -132,14 +136,14 @@ def test_batched_hook_failure_naming_a_record_quarantines_that_message(tmp_path:
     def one(rec: StoredRecord) -> None:
         raise AssertionError("the batched hook named the record: no record-by-record retry")
 
-    store, writer, msgs = _writer_with(tmp_path, many, one)
+    store, writer, msgs = _writer_with(store_at, many, one)
     result = writer.commit(msgs)
     assert result.stored == 3
     assert [r.n for r in store.records(store.devices()[0].kid)] == [1, 2, 4]
     assert [q.reason for q in store.quarantine()] == ["internal_error"]
 
 
-def test_unattributed_batched_failure_retries_record_by_record(tmp_path: Path) -> None:
+def test_unattributed_batched_failure_retries_record_by_record(store_at: Path | str) -> None:
     calls: list[int] = []
 
     def many(recs: list[StoredRecord]) -> None:
@@ -151,7 +155,7 @@ def test_unattributed_batched_failure_retries_record_by_record(tmp_path: Path) -
         if rec.n == 2:
             raise RuntimeError("aggregation bug")
 
-    store, writer, msgs = _writer_with(tmp_path, many, one)
+    store, writer, msgs = _writer_with(store_at, many, one)
     result = writer.commit(msgs)
     assert result.stored == 3
     kid = store.devices()[0].kid

@@ -45,8 +45,7 @@ def rotated_machine(db: Db, new_tier: str = "hardware") -> tuple[str, str, str]:
 AS_OF = T0 + 60 * MIN
 
 
-def test_report_shows_one_machine_with_the_sums_of_its_keys() -> None:
-    db = Db()
+def test_report_shows_one_machine_with_the_sums_of_its_keys(db: Db) -> None:
     old, new, other = rotated_machine(db)
     report = build_report(db.conn, as_of_ms=AS_OF, missing=lambda kid: 0)
     assert [d["device"] for d in report["devices"]] == [old, other]
@@ -66,24 +65,22 @@ def test_report_shows_one_machine_with_the_sums_of_its_keys() -> None:
     assert f"keys       {old} (n <= 32), {new} (current)" in text
     # Once the old key too is a verified hardware key, the machine's figures are hardware.
     db.conn.execute(
-        "UPDATE devices SET tier = 'hardware', evidence = x'00', evidence_kind = 'se-chain'"
+        "UPDATE devices SET tier = 'hardware', evidence = ?, evidence_kind = 'se-chain'"
         " WHERE kid = ?",
-        (old,),
+        (b"\x00", old),  # a parameter: a blob literal is written differently on each engine
     )
     report = build_report(db.conn, as_of_ms=AS_OF, missing=lambda kid: 0)
     assert report["devices"][0]["tier"] == "hardware"
 
 
-def test_report_of_a_key_names_its_machine() -> None:
-    db = Db()
+def test_report_of_a_key_names_its_machine(db: Db) -> None:
     old, new, _ = rotated_machine(db)
     for wanted in (new, old, "kiosk"):
         report = build_report(db.conn, device=wanted, as_of_ms=AS_OF, missing=lambda kid: 0)
         assert [d["device"] for d in report["devices"]] == [old]
 
 
-def test_peaq_export_one_machine_id_trust_per_key() -> None:
-    db = Db()
+def test_peaq_export_one_machine_id_trust_per_key(db: Db) -> None:
     old, new, _ = rotated_machine(db)
     export = export_events(db.conn, as_of_ms=AS_OF, metadata_format="json")
     mine = [e for e in export.events if e["machineId"] == "0x" + old]
@@ -103,8 +100,7 @@ def other_of(db: Db) -> str:
                                " AND last_n IS NULL").fetchone()[0])  # fmt: skip
 
 
-def test_a_revoked_key_takes_the_whole_machine_out_of_trust_level_2() -> None:
-    db = Db()
+def test_a_revoked_key_takes_the_whole_machine_out_of_trust_level_2(db: Db) -> None:
     old, new, _ = rotated_machine(db, new_tier="hardware")
     db.conn.execute("UPDATE devices SET revoked_ms = ? WHERE kid = ?", (AS_OF, new))
     export = export_events(db.conn, as_of_ms=AS_OF)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +77,8 @@ def test_trust_level_comes_from_enrollment_only() -> None:
 class Signed:
     """A real device: signed records, stored through Verifier and Sequencer."""
 
-    def __init__(self, path: Path, tier: str = "hardware", seed: int = 7) -> None:
-        self.store = Store.create(path)
+    def __init__(self, where: Path | str, tier: str = "hardware", seed: int = 7) -> None:
+        self.store = Store.create(where)
         self.agg = Aggregator(self.store.conn)
         self.key = make_key(seed=seed)
         public = DevicePublicKey.from_sec1(self.key.compressed, "p256")
@@ -109,8 +110,8 @@ class Signed:
 
 
 @pytest.fixture
-def device(tmp_path: Path) -> Signed:
-    d = Signed(tmp_path / "signet.db")
+def device(store_at: Path | str) -> Signed:
+    d = Signed(store_at)
     boot = {"rc": "power_on", "fw": "0.1.0", "ls": 0}
     raws = [d.sign(1, "boot", 1, 0, T0, **boot)]
     for i in range(1, 6):  # 5 minutes up
@@ -187,15 +188,14 @@ def test_events_lead_to_the_first_checkpoint_that_includes_their_records(device:
     verify_inclusion(leaf_hash(device.raw[12]), 11, 12, proof, device.log.tree.root(12))
 
 
-def test_software_key_exports_trust_level_zero(tmp_path: Path) -> None:
-    d = Signed(tmp_path / "soft.db", tier="software", seed=8)
+def test_software_key_exports_trust_level_zero(new_store: Callable[[str], Path | str]) -> None:
+    d = Signed(new_store("soft.db"), tier="software", seed=8)
     d.store_all([d.sign(1, "rev", 1, 10, T0 + 10, am=100, cur="USD", src="uart")], T0 + 1000)
     (event,) = export_events(d.store.conn).events
     assert event["trustLevel"] == 0 and event["value"] == 100
 
 
-def test_activity_windows_split_at_utc_midnight() -> None:
-    db = Db()
+def test_activity_windows_split_at_utc_midnight(db: Db) -> None:
     kid = db.enroll(tier="hardware")
     start = T0 - 120_000
     db.put(rec(kid, 1, "boot", u=0, t=start))
@@ -214,8 +214,7 @@ def test_activity_windows_split_at_utc_midnight() -> None:
     assert [decode_metadata(e["metadata"])["first_n"] for e in only] == [2]
 
 
-def test_placement_by_receive_time_is_named_in_metadata() -> None:
-    db = Db()
+def test_placement_by_receive_time_is_named_in_metadata(db: Db) -> None:
     kid = db.enroll()
     db.put(rec(kid, 1, "boot", u=0, t=None, received_ms=T0 + 5_000))
     db.put(rec(kid, 2, "rev", u=1_000, t=None, am=7, cur="EUR", received_ms=T0 + 6_000))
@@ -224,12 +223,14 @@ def test_placement_by_receive_time_is_named_in_metadata() -> None:
     assert event["timestamp"] == (T0 + 6_000) // 1000
 
 
-def test_cli_export_writes_a_json_array(device: Signed, tmp_path: Path, capsys) -> None:
+def test_cli_export_writes_a_json_array(
+    device: Signed, store_at: Path | str, tmp_path: Path, capsys
+) -> None:
     device.store.close()
     out = tmp_path / "events.json"
     ids = tmp_path / "ids.json"
     ids.write_text(json.dumps({device.kid: 4242}))
-    db = str(tmp_path / "signet.db")
+    db = str(store_at)
     code = cli.main(["export", "peaq", "--db", db, "--out", str(out), "--machine-ids", str(ids)])
     assert code == 0
     events = json.loads(out.read_text())

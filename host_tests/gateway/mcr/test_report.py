@@ -7,6 +7,7 @@ import io
 import json
 import math
 import re
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
@@ -30,7 +31,6 @@ from signet_gateway.mcr.report import (
     build_report,
     render,
 )
-from signet_gateway.store.sqlite import Store
 from signet_tools.cli import main as cli
 
 DOC = REPO / "docs" / "MCR.md"
@@ -78,8 +78,7 @@ AS_OF = T0 + DAY_MS + HOUR  # 2026-01-02T01:00Z
 
 
 @pytest.fixture
-def report() -> dict:
-    db = Db()
+def report(db: Db) -> dict:
     fleet(db)
     return build_report(db.conn, as_of_ms=AS_OF, missing=lambda kid: 4)
 
@@ -136,8 +135,8 @@ def test_revenue_integrity_history_and_score(report: dict) -> None:
     assert report["refused_unattributed"] == 7
 
 
-def test_period_bounds_select_days(report: dict) -> None:
-    db = Db()
+def test_period_bounds_select_days(new_db: Callable[..., Db]) -> None:
+    db = new_db()
     a, _ = fleet(db)
     day2 = build_report(
         db.conn, device=a, period=Period.parse("2026-01-02", "2026-01-02"), as_of_ms=AS_OF
@@ -278,30 +277,30 @@ def test_series_stats_by_hand() -> None:
 # ---------------------------------------------------------------------------- CLI
 
 
-def test_cli_report_reads_a_gateway_database(tmp_path: Path, capsys) -> None:
-    path = tmp_path / "signet.db"
-    store = Store.create(path)
-    fleet(Db(store.conn))
-    store.close()
-    assert cli.main(["report", "--db", str(path), "--format", "json"]) == 0
+def test_cli_report_reads_a_gateway_database(store_at: Path | str, tmp_path: Path, capsys) -> None:
+    db = Db(store_at)
+    fleet(db)
+    db.close()
+    path = str(store_at)
+    assert cli.main(["report", "--db", path, "--format", "json"]) == 0
     document = json.loads(capsys.readouterr().out)
     jsonschema.validate(document, REPORT_SCHEMA)
     assert len(document["devices"]) == 2
-    assert cli.main(["report", "--db", str(path), "--device", "cafe-1"]) == 0
+    assert cli.main(["report", "--db", path, "--device", "cafe-1"]) == 0
     assert "cafe-1" in capsys.readouterr().out
     toml = tmp_path / "gateway.toml"
-    toml.write_text('[store]\npath = "signet.db"\n[aggregate]\nhb_tolerance = 0.1\n')
+    where = f'url = "{path}"' if isinstance(store_at, str) else f'path = "{store_at.name}"'
+    toml.write_text(f"[store]\n{where}\n[aggregate]\nhb_tolerance = 0.1\n")
     assert cli.main(["report", "--config", str(toml), "--format", "csv"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 3
     assert cli.main(["report", "--db", str(tmp_path / "nope.db")]) == 2
     assert "nope.db does not exist: create it with `signet db init" in capsys.readouterr().err
-    assert cli.main(["report", "--db", str(path), "--from", "yesterday"]) == 2
+    assert cli.main(["report", "--db", path, "--from", "yesterday"]) == 2
     assert "--from: expected YYYY-MM-DD" in capsys.readouterr().err
 
 
-def test_docs_worked_example() -> None:
+def test_docs_worked_example(db: Db) -> None:
     """docs/MCR.md section 3: up 486 s of 1260 s, outages 127 s and 647 s."""
-    db = Db()
     kid = db.enroll()
     o1, o2 = T0 + 10 * HOUR, T0 + 10 * HOUR + 1_200_000
     db.put(rec(kid, 1, "boot", b=1, u=0, t=o1))
@@ -319,17 +318,16 @@ def test_docs_worked_example() -> None:
 # ---------------------------------------------------------------------------- formats agree
 
 
-def _frac_report() -> dict:
+def _frac_report(db: Db) -> dict:
     """Up 48.7 s, then 61.5 s of silence until as_of: fractional seconds everywhere."""
-    db = Db()
     kid = db.enroll(name="frac")
     db.put(rec(kid, 1, "boot", u=0, t=T0))
     db.put(rec(kid, 2, "hb", u=48_700, t=T0 + 48_700))  # iv 60 s: the 48.7 s are up
     return build_report(db.conn, as_of_ms=T0 + 48_700 + 61_500)
 
 
-def test_a_fractional_duration_agrees_in_json_csv_and_table() -> None:
-    report = json.loads(render(_frac_report(), "json"))
+def test_a_fractional_duration_agrees_in_json_csv_and_table(db: Db) -> None:
+    report = json.loads(render(_frac_report(db), "json"))
     (d,) = report["devices"]
     up = d["uptime"]
     assert (up["up_ms"], up["down_ms"], up["longest_outage_ms"]) == (48_700, 61_500, 61_500)
@@ -394,9 +392,8 @@ def test_table_decimals_round_the_json_text_half_away_from_zero() -> None:
 # ---------------------------------------------------------------------------- placement
 
 
-def test_history_places_heartbeats_at_origin_plus_u_like_their_intervals() -> None:
+def test_history_places_heartbeats_at_origin_plus_u_like_their_intervals(db: Db) -> None:
     """MCR.md section 2: a heartbeat is placed at its boot's origin + u, not at its own t."""
-    db = Db()
     kid = db.enroll()
     db.put(rec(kid, 1, "boot", u=0, t=T0))  # the boot's origin: T0
     db.put(rec(kid, 2, "rev", u=10_000, t=T0 + 10_000, am=5, cur="EUR"))
@@ -415,8 +412,7 @@ def test_history_places_heartbeats_at_origin_plus_u_like_their_intervals() -> No
     ]
 
 
-def test_aggregates_built_under_older_rules_are_refused_then_rebuilt() -> None:
-    db = Db()
+def test_aggregates_built_under_older_rules_are_refused_then_rebuilt(db: Db) -> None:
     kid = db.enroll()
     db.put(rec(kid, 1, "boot", u=0, t=T0))
     db.put(rec(kid, 2, "hb", u=60_000, t=T0 + 67_000))
@@ -438,8 +434,7 @@ def test_aggregates_built_under_older_rules_are_refused_then_rebuilt() -> None:
 # ---------------------------------------------------------------------------- plurals
 
 
-def test_table_counts_of_one_take_the_singular() -> None:
-    db = Db()
+def test_table_counts_of_one_take_the_singular(db: Db) -> None:
     kid = db.enroll()
     # One unsynced boot (placed by receive time), one sale, one outage, one day.
     db.put(rec(kid, 1, "boot", u=0, t=None, received_ms=T0))

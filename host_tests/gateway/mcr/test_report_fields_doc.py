@@ -67,7 +67,7 @@ def test_every_json_field_is_defined_in_the_doc() -> None:
         assert len(row) == 4 and all(row), f"type, unit and meaning needed: {row}"
 
 
-def test_every_csv_column_is_defined_in_the_doc() -> None:
+def test_every_csv_column_is_defined_in_the_doc(db: Db) -> None:
     rows = doc_table("CSV columns")
     documented = _names(rows)
     assert len(documented) == len(set(documented))
@@ -76,7 +76,6 @@ def test_every_csv_column_is_defined_in_the_doc() -> None:
     for row in rows:
         assert len(row) == 3 and all(row), f"unit and JSON field needed: {row}"
     # And the header of a real report is made of those columns only.
-    db = Db()
     kid = db.enroll()
     db.put(rec(kid, 1, "boot", u=0, t=T0))
     db.put(rec(kid, 2, "rev", u=1_000, t=T0 + 1_000, am=250, cur="EUR"))
@@ -88,8 +87,7 @@ def test_every_csv_column_is_defined_in_the_doc() -> None:
     assert header == expected
 
 
-def test_the_json_of_a_real_report_uses_documented_fields_only() -> None:
-    db = Db()
+def test_the_json_of_a_real_report_uses_documented_fields_only(db: Db) -> None:
     kid = db.enroll()
     db.put(rec(kid, 1, "boot", u=0, t=T0))
     db.put(rec(kid, 2, "hb", u=60_000, t=T0 + 60_000))
