@@ -1,6 +1,8 @@
 """Operating the gateway process: one gateway per database, signals to its process group,
-set-up errors, and what it logs about its broker connection. SQLite only: the instance
-lock is a SQLite file's (PostgreSQL takes several workers), the rest is not the store's."""
+set-up errors, and what it logs about its broker connection. A signal in the middle of a
+drain and a stop asked for while the store opens, on both stores (store_at); the rest on
+SQLite only: the instance lock and the readiness file beside it are a SQLite file's
+(PostgreSQL takes several workers), the broker's part is not the store's."""
 
 from __future__ import annotations
 
@@ -68,7 +70,7 @@ def test_second_gateway_on_a_database_refuses_and_a_killed_holder_blocks_nothing
     ids=["ctrl-c", "systemd-stop", "terminal-closed"],
 )
 def test_a_signal_to_the_process_group_stops_it_as_sigterm_does(
-    tmp_path: Path, broker: Mosquitto, procs, signum: int
+    store_at: Path | str, tmp_path: Path, broker: Mosquitto, procs, signum: int
 ) -> None:
     """Ctrl-C in a terminal sends SIGINT, systemd's stop SIGTERM, and a terminal (or ssh
     session) that goes away SIGHUP, to every process of the gateway, verifier processes
@@ -76,7 +78,7 @@ def test_a_signal_to_the_process_group_stops_it_as_sigterm_does(
     SIGTERM (drain what was taken, exit 0, no traceback) and nothing is lost."""
     started, clients = procs
     devs = [Dev(72 + i) for i in range(4)]
-    cfg = enrolled_gateway(tmp_path, broker.port, devs, ingest={"batch_max": 50})
+    cfg = enrolled_gateway(tmp_path, broker.port, devs, db=store_at, ingest={"batch_max": 50})
     gw = GatewayProcess(cfg, tmp_path / "gw.log", new_session=True).start()
     started.append(gw)
     assert gw.stop() == 0  # its persistent session now queues the backlog
@@ -100,23 +102,23 @@ def test_a_signal_to_the_process_group_stops_it_as_sigterm_does(
     started.append(again)
     client.wait_acks({d.kid: per for d in devs}, 60)
     assert again.stop() == 0
-    with Store(tmp_path / "gateway.db", readonly=True) as store:
+    with Store(store_at, readonly=True) as store:
         for d in devs:
             assert store.record_count(d.kid) == per and store.findings(d.kid)["verified"] == per
 
 
 @pytest.mark.timeout(60)
-def test_a_stop_requested_while_starting_is_honoured(tmp_path: Path) -> None:
+def test_a_stop_requested_while_starting_is_honoured(store_at: Path | str, tmp_path: Path) -> None:
     """SIGTERM or Ctrl-C can arrive while start() is still opening the database: the signal
     handler's request_stop() must work then, and the gateway stops without taking anything."""
-    db = tmp_path / "gateway.db"
-    cfg = load(write_config(tmp_path / "gateway.toml", free_port(), db))
+    cfg = load(enrolled_gateway(tmp_path, free_port(), [], db=store_at))
     gateway = Gateway(cfg)
     gateway.request_stop()  # the handler ran before start() had made the intake
     gateway.start()
     assert gateway.intake.closed
     assert gateway.run(threading.Event()) == 0
-    InstanceLock.acquire(db).release()  # stop() released it
+    if isinstance(store_at, Path):  # SQLite's instance lock (PostgreSQL takes several workers)
+        InstanceLock.acquire(store_at).release()  # stop() released it
 
 
 # -- the broker connection: causes, backoff, state --------------------------------------------
