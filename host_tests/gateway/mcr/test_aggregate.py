@@ -7,7 +7,7 @@ writes them and then handed to Aggregator.on_stored inside the same transaction.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -407,25 +407,47 @@ def test_aggregate_config_section_is_checked() -> None:
         settings_from_config({"hb_tol": 0.1})
 
 
-def test_on_stored_cost_does_not_depend_on_history(tmp_path: Path) -> None:
-    """Every query on_stored runs is an indexed search, never a table scan. SQLite only: it
-    reads SQLite's query plans (and its trace callback)."""
-    db = Db(tmp_path / "g.db")
+def test_on_stored_cost_does_not_depend_on_history(db: Db, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every query on_stored runs is an indexed search, never a table scan: read from each
+    engine's query plans (PostgreSQL's with sequential scans disabled, so that a scan left
+    in a plan says no index serves the query, not that the table is small)."""
     kid = db.enroll()
     for r in _scenario(kid)[:5]:
         db.put(r)
-    plans: list[str] = []
-    statements: list[str] = []
-    db.conn.set_trace_callback(statements.append)
+    sqlite = db.store.engine.name == "sqlite"
+    statements: list[tuple[str, Sequence[Any]]] = []
+    if sqlite:  # the statements as run, parameters written in
+        db.conn.set_trace_callback(lambda sql: statements.append((sql, ())))
+    else:  # the statements and their parameters (an executemany's first row)
+        execute, executemany = db.conn.execute, db.conn.executemany
+
+        def spy(sql: str, params: Sequence[Any] = ()) -> Any:
+            statements.append((sql, params))
+            return execute(sql, params)
+
+        def spy_many(sql: str, rows: Iterable[Sequence[Any]]) -> Any:
+            rows = list(rows)
+            statements.extend((sql, row) for row in rows[:1])
+            return executemany(sql, rows)
+
+        monkeypatch.setattr(db.conn, "execute", spy)
+        monkeypatch.setattr(db.conn, "executemany", spy_many)
     db.put(rec(kid, 20, "hb", b=1, u=676_000, t=T0 + 4_276_000))
     db.put(rec(kid, 21, "rev", b=1, u=677_000, t=None, am=1, cur="EUR"))
     db.put(rec(kid, 30, "boot", b=3, u=0, t=None, received_ms=T0 + 9 * DAY_MS))
     db.put(rec(kid, 31, "hb", b=3, u=60_000, t=T0 + 8 * DAY_MS))  # re-places boot 3
-    db.conn.set_trace_callback(None)
-    for sql in statements:
+    if sqlite:
+        db.conn.set_trace_callback(None)
+    else:
+        monkeypatch.undo()
+        db.conn.execute("SET enable_seqscan = off")
+    plans: list[str] = []
+    for sql, params in statements:
         if sql.lstrip().upper().startswith(("SELECT", "UPDATE", "DELETE")):
-            plan = db.conn.execute("EXPLAIN QUERY PLAN " + sql).fetchall()
-            plans += [row[-1] for row in plan]
-    # A SCAN of a one-row subquery (LIMIT 1 co-routine) is fine; a table scan is not.
-    scans = [p for p in plans if p.startswith("SCAN") and "subquery" not in p]
+            explain = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN "
+            plans += [row[-1] for row in db.conn.execute(explain + sql, params).fetchall()]
+    if sqlite:  # a SCAN of a one-row subquery (LIMIT 1 co-routine) is fine; a table scan is not
+        scans = [p for p in plans if p.startswith("SCAN") and "subquery" not in p]
+    else:
+        scans = [p for p in plans if "Seq Scan" in p]
     assert plans and not scans, scans
