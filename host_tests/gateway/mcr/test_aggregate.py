@@ -1,8 +1,9 @@
 """Incremental aggregation: revenue per day and currency, the uptime rule, calendar placement.
 
-Expectations are computed by hand in each test. The database is the gateway's
-own schema (gateway.store.SCHEMA); records are written the way the sequencer
-writes them and then handed to Aggregator.on_stored inside the same transaction.
+Expectations are computed by hand in each test. The database is a new gateway store
+(Store.create), once on SQLite and once on PostgreSQL (new_db, conftest.py); records are
+written the way the sequencer writes them and then handed to Aggregator.on_stored inside
+the same transaction.
 """
 
 from __future__ import annotations
