@@ -6,9 +6,9 @@ from . import cbor, cose, record
 class RecordBuilder:
     """Turns record fields into signed bytes with one reusable buffer."""
 
-    def __init__(self, signer, capacity=cose.MAX_RECORD_BYTES):
+    def __init__(self, signer, capacity=cose.MAX_RECORD_BYTES, buf=None):
         self.signer = signer
-        self._enc = cbor.Encoder(capacity)
+        self._enc = cbor.Encoder(capacity, buf)  # buf: see cbor.Encoder
 
     def build(self, kind, n, b, u, t, prev, fields):
         """Returns (payload_bytes, record_bytes).

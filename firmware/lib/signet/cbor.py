@@ -22,8 +22,11 @@ _MAX_UINT = const(0xFFFFFFFFFFFFFFFF)
 
 
 class Encoder:
-    def __init__(self, capacity=1024):
-        self.buf = bytearray(capacity)
+    def __init__(self, capacity=1024, buf=None):
+        # buf: a buffer of at least capacity bytes shared with another user (the
+        # recorder's scratch buffer, also the journal's frame buffer).
+        self.buf = bytearray(capacity) if buf is None else buf
+        self.cap = capacity
         self.pos = 0
 
     def reset(self):
@@ -31,8 +34,8 @@ class Encoder:
 
     def _reserve(self, n):
         end = self.pos + n
-        if end > len(self.buf):
-            raise ValueError("CBOR output exceeds %d bytes" % len(self.buf))
+        if end > self.cap:
+            raise ValueError("CBOR output exceeds %d bytes" % self.cap)
         start = self.pos
         self.pos = end
         return start

@@ -26,16 +26,18 @@ _FIELD_BYTES = const(32)
 _BUILD_POINTS = const(8)  # points normalised per field inversion
 
 
-def build(curve, teeth, tables):
+def build(curve, teeth, tables, table=None):
     """The comb table ec.mul_base reads: for each table j, 2^(teeth-1) points
     T[j * 2^(teeth-1) + i] = 2^(j * e) (G + sum of 2^(spacing * t) G over the set bits
-    t-1 of i), spacing = ceil(256 / teeth), e = ceil((spacing + 1) / tables)."""
+    t-1 of i), spacing = ceil(256 / teeth), e = ceil((spacing + 1) / tables). Written
+    into table (1 KiB pieces, as many as it needs) if given, else into new ones."""
     p = curve.p
     a = curve.a
     spacing = (255 + teeth) // teeth
     cols = (spacing + tables) // tables
     size = 1 << (teeth - 1)
-    table = [bytearray(_PIECE_POINTS * 2 * _FIELD_BYTES) for _ in range(size * tables >> 4)]
+    if table is None:
+        table = [bytearray(_PIECE_POINTS * 2 * _FIELD_BYTES) for _ in range(size * tables >> 4)]
     gx, gy = curve.gx, curve.gy
     for j in range(tables):
         start = j * size

@@ -186,12 +186,16 @@ def comb_table(curve):
                 return curve._comb
             except ImportError:  # a firmware that froze only part of the package
                 pass
+        # The table's pieces first, then comb.py's code and the build's garbage: a
+        # long-lived piece allocated after them lands between the holes they leave.
+        table = [bytearray(1024) for _ in range(4)]  # 2 tables of 2^5 points, 64 bytes each
         from . import comb
 
         try:
-            curve._comb = (comb.build(curve, COMB_TEETH, COMB_TABLES), COMB_TEETH, COMB_TABLES)
+            comb.build(curve, COMB_TEETH, COMB_TABLES, table)
         finally:
             forget("comb")
+        curve._comb = (table, COMB_TEETH, COMB_TABLES)
     return curve._comb
 
 

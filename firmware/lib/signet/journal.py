@@ -32,6 +32,7 @@ _M0 = const(0x53)  # "S"
 _M1 = const(0x4A)  # "J"
 _HEAD = const(12)  # magic 2 + length 2 + n 8
 OVERHEAD = const(16)  # header + CRC32
+FRAME_BYTES = const(1040)  # OVERHEAD + cose.MAX_RECORD_BYTES: the largest frame
 _META_MAGIC = b"SJM1"
 _META_SIZE = const(56)
 _CHUNK = const(256)  # resync scan step
@@ -80,7 +81,7 @@ class JournalFull(Exception):
 
 
 class Journal:
-    def __init__(self, files, segment_bytes=4096, segments=16, reserve_segments=2):
+    def __init__(self, files, segment_bytes=4096, segments=16, reserve_segments=2, buf=None):
         if not 0 <= reserve_segments < segments:
             raise ValueError("reserve_segments must be in 0..segments-1")
         if segment_bytes < OVERHEAD + cose.MAX_RECORD_BYTES:
@@ -93,8 +94,10 @@ class Journal:
         self.segments = segments
         self.reserve_segments = reserve_segments
         self.capacity_bytes = segments * segment_bytes
-        # One frame buffer for every read and write, allocated once.
-        self._buf = bytearray(OVERHEAD + cose.MAX_RECORD_BYTES)
+        # One frame buffer for every read and write, allocated once; or buf, shared
+        # with a user that is done with it whenever the journal is called (the
+        # recorder's: its record builder's scratch, the record copied out first).
+        self._buf = bytearray(FRAME_BYTES) if buf is None else buf
         self._mv = memoryview(self._buf)
         self._reset()
 

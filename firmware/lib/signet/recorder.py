@@ -13,7 +13,7 @@
 
 from . import FIRMWARE_VERSION
 from .builder import RecordBuilder
-from .journal import Journal, JournalFull
+from .journal import FRAME_BYTES, Journal, JournalFull
 from .record import RecordError, check_token, validate_fields
 from .state import SeqState
 
@@ -63,7 +63,11 @@ class Recorder:
         self.uptime = uptime
         self.wall = wall
         self._hb_ms = config.intervals["heartbeat_s"] * 1000
-        self._builder = RecordBuilder(signer)
+        # One scratch buffer for the record builder and the journal's frames: a
+        # record is built, copied out, then journaled, and whatever the journal
+        # reads (catch-up views, the scan at open) is used before the next build.
+        self._frame = bytearray(FRAME_BYTES)
+        self._builder = RecordBuilder(signer, buf=self._frame)
         self.journal = None
         self.state = None
         self.boot = 0
@@ -88,7 +92,9 @@ class Recorder:
     def start(self):
         """Recover journal and sequence state, then sign the boot record."""
         j = self.config.journal
-        self.journal = Journal(self.files, j["segment_bytes"], j["segments"], j["reserve_segments"])
+        self.journal = Journal(
+            self.files, j["segment_bytes"], j["segments"], j["reserve_segments"], self._frame
+        )
         self.journal.open()
         ls, p = self.journal.last()
         size = j["ref_window"]

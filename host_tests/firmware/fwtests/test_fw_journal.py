@@ -332,3 +332,8 @@ def test_heap_does_not_grow_with_records():
         print("journal heap growth over 300 records:", grown)
         assert grown < 512
     assert j.pending_count == 350 % 4 and len(_segments(files)) <= 2
+
+
+def test_the_frame_buffer_holds_the_largest_frame():
+    # FRAME_BYTES is a literal (const() takes no other module's constant): kept in step.
+    assert journal.FRAME_BYTES == OVERHEAD + cose.MAX_RECORD_BYTES
