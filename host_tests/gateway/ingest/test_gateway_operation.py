@@ -65,9 +65,21 @@ def test_second_gateway_on_a_database_refuses_and_a_killed_holder_blocks_nothing
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(
-    "signum",
-    [signal.SIGINT, signal.SIGTERM, signal.SIGHUP],
-    ids=["ctrl-c", "systemd-stop", "terminal-closed"],
+    ("store_at", "signum"),
+    [
+        ("sqlite", signal.SIGINT),
+        ("sqlite", signal.SIGTERM),
+        ("sqlite", signal.SIGHUP),
+        # Each signal ends in the same stop: on PostgreSQL the drain is stopped once.
+        ("postgresql", signal.SIGTERM),
+    ],
+    ids=[
+        "sqlite-ctrl-c",
+        "sqlite-systemd-stop",
+        "sqlite-terminal-closed",
+        "postgresql-systemd-stop",
+    ],
+    indirect=["store_at"],
 )
 def test_a_signal_to_the_process_group_stops_it_as_sigterm_does(
     store_at: Path | str, tmp_path: Path, broker: Mosquitto, procs, signum: int
