@@ -10,9 +10,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from test_aggregate import Db, _scenario, rec
+from test_aggregate import EXAMPLES, Db, _scenario, rec
 
 from kit.gatewaykit import Dev
 from signet_gateway.ingest.intake import verify_message
@@ -57,26 +57,26 @@ def _apply_batched(db: Db, records: list[StoredRecord], cuts: list[int]) -> None
             db.agg.on_stored_many(records[lo:hi])
 
 
-@settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
-)
-@given(
-    order=st.permutations(range(26)),
-    cuts=st.lists(st.integers(0, 26), max_size=5),
-)
-def test_batched_hook_equals_one_by_one(
-    two_dbs: tuple[Db, Db], order: list[int], cuts: list[int]
-) -> None:
+def test_batched_hook_equals_one_by_one(two_dbs: tuple[Db, Db]) -> None:
     one, many = two_dbs
-    one.clear()
-    many.clear()
-    kids = [one.enroll(seed=1), one.enroll(seed=2)]
-    assert [many.enroll(seed=1), many.enroll(seed=2)] == kids
-    records = _records(kids)
-    shuffled = [records[i] for i in order]
-    _apply_one_by_one(one, shuffled)
-    _apply_batched(many, shuffled, cuts)
-    assert _all_tables(many) == _all_tables(one)
+
+    @settings(max_examples=EXAMPLES[one.store.engine.name], deadline=None)
+    @given(
+        order=st.permutations(range(26)),
+        cuts=st.lists(st.integers(0, 26), max_size=5),
+    )
+    def check(order: list[int], cuts: list[int]) -> None:
+        one.clear()
+        many.clear()
+        kids = [one.enroll(seed=1), one.enroll(seed=2)]
+        assert [many.enroll(seed=1), many.enroll(seed=2)] == kids
+        records = _records(kids)
+        shuffled = [records[i] for i in order]
+        _apply_one_by_one(one, shuffled)
+        _apply_batched(many, shuffled, cuts)
+        assert _all_tables(many) == _all_tables(one)
+
+    check()
 
 
 def test_in_order_fleet_in_one_batch_equals_one_by_one(new_db: Callable[..., Db]) -> None:
