@@ -135,6 +135,8 @@ class Sequencer:
         # failure it could not attribute to one record, so that on_stored can.
         self.on_stored_many = on_stored_many
         self.unbatched = False
+        # Called before the first log append of a transaction (the writer's commit lock).
+        self.before_append: Callable[[], None] | None = None
         self.evidence_per_device = evidence_per_device
         self._devs: dict[str, _Dev] = {}
         self._dirty: set[str] = set()
@@ -322,38 +324,47 @@ class Sequencer:
         self._devs[kid] = dev
         return dev
 
+    def fold(self) -> None:
+        """Run the aggregation hook for the records applied since the last flush (before
+        they are inserted: the aggregates read no record rows). The writer does this before
+        it takes the commit lock: it concerns the batch's devices alone."""
+        new, self._new = self._new, []
+        if not new:
+            return
+        many = self.on_stored_many
+        if many is not None and not self.unbatched:
+            try:
+                many([rec for _, rec in new])
+            except Exception as exc:
+                index = getattr(exc, "index", None)
+                if type(index) is int and 0 <= index < len(new):
+                    cause = getattr(exc, "exc", exc)
+                    raise HookFailed(new[index][0], cause) from cause
+                raise HookFailed(UNATTRIBUTED, exc) from exc
+            return
+        hook = self.on_stored
+        assert hook is not None
+        for tag, rec in new:
+            try:
+                hook(rec)
+            except Exception as exc:
+                raise HookFailed(tag, exc) from exc
+
     def _flush_inserts(self) -> None:
+        self.fold()
         if self._inserts:
             inserts = self._inserts
             columns = "kid, n, kind, b, u, t, payload, raw, received_ms, late, future, chain_break"
             if self.record_log is not None:
                 # Appended in the order the records are stored, in their transaction.
+                if self.before_append is not None:
+                    self.before_append()
                 first = self.record_log.append([row[7] for row in inserts])
                 inserts = [(*row, first + i) for i, row in enumerate(inserts)]
                 columns += ", log_index"
             marks = ", ".join("?" * len(inserts[0]))
             self.conn.executemany(f"INSERT INTO records ({columns}) VALUES ({marks})", inserts)
             self._inserts.clear()
-        if self._new:
-            new, self._new = self._new, []
-            many = self.on_stored_many
-            if many is not None and not self.unbatched:
-                try:
-                    many([rec for _, rec in new])
-                except Exception as exc:
-                    index = getattr(exc, "index", None)
-                    if type(index) is int and 0 <= index < len(new):
-                        cause = getattr(exc, "exc", exc)
-                        raise HookFailed(new[index][0], cause) from cause
-                    raise HookFailed(UNATTRIBUTED, exc) from exc
-                return
-            hook = self.on_stored
-            assert hook is not None
-            for tag, rec in new:
-                try:
-                    hook(rec)
-                except Exception as exc:
-                    raise HookFailed(tag, exc) from exc
 
     def _head_hash(self, dev: _Dev) -> bytes | None:
         if dev.head_hash is None and dev.highest > 0:

@@ -191,7 +191,8 @@ class BatchWriter:
         generations: Generations | None = None,
     ) -> None:
         self.conn = conn
-        self._begin = engine_of(conn).begin
+        self.engine = engine_of(conn)
+        self._commit_locked = False  # this transaction holds the commit lock (_lock_commit)
         self.findings = Findings()
         self.seq = Sequencer(
             conn,
@@ -201,6 +202,7 @@ class BatchWriter:
             on_stored_many=on_stored_many,
             record_log=record_log,
         )
+        self.seq.before_append = self._lock_commit
         self.quarantine_rows = quarantine_rows
         self.quarantine_bytes = quarantine_bytes
         self.known_device = known_device
@@ -219,13 +221,26 @@ class BatchWriter:
         while True:
             result = WriteResult({}, set())
             try:
-                self.conn.execute(self._begin)
-                self.generations.begin()
-                self._apply(messages, poisoned, result)
+                # Several workers (PostgreSQL): what concerns only the batch's devices runs
+                # under their locks, in parallel with other workers' batches; the rest
+                # (the log, the quarantine, the generation) under the commit lock, taken as
+                # late as it can be (docs/GATEWAY.md, Several writers on one database).
+                self._commit_locked = False
+                self.conn.execute(self.engine.begin_batch)
+                kids = [m.kid for m in messages if m.rejection is None and m.kid]
+                self.engine.lock_devices(sorted(set(kids)))
+                self.generations.begin_batch()
+                self.seq.preload(kids)
+                refused = self._apply(messages, poisoned, result)
                 try:
+                    self.seq.fold()  # the aggregates: the batch's devices only
+                    self._lock_commit()
+                    if refused:
+                        self._quarantine(refused, result)
                     self.seq.flush()
                 except HookFailed as hook:
                     raise _ItemFailed(hook.tag, hook.exc) from hook.exc
+                self.generations.before_commit()
                 self.conn.execute("COMMIT")
             except _ItemFailed as failed:
                 self._rollback()
@@ -257,6 +272,11 @@ class BatchWriter:
             self.seq.events.clear()
             return result
 
+    def _lock_commit(self) -> None:
+        if not self._commit_locked:
+            self._commit_locked = True
+            self.engine.lock_commit()
+
     def _rollback(self) -> None:
         try:
             if self.conn.in_transaction:
@@ -276,13 +296,15 @@ class BatchWriter:
                 if not getattr(self.conn, "lost", False):
                     raise
 
-    def _apply(self, messages: list[Message], poisoned: dict[int, str], out: WriteResult) -> None:
+    def _apply(
+        self, messages: list[Message], poisoned: dict[int, str], out: WriteResult
+    ) -> list[tuple[Any, ...]]:
+        """Apply the batch's records; returns what is refused, for the caller to quarantine."""
         seq = self.seq
         apply_parts = seq.apply_parts
         limits = self.key_limits
         refused: list[tuple[Any, ...]] = []
         stored = duplicates = equivocations = 0
-        seq.preload([m.kid for m in messages if m.rejection is None and m.kid])
         for index, m in enumerate(messages):
             received_ms = m.received_ms
             day = day_of(received_ms)
@@ -323,8 +345,7 @@ class BatchWriter:
         out.stored += stored
         out.duplicates += duplicates
         out.equivocations += equivocations
-        if refused:
-            self._quarantine(refused, out)
+        return refused
 
     def _quarantine(self, refused: Iterable[tuple[Any, ...]], out: WriteResult) -> None:
         cap = self.quarantine_bytes

@@ -75,7 +75,10 @@ class Generations:
         self.counts: bool = engine_of(conn).counts_generations
         self.mine = read(conn) if self.counts else 0  # after this process's last look
         self.reloads = 0
+        self.last = 0  # the value this process's last commit bumped the generation to
+        self.last_pending = 0
         self._pending: int | None = None
+        self._seen = self.mine  # read by begin_batch
         self._forget: list[Callable[[], None]] = []
 
     def on_foreign_write(self, forget: Callable[[], None]) -> None:
@@ -88,11 +91,33 @@ class Generations:
             if value != self.mine + 1:
                 self.mine = value - 1  # seen: a retry of this transaction drops nothing more
                 self._foreign()
-            self._pending = value
+            self._pending = self.last_pending = value
+
+    def begin_batch(self) -> None:
+        """A writer's batch, just after its devices' locks (pg_connection.PostgresEngine
+        .begin_batch): drop the caches if anyone committed since this process's last look.
+        Then the locked devices' cached state is what is stored: whoever wrote one of them
+        held its lock, so committed, generation bumped, before this one got it."""
+        if self.counts:
+            value = read(self.conn)
+            if value != self.mine:
+                self.mine = value
+                self._foreign()
+            self._seen = value
+
+    def before_commit(self) -> None:
+        """A writer's batch, under the commit lock, just before COMMIT: bump. Others that
+        committed since ``begin_batch`` wrote devices this batch did not lock: caches of
+        those may be stale, so the next batch drops them (``mine`` is left behind)."""
+        if self.counts:
+            value = bump(self.conn)
+            self.last_pending = value
+            self._pending = value if value == self._seen + 1 else self._seen
 
     def committed(self) -> None:
         if self._pending is not None:
             self.mine, self._pending = self._pending, None
+            self.last, self.last_pending = self.last_pending, 0
 
     def rolled_back(self) -> None:
         self._pending = None  # the bump was rolled back with the rest

@@ -22,8 +22,9 @@ leaves hash), so a crash or ROLLBACK leaves nodes and records in step; call
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Final
 
 from signet_gateway.log.merkle import HASH_SIZE
@@ -61,16 +62,45 @@ class SqliteNodeStore:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self._tiles: dict[tuple[int, int], bytes] = {}  # complete tiles read so far
+        self._pinned: dict[int, tuple[int, bytes]] | None = None  # level -> tail (pinned)
+
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Answer from one reading of every level's tail meanwhile: a consistent view of the
+        tree's edge for several reads outside the commit lock, while other workers commit
+        (PostgreSQL, READ COMMITTED: each statement sees the commits before it). A tail read
+        once is a moment of the log; the nodes before it are in complete tiles, committed
+        with or before that tail, so found however much the log has grown since."""
+        self._pinned = {
+            int(level): (int(first), bytes(hashes))
+            for level, first, hashes in self.conn.execute(
+                "SELECT level, first, hashes FROM log_tail"
+            )
+        }
+        try:
+            yield
+        finally:
+            self._pinned = None
 
     # -- NodeStore -----------------------------------------------------------------------------
 
     def size(self) -> int:
+        if self._pinned is not None:
+            first, hashes = self._pinned.get(0, (0, b""))
+            return first + len(hashes) // HASH_SIZE
         row = self.conn.execute("SELECT first, hashes FROM log_tail WHERE level = 0").fetchone()
         return 0 if row is None else int(row[0]) + len(row[1]) // HASH_SIZE
 
     def get(self, level: int, index: int) -> bytes | None:
         if level % LEVEL_STRIDE:
             return None
+        if self._pinned is not None:
+            tail = self._pinned.get(level)
+            if tail is not None and index >= tail[0]:
+                offset = index - tail[0]
+                if offset < len(tail[1]) // HASH_SIZE:
+                    return tail[1][offset * HASH_SIZE : (offset + 1) * HASH_SIZE]
+                return None
         tile, offset = divmod(index, TILE_WIDTH)
         hashes = self._tiles.get((level, tile))
         if hashes is None:

@@ -53,6 +53,8 @@ __all__ = [
 
 
 WRITE_LOCK: Final = 0x5349474E4554  # "SIGNET": the advisory lock key of Store.transaction()
+COMMIT_LOCK: Final = 0x5349474E4C47  # "SIGNLG": a gateway batch's global part (lock_commit)
+DEVICE_LOCKS: Final = 0x5347  # the first key of a device's lock (two-key form), hashtext the second
 LOCK_TIMEOUT: Final = "10s"  # as SQLite's busy_timeout: then an error (fault "unwritable")
 
 
@@ -121,11 +123,33 @@ class PostgresEngine:
     # checkpoint following the last one, a batch of several gateway workers applied in one
     # commit order: docs/GATEWAY.md, Several workers).
     begin: Final = f"BEGIN; SELECT pg_advisory_xact_lock({WRITE_LOCK})"
+    # A gateway writer's batch (several workers at once: docs/GATEWAY.md, Several writers):
+    # the write lock shared (so a command's transaction still has the database to itself),
+    # then its devices' locks (lock_devices: the batch's per-device work runs in parallel
+    # with other workers' batches of other devices), then the commit lock for what is one
+    # sequence for the whole database (lock_commit: the log, the quarantine's bound, the
+    # findings of senders not locked, the generation), held to COMMIT.
+    begin_batch: Final = f"BEGIN; SELECT pg_advisory_xact_lock_shared({WRITE_LOCK})"
     # Several processes write: each write transaction says so (generation.py).
     counts_generations: Final = True
 
     def __init__(self, conn: PgConnection) -> None:
         self.conn = conn
+
+    def lock_devices(self, kids: Sequence[str]) -> None:
+        """Take the transaction-level lock of each device, in one order every worker uses
+        (the lock keys sorted), so two batches sharing devices wait for each other and never
+        deadlock. A hash collision between two devices only makes them wait for each other."""
+        if kids:
+            self.conn.execute(
+                f"SELECT count(pg_advisory_xact_lock({DEVICE_LOCKS}, k)) FROM"
+                " (SELECT DISTINCT hashtext(kid) AS k FROM unnest(CAST(? AS text[])) AS kid"
+                " ORDER BY k) AS locks",
+                (list(kids),),
+            )
+
+    def lock_commit(self) -> None:
+        self.conn.execute(f"SELECT pg_advisory_xact_lock({COMMIT_LOCK})")
 
     def size_bytes(self) -> int:
         return int(self.conn.execute("SELECT pg_database_size(current_database())").fetchone()[0])

@@ -59,7 +59,8 @@ class RecordLog:
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self.nodes = SqliteNodeStore(conn)
-        self.tree = MerkleTree(self.nodes)
+        with self.nodes.pinned():  # other workers may be committing meanwhile
+            self.tree = MerkleTree(self.nodes)
 
     @property
     def size(self) -> int:
@@ -72,19 +73,25 @@ class RecordLog:
         if self.nodes.size() != self.tree.size:
             # Another connection appended since this one looked (a second writer on a shared
             # store): the in-memory edge of the tree is stale.
-            self.tree.reload()
+            self.reload()
         return self.tree.append_many([leaf_hash(raw) for raw in raws])
+
+    def reload(self) -> None:
+        """Read the tree's edge again, from one reading of the tails (SqliteNodeStore.pinned:
+        right even while other workers commit)."""
+        with self.nodes.pinned():
+            self.tree.reload()
 
     def rolled_back(self) -> None:
         """After ROLLBACK: forget what the rolled-back appends left in memory."""
         self.nodes.forget()
-        self.tree.reload()
+        self.reload()
 
     def another_wrote(self) -> None:
         """Another process committed since this one's last transaction: read the tree's edge
         again. The complete tiles read before stay cached: committed, they never change (a
         rolled-back transaction's are dropped by ``rolled_back``), so the edge is a few rows."""
-        self.tree.reload()
+        self.reload()
 
     def append_unlogged(self, batch: int = 5000) -> int:
         """Append every unlogged record (call inside a write transaction); returns how many."""
@@ -143,7 +150,7 @@ class RecordLog:
         is signed. Raises ``log.checkpoint.InconsistentCheckpoint`` if the stored history
         and the tree disagree (a database restored from an older copy, or edited)."""
         if self.nodes.size() != self.tree.size:
-            self.tree.reload()
+            self.reload()
         last = self.latest_checkpoint()
         size, root = self.tree.size, self.tree.root()
         if last is not None and last.size == size and last.root == root:

@@ -89,12 +89,21 @@ class SqliteEngine:
     name: Final = "sqlite"
     # IMMEDIATE: the write lock at BEGIN, so what a transaction read stays true until COMMIT.
     begin: Final = "BEGIN IMMEDIATE"
+    # A gateway writer's batch: the same (one writer at a time per file); no device locks, no
+    # separate commit lock (pg_connection.PostgresEngine for what they are).
+    begin_batch: Final = "BEGIN IMMEDIATE"
     # One gateway process per file (ingest/instance_lock.py): no write generation (generation.py).
     counts_generations: Final = False
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self.conn = conn
         self._default_pages: int | None = None  # SQLite's own limit, to lift a cap again
+
+    def lock_devices(self, kids: Sequence[str]) -> None:
+        """(PostgreSQL: the devices' locks. SQLite's BEGIN IMMEDIATE holds the whole file.)"""
+
+    def lock_commit(self) -> None:
+        """(PostgreSQL: the commit lock. SQLite's BEGIN IMMEDIATE holds the whole file.)"""
 
     def size_bytes(self) -> int:
         """Pages times page size (the -wal file not counted)."""

@@ -152,7 +152,7 @@ def _work(url: str, batches: list[tuple[int, list[Item]]], go: Any, out: Any) ->
     commits = []
     for index, batch in batches:
         writer.commit(_messages(batch, verifier))
-        commits.append((writer.generations.mine, index))
+        commits.append((writer.generations.last, index))
     out.put((commits, conn.violations, conn.checked, writer.generations.reloads))
     store.close()
 

@@ -201,3 +201,66 @@ def test_the_unlogged_index_is_empty_when_everything_is_logged(tmp_path: Path) -
         )
     )
     assert "records_unlogged" in plan
+
+
+class _CommitsBetween:
+    """A connection on which another writer's append commits just after the first tile
+    look-up that found nothing (the leaf is in the tail, the next read goes there): the
+    moment, between two reads of the tree's edge, when a worker on PostgreSQL sees another
+    worker's commit (READ COMMITTED, no lock held)."""
+
+    def __init__(self, conn: object, commit: object) -> None:
+        self.conn, self.commit = conn, commit
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.conn, name)
+
+    def execute(self, sql: str, params: object = ()) -> object:
+        if self.commit is not None and sql.startswith("SELECT hashes FROM log_tiles"):
+            rows = self.conn.execute(sql, params).fetchall()
+            if not rows:
+                commit, self.commit = self.commit, None
+                commit()  # type: ignore[operator]
+            return _Rows(rows)
+        return self.conn.execute(sql, params)
+
+
+class _Rows:
+    def __init__(self, rows: list[object]) -> None:
+        self.rows = rows
+
+    def fetchone(self) -> object:
+        return self.rows[0] if self.rows else None
+
+
+def test_the_edge_is_read_right_while_another_writer_commits(
+    store: Store, store_at: Path | str
+) -> None:
+    """The tree's edge is several reads; another worker's commit between them moves leaves
+    from the level's tail into a complete tile. Read from one reading of the tails, the
+    edge is the log as it was at that reading, whatever was committed after."""
+    first = _entries(TILE_WIDTH + 5, 1)  # one complete tile and 5 leaves in the tail
+    writer = RecordLog(store.conn)
+    _append(store, writer, first)
+    other = Store(store_at)
+    try:
+        more = _entries(TILE_WIDTH, 2)  # completes the tile that holds the tail's 5 leaves
+
+        def commit() -> None:
+            _append(other, RecordLog(other.conn), more)
+
+        log = RecordLog(store.conn)
+        racing = _CommitsBetween(store.conn, commit)
+        log.nodes.conn = racing  # type: ignore[assignment]
+        log.nodes.forget()
+        log.another_wrote()  # the edge read again, the other's commit in the middle if asked
+        assert log.size == len(first)
+        assert log.tree.root() == mth(first)
+        if racing.commit is not None:  # the edge was read without looking for a tile that
+            commit()  # is not there: the other commits now
+        log.nodes.conn = store.conn  # type: ignore[assignment]
+        with store.transaction():
+            assert log.append(_entries(1, 3)) == len(first) + len(more)  # then seen
+        assert log.tree.root() == mth(first + more + _entries(1, 3))
+    finally:
+        other.close()
