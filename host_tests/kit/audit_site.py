@@ -13,7 +13,7 @@ from typing import Any
 from kit.gatewaykit import Dev
 from signet_gateway.log import key as log_key
 from signet_gateway.log.note import Signer, Verifier
-from signet_tools.runners.gateway_process import write_gateway_config
+from signet_tools.runners.gateway_process import create_gateway_database, write_gateway_config
 from signet_tools.runners.offline_gateway import OfflineGateway
 
 ORIGIN = "audit.test/signet"
@@ -35,7 +35,7 @@ class Device(Dev):
 class Site:
     root: Path
     config: Path
-    db: Path
+    db: Path | str
     key_path: Path
     signer: Signer
     devices: list[Device] = field(default_factory=list)
@@ -52,11 +52,15 @@ class Site:
         return OfflineGateway(self.db)
 
 
-def make_site(root: Path, devices: int = 2, hours: int = 60) -> Site:
+def make_site(root: Path, devices: int = 2, hours: int = 60, db: Path | str | None = None) -> Site:
     """The database, key and config in ``root``, ``devices`` enrolled, their records stored
-    (device 0 gets every awkward case), and one checkpoint signed half way."""
+    (device 0 gets every awkward case), and one checkpoint signed half way. ``db``: another
+    store than ``root``/gateway.db (a PostgreSQL URL: store_at), made here."""
     root.mkdir(parents=True, exist_ok=True)
-    db = root / "gateway.db"
+    if db is None:
+        db = root / "gateway.db"
+    else:
+        create_gateway_database(db)
     key_path = root / "gateway-log.key"
     private = log_key.generate()
     log_key.save(key_path, private)
