@@ -307,7 +307,8 @@ class Sequencer:
         missing = [kid for kid in dict.fromkeys(kids) if kid not in devs]
         if not missing:
             return
-        self._flush_inserts()  # reads see every record applied so far
+        # No flush first: a device not held has nothing buffered (its records are buffered
+        # only once it is loaded, and its state is dropped only between transactions).
         store = self._store
         states = store.seq_states(missing)
         for kid in missing:
@@ -319,10 +320,8 @@ class Sequencer:
             devs[kid].ranges = [[lo, hi] for lo, hi in ranges]
 
     def _load(self, kid: str) -> _Dev:
-        dev = _Dev(kid, *self._store.seq_state(kid))
-        dev.ranges = [[lo, hi] for lo, hi in self._store.unused_ranges(kid, above=dev.ack)]
-        self._devs[kid] = dev
-        return dev
+        self.preload((kid,))
+        return self._devs[kid]
 
     def fold(self) -> None:
         """Run the aggregation hook for the records applied since the last flush (before

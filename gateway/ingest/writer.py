@@ -228,7 +228,7 @@ class BatchWriter:
                 self._commit_locked = False
                 self.conn.execute(self.engine.begin_batch)
                 kids = [m.kid for m in messages if m.rejection is None and m.kid]
-                self.engine.lock_devices(sorted(set(kids)))
+                self.engine.lock_devices(kids)  # each once, in the engine's order
                 self.generations.begin_batch()
                 self.seq.preload(kids)
                 refused = self._apply(messages, poisoned, result)
