@@ -146,7 +146,9 @@ class Journal:
         if f.readinto(mv[:_HEAD]) != _HEAD or buf[0] != _M0 or buf[1] != _M1:
             return 0
         length = (buf[2] << 8) | buf[3]
-        if not 0 < length <= cose.MAX_RECORD_BYTES or off + OVERHEAD + length > size:
+        # A frame longer than the buffer cannot be read whole: damage, like a bad CRC
+        # (the recorder's buffer holds the largest record it signs, all it journals).
+        if not 0 < length <= len(buf) - OVERHEAD or off + OVERHEAD + length > size:
             return 0
         end = _HEAD + length
         if f.readinto(mv[_HEAD : end + 4]) != length + 4:

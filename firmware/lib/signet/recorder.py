@@ -13,7 +13,7 @@
 
 from . import FIRMWARE_VERSION
 from .builder import RecordBuilder
-from .journal import FRAME_BYTES, Journal, JournalFull
+from .journal import OVERHEAD, Journal, JournalFull
 from .record import RecordError, check_token, validate_fields
 from .state import SeqState
 
@@ -26,8 +26,9 @@ except ImportError:  # CPython
 
 
 # Upper bound of one signed record (the largest rev/evt, 64-byte text, ES256K
-# header: ~310 bytes). Room is checked BEFORE a sequence number is taken: a
-# number handed out and then not journaled would be a gap the gateway counts.
+# header: 308 bytes), and the size of the record builder's buffer. Room is checked
+# BEFORE a sequence number is taken: a number handed out and then not journaled
+# would be a gap the gateway counts.
 ROOM = const(320)
 _MAX_IV = const(0xFFFFFFFF)
 NEARLY_FULL = const(75)  # % fill: journal_nearly_full is signed once
@@ -66,8 +67,10 @@ class Recorder:
         # One scratch buffer for the record builder and the journal's frames: a
         # record is built, copied out, then journaled, and whatever the journal
         # reads (catch-up views, the scan at open) is used before the next build.
-        self._frame = bytearray(FRAME_BYTES)
-        self._builder = RecordBuilder(signer, buf=self._frame)
+        # Sized for the largest record this agent makes (ROOM), not the protocol's
+        # 1 KiB: every frame in its journal is one it built.
+        self._frame = bytearray(ROOM + OVERHEAD)
+        self._builder = RecordBuilder(signer, ROOM, self._frame)
         self.journal = None
         self.state = None
         self.boot = 0

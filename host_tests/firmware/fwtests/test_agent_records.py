@@ -1,9 +1,11 @@
 # The agent's records: boot, heartbeats across a tick wrap, revenue, chain
 # across reboots, journal fill policy. CPython and MicroPython (mprun.py).
 
-from signet import FIRMWARE_VERSION
+from signet import FIRMWARE_VERSION, ec, record
 from signet.agent import RecordRefused
-from signet.recorder import hb_multiplier
+from signet.builder import RecordBuilder
+from signet.recorder import ROOM, hb_multiplier
+from signet.signer import SoftwareSigner
 
 try:
     from .agentkit import T0, WRAP, FakePlatform, Rig, make_config
@@ -232,3 +234,45 @@ def _events(rig):
 
 def _hb_ivs(rig):
     return [f["iv"] for f in _records(rig) if f["k"] == "hb"]
+
+
+def test_largest_records_signed_journaled_and_delivered():
+    # The recorder's buffer is sized for its largest record: the longest sale, meter
+    # reading and event are signed, journaled, read back for sending and acked.
+    rig = Rig()
+    try:
+        a = rig.agent
+        n1 = a.record_revenue(-9007199254740991, "EUR", "s" * 32, "r" * 64)
+        n2 = a.record_meter(9007199254740991, "u" * 16, "s" * 32)
+        n3 = a.record_event("e" * 32, "m" * 64)
+        rig.run_until(lambda: rig.gw.ack >= n3)
+        assert rig.gw.fields(n1)["ref"] == "r" * 64
+        assert rig.gw.fields(n2)["unit"] == "u" * 16
+        assert rig.gw.fields(n3)["msg"] == "m" * 64
+        assert rig.gw.check_chain() >= 4
+    finally:
+        rig.close()
+
+
+def test_largest_record_of_every_kind_fits_the_recorders_buffer():
+    # The recorder builds into a buffer of ROOM bytes (and the journal reads frames back
+    # through it): every field at its longest and largest, on the curve with the longer
+    # protected header, still fits.
+    big = record.MAX_SAFE_INT
+    largest = {
+        "boot": {"rc": "r" * 32, "fw": "~" * 32, "ls": big},
+        "hb": {"iv": 0xFFFFFFFF, "st": "s" * 32},
+        "rev": {"am": -big, "cur": "EUR", "src": "s" * 32, "ref": "r" * 64},
+        "meter": {"q": -big, "unit": "u" * 16, "src": "s" * 32},
+        "evt": {"ev": "e" * 32, "msg": "m" * 64},
+    }
+    signer = SoftwareSigner("secp256k1", 0xC9AFA9D845BA75166B5C215767B1D6934E50C3DB36E89B12)
+    try:
+        builder = RecordBuilder(signer, ROOM)
+        sizes = [
+            len(builder.build(kind, big, 0xFFFFFFFF, big, big, bytes(32), largest[kind])[1])
+            for kind in record.KINDS
+        ]
+    finally:
+        ec.release_table(signer.curve)  # the agent tests' signer is a P-256 one
+    assert max(sizes) <= ROOM, sizes
