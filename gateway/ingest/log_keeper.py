@@ -99,20 +99,14 @@ class LogKeeper:
 
     def checkpoint(self, quiet: bool = False) -> StoredCheckpoint | None:
         """Sign and store a checkpoint of the tree now (unless it is unchanged)."""
-        size = self.record_log.size
-        if size == 0 or (self.last is not None and self.last.size == size):
-            return self.last  # nothing new to sign
         try:
+            size = self.record_log.size  # the edge read again first if stale (a rollback)
+            if size == 0 or (self.last is not None and self.last.size == size):
+                return self.last  # nothing new to sign
             with self._timed(), self.generations.transaction():
                 self.last = self.record_log.issue_checkpoint(self.signer)
         except ENGINE_ERRORS as exc:
-            try:
-                self.record_log.rolled_back()
-            except ENGINE_ERRORS:
-                # The session was lost: the tree is read again when it is made again (the
-                # reconnect drops every cache kept over the old one: generation.py).
-                if not getattr(self.store.conn, "lost", False):
-                    raise
+            self.record_log.rolled_back()
             if self._failures.allow() is not None:
                 log.warning("cannot store a log checkpoint now (%s); trying again later", exc)
             return None

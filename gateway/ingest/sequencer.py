@@ -261,9 +261,8 @@ class Sequencer:
         return changed, republish
 
     def rolled_back(self) -> None:
-        """After ROLLBACK: forget everything not committed (state reloads from the database).
-        The memory first: the log's tree reloads from the database, which fails when the
-        session was lost (the tree is reloaded again when it is made again: forget)."""
+        """After ROLLBACK: forget everything not committed (state reloads from the database
+        when next needed: nothing is read here, the session may be lost)."""
         self._devs.clear()
         self._dirty.clear()
         self._inserts.clear()

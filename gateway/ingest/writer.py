@@ -287,14 +287,7 @@ class BatchWriter:
             pass
         finally:
             self.generations.rolled_back()
-            try:
-                self.seq.rolled_back()
-            except ENGINE_ERRORS:
-                # The session was lost (PostgreSQL restarted): the log's tree could not be
-                # read again now; it is when the session is made again (a reconnect drops
-                # every cache: generation.py). Any other failure to read it is news.
-                if not getattr(self.conn, "lost", False):
-                    raise
+            self.seq.rolled_back()  # memory only: nothing here may need the lost session
 
     def _apply(
         self, messages: list[Message], poisoned: dict[int, str], out: WriteResult

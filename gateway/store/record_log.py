@@ -60,7 +60,18 @@ class RecordLog:
         self.conn = conn
         self.nodes = SqliteNodeStore(conn)
         with self.nodes.pinned():  # other workers may be committing meanwhile
-            self.tree = MerkleTree(self.nodes)
+            self._tree = MerkleTree(self.nodes)
+        # The edge in memory may not be the database's (a rollback, another writer): it is
+        # read again when the tree is next used, in that caller's transaction, never in the
+        # handler of a failure (the session may be gone; docs/GATEWAY.md, Faults).
+        self._stale = False
+
+    @property
+    def tree(self) -> MerkleTree:
+        """The tree as committed (its edge read again first if it may be stale)."""
+        if self._stale:
+            self.reload()
+        return self._tree
 
     @property
     def size(self) -> int:
@@ -80,18 +91,21 @@ class RecordLog:
         """Read the tree's edge again, from one reading of the tails (SqliteNodeStore.pinned:
         right even while other workers commit)."""
         with self.nodes.pinned():
-            self.tree.reload()
+            self._tree.reload()
+        self._stale = False  # only once read: a reload that failed is done again
 
     def rolled_back(self) -> None:
-        """After ROLLBACK: forget what the rolled-back appends left in memory."""
+        """After ROLLBACK: forget what the rolled-back appends left in memory (no database
+        access: the edge is read again when the tree is next used)."""
         self.nodes.forget()
-        self.reload()
+        self._stale = True
 
     def another_wrote(self) -> None:
-        """Another process committed since this one's last transaction: read the tree's edge
-        again. The complete tiles read before stay cached: committed, they never change (a
-        rolled-back transaction's are dropped by ``rolled_back``), so the edge is a few rows."""
-        self.reload()
+        """Another process committed since this one's last transaction: the tree's edge is
+        read again when next used. The complete tiles read before stay cached: committed,
+        they never change (a rolled-back transaction's are dropped by ``rolled_back``), so
+        the edge is a few rows."""
+        self._stale = True
 
     def append_unlogged(self, batch: int = 5000) -> int:
         """Append every unlogged record (call inside a write transaction); returns how many."""

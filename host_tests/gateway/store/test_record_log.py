@@ -94,6 +94,30 @@ def test_a_rolled_back_append_leaves_no_trace(store: Store) -> None:
     assert RecordLog(store.conn).tree.root() == mth(first + other)
 
 
+def test_forgetting_reads_nothing_and_the_edge_is_read_when_next_used(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After a rollback, or another writer's commit, the session may be gone (a PostgreSQL
+    # restart): forgetting must not need it; the tree is read again by its next user.
+    log = RecordLog(store.conn)
+    first = _entries(20, 1)
+    _append(store, log, first)
+    store.conn.execute(store.engine.begin)
+    log.append(_entries(30, 2))
+    store.conn.execute("ROLLBACK")
+
+    def session_lost() -> None:
+        raise AssertionError("read the database while forgetting")
+
+    with monkeypatch.context() as m:
+        m.setattr(log.nodes, "pinned", session_lost)
+        log.rolled_back()
+        log.another_wrote()
+    assert log.size == 20  # read now
+    assert log.tree.root() == mth(first)
+    assert _append(store, log, _entries(5, 3)) == 20
+
+
 def test_a_second_writer_is_noticed_before_appending(store: Store, store_at: Path | str) -> None:
     mine = RecordLog(store.conn)
     _append(store, mine, _entries(10, 1))
