@@ -76,7 +76,7 @@ class Generations:
         self.mine = read(conn) if self.counts else 0  # after this process's last look
         self.reloads = 0
         self.last = 0  # the value this process's last commit bumped the generation to
-        self.last_pending = 0
+        self._bumped = 0  # the value the open transaction bumped it to
         self._pending: int | None = None
         self._seen = self.mine  # read by begin_batch
         self._forget: list[Callable[[], None]] = []
@@ -91,7 +91,7 @@ class Generations:
             if value != self.mine + 1:
                 self.mine = value - 1  # seen: a retry of this transaction drops nothing more
                 self._foreign()
-            self._pending = self.last_pending = value
+            self._pending = self._bumped = value
 
     def begin_batch(self) -> None:
         """A writer's batch, just after its devices' locks (pg_connection.PostgresEngine
@@ -110,14 +110,13 @@ class Generations:
         committed since ``begin_batch`` wrote devices this batch did not lock: caches of
         those may be stale, so the next batch drops them (``mine`` is left behind)."""
         if self.counts:
-            value = bump(self.conn)
-            self.last_pending = value
+            value = self._bumped = bump(self.conn)
             self._pending = value if value == self._seen + 1 else self._seen
 
     def committed(self) -> None:
         if self._pending is not None:
             self.mine, self._pending = self._pending, None
-            self.last, self.last_pending = self.last_pending, 0
+            self.last = self._bumped
 
     def rolled_back(self) -> None:
         self._pending = None  # the bump was rolled back with the rest
