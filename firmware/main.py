@@ -63,6 +63,9 @@ def main():
         return
     signer = key.signer
     gc.collect()
+    from signet import AGENT_MODULES, load
+
+    load(*AGENT_MODULES, "board", "mqtt")  # one by one, a collection after each
     from signet.agent import Agent
     from signet.board import Board
     from signet.fsio import Files

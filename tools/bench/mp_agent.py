@@ -74,6 +74,9 @@ def main():
     # a binary with signet frozen in runs that, any other the .mpy files in lib.
     sys.path.insert(0, lib)
     sys.path.insert(0, ".frozen")
+    import signet
+
+    signet.load(*signet.AGENT_MODULES)  # as main.py loads them on a board
     from signet.agent import Agent
     from signet.builder import RecordBuilder
     from signet.fsio import Files

@@ -13,6 +13,9 @@ def main():
     count = int(sys.argv[1])
     sys.path.insert(0, sys.argv[2])
     directory = sys.argv[3] if len(sys.argv) > 3 else "/tmp/signet-soak"
+    import signet
+
+    signet.load(*signet.AGENT_MODULES, "mqtt")  # as main.py loads them on a board
     import fakeumqtt
     from agentkit import FakePlatform, make_config, rmtree, signer
 
