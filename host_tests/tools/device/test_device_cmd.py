@@ -30,6 +30,9 @@ from signet_tools.device.micropython import FIRMWARE, FIRMWARE_LIB, run, tool
 
 pytestmark = pytest.mark.timeout(120)
 
+# Read by ec.comb_table beside the modules (the precomputed comb, without its heap cost).
+TABLE_FILES = ["comb_p256.bin", "comb_secp256k1.bin"]
+
 BOARD_CONFIG = {
     "wifi": {"ssid": "workshop", "password": "hunter22"},
     "mqtt": {"host": "broker.local", "port": 1883},
@@ -285,12 +288,13 @@ def test_flash_and_provision_through_mpremote(
     out = capsys.readouterr()
     assert code == 1, out.err  # flashed, but umqtt.simple is missing (not installed here)
     assert "umqtt.simple is missing" in out.out
-    shipped = sorted(
-        p.stem for p in (FIRMWARE_LIB / "signet").glob("*.py") if p.name not in FROZEN_ONLY
-    )
-    on_board = sorted(p.stem for p in (flash / "lib" / "signet").iterdir())
-    assert on_board == shipped
-    assert all(p.suffix == ".mpy" for p in (flash / "lib" / "signet").iterdir())
+    modules = [p for p in (FIRMWARE_LIB / "signet").glob("*.py") if p.name not in FROZEN_ONLY]
+    on_board = sorted(p.name for p in (flash / "lib" / "signet").iterdir())
+    # the modules compiled, and the precomputed comb tables' bytes beside them
+    assert on_board == sorted([f"{p.stem}.mpy" for p in modules] + TABLE_FILES)
+    for name in TABLE_FILES:
+        table = (flash / "lib" / "signet" / name).read_bytes()
+        assert table == (FIRMWARE_LIB / "signet" / name).read_bytes()
     assert (flash / "main.py").read_bytes() == main_py.read_bytes()
     assert json.loads((flash / "config.json").read_text()) == BOARD_CONFIG
 
@@ -326,6 +330,12 @@ def test_flash_and_provision_through_mpremote(
     assert out.out.count(signer.device_id) == 1
     private_hex = binascii.hexlify(signer.private_bytes()).decode()
     assert private_hex not in out.out + out.err + pem.read_text()
+    # the agent on the board signs with the precomputed comb, read from the file flashed
+    answer = Board(fake.port, reset=False).exec(
+        "from signet import ec\nc = ec.curve_by_name('p256')\nt = ec.comb_table(c)\n"
+        "print('COMB', t[1], t[2], t[3] is ec._read, t[0][0])"
+    )
+    assert "COMB 7 4 True <io.FileIO " in answer, answer
 
 
 @pytest.mark.micropython
@@ -340,6 +350,9 @@ def test_flash_with_sources_replaces_stale_files(
     assert code == 1, capsys.readouterr().err
     assert not (stale / "obsolete.py").exists()
     assert (stale / "agent.py").read_bytes() == (FIRMWARE_LIB / "signet" / "agent.py").read_bytes()
+    for name in TABLE_FILES:  # sources or .mpy, the tables' bytes go with them
+        assert (stale / name).read_bytes() == (FIRMWARE_LIB / "signet" / name).read_bytes()
+    assert not [name for name in FROZEN_ONLY if (stale / name).exists()]
 
 
 def test_logs_streams_lines(tmp_path: Path) -> None:
