@@ -156,6 +156,7 @@ PULSE_DEVICE_MODULES = {
     "signet.record",
     "signet.recorder",
     "signet.rfc6979",
+    "signet.run",  # main.py's body: the run loop (the start-up, signet.startup, is dropped)
     "signet.settings",
     "signet.signer",
     "signet.state",
@@ -184,5 +185,7 @@ def test_a_p256_pulse_device_loads_only_what_its_config_uses(
     # The journal's recovery ran at start; its code is not kept either.
     assert "signet.journal.Journal.append" in held
     assert not [h for h in held if h.endswith(("._scan", ".recover"))], held
+    # The start-up ran (config, key, agent); its code is not kept: only the run loop is.
+    assert "signet.run.main" in held and not [h for h in held if h.startswith("signet.startup")]
     # Nobody asks a board for the agent's counters: their code is not loaded.
     assert "signet.agent.Agent.run" in held and "signet.stats.collect" not in held
