@@ -1,7 +1,8 @@
 # MicroPython side of `signet bench agent` (runs on the unix port, not CPython).
 # Usage: micropython -X heapsize=H mp_agent.py COUNT LIBDIR DIR
-# Prints frozen (1: the binary has signet frozen in and that code ran, not the
-# .mpy files in LIBDIR), code_bytes, us_per_record (agent: build+sign+journal),
+# Prints script_bytes (this script's code, before signet is imported), frozen (1: the
+# binary has signet frozen in and that code ran, not the .mpy files in LIBDIR),
+# code_bytes, us_per_record (agent: build+sign+journal),
 # us_per_sign (the same build+sign without the journal: the reference),
 # record_bytes, flash_bytes, and loaded (the signet modules the agent loaded, comma-
 # separated; tools/bench/mp_modules.py then measures each). Run at several heap sizes
@@ -69,6 +70,10 @@ class _Cfg:
 
 
 def main():
+    gc.collect()
+    # This script's own code, compiled into the heap as a board compiles main.py: it stands
+    # in for main.py (two lines on a board, whose start-up lives in the package).
+    print("script_bytes=%d" % gc.mem_alloc())
     count, lib, directory = int(sys.argv[1]), sys.argv[2], sys.argv[3]
     # Frozen modules first, as on a board (MICROPYPATH="" leaves ".frozen" off the path):
     # a binary with signet frozen in runs that, any other the .mpy files in lib.
