@@ -11,9 +11,9 @@ soak. SOAK_HEAP is the smallest heap the soak passes in on the 64-bit port in
 before, 144k before the modules were loaded one by one and the recorder's buffer was
 cut to its largest record; 116k passed 3 runs of 3 and 112k failed, so 120k keeps a
 step for the temporary paths of another checkout, which are in the heap too), so a
-change that needs more heap fails here; what it asserts does not depend on the heap size: no MemoryError (not even one
-the agent survived), every record acknowledged, and heap in use after gc.collect() not
-growing from the first 1,000 records to the last.
+change that needs more heap fails here; what it asserts does not depend on the heap
+size: no MemoryError (not even one the agent survived), every record acknowledged, and
+heap in use after gc.collect() not growing from the first 1,000 records to the last.
 """
 
 from __future__ import annotations
