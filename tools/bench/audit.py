@@ -27,7 +27,6 @@ Nothing is kept: everything lives in a temporary directory.
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import tempfile
 import time
@@ -47,7 +46,7 @@ from signet_gateway.audit import bundle as bundle_format
 from signet_gateway.audit.export import export_bundle
 from signet_gateway.audit.replay import Replay, Rules
 from signet_gateway.audit.signed_report import open_report
-from signet_gateway.audit.verify import CHUNK, default_jobs, verify_bundle
+from signet_gateway.audit.verify import CHUNK, cyclic_collector_off, default_jobs, verify_bundle
 from signet_gateway.log import key as log_key
 from signet_gateway.log.note import Verifier as NoteVerifier
 from signet_gateway.verify.pubkeys import DevicePublicKey
@@ -163,22 +162,18 @@ def _replay_cpu(data: bytes, verifier: NoteVerifier, keys: dict[bytes, DevicePub
         digest = hashlib.sha256(payload).digest()
         fed.append((rec.kid.hex(), rec.payload, payload, digest, record.raw, record.received_ms))
     period = content["period"]
-    collecting = gc.isenabled()
-    gc.disable()  # as verify_bundle runs it
-    cpu = time.process_time()
-    replay = Replay(bundle.keys, bundle.findings, Rules.from_json(content["rules"]))
-    try:
-        for i, parts in enumerate(fed, 1):
-            replay.apply(*parts)
-            if i % CHUNK == 0:
-                replay.flush()
-        replay.report(content["device"], period["from"], period["to"], content["as_of_ms"])
-    finally:
-        replay.close()
-        cpu = time.process_time() - cpu
-        if collecting:
-            gc.enable()
-    return cpu
+    with cyclic_collector_off():  # as verify_bundle runs it
+        cpu = time.process_time()
+        replay = Replay(bundle.keys, bundle.findings, Rules.from_json(content["rules"]))
+        try:
+            for i, parts in enumerate(fed, 1):
+                replay.apply(*parts)
+                if i % CHUNK == 0:
+                    replay.flush()
+            replay.report(content["device"], period["from"], period["to"], content["as_of_ms"])
+        finally:
+            replay.close()
+        return time.process_time() - cpu
 
 
 def run(records: int = 100_000, raw_seconds: float = 5.0) -> AuditBench:

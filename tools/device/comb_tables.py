@@ -7,8 +7,8 @@ into a firmware, and as those bytes alone (comb_<curve>.bin), a data file that a
 installed from files reads a point at a time (ec.comb_table). Either way a signature's
 k*G costs 9 doublings and 38 additions instead of the 21 and 44 of the comb a board
 would otherwise build in its heap. The .bin is committed because mip copies a board's
-files from the repository by URL; `signet device flash` copies it too. ec.py checks the
-file's SHA-256 (comb._FILE_SHA256) before using it. Regenerate with
+files from the repository by URL; `signet device flash` copies it too. comb.open_table
+checks the file's SHA-256 (comb._FILE_SHA256) before using it. Regenerate with
 `python -m signet_tools.device.comb_tables` after changing the comb's shape or layout
 (and update comb._FILE_SHA256 to the digests it prints); host_tests/firmware/
 test_comb_tables.py checks that the files and the digests match.
@@ -24,8 +24,10 @@ from signet import comb, ec
 from .micropython import FIRMWARE_LIB
 
 CURVES = ("p256", "secp256k1")
-TEETH = 7  # at most 7: a recoded digit's bit 7 is its sign
-TABLES = 4
+# The shape the firmware reads its table's file in (at most 7 teeth: a recoded digit's
+# bit 7 is its sign).
+TEETH = comb.FILE_TEETH
+TABLES = comb.FILE_TABLES
 _PER_LINE = 16  # bytes per source line
 
 
@@ -34,7 +36,7 @@ def path(curve: str) -> Path:
 
 
 def bin_path(curve: str) -> Path:
-    """The table's file: where ec.table_path looks for it, beside the package's modules."""
+    """The table's file: where ec.comb_table looks for it, beside the package's modules."""
     return FIRMWARE_LIB / "signet" / f"comb_{curve}.bin"
 
 
