@@ -7,17 +7,9 @@ import gc
 
 from . import forget
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-
-    def const(x):
-        return x
-
-
 # A chip that failed its self-test, no fallback key: how long the agent tries to
 # deliver the evt that says so before it stops.
-REFUSED_DELIVERY_MS = const(30000)
+REFUSED_DELIVERY_MS = 30000
 
 
 def main(config):
