@@ -21,6 +21,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
+from signet_tools.pi.paho_transport import Payload
+
 Clock = Callable[[], float]
 
 
@@ -119,7 +121,7 @@ class LinkTransport:
         self._check()
         self.inner.subscribe(topic)
 
-    def publish(self, topic: str, payload: bytes | memoryview, retain: bool = False) -> None:
+    def publish(self, topic: str, payload: Payload, retain: bool = False) -> None:
         self._check()
         self.inner.publish(topic, payload, retain)
         self.published += 1

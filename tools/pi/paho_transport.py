@@ -2,7 +2,8 @@
 firmware/lib/signet/mqtt.py (umqtt.simple on devices).
 
 Contract (docs/AGENT.md): connect(will_topic, will_payload) raises OSError; subscribe(topic);
-publish(topic, payload, retain=False) at QoS 1; poll() never blocks and delivers incoming
+publish(topic, payload, retain=False) at QoS 1 (payload: bytes, or a catch-up batch
+that streams itself: `write_to(write)`); poll() never blocks and delivers incoming
 messages to the callback; ping(); disconnect() is clean; close() drops the connection without
 DISCONNECT so the broker publishes the will; set_callback(cb(topic: str, payload: bytes)).
 
@@ -31,12 +32,23 @@ import socket
 import ssl
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
 Callback = Callable[[str, bytes], None]
+
+
+class StreamedPayload(Protocol):
+    """A message that writes itself in pieces (the link's catch-up batch, firmware link.py)."""
+
+    def __len__(self) -> int: ...
+
+    def write_to(self, write: Callable[[memoryview], object]) -> None: ...
+
+
+Payload = bytes | bytearray | memoryview | StreamedPayload
 
 _QOS = 1
 # Packets handled per poll() at most: poll must return promptly even under a flood.
@@ -225,13 +237,19 @@ class PahoTransport:
         rc, _mid = client.subscribe(topic, qos=_QOS)
         self._check(rc)
 
-    def publish(
-        self, topic: str, payload: bytes | bytearray | memoryview, retain: bool = False
-    ) -> None:
-        """Queue at QoS 1 and write what the socket takes now; the rest goes out in poll()."""
+    def publish(self, topic: str, payload: Payload, retain: bool = False) -> None:
+        """Queue at QoS 1 and write what the socket takes now; the rest goes out in poll().
+
+        A catch-up batch (the link's streamed `_Batch`) is collected into bytes first: paho
+        queues whole messages, and a Pi has the memory a board saves by streaming it.
+        """
         client = self._live()
         if isinstance(payload, memoryview):
             payload = bytes(payload)
+        elif not isinstance(payload, (bytes, bytearray)):
+            whole = bytearray()
+            payload.write_to(whole.extend)
+            payload = bytes(whole)
         info = client.publish(topic, payload, qos=_QOS, retain=retain)
         # MQTT_ERR_QUEUE_SIZE cannot happen (unbounded queue); everything else is a failure.
         self._check(info.rc)

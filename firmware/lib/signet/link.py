@@ -4,7 +4,8 @@
 # dead-peer check (a hung broker keeps the TCP connection open and answers
 # nothing: dropped once nothing arrived for keepalive_s), the gateway's ack
 # (parsed, checked, applied to the journal), live publishes of the newest
-# record and catch-up batches built in one buffer allocated here.
+# record and catch-up batches, streamed from the journal (_Batch): RAM never
+# holds a batch, only _CHUNK bytes of it at a time, whatever batch_bytes is.
 # It only sends what is already journaled, and only the gateway's retained ack
 # prunes the journal, never an MQTT PUBACK (a broker may have no gateway
 # behind it). From the recorder it reads, once per step: `journal` (acked,
@@ -13,13 +14,10 @@
 # Low memory is not a network fault. A MemoryError inside a transport call
 # leaves the MQTT stream in an unknown state (half a packet may be out), so the
 # connection is closed and reopened, but at once after a gc.collect(), without
-# backoff, counted in memory_errors (not disconnects), and the catch-up batch
-# is halved. It grows back slowly: doubled after _GROW_AFTER full batches went
-# through at its size, and back to a size that failed only after _RETRY_AFTER
-# (twice as many after each new failure there, up to _RETRY_MAX): on a heap cut
-# into pieces, a size that cannot be had fails again, and each failure is a
-# reconnect. Handlers never format a message that could itself fail to allocate
-# and escape step().
+# backoff, counted in memory_errors (not disconnects). Nothing under a publish
+# is asked for more than _CHUNK bytes or one record at a time, so a smaller
+# batch would need no less memory: the batch keeps its size. Handlers never
+# format a message that could itself fail to allocate and escape step().
 #
 # May import: record (for MAX_SAFE_INT) only; the transport is handed in
 # (mqtt.py on MicroPython, tools/pi/paho_transport.py on CPython), so this module
@@ -38,10 +36,10 @@ except ImportError:  # CPython
 
 
 _BATCH_HEAD = const(3)  # room for a CBOR array head (count < 65536)
-_BATCH_MIN = const(1030)  # smallest catch-up batch after low memory: one 1 KiB record + heads
-_GROW_AFTER = const(4)  # full batches at a size before doubling it
-_RETRY_AFTER = const(16)  # ... before doubling it to a size that failed
-_RETRY_MAX = const(1024)
+# A batch goes out in pieces of up to this many bytes: whole elements (bstr head and
+# record) copied from the journal's frame buffer, so a TLS socket makes one TLS
+# record of several journal records, not two per record.
+_CHUNK = const(512)
 
 
 def parse_ack(data):
@@ -79,12 +77,8 @@ class Link:
         self._ack_wait = mqtt_cfg["ack_wait_ms"]
         self._bmin = mqtt_cfg["backoff_min_ms"]
         self._bmax = mqtt_cfg["backoff_max_ms"]
-        # One catch-up buffer for the link's life: a batch never allocates.
-        self._batch = memoryview(bytearray(mqtt_cfg["batch_bytes"]))
-        self._batch_limit = mqtt_cfg["batch_bytes"]  # halved after a MemoryError
-        self._batch_failed = 0  # the smallest limit a MemoryError came at (0: none)
-        self._batch_full = 0  # full batches through at _batch_limit
-        self._retry_after = _RETRY_AFTER
+        self._batch_bytes = mqtt_cfg["batch_bytes"]  # the largest catch-up message
+        self._batch = _Batch()  # one for the link's life: a catch-up never allocates one
         self.connected = False
         self._failures = 0
         self._next_try = 0
@@ -178,16 +172,6 @@ class Link:
         # journal still holds everything, so nothing is lost, only resent.
         gc.collect()
         self.memory_errors += 1
-        limit = self._batch_limit
-        if self._batch_failed and limit >= self._batch_failed:
-            if self._retry_after < _RETRY_MAX:  # failed again where it failed before
-                self._retry_after *= 2
-        else:
-            self._batch_failed = limit
-            self._retry_after = _RETRY_AFTER
-        limit //= 2
-        self._batch_limit = limit if limit > _BATCH_MIN else _BATCH_MIN
-        self._batch_full = 0
         if self.connected:
             self._close()
         self._next_try = now
@@ -286,73 +270,114 @@ class Link:
         self.records_sent += count
 
     def _publish_batch(self, j):
-        # [+ bstr]: each element the exact journaled bytes, oldest first. Elements
-        # are written after a gap of _BATCH_HEAD bytes; the array head goes right
-        # before them once the count is known, so nothing is copied twice.
-        buf = self._batch
-        cap = self._batch_limit
-        pos = _BATCH_HEAD
-        count = 0
-        last = self._cursor
-        first = None
-        full = False  # stopped by the limit, not by the end of the journal
-        it = j.pending(self._cursor, True)  # views into the journal's buffer: copied here
+        # Sized here from one read of the journal; written by the transport's publish()
+        # through _Batch.write_to, from a second read (MQTT sends the length first).
+        cap = self._batch_bytes - _BATCH_HEAD
+        after = last = self._cursor
+        size = count = first = 0
+        it = j.pending(after, True)
         try:
             for n, rec in it:
-                size = len(rec)
-                head = 2 if size < 256 else 3
-                if pos + head + size > cap:
-                    full = True
+                length = len(rec)
+                element = length + (2 if length < 256 else 3)
+                if size + element > cap:
                     break
-                if size < 256:
-                    buf[pos] = 0x58
-                    buf[pos + 1] = size
-                else:
-                    buf[pos] = 0x59
-                    buf[pos + 1] = size >> 8
-                    buf[pos + 2] = size & 0xFF
-                pos += head
-                buf[pos : pos + size] = rec
-                pos += size
-                if first is None:
-                    first = pos - size
+                if not count:
+                    first = length
+                size += element
                 count += 1
                 last = n
         finally:
             it.close()  # a generator: releases the segment file it has open
         if count == 0:
             return
-        if count == 1:
-            self._publish(buf[first:pos], last, 1)
-        else:
+        self._batch.arm(j, after, last, count, first if count == 1 else size)
+        self._publish(self._batch, last, count)
+
+
+class _Batch:
+    """One catch-up message, streamed: [+ bstr] oldest first, or a lone record bare.
+
+    len() is the message's size, known before a byte of it goes out; write_to(write)
+    reads the same records from the journal again and hands them to write() in pieces
+    of up to _CHUNK bytes (a record longer than that alone). The transport calls
+    write_to from inside its publish (mqtt.py: umqtt.simple writes the payload with
+    sock.write); a transport that needs the bytes whole collects them the same way.
+    """
+
+    def __init__(self):
+        self._buf = memoryview(bytearray(_CHUNK))
+        self._journal = None
+        self._after = self._last = self._count = self._size = 0
+
+    def arm(self, journal, after, last, count, elements):
+        """The records after..last, count of them, elements bytes of bstr heads and records
+        (for a lone record: its own length, sent bare)."""
+        self._journal = journal
+        self._after = after
+        self._last = last
+        self._count = count
+        head = 0 if count == 1 else 1 if count < 24 else 2 if count < 256 else 3
+        self._size = head + elements
+
+    def __len__(self):
+        return self._size
+
+    def write_to(self, write):
+        buf = self._buf
+        count = self._count
+        pos = 0
+        if count > 1:  # the array head: its count is known
             if count < 24:
-                start = _BATCH_HEAD - 1
-                buf[start] = 0x80 | count
+                buf[0] = 0x80 | count
+                pos = 1
             elif count < 256:
-                start = _BATCH_HEAD - 2
-                buf[start] = 0x98
-                buf[start + 1] = count
+                buf[0] = 0x98
+                buf[1] = count
+                pos = 2
             else:
-                start = 0
                 buf[0] = 0x99
                 buf[1] = count >> 8
                 buf[2] = count & 0xFF
-            self._publish(buf[start:pos], last, count)
-        if not full:
-            return
-        # A full batch went through at cap: after enough of them, twice the size.
-        failed = self._batch_failed
-        if cap >= failed:
-            failed = self._batch_failed = 0  # went through where it once failed: forgotten
-        size = len(buf)
-        if cap < size:
-            self._batch_full += 1
-            grown = cap * 2 if cap * 2 < size else size
-            if self._batch_full >= (
-                self._retry_after if failed and grown >= failed else _GROW_AFTER
-            ):
-                self._batch_limit = grown
-                self._batch_full = 0
+                pos = 3
+        total = pos
+        sent = 0
+        it = self._journal.pending(self._after, True)  # views into the journal's buffer
+        try:
+            for n, rec in it:
+                if n > self._last:
+                    break
+                size = len(rec)
+                head = 0 if count == 1 else 2 if size < 256 else 3
+                if pos + head + size > _CHUNK and pos:
+                    write(buf[:pos])
+                    pos = 0
+                if head == 2:
+                    buf[pos] = 0x58
+                    buf[pos + 1] = size
+                elif head:
+                    buf[pos] = 0x59
+                    buf[pos + 1] = size >> 8
+                    buf[pos + 2] = size & 0xFF
+                pos += head
+                if pos + size > _CHUNK:  # longer than a piece: its head, then itself
+                    if pos:
+                        write(buf[:pos])
+                        pos = 0
+                    write(rec)
+                else:
+                    buf[pos : pos + size] = rec
+                    pos += size
+                total += head + size
+                sent += 1
+        finally:
+            it.close()
+        if pos:
+            write(buf[:pos])
+        if sent != count or total != self._size:
+            # Fewer bytes than the length announced: the MQTT stream is broken and the
+            # link drops the connection; everything is still journaled and is resent.
+            raise OSError("journal changed under a catch-up batch")
 
 
 def _log(platform, fmt, arg):

@@ -10,6 +10,9 @@
 # brought bytes (`rx`): the link's proof that the broker still answers. The
 # CONNACK wait is bounded too (umqtt.simple >= 1.4 takes a connect timeout): a
 # hung broker's kernel still accepts the TCP connection and then says nothing.
+# A catch-up batch is handed to publish() as an object with len() and write_to()
+# (link._Batch), never as bytes: umqtt.simple sizes the packet with len(msg) and
+# writes it with sock.write(msg), and the wrapper lets the batch stream itself.
 
 
 class _TimeoutSocket:
@@ -35,8 +38,12 @@ class _TimeoutSocket:
             self.rx += 1
         return data
 
-    def write(self, *args):
-        return self._s.write(*args)
+    def write(self, data, *n):
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            return self._s.write(data, *n)
+        # A catch-up batch (link._Batch): umqtt.simple's publish() took its len() for the
+        # packet header and now writes it; it streams itself from the journal in pieces.
+        return data.write_to(self._s.write)
 
     def close(self):
         return self._s.close()

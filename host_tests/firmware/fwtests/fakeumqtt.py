@@ -36,6 +36,7 @@ class FakeSocket:
         self.incoming = bytearray()  # bytes the broker sent, not read yet
         self.clock = clock  # a blocking read that times out costs the timeout
         self.on_close = None  # the broker's: a closed TCP connection ends the session
+        self.sink = None  # while a publish writes its payload: takes each piece written
 
     def _mode(self, mode):
         self.modes.append(mode)
@@ -68,6 +69,8 @@ class FakeSocket:
     def write(self, data, n=None):
         if self.dead:
             raise OSError(_ECONNRESET)
+        if self.sink is not None:
+            self.sink(data if n is None else data[:n])
         return len(data) if n is None else n
 
     def close(self):
@@ -96,14 +99,28 @@ class Gateway:
         self.kid = None
         self.keep = True  # False: remember only numbers above the ack (soak)
         self.seen = set()
+        self.reader = None  # the soak's: reads a message as it comes (forget_payloads)
+
+    def forget_payloads(self):
+        """Ack without keeping payloads, each record read as the socket brings it: the
+        fake then holds one record, never a message, so the heap a soak needs is the
+        device's."""
+        self.keep = False
+        self.reader = _Reader()
 
     def on_message(self, topic, payload):
+        """payload: the message's bytes, or None when the reader stored its records."""
         if not self.online:
             return  # the broker PUBACKed; nobody stored it
         self.messages += 1
         self.kid = topic.split("/")[2]
+        if payload is None:
+            if self.reader.count > 1:
+                self.batches += 1
+            self._publish_ack()
+            return
         if payload[0] == 0xD2:
-            self._store(payload)
+            self.store(payload)
             self._publish_ack()
             return
         items = minicbor.loads(payload) if self.keep else _elements(payload)
@@ -112,10 +129,10 @@ class Gateway:
         if self.keep:
             self.batch_sizes.append(len(payload))
         for rec in items:
-            self._store(rec)
+            self.store(rec)
         self._publish_ack()
 
-    def _store(self, rec):
+    def store(self, rec):
         if not self.keep:
             # n and k are the payload map's 3rd and 2nd keys (deterministic order):
             # read in place, only a boot record decoded whole.
@@ -176,6 +193,65 @@ class Gateway:
                 want = hashlib.sha256(self.records[prev]).digest()
                 assert self.fields(cur)["p"] == want, "chain break between %d and %d" % (prev, cur)
         return len(ns)
+
+
+class _Reader:
+    """A message read as the socket brings it, a record at a time: a bare COSE_Sign1
+    (0xd2) or an array of bstr. Holds one record (a buffer allocated once)."""
+
+    def __init__(self):
+        self._rec = memoryview(bytearray(cose.MAX_RECORD_BYTES))
+        self._head = bytearray(3)
+        self.count = 0
+
+    def start(self, size, store):
+        self._store = store
+        self._left = size  # message bytes not fed yet
+        self._first = True  # the message's first head (or a bare record) still to come
+        self._hn = 0  # head bytes collected
+        self._want = 0  # bytes the record being read still needs (0: reading a head)
+        self._have = 0
+        self.count = 0
+
+    def feed(self, piece):
+        i, n = 0, len(piece)
+        left = self._left
+        self._left -= n
+        while i < n:
+            if self._want:
+                take = min(self._want, n - i)
+                self._rec[self._have : self._have + take] = piece[i : i + take]
+                self._have += take
+                self._want -= take
+                i += take
+                if not self._want:
+                    self._store(self._rec[: self._have])
+                    self.count += 1
+                continue
+            b = piece[i]
+            if self._first and b == 0xD2:  # a lone record: the rest of the message
+                self._first = False
+                self._want, self._have = left - i, 0
+                continue
+            self._head[self._hn] = b
+            self._hn += 1
+            i += 1
+            lead = self._head[0]
+            need = 1 + (1 if lead in (0x58, 0x98) else 2 if lead in (0x59, 0x99) else 0)
+            if self._hn < need:
+                continue
+            value = 0
+            for k in range(1, need):
+                value = value << 8 | self._head[k]
+            self._hn = 0
+            if self._first:  # the array head: its count is not needed
+                self._first = False
+            else:
+                self._want, self._have = value, 0
+
+    def complete(self):
+        """Every byte announced came, and the last record is whole."""
+        return self._left == 0 and not self._want and not self._hn
 
 
 def _elements(batch):
@@ -250,11 +326,17 @@ class Broker:
                 self.wills += 1
                 self.retained[client.lw_topic] = client.lw_msg
 
-    def publish(self, client, topic, msg, retain):
+    def reads_as_it_comes(self, topic):
+        """True if the gateway reads this message from the socket as it arrives."""
+        g = self.gateway
+        return g.reader is not None and g.online and not self.silent and topic.endswith("/rec")
+
+    def publish(self, client, topic, msg, retain, size):
+        """msg: the payload, or None when the gateway read it as it came (its records stored)."""
         if self.silent:
             return  # bytes in a socket buffer nobody reads
         if self.keep_log:
-            self.published.append((topic, retain, len(msg)))
+            self.published.append((topic, retain, size))
             if len(self.published) > 64:
                 self.published.pop(0)
         if retain:
@@ -339,10 +421,31 @@ class MQTTClient:
 
     def publish(self, topic, msg, retain=False, qos=0):
         self._alive()
-        self.sock.write(msg)
-        # A gateway that keeps nothing (the soak) reads the message before this
-        # returns: no copy, so the heap the soak needs is the device's, not the fake's.
-        broker.publish(self, _text(topic), bytes(msg) if broker.gateway.keep else msg, retain)
+        topic = _text(topic)
+        size = len(msg)  # as umqtt.simple: the packet's length goes out before the payload
+        streamed = broker.reads_as_it_comes(topic)
+        if streamed:  # the soak: records stored as they arrive, the message never held
+            reader = broker.gateway.reader
+            reader.start(size, broker.gateway.store)
+            sink = reader.feed
+        else:
+            pieces = []
+
+            def sink(piece):
+                pieces.append(bytes(piece))
+
+        self.raw.sink = sink
+        try:
+            self.sock.write(msg)  # through the transport's wrapper: a batch streams itself
+        finally:
+            self.raw.sink = None
+        if streamed:
+            payload = None
+            assert broker.gateway.reader.complete(), "payload shorter than announced"
+        else:
+            payload = b"".join(pieces)
+            assert len(payload) == size, "payload %d bytes, %d announced" % (len(payload), size)
+        broker.publish(self, topic, payload, retain, size)
         if qos == 1:
             self.sock.setblocking(True)  # as umqtt's wait_msg() does
             while True:  # what came before the PUBACK is handled on the way, as wait_msg()

@@ -40,7 +40,7 @@ def main():
     platform = FakePlatform(log_ring=1)
     broker = fakeumqtt.Broker(platform)
     broker.keep_log = False
-    broker.gateway.keep = False  # ack without keeping payloads: RAM is the device's
+    broker.gateway.forget_payloads()  # ack without keeping payloads: RAM is the device's
     fakeumqtt.broker = broker
     transport = UmqttTransport.from_config(cfg.mqtt, signer().device_id, fakeumqtt.MQTTClient)
     agent = Agent(cfg, platform, signer(), transport, Files(directory, sync=False))
