@@ -39,11 +39,11 @@ class _TimeoutSocket:
         return data
 
     def write(self, data, *n):
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            return self._s.write(data, *n)
-        # A catch-up batch (link._Batch): umqtt.simple's publish() took its len() for the
-        # packet header and now writes it; it streams itself from the journal in pieces.
-        return data.write_to(self._s.write)
+        if hasattr(data, "write_to"):
+            # A catch-up batch (link._Batch): umqtt.simple's publish() took its len() for
+            # the packet header and now writes it; it streams itself from the journal.
+            return data.write_to(self._s.write)
+        return self._s.write(data, *n)  # bytes, bytearray, memoryview; umqtt writes str too
 
     def close(self):
         return self._s.close()

@@ -434,6 +434,11 @@ class MQTTClient:
             def sink(piece):
                 pieces.append(bytes(piece))
 
+        # What umqtt.simple writes before the payload, the topic as given (a str too).
+        self.sock.write(b"\x32\0\0\0", 4)
+        self.sock.write(b"\0\0")
+        self.sock.write(topic)
+        self.sock.write(b"\0\1", 2)
         self.raw.sink = sink
         try:
             self.sock.write(msg)  # through the transport's wrapper: a batch streams itself
