@@ -279,7 +279,7 @@ class Link:
         try:
             for n, rec in it:
                 length = len(rec)
-                element = length + (2 if length < 256 else 3)
+                element = length + _head_bytes(length)
                 if size + element > cap:
                     break
                 if not count:
@@ -317,8 +317,7 @@ class _Batch:
         self._after = after
         self._last = last
         self._count = count
-        head = 0 if count == 1 else 1 if count < 24 else 2 if count < 256 else 3
-        self._size = head + elements
+        self._size = (_head_bytes(count) if count > 1 else 0) + elements
 
     def __len__(self):
         return self._size
@@ -326,20 +325,7 @@ class _Batch:
     def write_to(self, write):
         buf = self._buf
         count = self._count
-        pos = 0
-        if count > 1:  # the array head: its count is known
-            if count < 24:
-                buf[0] = 0x80 | count
-                pos = 1
-            elif count < 256:
-                buf[0] = 0x98
-                buf[1] = count
-                pos = 2
-            else:
-                buf[0] = 0x99
-                buf[1] = count >> 8
-                buf[2] = count & 0xFF
-                pos = 3
+        pos = _head(buf, 0, 0x80, count) if count > 1 else 0  # the array's
         total = pos
         sent = 0
         it = self._journal.pending(self._after, True)  # views into the journal's buffer
@@ -348,18 +334,12 @@ class _Batch:
                 if n > self._last:
                     break
                 size = len(rec)
-                head = 0 if count == 1 else 2 if size < 256 else 3
+                head = _head_bytes(size) if count > 1 else 0
                 if pos + head + size > _CHUNK and pos:
                     write(buf[:pos])
                     pos = 0
-                if head == 2:
-                    buf[pos] = 0x58
-                    buf[pos + 1] = size
-                elif head:
-                    buf[pos] = 0x59
-                    buf[pos + 1] = size >> 8
-                    buf[pos + 2] = size & 0xFF
-                pos += head
+                if head:
+                    pos = _head(buf, pos, 0x40, size)  # the record's bstr
                 if pos + size > _CHUNK:  # longer than a piece: its head, then itself
                     if pos:
                         write(buf[:pos])
@@ -378,6 +358,25 @@ class _Batch:
             # Fewer bytes than the length announced: the MQTT stream is broken and the
             # link drops the connection; everything is still journaled and is resent.
             raise OSError("journal changed under a catch-up batch")
+
+
+def _head_bytes(value):
+    return 1 if value < 24 else 2 if value < 256 else 3
+
+
+def _head(buf, pos, major, value):
+    # A deterministic CBOR head (value < 65536) at buf[pos]; returns the position after it.
+    if value < 24:
+        buf[pos] = major | value
+        return pos + 1
+    if value < 256:
+        buf[pos] = major | 24
+        buf[pos + 1] = value
+        return pos + 2
+    buf[pos] = major | 25
+    buf[pos + 1] = value >> 8
+    buf[pos + 2] = value & 0xFF
+    return pos + 3
 
 
 def _log(platform, fmt, arg):

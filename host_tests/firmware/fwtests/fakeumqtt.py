@@ -197,14 +197,17 @@ class Gateway:
 
 class _Reader:
     """A message read as the socket brings it, a record at a time: a bare COSE_Sign1
-    (0xd2) or an array of bstr. Holds one record (a buffer allocated once)."""
+    (0xd2) or an array of bstr. Holds one record (a buffer allocated once, at the first
+    message: after the agent's start-up, whose first signature sets the soak's heap)."""
 
     def __init__(self):
-        self._rec = memoryview(bytearray(cose.MAX_RECORD_BYTES))
+        self._rec = None
         self._head = bytearray(3)
         self.count = 0
 
     def start(self, size, store):
+        if self._rec is None:
+            self._rec = memoryview(bytearray(cose.MAX_RECORD_BYTES))
         self._store = store
         self._left = size  # message bytes not fed yet
         self._first = True  # the message's first head (or a bare record) still to come
