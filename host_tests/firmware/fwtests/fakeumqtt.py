@@ -197,23 +197,19 @@ class Gateway:
 
 class _Reader:
     """A message read as the socket brings it, a record at a time: a bare COSE_Sign1
-    (0xd2) or an array of bstr. Holds one record (a buffer allocated once, at the first
-    message: after the agent's start-up, whose first signature sets the soak's heap)."""
+    (0xd2) or an array of bstr, each record read in place from the piece that brought
+    it (the agent never splits one across writes: checked), nothing copied."""
 
     def __init__(self):
-        self._rec = None
         self._head = bytearray(3)
         self.count = 0
 
     def start(self, size, store):
-        if self._rec is None:
-            self._rec = memoryview(bytearray(cose.MAX_RECORD_BYTES))
         self._store = store
         self._left = size  # message bytes not fed yet
         self._first = True  # the message's first head (or a bare record) still to come
         self._hn = 0  # head bytes collected
-        self._want = 0  # bytes the record being read still needs (0: reading a head)
-        self._have = 0
+        self._want = 0  # bytes of the next record (0: reading a head)
         self.count = 0
 
     def feed(self, piece):
@@ -222,35 +218,38 @@ class _Reader:
         self._left -= n
         while i < n:
             if self._want:
-                take = min(self._want, n - i)
-                self._rec[self._have : self._have + take] = piece[i : i + take]
-                self._have += take
-                self._want -= take
-                i += take
-                if not self._want:
-                    self._store(self._rec[: self._have])
-                    self.count += 1
+                i = self._body(piece, i, n)
                 continue
             b = piece[i]
             if self._first and b == 0xD2:  # a lone record: the rest of the message
                 self._first = False
-                self._want, self._have = left - i, 0
+                self._want = left - i
                 continue
             self._head[self._hn] = b
             self._hn += 1
             i += 1
             lead = self._head[0]
-            need = 1 + (1 if lead in (0x58, 0x98) else 2 if lead in (0x59, 0x99) else 0)
+            low = lead & 0x1F
+            need = 1 + (1 if low == 24 else 2 if low == 25 else 0)
             if self._hn < need:
                 continue
-            value = 0
+            value = low if need == 1 else 0
             for k in range(1, need):
                 value = value << 8 | self._head[k]
             self._hn = 0
             if self._first:  # the array head: its count is not needed
                 self._first = False
             else:
-                self._want, self._have = value, 0
+                self._want = value
+
+    def _body(self, piece, i, n):
+        # The agent writes each record whole, in one piece (link._Batch): read in place.
+        want = self._want
+        assert n - i >= want, "a record split across writes"
+        self._want = 0
+        self._store(piece[i : i + want])
+        self.count += 1
+        return i + want
 
     def complete(self):
         """Every byte announced came, and the last record is whole."""
