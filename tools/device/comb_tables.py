@@ -1,11 +1,11 @@
 """The precomputed comb tables of the firmware's k*G: firmware/lib/signet/comb_<curve>.py
 and comb_<curve>.bin.
 
-Each is the firmware's own comb.build for 7 teeth and four tables (256 points, 16 KiB),
+Each is the firmware's own comb.build for 8 teeth and four tables (512 points, 32 KiB),
 written out twice: as bytes constants (comb_<curve>.py), which stay in flash when frozen
 into a firmware, and as those bytes alone (comb_<curve>.bin), a data file that a board
 installed from files reads a point at a time (ec.comb_table). Either way a signature's
-k*G costs 9 doublings and 38 additions instead of the 21 and 44 of the comb a board
+k*G costs 8 doublings and 33 additions instead of the 21 and 44 of the comb a board
 would otherwise build in its heap. The .bin is committed because mip copies a board's
 files from the repository by URL; `signet device flash` copies it too. comb.open_table
 checks the file's SHA-256 (comb._FILE_SHA256) before using it. Regenerate with
@@ -24,8 +24,8 @@ from signet import comb, ec
 from .micropython import FIRMWARE_LIB
 
 CURVES = ("p256", "secp256k1")
-# The shape the firmware reads its table's file in (at most 7 teeth: a recoded digit's
-# bit 7 is its sign).
+# The shape the firmware reads its table's file in (at most 8 teeth: a recoded digit's
+# bit 8 is its sign).
 TEETH = comb.FILE_TEETH
 TABLES = comb.FILE_TABLES
 _PER_LINE = 16  # bytes per source line
@@ -41,7 +41,7 @@ def bin_path(curve: str) -> Path:
 
 
 def table(curve: str) -> bytes:
-    """The table's bytes: 256 points of 64 bytes, x then y big-endian (comb.build's)."""
+    """The table's bytes: 512 points of 64 bytes, x then y big-endian (comb.build's)."""
     return b"".join(bytes(piece) for piece in comb.build(ec.curve_by_name(curve), TEETH, TABLES))
 
 

@@ -10,7 +10,7 @@
 # then y, 32 bytes big-endian each. 1 KiB pieces still fit a fragmented MicroPython
 # heap where one 4 KiB block may not. Built in small chunks, so the transient heap
 # stays a few KiB. The precomputed tables (comb_p256.py, comb_secp256k1.py, and their
-# bytes alone in comb_p256.bin, comb_secp256k1.bin) are this build's output for 7 teeth
+# bytes alone in comb_p256.bin, comb_secp256k1.bin) are this build's output for 8 teeth
 # and four tables (tools/device/comb_tables.py); ec._read reads the .bin a point at a
 # time.
 
@@ -27,16 +27,16 @@ except ImportError:  # CPython
 _PIECE_POINTS = const(16)  # points per 1 KiB piece
 _FIELD_BYTES = const(32)
 _BUILD_POINTS = const(8)  # points normalised per field inversion
-# The precomputed table's file (tools/device/comb_tables.py): 7 teeth, four tables,
-# 256 points of 64 bytes, and the SHA-256 of those bytes.
-FILE_TEETH = const(7)
+# The precomputed table's file (tools/device/comb_tables.py): 8 teeth, four tables,
+# 512 points of 64 bytes, and the SHA-256 of those bytes.
+FILE_TEETH = const(8)
 FILE_TABLES = const(4)
-_FILE_BYTES = const(16384)
+_FILE_BYTES = const(32768)
 _FILE_SHA256 = {
-    "p256": b"\xba\x80\xe5\x0d\xdb\x3e\x96\xcb\xf0\xc7\x74\x97\xc4\xa3\xe2\x6b"
-    b"\xcd\xaf\x08\xf3\xe7\xb2\x08\xd4\xb8\x04\x7c\xba\x69\xdf\x65\xb6",
-    "secp256k1": b"\x0d\x95\x53\xac\xd7\xf5\x78\x33\xb1\xac\xc5\x33\x62\xd4\xcd\x0f"
-    b"\x95\xd6\x5d\x44\x82\x81\xe0\xc2\x95\xb7\xd4\x30\xb7\x62\x52\xc5",
+    "p256": b"\xb7\xa9\x30\xee\x53\x75\xc4\xd1\xf5\xdc\x31\xd7\x47\x28\x6f\x1e"
+    b"\xa5\xc7\x4a\x3f\xb1\x6f\x4a\xf9\x9a\x78\xcc\x32\x86\x80\x20\xfd",
+    "secp256k1": b"\xac\xfe\x67\x1b\xf8\x89\x8b\x1f\x44\x76\x6f\xbf\x54\x01\xc6\xfc"
+    b"\xc3\x38\xb0\x41\x89\x45\x8e\x99\xb6\x00\xa2\xff\xb5\xf1\x8c\x7a",
 }
 
 

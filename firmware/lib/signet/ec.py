@@ -13,10 +13,10 @@
 # - built at start (comb.py), once per curve, in the heap, where the precomputed
 #   one is not there: 6 teeth, two tables of 32 points (4 KiB), 21 doublings + 44
 #   additions per k*G;
-# - precomputed (comb_p256.py, comb_secp256k1.py): 7 teeth, four tables of 64
-#   points (16 KiB of constants), 9 doublings + 38 additions. Frozen into a
+# - precomputed (comb_p256.py, comb_secp256k1.py): 8 teeth, four tables of 128
+#   points (32 KiB of constants), 8 doublings + 33 additions. Frozen into a
 #   firmware they stay in flash and cost no heap; imported from a file they would
-#   take 16 KiB of it, so a board installed from files (.mpy or .py) reads the same
+#   take 32 KiB of it, so a board installed from files (.mpy or .py) reads the same
 #   points from the table's bytes in a file beside the modules (comb_p256.bin,
 #   comb_secp256k1.bin), one point per lookup, into one 64-byte buffer.
 #
@@ -40,11 +40,11 @@ except ImportError:  # CPython
 
 # The comb built at start: 6 teeth, two tables of 2^5 = 32 points = 4 KiB per
 # curve, 21 doublings + 44 additions per k*G (one table of 7 teeth, the same
-# 64 points: 37 + 38, 9% more instructions per record). At most 7 teeth: a
-# recoded digit's bit 7 is its sign.
+# 64 points: 37 + 38, 9% more instructions per record). At most 8 teeth: a
+# recoded digit's bit 8 is its sign.
 COMB_TEETH = const(6)
 COMB_TABLES = const(2)
-_NEGATIVE = const(0x80)  # sign flag on a recoded digit
+_NEGATIVE = const(0x100)  # sign flag on a recoded digit
 _FIELD_BYTES = const(32)
 
 
@@ -248,7 +248,7 @@ def _recode(k, digits, teeth, spacing):
         prev = digits[i - 1] * adjust
         carry |= x & prev
         digits[i] = x ^ prev
-        digits[i - 1] |= adjust << 7
+        digits[i - 1] |= adjust << 8
 
 
 def mul_base(curve, k):
@@ -259,7 +259,7 @@ def mul_base(curve, k):
     table, teeth, tables, get = comb_table(curve)
     p = curve.p
     a = curve.a
-    spacing = (255 + teeth) // teeth  # ceil(256 / teeth): 37 for 7 teeth
+    spacing = (255 + teeth) // teeth  # ceil(256 / teeth): 32 for 8 teeth
     cols = (spacing + tables) // tables  # columns per table: digits 0..spacing shared out
     size = 1 << (teeth - 1)  # points per table
     # The recoding needs an odd scalar: for even k use n - k (odd, as n is odd)
@@ -267,7 +267,7 @@ def mul_base(curve, k):
     negate = not k & 1
     if negate:
         k = curve.n - k
-    digits = bytearray(spacing + 1)
+    digits = [0] * (spacing + 1)  # not a bytearray: 8 bits of digit and a sign bit
     _recode(k, digits, teeth, spacing)
     X = Y = Z = 0  # infinity: the first addition sets the point
     col = cols - 1
@@ -278,7 +278,7 @@ def mul_base(curve, k):
         i = col
         while i <= spacing:  # the same positions for every scalar
             d = digits[i]
-            tx, ty = get(table, base + ((d & 0x7F) >> 1))
+            tx, ty = get(table, base + ((d & 0xFF) >> 1))
             if d & _NEGATIVE:
                 ty = p - ty
             X, Y, Z = _add_affine(X, Y, Z, tx, ty, p, a)

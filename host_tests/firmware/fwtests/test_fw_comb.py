@@ -10,7 +10,7 @@ from signet import comb, ec, ecdsa
 
 CURVES = ("p256", "secp256k1")
 _KEY = 0xC9AFA9D845BA75166B5C215767B1D6934E50C3DB36E89B127B8A622B120F6721
-_FILE_BYTES = 16384  # 256 points of 64 bytes
+_FILE_BYTES = 32768  # 512 points of 64 bytes
 _PRECOMPUTED = ec._PRECOMPUTED
 # Where the package's modules are, and the tables' files with them (as installed).
 _FOLDER = ec.__file__[: ec.__file__.rfind("/") + 1]
@@ -91,7 +91,7 @@ def test_the_table_file_gives_the_points_of_the_built_comb():
     for name in CURVES:
         curve = ec.curve_by_name(name)
         read = comb.open_table(curve, _table_path(name))
-        assert read is not None and read[1:] == (7, 4, ec._read)
+        assert read is not None and read[1:] == (8, 4, ec._read)
         from_file = _points(curve, read)
         assert from_file == _points(curve, _built(curve))
         assert from_file[0] == (curve.gx, curve.gy)
@@ -109,12 +109,12 @@ def test_from_files_the_comb_is_the_table_file():
         curve = ec.curve_by_name(name)
         ec.release_table(curve)
         if ec._PRECOMPUTED:  # CPython or frozen: the table imported, the same points
-            assert ec.comb_table(curve)[1:] == (7, 4, ec._get)
+            assert ec.comb_table(curve)[1:] == (8, 4, ec._get)
             imported = _points(curve, ec.comb_table(curve))
             assert imported == _points(curve, comb.open_table(curve, _table_path(name)))
             ec.release_table(curve)
         _without_the_imported_table()
-        assert ec.comb_table(curve)[1:] == (7, 4, ec._read)
+        assert ec.comb_table(curve)[1:] == (8, 4, ec._read)
         ec._PRECOMPUTED = _PRECOMPUTED
 
 
