@@ -25,7 +25,7 @@ from .micropython import FIRMWARE_LIB
 
 CURVES = ("p256", "secp256k1")
 # The shape the firmware reads its table's file in (at most 8 teeth: a recoded digit's
-# bit 8 is its sign).
+# sign is bit 7, beside a 7-bit table index).
 TEETH = comb.FILE_TEETH
 TABLES = comb.FILE_TABLES
 _PER_LINE = 16  # bytes per source line

@@ -43,8 +43,8 @@ BUILD_COMMANDS = {
 # the package is built into MicroPython's C code (machine, network, hashlib, ...).
 MIP_PACKAGES = ("umqtt.simple", "ntptime", "ssl")
 # Package files that only a frozen firmware holds: the precomputed comb tables as modules
-# (16 KiB of constants each) stay in flash there, while imported from a file they would
-# take 16 KiB of heap; a board's file install gets the same bytes as comb_<curve>.bin
+# (32 KiB of constants each) stay in flash there, while imported from a file they would
+# take 32 KiB of heap; a board's file install gets the same bytes as comb_<curve>.bin
 # instead (read a point at a time by ec.comb_table), so `signet device flash` and mip
 # leave the modules out. The .bin files are never frozen (a manifest's package() takes
 # only modules): a frozen firmware does not need them.

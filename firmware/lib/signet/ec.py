@@ -41,10 +41,10 @@ except ImportError:  # CPython
 # The comb built at start: 6 teeth, two tables of 2^5 = 32 points = 4 KiB per
 # curve, 21 doublings + 44 additions per k*G (one table of 7 teeth, the same
 # 64 points: 37 + 38, 9% more instructions per record). At most 8 teeth: a
-# recoded digit's bit 8 is its sign.
+# recoded digit is stored as its table index (7 bits) and its sign (bit 7).
 COMB_TEETH = const(6)
 COMB_TABLES = const(2)
-_NEGATIVE = const(0x100)  # sign flag on a recoded digit
+_NEGATIVE = const(0x80)  # sign flag on a recoded digit
 _FIELD_BYTES = const(32)
 
 
@@ -227,6 +227,8 @@ def _recode(k, digits, teeth, spacing):
     Plain comb digits first; then, column by column, an even digit borrows the
     previous column (which becomes negative: v*2^(i-1) = -v*2^(i-1) + v*2^i),
     so every digit is odd and points at a table entry. Carries run per tooth.
+    A digit, once final, is stored as its table index (an odd digit d is entry d >> 1)
+    with its sign in bit 7: a byte, for up to 8 teeth.
     """
     kb = k.to_bytes(_FIELD_BYTES + 1, "big")  # a comb spans up to 7 * 37 = 259 bits
     last = _FIELD_BYTES  # index of the least significant byte
@@ -248,7 +250,8 @@ def _recode(k, digits, teeth, spacing):
         prev = digits[i - 1] * adjust
         carry |= x & prev
         digits[i] = x ^ prev
-        digits[i - 1] |= adjust << 8
+        digits[i - 1] = (digits[i - 1] >> 1) | (adjust << 7)  # final: index and sign
+    digits[spacing] >>= 1
 
 
 def mul_base(curve, k):
@@ -267,7 +270,7 @@ def mul_base(curve, k):
     negate = not k & 1
     if negate:
         k = curve.n - k
-    digits = [0] * (spacing + 1)  # not a bytearray: 8 bits of digit and a sign bit
+    digits = bytearray(spacing + 1)
     _recode(k, digits, teeth, spacing)
     X = Y = Z = 0  # infinity: the first addition sets the point
     col = cols - 1
@@ -278,7 +281,7 @@ def mul_base(curve, k):
         i = col
         while i <= spacing:  # the same positions for every scalar
             d = digits[i]
-            tx, ty = get(table, base + ((d & 0xFF) >> 1))
+            tx, ty = get(table, base + (d & 0x7F))
             if d & _NEGATIVE:
                 ty = p - ty
             X, Y, Z = _add_affine(X, Y, Z, tx, ty, p, a)

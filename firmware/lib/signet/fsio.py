@@ -21,6 +21,7 @@ class Files:
 
     def __init__(self, root, sync=True):
         self.root = root.rstrip("/") or "/"
+        self._prefix = self.root + "/"  # a path is then one concatenation, not two
         self.sync = sync
         self.bytes_written = 0
         try:
@@ -29,7 +30,7 @@ class Files:
             pass
 
     def path(self, name):
-        return self.root + "/" + name
+        return self._prefix + name
 
     # -- reads -------------------------------------------------------------
 

@@ -37,9 +37,10 @@ except ImportError:  # CPython
 
 _BATCH_HEAD = const(3)  # room for a CBOR array head (count < 65536)
 # A batch goes out in pieces of up to this many bytes: whole elements (bstr head and
-# record) copied from the journal's frame buffer, so a TLS socket makes one TLS
-# record of several journal records, not two per record.
-_CHUNK = const(512)
+# record) copied from the journal's frame buffer, so a TLS socket makes one TLS record
+# of a record and its head (or of several short ones), not two. 256: a rev record is
+# about 180 bytes; 512 packed two a piece but cost a frozen agent's heap its margin.
+_CHUNK = const(256)
 
 
 def parse_ack(data):

@@ -441,9 +441,9 @@ def test_a_catch_up_batch_is_written_in_pieces_never_held_whole():
         carried.extend(_records_in(message, records))
     assert carried == records
     assert len(messages) == 2 and len(messages[0]) > 16000  # the batch is as large as allowed
-    # Up to 512 bytes a piece, whole elements each; the 900-byte record alone.
+    # Up to 256 bytes a piece, whole elements each; the 900-byte record alone.
     pieces = tr.pieces[0] + tr.pieces[1]
-    assert pieces.count(900) == 1 and max(p for p in pieces if p != 900) <= 512, pieces
+    assert pieces.count(900) == 1 and max(p for p in pieces if p != 900) <= 256, pieces
     assert rec.journal.reads == 4  # each batch read twice: sized, then written
 
 
