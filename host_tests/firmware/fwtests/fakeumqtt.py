@@ -198,62 +198,37 @@ class Gateway:
 class _Reader:
     """A message read as the socket brings it, a record at a time: a bare COSE_Sign1
     (0xd2) or an array of bstr, each record read in place from the piece that brought
-    it (the agent never splits one across writes: checked), nothing copied."""
-
-    def __init__(self):
-        self._head = bytearray(3)
-        self.count = 0
+    it (the agent never splits a record or a head across writes: checked)."""
 
     def start(self, size, store):
         self._store = store
         self._left = size  # message bytes not fed yet
-        self._first = True  # the message's first head (or a bare record) still to come
-        self._hn = 0  # head bytes collected
-        self._want = 0  # bytes of the next record (0: reading a head)
+        self._first = True
+        self._want = 0  # the size of a record whose head came at the end of a piece
         self.count = 0
 
     def feed(self, piece):
-        i, n = 0, len(piece)
-        left = self._left
-        self._left -= n
-        while i < n:
-            if self._want:
-                i = self._body(piece, i, n)
-                continue
-            b = piece[i]
-            if self._first and b == 0xD2:  # a lone record: the rest of the message
-                self._first = False
-                self._want = left - i
-                continue
-            self._head[self._hn] = b
-            self._hn += 1
-            i += 1
-            lead = self._head[0]
-            low = lead & 0x1F
-            need = 1 + (1 if low == 24 else 2 if low == 25 else 0)
-            if self._hn < need:
-                continue
-            value = low if need == 1 else 0
-            for k in range(1, need):
-                value = value << 8 | self._head[k]
-            self._hn = 0
-            if self._first:  # the array head: its count is not needed
-                self._first = False
+        self._left -= len(piece)
+        i = 0
+        if self._first:
+            self._first = False
+            if piece[0] == 0xD2:  # a lone record, written whole
+                self._want = len(piece)
             else:
-                self._want = value
-
-    def _body(self, piece, i, n):
-        # The agent writes each record whole, in one piece (link._Batch): read in place.
-        want = self._want
-        assert n - i >= want, "a record split across writes"
-        self._want = 0
-        self._store(piece[i : i + want])
-        self.count += 1
-        return i + want
+                _, _, i = minicbor._arg(piece, 0)  # the array head
+        while i < len(piece):
+            if not self._want:
+                _, self._want, i = minicbor._arg(piece, i)  # a record's bstr head
+                continue
+            assert len(piece) - i >= self._want, "a record split across writes"
+            self._store(piece[i : i + self._want])
+            self.count += 1
+            i += self._want
+            self._want = 0
 
     def complete(self):
         """Every byte announced came, and the last record is whole."""
-        return self._left == 0 and not self._want and not self._hn
+        return self._left == 0 and not self._want
 
 
 def _elements(batch):
